@@ -1,0 +1,37 @@
+# The project's commands. `make demo` and `make test` do all set-up on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CHROMIUM_EXECUTABLE ?= /usr/bin/chromium
+export CHROMIUM_EXECUTABLE
+
+.PHONY: demo test test-unit test-e2e install install-test chromium bench screenshots clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+install: $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+
+install-test: $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[test]'
+
+# Debian's Chromium for the Playwright suite (Playwright cannot download browsers here).
+chromium:
+	@if [ ! -x "$(CHROMIUM_EXECUTABLE)" ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
+	fi
+
+test: install-test chromium
+	$(BIN)/python -m pytest tests
+	@if ls e2e/test_*.py >/dev/null 2>&1; then $(BIN)/python -m pytest e2e; fi
+
+demo: install
+	$(BIN)/python -m opto_dashboard.demo
+
+bench: install-test
+	$(BIN)/python bench/overhead.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

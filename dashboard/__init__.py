@@ -1,0 +1,1 @@
+"""opto-dashboard: the live local web dashboard for OpenTrace telemetry."""

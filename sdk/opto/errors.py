@@ -1,0 +1,19 @@
+"""Exceptions users raise or catch."""
+
+from __future__ import annotations
+
+__all__ = ["RetryableError"]
+
+
+class RetryableError(Exception):
+    """Raised from a traced call to ask for a retry.
+
+    `retry_after` (seconds) replaces the backoff delay for that one retry, as an HTTP 429
+    `Retry-After` header asks.
+    """
+
+    def __init__(self, message: str = "", *, retry_after: float | None = None) -> None:
+        if retry_after is not None and retry_after < 0:
+            raise ValueError(f"retry_after must be >= 0 seconds, got {retry_after!r}")
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -1,0 +1,126 @@
+"""`opto.configure()`: wire OpenTelemetry SDK providers and exporters, never replacing the app's own."""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import sys
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from opentelemetry import metrics, trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import MetricReader
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+
+from . import semconv
+
+__all__ = ["configure", "shutdown"]
+
+logger = logging.getLogger("opto")
+DEFAULT_SHUTDOWN_TIMEOUT_S = 5.0
+
+
+@dataclass
+class _Installed:
+    """What configure() added, so shutdown() flushes exactly that."""
+
+    processors: list[SpanProcessor] = field(default_factory=list)
+    tracer_provider: TracerProvider | None = None
+    meter_provider: MeterProvider | None = None
+    atexit_registered: bool = False
+
+
+_installed = _Installed()
+_lock = threading.Lock()
+
+
+def _service_name(service_name: str | None) -> str:
+    if service_name:
+        return service_name
+    env = os.environ.get("OTEL_SERVICE_NAME")
+    if env:
+        return env
+    script = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    return script.removesuffix(".py") or "opto-app"
+
+
+def _app_tracer_provider() -> Any:
+    """The application's tracer provider, or None when only the API's proxy is installed."""
+    provider = trace.get_tracer_provider()
+    return None if isinstance(provider, trace.ProxyTracerProvider) else provider
+
+
+def _app_meter_provider() -> Any:
+    provider = metrics.get_meter_provider()
+    return None if type(provider).__name__ == "_ProxyMeterProvider" else provider
+
+
+def configure(
+    *,
+    service_name: str | None = None,
+    console: bool = False,
+    resource_attributes: Mapping[str, str | int | float | bool] | None = None,
+) -> None:
+    """Send OpenTrace telemetry somewhere.
+
+    If the application has not set a TracerProvider, an SDK one is installed with a resource
+    naming `service_name` (else `OTEL_SERVICE_NAME`, else the script's name); if it has, that
+    provider is kept and the exporters asked for here are added to it. `console=True` prints
+    finished spans. Calling it is optional: without it, spans go to whatever the app set up.
+    """
+    processors: list[SpanProcessor] = []
+    readers: list[MetricReader] = []
+    if console:
+        processors.append(BatchSpanProcessor(ConsoleSpanExporter()))
+    attrs: dict[str, Any] = {semconv.SERVICE_NAME: _service_name(service_name)}
+    attrs.update(resource_attributes or {})
+    _install(Resource.create(attrs), processors, readers)
+
+
+def _install(resource: Resource, processors: list[SpanProcessor], readers: list[MetricReader]) -> None:
+    with _lock:
+        provider = _app_tracer_provider()
+        if provider is None:
+            provider = TracerProvider(resource=resource, shutdown_on_exit=False)
+            trace.set_tracer_provider(provider)
+            _installed.tracer_provider = provider
+        if processors:
+            if not hasattr(provider, "add_span_processor"):
+                raise RuntimeError(
+                    f"the application's tracer provider {type(provider).__name__} cannot take span "
+                    "processors; configure exporters on it directly instead of through opto.configure()"
+                )
+            for processor in processors:
+                provider.add_span_processor(processor)
+                _installed.processors.append(processor)
+        if readers:
+            if _app_meter_provider() is None:
+                meter_provider = MeterProvider(resource=resource, metric_readers=readers, shutdown_on_exit=False)
+                metrics.set_meter_provider(meter_provider)
+                _installed.meter_provider = meter_provider
+            else:
+                logger.warning("the application has its own MeterProvider; opto metric exporters were not added to it")
+        if not _installed.atexit_registered:
+            atexit.register(shutdown)
+            _installed.atexit_registered = True
+
+
+def shutdown(timeout_s: float = DEFAULT_SHUTDOWN_TIMEOUT_S) -> None:
+    """Flush and stop what configure() installed, within `timeout_s`. Safe to call twice."""
+    with _lock:
+        processors, _installed.processors = _installed.processors, []
+        meter_provider, _installed.meter_provider = _installed.meter_provider, None
+    for processor in processors:
+        try:
+            processor.force_flush(int(timeout_s * 1000))
+            processor.shutdown()
+        except Exception:
+            logger.exception("opto: shutting down span processor %r failed", processor)
+    if meter_provider is not None:
+        meter_provider.shutdown(timeout_millis=timeout_s * 1000)

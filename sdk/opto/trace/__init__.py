@@ -1,0 +1,28 @@
+"""`opto.trace`: decorators and async primitives that report through OpenTelemetry.
+
+This module is callable: `@opto.trace` decorates a function, while `opto.trace.async_trace`,
+`opto.trace.AsyncQueue` and the other names below are its attributes.
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+from typing import Any
+
+from ._debug import set_async_debug
+from ._decorator import async_trace
+from ._decorator import trace as _trace
+from ._retry import RetryPolicy, set_testing
+
+__all__ = ["async_trace", "set_async_debug", "set_testing", "RetryPolicy"]
+
+
+class _TraceModule(types.ModuleType):
+    """The module object of `opto.trace`, callable as the `@opto.trace` decorator."""
+
+    def __call__(self, fn: Any = None, /, **options: Any) -> Any:
+        return _trace(fn, **options)
+
+
+sys.modules[__name__].__class__ = _TraceModule

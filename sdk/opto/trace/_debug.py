@@ -1,0 +1,113 @@
+"""Async debug mode: call logs, asyncio debug on the loop, creation stacks, slow-step events.
+
+All of it is off unless `set_async_debug(True)` or `async_trace(debug=True)` asks for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Coroutine, Generator
+from typing import Any, TypeVar
+
+from opentelemetry.trace import Span
+
+from ..telemetry import semconv
+
+__all__ = ["logger", "set_async_debug", "is_enabled", "creation_stack", "enable_loop_debug", "watch_steps"]
+
+T = TypeVar("T")
+logger = logging.getLogger("opto")
+_enabled = False
+_STACK_LIMIT = 12
+
+
+def set_async_debug(enabled: bool) -> None:
+    """Turn debug on (or off) for every traced call; `async_trace(debug=True)` does it for one."""
+    global _enabled
+    _enabled = bool(enabled)
+
+
+def is_enabled() -> bool:
+    return _enabled
+
+
+def creation_stack() -> str:
+    """Where the traced coroutine was awaited from, plus where its task was created (asyncio debug)."""
+    frame = sys._getframe(2)  # the caller of the traced wrapper
+    lines = traceback.format_list(traceback.extract_stack(frame, limit=_STACK_LIMIT))
+    task = asyncio.current_task()
+    source = getattr(task, "_source_traceback", None)  # recorded by asyncio in debug mode
+    if source:
+        lines.append(f"task {task.get_name()} created at:\n")  # type: ignore[union-attr]
+        lines.extend(traceback.format_list(source[-_STACK_LIMIT:]))
+    return "".join(lines)
+
+
+def enable_loop_debug(loop: asyncio.AbstractEventLoop) -> None:
+    """asyncio debug mode on a loop the SDK runs traced calls on."""
+    if not loop.get_debug():
+        loop.set_debug(True)
+
+
+_reported = threading.local()
+
+
+class _StepWatch:
+    """Drives a coroutine step by step, recording each step that blocks the loop too long."""
+
+    __slots__ = ("_coro", "_span", "_threshold")
+
+    def __init__(self, coro: Coroutine[Any, Any, T], span: Span, threshold: float) -> None:
+        self._coro = coro
+        self._span = span
+        self._threshold = threshold
+
+    def _check(self, t0: float, step: int) -> None:
+        t1 = time.perf_counter()
+        dt = t1 - t0
+        if dt < self._threshold or getattr(_reported, "until", 0.0) >= t0:
+            return  # fast, or a traced call nested in this step already reported it
+        _reported.until = t1
+        frame = self._coro.cr_frame
+        where = f"{frame.f_code.co_filename}:{frame.f_lineno}" if frame else "return"
+        self._span.add_event(
+            semconv.EVENT_SLOW_CALLBACK,
+            {semconv.DEBUG_DURATION_S: dt, semconv.DEBUG_HANDLE: f"step {step} of {self._coro.__qualname__} (until {where})"},
+        )
+        logger.debug("%s blocked the event loop for %.3f s in step %d", self._coro.__qualname__, dt, step)
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        coro = self._coro
+        value: Any = None
+        error: BaseException | None = None
+        step = 0
+        while True:
+            step += 1
+            t0 = time.perf_counter()
+            try:
+                yielded = coro.throw(error) if error is not None else coro.send(value)
+            except StopIteration as stop:
+                self._check(t0, step)
+                return stop.value
+            except BaseException:
+                self._check(t0, step)
+                raise
+            self._check(t0, step)
+            try:
+                value, error = (yield yielded), None
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as exc:
+                value, error = None, exc
+
+
+def watch_steps(coro: Coroutine[Any, Any, T], span: Span) -> Any:
+    """Await `coro`, adding an `opto.debug.slow_callback` event to `span` for each slow step."""
+    threshold = asyncio.get_running_loop().slow_callback_duration
+    return _StepWatch(coro, span, threshold)

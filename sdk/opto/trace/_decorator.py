@@ -1,0 +1,465 @@
+"""`@opto.trace` and `@opto.trace.async_trace`: one span per call, with retries, timeouts and debug."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any, ParamSpec, TypeVar, overload
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace as otel_trace
+from opentelemetry.trace import Span, Status, StatusCode
+
+from ..telemetry import _facade, semconv
+from . import _debug
+from ._capture import DEFAULT_MAX_LENGTH, ArgumentCapture, safe_repr
+from ._loops import run_on_loop
+from ._retry import RetryPolicy, testing
+from ._scope import CALL, HELD, SCOPE, CallInfo, acquire_slots
+
+__all__ = ["trace", "async_trace", "Options", "code_attributes"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+_NOT_SET: Any = object()
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    """A traced function's settings, checked once at decoration time."""
+
+    name: str | None = None
+    loop: asyncio.AbstractEventLoop | None = None
+    retry: RetryPolicy | None = None
+    timeout: float | None = None
+    debug: bool = False
+    capture_args: bool = True
+    capture_result: bool = True
+    max_repr: int = DEFAULT_MAX_LENGTH
+
+
+def _options(
+    name: str | None,
+    loop: asyncio.AbstractEventLoop | None,
+    retry_attempts: int | None,
+    retry_delay: float,
+    retry_max_delay: float,
+    retry_on: Any,
+    timeout: float | None,
+    debug: bool,
+    capture_args: bool,
+    capture_result: bool,
+    max_repr: int,
+) -> Options:
+    if name is not None and (not isinstance(name, str) or not name):
+        raise TypeError(f"name must be a non-empty str, got {name!r}")
+    if loop is not None and not isinstance(loop, asyncio.AbstractEventLoop):
+        raise TypeError(f"loop must be an asyncio event loop, got {type(loop).__name__}")
+    if timeout is not None:
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+            raise TypeError(f"timeout must be a number of seconds, got {timeout!r}")
+        if not timeout > 0:
+            raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
+    if not isinstance(max_repr, int) or max_repr < 8:
+        raise ValueError(f"max_repr must be an int >= 8, got {max_repr!r}")
+    retry = None
+    if retry_attempts is None:
+        given = [n for n, v in (("retry_delay", retry_delay), ("retry_max_delay", retry_max_delay), ("retry_on", retry_on)) if v is not _NOT_SET]
+        if given:
+            raise TypeError(f"{', '.join(given)} has no effect without retry_attempts=N; add retry_attempts")
+    else:
+        if isinstance(retry_attempts, bool) or not isinstance(retry_attempts, int):
+            raise TypeError(f"retry_attempts must be an int, got {retry_attempts!r}")
+        if retry_attempts < 0:
+            raise ValueError(f"retry_attempts must be >= 0 (retries after the first try), got {retry_attempts}")
+        kwargs: dict[str, Any] = {"attempts": retry_attempts}
+        if retry_delay is not _NOT_SET:
+            kwargs["delay"] = retry_delay
+        if retry_max_delay is not _NOT_SET:
+            kwargs["max_delay"] = retry_max_delay
+        if retry_on is not _NOT_SET:
+            retry_on = (retry_on,) if isinstance(retry_on, type) else tuple(retry_on)
+            kwargs["retry_on"] = retry_on
+        retry = RetryPolicy(**kwargs)
+    return Options(name, loop, retry, timeout, bool(debug), bool(capture_args), bool(capture_result), max_repr)
+
+
+def code_attributes(fn: Callable[..., Any], name: str, kind: str) -> dict[str, Any]:
+    """The attributes every span of `fn` starts with: where the code is, and what it is."""
+    code = getattr(inspect.unwrap(fn), "__code__", None)
+    attrs: dict[str, Any] = {
+        semconv.CODE_FUNCTION_NAME: getattr(fn, "__qualname__", name),
+        semconv.FUNCTION: name,
+        semconv.SPAN_KIND: kind,
+    }
+    if code is not None:
+        attrs[semconv.CODE_FILE_PATH] = code.co_filename
+        attrs[semconv.CODE_LINE_NUMBER] = code.co_firstlineno
+    return attrs
+
+
+class _Calls:
+    """Per-function bookkeeping shared by all calls of one traced function."""
+
+    __slots__ = ("name", "opts", "static", "capture", "active", "metric_attrs")
+
+    def __init__(self, fn: Callable[..., Any], opts: Options, kind: str) -> None:
+        self.name = opts.name or fn.__qualname__
+        self.opts = opts
+        self.static = code_attributes(fn, self.name, kind)
+        if opts.timeout is not None:
+            self.static[semconv.TIMEOUT_S] = float(opts.timeout)
+        self.capture = ArgumentCapture(fn, opts.max_repr) if opts.capture_args else None
+        self.active = 0
+        self.metric_attrs = {
+            o: {semconv.FUNCTION: self.name, semconv.OUTCOME: o} for o in semconv.OUTCOMES
+        }
+
+    def start(self, args: tuple[Any, ...], kwargs: dict[str, Any], debug: bool) -> Span:
+        span = _facade.TRACER.start_span(self.name, attributes=self.static)
+        self.active += 1
+        if span.is_recording():
+            attrs: dict[str, Any] = {semconv.CONCURRENCY: self.active}
+            task = asyncio.current_task() if _in_loop() else None
+            if task is not None:
+                attrs[semconv.TASK_NAME] = task.get_name()
+            if self.capture is not None:
+                attrs.update(self.capture.attributes(args, kwargs))
+            if debug:
+                attrs[semconv.DEBUG_CREATION_STACK] = _debug.creation_stack()
+            span.set_attributes(attrs)
+        if debug:
+            _debug.logger.debug("call %s start args=%s kwargs=%s", self.name, safe_repr(args, 200), safe_repr(kwargs, 200))
+        return span
+
+    def finish(
+        self, span: Span, t0: float, outcome: str, attempts: int, result: Any = None, exc: BaseException | None = None, debug: bool = False
+    ) -> None:
+        self.active -= 1
+        if span.is_recording():
+            attrs: dict[str, Any] = {semconv.OUTCOME: outcome, semconv.ATTEMPTS: attempts}
+            if outcome == semconv.OUTCOME_OK:
+                if self.opts.capture_result:
+                    attrs[semconv.RESULT] = safe_repr(result, self.opts.max_repr)
+            elif outcome == semconv.OUTCOME_CANCELLED:
+                span.add_event(semconv.EVENT_CANCELLED, {semconv.ATTEMPT: attempts})
+            elif outcome == semconv.OUTCOME_TIMEOUT:
+                attrs[semconv.ERROR_TYPE] = "timeout"
+                span.set_status(Status(StatusCode.ERROR, f"timed out after {attempts} attempt(s)"))
+            else:
+                assert exc is not None
+                attrs[semconv.ERROR_TYPE] = type(exc).__qualname__
+                span.record_exception(exc, escaped=True)
+                span.set_status(Status(StatusCode.ERROR, f"{type(exc).__qualname__}: {exc}"))
+            span.set_attributes(attrs)
+        span.end()
+        _facade.call_duration.record(time.perf_counter() - t0, self.metric_attrs[outcome])
+        if debug:
+            _debug.logger.debug("call %s end outcome=%s attempts=%d", self.name, outcome, attempts)
+
+
+def _in_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+class _Attempts:
+    """Decides, after a failed attempt, whether to retry and how long to wait; records why."""
+
+    __slots__ = ("calls", "span", "policy", "debug", "count", "own_timeout")
+
+    def __init__(self, calls: _Calls, span: Span, policy: RetryPolicy | None, debug: bool) -> None:
+        self.calls = calls
+        self.span = span
+        self.policy = policy
+        self.debug = debug
+        self.count = 1
+        self.own_timeout = False
+
+    def timed_out(self, timeout: float) -> None:
+        self.own_timeout = True
+        self.span.add_event(semconv.EVENT_TIMEOUT, {semconv.ATTEMPT: self.count, semconv.TIMEOUT_S: timeout})
+        if self.debug:
+            _debug.logger.debug("call %s attempt %d timed out after %.3f s", self.calls.name, self.count, timeout)
+
+    def retry_delay(self, exc: BaseException) -> float | None:
+        """Seconds to sleep before the next attempt, or None when `exc` must propagate."""
+        policy = self.policy
+        if policy is None or not policy.should_retry(exc, self.own_timeout):
+            return None
+        if self.count > policy.attempts:
+            if policy.attempts:
+                self.span.set_attribute(semconv.RETRY_EXHAUSTED, True)
+            return None
+        delay = policy.delay_for(self.count, exc)
+        self.span.add_event(
+            semconv.EVENT_RETRY,
+            {
+                semconv.ATTEMPT: self.count,
+                semconv.RETRY_DELAY_S: delay,
+                semconv.EXCEPTION_TYPE: "TimeoutError" if self.own_timeout else type(exc).__qualname__,
+                semconv.EXCEPTION_MESSAGE: str(exc)[:1000],
+            },
+        )
+        _facade.retries.add(1, {semconv.FUNCTION: self.calls.name})
+        if self.debug:
+            _debug.logger.debug("call %s attempt %d failed (%r); retrying in %.3f s", self.calls.name, self.count, exc, delay)
+        self.count += 1
+        self.own_timeout = False
+        return 0.0 if testing() else delay
+
+
+async def _attempt_loop(
+    fn: Callable[..., Awaitable[R]], args: tuple[Any, ...], kwargs: dict[str, Any], attempts: _Attempts, timeout: float | None
+) -> R:
+    """Run `fn` until it succeeds or the policy gives up; each attempt has its own timeout."""
+    while True:
+        coro = fn(*args, **kwargs)
+        if attempts.debug:
+            coro = _debug.watch_steps(coro, attempts.span)  # type: ignore[arg-type]
+        try:
+            if timeout is None:
+                return await coro
+            deadline = asyncio.timeout(timeout)
+            try:
+                async with deadline:
+                    return await coro
+            except TimeoutError:
+                if deadline.expired():
+                    attempts.timed_out(timeout)
+                raise
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            delay = attempts.retry_delay(exc)
+            if delay is None:
+                raise
+        await asyncio.sleep(delay)
+
+
+async def _call_with_policy(
+    calls: _Calls, fn: Callable[..., Awaitable[R]], args: tuple[Any, ...], kwargs: dict[str, Any], attempts: _Attempts
+) -> R:
+    """The slow path: ambient scope (limits, timeout, retries), decorator policy, debug."""
+    scope = SCOPE.get()
+    opts = calls.opts
+    timeout = opts.timeout
+    if scope is None:
+        return await _attempt_loop(fn, args, kwargs, attempts, timeout)
+    if timeout is None and scope.timeout is not None:
+        timeout = scope.timeout
+        attempts.span.set_attribute(semconv.TIMEOUT_S, timeout)
+    if attempts.policy is None:
+        attempts.policy = scope.retry
+    taken, waited = await acquire_slots(scope.limiters)
+    if not taken:
+        return await _attempt_loop(fn, args, kwargs, attempts, timeout)
+    attempts.span.set_attribute(semconv.QUEUE_WAIT_S, waited)
+    _facade.queue_wait.record(waited, {semconv.FUNCTION: calls.name})
+    held_token = HELD.set(HELD.get().union(taken))
+    call_token = CALL.set(CallInfo(calls.name, waited))
+    try:
+        return await _attempt_loop(fn, args, kwargs, attempts, timeout)
+    finally:
+        CALL.reset(call_token)
+        HELD.reset(held_token)
+        for limiter in taken:
+            limiter.release()
+
+
+def _wrap_coroutine_function(fn: Callable[P, Coroutine[Any, Any, R]], opts: Options) -> Callable[P, Coroutine[Any, Any, R]]:
+    calls = _Calls(fn, opts, "call")
+    loop = opts.loop
+    simple = opts.retry is None and opts.timeout is None and not opts.debug
+
+    @functools.wraps(fn)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        if loop is not None and asyncio.get_running_loop() is not loop:
+            return await run_on_loop(loop, wrapper(*args, **kwargs))
+        debug = opts.debug or _debug._enabled
+        if debug:
+            _debug.enable_loop_debug(asyncio.get_running_loop())
+        t0 = time.perf_counter()
+        span = calls.start(args, kwargs, debug)
+        token = otel_context.attach(otel_trace.set_span_in_context(span))
+        attempts = None
+        try:
+            if simple and not debug and SCOPE.get() is None:
+                result = await fn(*args, **kwargs)
+            else:
+                attempts = _Attempts(calls, span, opts.retry, debug)
+                result = await _call_with_policy(calls, fn, args, kwargs, attempts)
+        except asyncio.CancelledError:
+            calls.finish(span, t0, semconv.OUTCOME_CANCELLED, attempts.count if attempts else 1, debug=debug)
+            raise
+        except BaseException as exc:
+            if attempts is not None and attempts.own_timeout:
+                calls.finish(span, t0, semconv.OUTCOME_TIMEOUT, attempts.count, exc=exc, debug=debug)
+            else:
+                calls.finish(span, t0, semconv.OUTCOME_ERROR, attempts.count if attempts else 1, exc=exc, debug=debug)
+            raise
+        else:
+            calls.finish(span, t0, semconv.OUTCOME_OK, attempts.count if attempts else 1, result, debug=debug)
+            return result
+        finally:
+            otel_context.detach(token)
+
+    return wrapper
+
+
+def _wrap_function(fn: Callable[P, R], opts: Options) -> Callable[P, R]:
+    calls = _Calls(fn, opts, "call")
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        debug = opts.debug or _debug._enabled
+        t0 = time.perf_counter()
+        span = calls.start(args, kwargs, debug)
+        token = otel_context.attach(otel_trace.set_span_in_context(span))
+        attempts = _Attempts(calls, span, opts.retry, debug)
+        try:
+            while True:
+                try:
+                    result = fn(*args, **kwargs)
+                    break
+                except Exception as exc:
+                    delay = attempts.retry_delay(exc)
+                    if delay is None:
+                        raise
+                time.sleep(delay)
+        except BaseException as exc:
+            calls.finish(span, t0, semconv.OUTCOME_ERROR, attempts.count, exc=exc, debug=debug)
+            raise
+        else:
+            calls.finish(span, t0, semconv.OUTCOME_OK, attempts.count, result, debug=debug)
+            return result
+        finally:
+            otel_context.detach(token)
+
+    return wrapper
+
+
+@overload
+def async_trace(fn: Callable[P, Coroutine[Any, Any, R]], /) -> Callable[P, Coroutine[Any, Any, R]]: ...
+@overload
+def async_trace(
+    *,
+    name: str | None = None,
+    loop: asyncio.AbstractEventLoop | None = None,
+    retry_attempts: int | None = None,
+    retry_delay: float = ...,
+    retry_max_delay: float = ...,
+    retry_on: type[BaseException] | tuple[type[BaseException], ...] = ...,
+    timeout: float | None = None,
+    debug: bool = False,
+    capture_args: bool = True,
+    capture_result: bool = True,
+    max_repr: int = DEFAULT_MAX_LENGTH,
+) -> Callable[[Callable[P, Coroutine[Any, Any, R]]], Callable[P, Coroutine[Any, Any, R]]]: ...
+def async_trace(
+    fn: Any = None,
+    /,
+    *,
+    name: str | None = None,
+    loop: asyncio.AbstractEventLoop | None = None,
+    retry_attempts: int | None = None,
+    retry_delay: float = _NOT_SET,
+    retry_max_delay: float = _NOT_SET,
+    retry_on: Any = _NOT_SET,
+    timeout: float | None = None,
+    debug: bool = False,
+    capture_args: bool = True,
+    capture_result: bool = True,
+    max_repr: int = DEFAULT_MAX_LENGTH,
+) -> Any:
+    """Trace an `async def` function: one span per call, with optional retries, timeout and loop.
+
+    `retry_attempts` counts retries after the first try; `retry_delay` is the base of an
+    exponential backoff (x2 per retry, with jitter, capped by `retry_max_delay`); `retry_on`
+    lists exception types to retry (default `RetryableError`; this decorator's own timeouts are
+    always retried while attempts remain). `timeout` is per attempt. `loop` runs the body on
+    that event loop. `debug` logs every step and records slow steps and creation stacks.
+    `capture_args`/`capture_result` record a truncated, secret-masked `repr` (`max_repr` chars).
+    """
+    opts = _options(name, loop, retry_attempts, retry_delay, retry_max_delay, retry_on, timeout, debug, capture_args, capture_result, max_repr)
+
+    def decorate(func: Any) -> Any:
+        if inspect.isasyncgenfunction(func):
+            raise TypeError(
+                f"async_trace cannot wrap async generator function {_label(func)}: "
+                "use @opto.trace.async_stream for async generators"
+            )
+        if not inspect.iscoroutinefunction(func):
+            raise TypeError(
+                f"async_trace needs an 'async def' function, got {_label(func)}: "
+                "use @opto.trace for a plain function"
+            )
+        return _wrap_coroutine_function(func, opts)
+
+    return decorate if fn is None else decorate(fn)
+
+
+@overload
+def trace(fn: Callable[P, R], /) -> Callable[P, R]: ...
+@overload
+def trace(
+    *,
+    name: str | None = None,
+    retry_attempts: int | None = None,
+    retry_delay: float = ...,
+    retry_max_delay: float = ...,
+    retry_on: type[BaseException] | tuple[type[BaseException], ...] = ...,
+    debug: bool = False,
+    capture_args: bool = True,
+    capture_result: bool = True,
+    max_repr: int = DEFAULT_MAX_LENGTH,
+    **async_options: Any,
+) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
+def trace(fn: Any = None, /, **options: Any) -> Any:
+    """Trace a function: one span per call. `async def` functions get `async_trace`,
+    async generator functions `async_stream`; `timeout` and `loop` apply to those only."""
+
+    def decorate(func: Any) -> Any:
+        if inspect.iscoroutinefunction(func):
+            return async_trace(func, **options)
+        if inspect.isasyncgenfunction(func):
+            from ._stream import async_stream
+
+            return async_stream(func, **options)
+        if not callable(func):
+            raise TypeError(f"@opto.trace decorates a function, got {type(func).__name__} {func!r}")
+        for option in ("timeout", "loop"):
+            if options.get(option) is not None:
+                raise TypeError(
+                    f"{option}= needs an async function: a running sync call cannot be interrupted "
+                    f"or moved to another loop; make {_label(func)} 'async def' and use @opto.trace.async_trace"
+                )
+        return _wrap_function(func, _options_from(options))
+
+    return decorate if fn is None else decorate(fn)
+
+
+_DEFAULTS: dict[str, Any] = dict(
+    name=None, loop=None, retry_attempts=None, retry_delay=_NOT_SET, retry_max_delay=_NOT_SET,
+    retry_on=_NOT_SET, timeout=None, debug=False, capture_args=True, capture_result=True,
+    max_repr=DEFAULT_MAX_LENGTH,
+)
+
+
+def _options_from(options: dict[str, Any]) -> Options:
+    """Validate keyword options exactly as async_trace would (one set of rules for both)."""
+    unknown = set(options) - set(_DEFAULTS)
+    if unknown:
+        raise TypeError(f"@opto.trace got unknown option(s) {', '.join(sorted(unknown))}; known: {', '.join(_DEFAULTS)}")
+    return _options(**{**_DEFAULTS, **options})
+
+
+def _label(func: Any) -> str:
+    return getattr(func, "__qualname__", None) or repr(func)

@@ -1,0 +1,119 @@
+"""The ambient policy scope: what an AsyncTraceContext hands to every traced call inside it.
+
+A scope travels in a ContextVar, so tasks spawned inside inherit it. Traced calls read it once
+when they start; arguments given to the decorator win over it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from contextvars import ContextVar
+from dataclasses import dataclass
+
+from ._retry import RetryPolicy
+
+__all__ = ["SCOPE", "HELD", "CALL", "CallInfo", "Limiter", "LimiterStats", "Scope", "acquire_slots"]
+
+
+@dataclass(frozen=True, slots=True)
+class LimiterStats:
+    """A snapshot of a concurrency limiter."""
+
+    limit: int
+    in_flight: int
+    peak: int
+    waiting: int
+
+
+class Limiter:
+    """A counting semaphore that reports how full it is; a cancelled waiter never keeps a slot."""
+
+    __slots__ = ("limit", "_sem", "in_flight", "peak", "waiting")
+
+    def __init__(self, limit: int) -> None:
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+            raise ValueError(f"max_concurrent must be an int >= 1, got {limit!r}")
+        self.limit = limit
+        self._sem = asyncio.Semaphore(limit)
+        self.in_flight = 0
+        self.peak = 0
+        self.waiting = 0
+
+    async def acquire(self) -> float:
+        """Take a slot; return the seconds spent waiting for it."""
+        if not self._sem.locked():
+            await self._sem.acquire()  # returns at once: no suspension, nothing to cancel
+            wait = 0.0
+        else:
+            self.waiting += 1
+            t0 = time.perf_counter()
+            try:
+                await self._sem.acquire()
+            finally:
+                self.waiting -= 1
+            wait = time.perf_counter() - t0
+        self.in_flight += 1
+        if self.in_flight > self.peak:
+            self.peak = self.in_flight
+        return wait
+
+    def release(self) -> None:
+        self.in_flight -= 1
+        self._sem.release()
+
+    def statistics(self) -> LimiterStats:
+        return LimiterStats(self.limit, self.in_flight, self.peak, self.waiting)
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """Policy for traced calls started inside an AsyncTraceContext; nested scopes narrow it."""
+
+    limiters: tuple[Limiter, ...] = ()
+    timeout: float | None = None
+    retry: RetryPolicy | None = None
+
+    def narrowed(self, limiter: Limiter | None, timeout: float | None, retry: RetryPolicy | None) -> Scope:
+        """The scope of a context nested in this one: more limiters, the shorter timeout."""
+        limiters = self.limiters + (limiter,) if limiter is not None else self.limiters
+        if timeout is None or (self.timeout is not None and self.timeout < timeout):
+            timeout = self.timeout
+        return Scope(limiters, timeout, retry if retry is not None else self.retry)
+
+
+SCOPE: ContextVar[Scope | None] = ContextVar("opto_scope", default=None)
+HELD: ContextVar[frozenset[Limiter]] = ContextVar("opto_held_limiters", default=frozenset())
+
+
+@dataclass(slots=True)
+class CallInfo:
+    """What the traced call running now knows about itself, for AsyncMetrics."""
+
+    name: str
+    queue_wait_s: float | None = None
+
+
+CALL: ContextVar[CallInfo | None] = ContextVar("opto_call", default=None)
+
+
+async def acquire_slots(limiters: tuple[Limiter, ...]) -> tuple[tuple[Limiter, ...], float]:
+    """Take a slot of each limiter this call chain does not hold yet.
+
+    Returns the limiters taken (the caller releases them and marks them held in HELD meanwhile)
+    and the total seconds waited. A call nested in one that holds a slot runs under that slot,
+    so nesting cannot deadlock a limit of 1. If cancelled while waiting, slots taken are given back.
+    """
+    held = HELD.get()
+    taken: list[Limiter] = []
+    waited = 0.0
+    try:
+        for limiter in limiters:
+            if limiter not in held:
+                waited += await limiter.acquire()
+                taken.append(limiter)
+    except BaseException:
+        for limiter in taken:
+            limiter.release()
+        raise
+    return tuple(taken), waited

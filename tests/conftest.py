@@ -1,0 +1,62 @@
+"""Shared fixtures: one real OpenTelemetry SDK for the whole session, inspected in memory."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from opentelemetry import metrics, trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+import opto
+from opto.trace import _debug, _retry
+
+# Global providers can be set once per process, so the session shares these; tests that need a
+# process without any provider (opto.configure, the no-SDK path) run in a subprocess.
+EXPORTER = InMemorySpanExporter()
+METRIC_READER = InMemoryMetricReader()
+_provider = TracerProvider()
+_provider.add_span_processor(SimpleSpanProcessor(EXPORTER))
+trace.set_tracer_provider(_provider)
+metrics.set_meter_provider(MeterProvider(metric_readers=[METRIC_READER]))
+
+
+class Spans:
+    """The finished spans of the running test, looked up by name."""
+
+    def all(self) -> list[ReadableSpan]:
+        return list(EXPORTER.get_finished_spans())
+
+    def named(self, name: str) -> list[ReadableSpan]:
+        return [s for s in EXPORTER.get_finished_spans() if s.name == name]
+
+    def one(self, name: str) -> ReadableSpan:
+        found = self.named(name)
+        assert len(found) == 1, f"expected one span {name!r}, got {len(found)}: {[s.name for s in self.all()]}"
+        return found[0]
+
+
+@pytest.fixture
+def spans() -> Iterator[Spans]:
+    EXPORTER.clear()
+    yield Spans()
+    EXPORTER.clear()
+
+
+@pytest.fixture
+def metric_reader() -> InMemoryMetricReader:
+    METRIC_READER.get_metrics_data()  # drain what earlier tests recorded (delta-free: cumulative)
+    return METRIC_READER
+
+
+@pytest.fixture(autouse=True)
+def _reset_global_config() -> Iterator[None]:
+    """Every test starts with debug off and real retry sleeps."""
+    yield
+    _debug.set_async_debug(False)
+    _retry.set_testing(False)
+    assert opto.trace is not None
