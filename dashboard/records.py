@@ -1,0 +1,219 @@
+"""The one span record that flows from both ingest doors to the store, the live hub and the API.
+
+`SpanRecord.from_json` validates a decoded JSON object against docs/api.md and raises
+`RecordError` naming the offending field (`spans[3].span_id: expected 16 lowercase hex chars`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from opto.telemetry import semconv
+
+__all__ = [
+    "KINDS", "STATES", "STATUS_CODES", "MAX_NAME", "MAX_ITEMS", "RecordError", "SpanRecord",
+    "check_id", "outcome_of",
+]
+
+KINDS = frozenset({"internal", "server", "client", "producer", "consumer"})
+STATES = frozenset({"started", "ended"})
+STATUS_CODES = frozenset({"unset", "ok", "error"})
+MAX_NAME = 1024  # longest span, event or attribute name accepted
+MAX_ITEMS = 1024  # most attributes, events or links on one span
+_HEX = {16: re.compile(r"[0-9a-f]{16}"), 32: re.compile(r"[0-9a-f]{32}")}
+_SCALARS = (str, bool, int, float)
+
+
+class RecordError(ValueError):
+    """A span record that does not match the contract; `path` names the field."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(f"{path}: {problem}")
+        self.path = path
+        self.problem = problem
+
+
+def check_id(value: Any, chars: int, path: str) -> str:
+    """`value` if it is a `chars`-long lowercase hex id, else RecordError."""
+    if not isinstance(value, str) or _HEX[chars].fullmatch(value) is None:
+        raise RecordError(path, f"expected {chars} lowercase hex chars, got {_show(value)}")
+    return value
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:39] + "…"
+
+
+def _str(obj: dict[str, Any], key: str, path: str, *, default: str | None = None, limit: int = MAX_NAME) -> str:
+    value = obj.get(key, default)
+    if not isinstance(value, str):
+        raise RecordError(f"{path}.{key}", "missing" if value is None else f"expected a string, got {_show(value)}")
+    if len(value) > limit:
+        raise RecordError(f"{path}.{key}", f"longer than {limit} chars")
+    return value
+
+
+def _int(obj: dict[str, Any], key: str, path: str, *, optional: bool = False) -> int | None:
+    value = obj.get(key)
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise RecordError(f"{path}.{key}", "missing" if value is None else f"expected a non-negative int, got {_show(value)}")
+    return value
+
+
+def _object(value: Any, path: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise RecordError(path, f"expected an object, got {_show(value)}")
+    return value
+
+
+def _list(value: Any, path: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise RecordError(path, f"expected a list, got {_show(value)}")
+    if len(value) > MAX_ITEMS:
+        raise RecordError(path, f"more than {MAX_ITEMS} items")
+    return value
+
+
+def _attributes(value: Any, path: str) -> dict[str, Any]:
+    attrs = _object(value, path)
+    if len(attrs) > MAX_ITEMS:
+        raise RecordError(path, f"more than {MAX_ITEMS} attributes")
+    for key, item in attrs.items():
+        if len(key) > MAX_NAME:
+            raise RecordError(path, f"attribute name longer than {MAX_NAME} chars")
+        if isinstance(item, _SCALARS):
+            continue
+        if isinstance(item, list) and all(isinstance(x, _SCALARS) for x in item):
+            continue
+        raise RecordError(f"{path}.{key}", f"expected a string, number, bool or list of them, got {_show(item)}")
+    return attrs
+
+
+def _events(value: Any, path: str) -> list[dict[str, Any]]:
+    events = _list(value, path)
+    for i, event in enumerate(events):
+        where = f"{path}[{i}]"
+        event = _object(event, where)
+        _str(event, "name", where)
+        _int(event, "time_ns", where)
+        _attributes(event.get("attributes", {}), f"{where}.attributes")
+    return events
+
+
+def _links(value: Any, path: str) -> list[dict[str, Any]]:
+    links = _list(value, path)
+    for i, link in enumerate(links):
+        where = f"{path}[{i}]"
+        link = _object(link, where)
+        check_id(link.get("trace_id"), 32, f"{where}.trace_id")
+        check_id(link.get("span_id"), 16, f"{where}.span_id")
+        _attributes(link.get("attributes", {}), f"{where}.attributes")
+    return links
+
+
+def outcome_of(attributes: dict[str, Any], status_code: str) -> str:
+    """`opto.outcome` when set, else `error` for an error status, else `ok`."""
+    outcome = attributes.get(semconv.OUTCOME)
+    if outcome in semconv.OUTCOMES:
+        return outcome  # type: ignore[no-any-return]
+    return semconv.OUTCOME_ERROR if status_code == "error" else semconv.OUTCOME_OK
+
+
+@dataclass(slots=True)
+class SpanRecord:
+    """One span, started or ended, as docs/api.md describes it; `process_id` is set by ingest."""
+
+    trace_id: str
+    span_id: str
+    name: str
+    start_ns: int
+    state: str = "ended"
+    end_ns: int | None = None
+    parent_span_id: str | None = None
+    kind: str = "internal"
+    status_code: str = "unset"
+    status_message: str = ""
+    attributes: dict[str, Any] = field(default_factory=dict)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    links: list[dict[str, Any]] = field(default_factory=list)
+    resource: dict[str, Any] = field(default_factory=dict)
+    scope: dict[str, Any] = field(default_factory=dict)
+    process_id: str | None = None
+
+    @classmethod
+    def from_json(cls, obj: Any, path: str = "span") -> SpanRecord:
+        """Validate a decoded JSON span record; RecordError names the first bad field."""
+        obj = _object(obj, path)
+        state = obj.get("state")
+        if state not in STATES:
+            raise RecordError(f"{path}.state", f"expected 'started' or 'ended', got {_show(state)}")
+        start_ns = _int(obj, "start_ns", path)
+        end_ns = _int(obj, "end_ns", path, optional=True)
+        if state == "ended" and end_ns is None:
+            raise RecordError(f"{path}.end_ns", "an ended span needs end_ns")
+        if state == "started" and end_ns is not None:
+            raise RecordError(f"{path}.end_ns", "a started span has end_ns null")
+        parent = obj.get("parent_span_id")
+        kind = obj.get("kind", "internal")
+        if kind not in KINDS:
+            raise RecordError(f"{path}.kind", f"expected one of {sorted(KINDS)}, got {_show(kind)}")
+        status = _object(obj.get("status", {}), f"{path}.status")
+        code = status.get("code", "unset")
+        if code not in STATUS_CODES:
+            raise RecordError(f"{path}.status.code", f"expected one of {sorted(STATUS_CODES)}, got {_show(code)}")
+        scope = _object(obj.get("scope", {}), f"{path}.scope")
+        return cls(
+            trace_id=check_id(obj.get("trace_id"), 32, f"{path}.trace_id"),
+            span_id=check_id(obj.get("span_id"), 16, f"{path}.span_id"),
+            parent_span_id=None if parent is None else check_id(parent, 16, f"{path}.parent_span_id"),
+            name=_str(obj, "name", path),
+            kind=kind,
+            state=state,
+            start_ns=start_ns,  # type: ignore[arg-type]
+            end_ns=end_ns,
+            status_code=code,
+            status_message=_str(status, "message", f"{path}.status", default="", limit=4096),
+            attributes=_attributes(obj.get("attributes", {}), f"{path}.attributes"),
+            events=_events(obj.get("events", []), f"{path}.events"),
+            links=_links(obj.get("links", []), f"{path}.links"),
+            resource=_attributes(obj.get("resource", {}), f"{path}.resource"),
+            scope={"name": _str(scope, "name", f"{path}.scope", default=""), "version": _str(scope, "version", f"{path}.scope", default="")},
+        )
+
+    @property
+    def outcome(self) -> str | None:
+        """The call's outcome, None while in flight."""
+        return None if self.state == "started" else outcome_of(self.attributes, self.status_code)
+
+    @property
+    def service(self) -> str | None:
+        value = self.resource.get(semconv.SERVICE_NAME)
+        return value if isinstance(value, str) else None
+
+    def to_json(self) -> dict[str, Any]:
+        """The wire form of docs/api.md, plus the API's derived fields."""
+        return {
+            "trace_id": self.trace_id,
+            "span_id": self.span_id,
+            "parent_span_id": self.parent_span_id,
+            "name": self.name,
+            "kind": self.kind,
+            "state": self.state,
+            "start_ns": self.start_ns,
+            "end_ns": self.end_ns,
+            "status": {"code": self.status_code, "message": self.status_message},
+            "attributes": self.attributes,
+            "events": self.events,
+            "links": self.links,
+            "resource": self.resource,
+            "scope": self.scope,
+            "duration_ms": None if self.end_ns is None else (self.end_ns - self.start_ns) / 1e6,
+            "outcome": self.outcome,
+            "process_id": self.process_id,
+            "service": self.service,
+        }
