@@ -14,11 +14,11 @@ from typing import Any
 from opentelemetry import metrics, trace
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader
-from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.resources import OTELResourceDetector, Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
 
-from . import semconv
+from . import otlp, semconv
 
 __all__ = ["configure", "shutdown"]
 
@@ -43,7 +43,8 @@ _lock = threading.Lock()
 def _service_name(service_name: str | None) -> str:
     if service_name:
         return service_name
-    env = os.environ.get("OTEL_SERVICE_NAME")
+    # OTEL_SERVICE_NAME, else service.name in OTEL_RESOURCE_ATTRIBUTES.
+    env = OTELResourceDetector().detect().attributes.get(semconv.SERVICE_NAME)
     if env:
         return env
     script = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
@@ -66,18 +67,25 @@ def configure(
     service_name: str | None = None,
     console: bool = False,
     resource_attributes: Mapping[str, str | int | float | bool] | None = None,
+    otlp_endpoint: str | None = None,
+    otlp_headers: Mapping[str, str] | None = None,
 ) -> None:
     """Send OpenTrace telemetry somewhere.
 
     If the application has not set a TracerProvider, an SDK one is installed with a resource
     naming `service_name` (else `OTEL_SERVICE_NAME`, else the script's name); if it has, that
     provider is kept and the exporters asked for here are added to it. `console=True` prints
-    finished spans. Calling it is optional: without it, spans go to whatever the app set up.
+    finished spans. `otlp_endpoint` (else `OTEL_EXPORTER_OTLP_ENDPOINT`) exports traces and
+    metrics over OTLP/HTTP, sending `otlp_headers`. Calling it is optional: without it, spans go to
+    whatever the app set up.
     """
     processors: list[SpanProcessor] = []
     readers: list[MetricReader] = []
     if console:
         processors.append(BatchSpanProcessor(ConsoleSpanExporter()))
+    otlp_processors, otlp_readers = otlp.exporters(otlp_endpoint, otlp_headers)
+    processors += otlp_processors
+    readers += otlp_readers
     attrs: dict[str, Any] = {semconv.SERVICE_NAME: _service_name(service_name)}
     attrs.update(resource_attributes or {})
     _install(Resource.create(attrs), processors, readers)
@@ -116,6 +124,18 @@ def shutdown(timeout_s: float = DEFAULT_SHUTDOWN_TIMEOUT_S) -> None:
     with _lock:
         processors, _installed.processors = _installed.processors, []
         meter_provider, _installed.meter_provider = _installed.meter_provider, None
+    # Exporters' own flushes can block far longer (retries to an unreachable collector), so they
+    # run on a daemon thread and whatever is not sent within timeout_s is dropped.
+    flusher = threading.Thread(
+        target=_flush, args=(processors, meter_provider, timeout_s), name="opto-shutdown", daemon=True
+    )
+    flusher.start()
+    flusher.join(timeout_s)
+    if flusher.is_alive():
+        logger.warning("opto: telemetry not exported within %ss at shutdown was dropped", timeout_s)
+
+
+def _flush(processors: list[SpanProcessor], meter_provider: MeterProvider | None, timeout_s: float) -> None:
     for processor in processors:
         try:
             processor.force_flush(int(timeout_s * 1000))
