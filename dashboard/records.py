@@ -14,7 +14,7 @@ from opto.telemetry import semconv
 
 __all__ = [
     "KINDS", "STATES", "STATUS_CODES", "MAX_NAME", "MAX_ITEMS", "RecordError", "SpanRecord",
-    "check_id", "outcome_of",
+    "check_id", "outcome_of", "ProcessInfo",
 ]
 
 KINDS = frozenset({"internal", "server", "client", "producer", "consumer"})
@@ -217,3 +217,30 @@ class SpanRecord:
             "process_id": self.process_id,
             "service": self.service,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessInfo:
+    """A connected SDK process, from its `hello` frame."""
+
+    id: str
+    service: str
+    pid: int
+    host: str
+    sdk: str
+    started_ns: int
+
+    @classmethod
+    def from_json(cls, obj: Any, path: str = "process") -> ProcessInfo:
+        obj = _object(obj, path)
+        return cls(
+            id=check_id(obj.get("id"), 32, f"{path}.id"),
+            service=_str(obj, "service", path),
+            pid=_int(obj, "pid", path),  # type: ignore[arg-type]
+            host=_str(obj, "host", path, default=""),
+            sdk=_str(obj, "sdk", path, default=""),
+            started_ns=_int(obj, "started_ns", path),  # type: ignore[arg-type]
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "service": self.service, "pid": self.pid, "host": self.host, "sdk": self.sdk, "started_ns": self.started_ns}

@@ -1,0 +1,139 @@
+"""The ingest pipeline both doors share: a bounded queue in front of the store's one writer task.
+
+A door calls `await pipeline.submit(records, process=...)`, which returns once the records are
+committed; `pipeline.full` tells a door that cannot wait (OTLP answers 503) without blocking.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from .records import ProcessInfo, SpanRecord
+from .store import Store, Write
+
+__all__ = ["Pipeline", "Listener"]
+
+logger = logging.getLogger("opto_dashboard")
+Listener = Callable[[Sequence[Write]], None]
+_PRUNE_EVERY_S = 10.0
+_MAX_TRANSACTION_SPANS = 20_000
+
+
+class Pipeline:
+    """Queue writes (at most `max_pending` spans waiting), commit them in batches, tell listeners."""
+
+    def __init__(self, store: Store, *, max_pending: int = 100_000) -> None:
+        if max_pending < 1:
+            raise ValueError(f"max_pending must be >= 1, got {max_pending}")
+        self.store = store
+        self.max_pending = max_pending
+        self.listeners: list[Listener] = []
+        self._queue: deque[tuple[Write, asyncio.Future[int]]] = deque()
+        self._pending = 0
+        self._work = asyncio.Event()
+        self._room = asyncio.Event()
+        self._room.set()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    @property
+    def full(self) -> bool:
+        """True while the queue holds `max_pending` spans or more; a non-waiting door refuses."""
+        return self._pending >= self.max_pending
+
+    @property
+    def pending(self) -> int:
+        return self._pending
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="opto-dashboard-writer")
+
+    async def stop(self) -> None:
+        """Write what is queued, then stop the writer task."""
+        task = self._task
+        if task is None:
+            return
+        self._stopping = True
+        self._work.set()
+        await task
+        self._task = None
+
+    async def submit(
+        self,
+        spans: Sequence[SpanRecord],
+        *,
+        process: ProcessInfo | None = None,
+        metrics: Sequence[dict[str, Any]] = (),
+        drops: dict[str, int] | None = None,
+    ) -> int:
+        """Queue one write, waiting for room, and return the number of spans once committed."""
+        if self._task is None or self._stopping:
+            raise RuntimeError("Pipeline is not running; call pipeline.start() inside the app's lifespan")
+        while self._pending and self._pending + len(spans) > self.max_pending:
+            self._room.clear()
+            await self._room.wait()
+        if process is not None:
+            for r in spans:
+                r.process_id = process.id
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._queue.append((Write(spans, process, metrics, drops), future))
+        self._pending += len(spans)
+        self._work.set()
+        return await asyncio.shield(future)
+
+    def _take(self) -> list[tuple[Write, asyncio.Future[int]]]:
+        batch: list[tuple[Write, asyncio.Future[int]]] = []
+        n = 0
+        while self._queue and (not batch or n + len(self._queue[0][0].spans) <= _MAX_TRANSACTION_SPANS):
+            item = self._queue.popleft()
+            batch.append(item)
+            n += len(item[0].spans)
+        return batch
+
+    async def _commit(self, batch: list[tuple[Write, asyncio.Future[int]]]) -> None:
+        writes = [w for w, _ in batch]
+        error: BaseException | None = None
+        try:
+            await self.store.write(writes)
+        except Exception as exc:
+            logger.exception("opto-dashboard: storing %d writes failed", len(writes))
+            error = exc
+        self._pending -= sum(len(w.spans) for w in writes)
+        self._room.set()
+        for write, future in batch:
+            if not future.done():
+                if error is None:
+                    future.set_result(len(write.spans))
+                else:
+                    future.set_exception(error)
+        if error is None:
+            for listener in self.listeners:
+                try:
+                    listener(writes)
+                except Exception:
+                    logger.exception("opto-dashboard: listener %r failed", listener)
+
+    async def _run(self) -> None:
+        last_prune = time.monotonic()
+        while not (self._stopping and not self._queue):
+            if not self._queue:
+                self._work.clear()
+                try:
+                    async with asyncio.timeout(_PRUNE_EVERY_S):
+                        await self._work.wait()
+                except TimeoutError:
+                    pass
+            if self._queue:
+                await self._commit(self._take())
+            if not self._stopping and time.monotonic() - last_prune >= _PRUNE_EVERY_S:
+                last_prune = time.monotonic()
+                try:
+                    await self.store.prune()
+                except Exception:
+                    logger.exception("opto-dashboard: pruning old spans failed")

@@ -1,0 +1,251 @@
+"""The dashboard's SQLite database: schema, the batched write, retention, and the read queries.
+
+One aiosqlite connection writes (used only by the pipeline's writer task) and another reads, so
+in WAL mode reads never wait for writes.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from opto.telemetry import semconv
+
+from .records import ProcessInfo, SpanRecord
+
+__all__ = ["Store", "Write", "SPAN_COLUMNS", "row_to_record"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS spans (
+    trace_id TEXT NOT NULL, span_id TEXT NOT NULL, parent_span_id TEXT, name TEXT NOT NULL,
+    kind TEXT NOT NULL, state TEXT NOT NULL, start_ns INTEGER NOT NULL, end_ns INTEGER,
+    status_code TEXT NOT NULL, status_message TEXT NOT NULL, outcome TEXT, attempts INTEGER,
+    process_id TEXT, service TEXT, attributes TEXT NOT NULL, events TEXT, links TEXT,
+    resource TEXT NOT NULL, scope TEXT NOT NULL,
+    PRIMARY KEY (trace_id, span_id)
+);
+CREATE INDEX IF NOT EXISTS spans_parent ON spans (parent_span_id);
+CREATE INDEX IF NOT EXISTS spans_start ON spans (start_ns);
+CREATE INDEX IF NOT EXISTS spans_name ON spans (name, start_ns);
+CREATE INDEX IF NOT EXISTS spans_outcome ON spans (outcome, start_ns);
+CREATE INDEX IF NOT EXISTS spans_in_flight ON spans (start_ns) WHERE state = 'started';
+CREATE TABLE IF NOT EXISTS traces (
+    trace_id TEXT PRIMARY KEY, root_name TEXT NOT NULL, service TEXT, start_ns INTEGER NOT NULL,
+    end_ns INTEGER, span_count INTEGER NOT NULL, in_flight INTEGER NOT NULL, outcome TEXT,
+    error_count INTEGER NOT NULL, retry_count INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS traces_start ON traces (start_ns);
+CREATE INDEX IF NOT EXISTS traces_root ON traces (root_name, start_ns);
+CREATE TABLE IF NOT EXISTS span_events (
+    trace_id TEXT NOT NULL, span_id TEXT NOT NULL, span_name TEXT NOT NULL, kind TEXT NOT NULL,
+    time_ns INTEGER NOT NULL, attributes TEXT NOT NULL,
+    UNIQUE (span_id, kind, time_ns)
+);
+CREATE INDEX IF NOT EXISTS span_events_kind ON span_events (kind, time_ns);
+CREATE TABLE IF NOT EXISTS metrics (
+    process_id TEXT, name TEXT NOT NULL, time_ns INTEGER NOT NULL, attributes TEXT NOT NULL,
+    value REAL, summary TEXT
+);
+CREATE INDEX IF NOT EXISTS metrics_name ON metrics (name, time_ns);
+CREATE TABLE IF NOT EXISTS processes (
+    id TEXT PRIMARY KEY, service TEXT, pid INTEGER, host TEXT, sdk TEXT, started_ns INTEGER,
+    last_seen_ns INTEGER, drop_spans INTEGER NOT NULL DEFAULT 0, drop_metrics INTEGER NOT NULL DEFAULT 0
+);
+"""
+
+SPAN_COLUMNS = (
+    "trace_id, span_id, parent_span_id, name, kind, state, start_ns, end_ns, status_code, "
+    "status_message, outcome, attempts, process_id, service, attributes, events, links, resource, scope"
+)
+_UPSERT_SPAN = f"""
+INSERT INTO spans ({SPAN_COLUMNS}) VALUES ({", ".join("?" * 19)})
+ON CONFLICT (trace_id, span_id) DO UPDATE SET
+    parent_span_id = excluded.parent_span_id, name = excluded.name, kind = excluded.kind,
+    state = excluded.state, start_ns = excluded.start_ns, end_ns = excluded.end_ns,
+    status_code = excluded.status_code, status_message = excluded.status_message,
+    outcome = excluded.outcome, attempts = excluded.attempts, process_id = excluded.process_id,
+    service = excluded.service, attributes = excluded.attributes, events = excluded.events,
+    links = excluded.links, resource = excluded.resource, scope = excluded.scope
+WHERE spans.state = 'started' AND excluded.state = 'ended'
+"""
+# Recomputes the summary row of every trace named in the JSON list bound to `?`.
+_REFRESH_TRACES = """
+INSERT OR REPLACE INTO traces
+SELECT s.trace_id, r.name, r.service, min(s.start_ns), max(s.end_ns), count(*),
+       sum(s.state = 'started'), r.outcome, sum(s.outcome IN ('error', 'timeout')),
+       sum(max(coalesce(s.attempts, 1) - 1, 0))
+FROM spans s JOIN spans r ON r.rowid = (
+    SELECT x.rowid FROM spans x WHERE x.trace_id = s.trace_id
+    ORDER BY x.parent_span_id IS NOT NULL, x.start_ns LIMIT 1)
+WHERE s.trace_id IN (SELECT value FROM json_each(?))
+GROUP BY s.trace_id
+"""
+_INSERT_EVENT = "INSERT OR IGNORE INTO span_events VALUES (?, ?, ?, ?, ?, ?)"
+_INSERT_METRIC = "INSERT INTO metrics VALUES (?, ?, ?, ?, ?, ?)"
+_UPSERT_PROCESS = """
+INSERT INTO processes (id, service, pid, host, sdk, started_ns, last_seen_ns) VALUES (?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET last_seen_ns = excluded.last_seen_ns
+"""
+_EVENT_KINDS = {semconv.EVENT_RETRY: "retry", semconv.EVENT_SLOW_CALLBACK: "slow_callback"}
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+@dataclass(slots=True)
+class Write:
+    """What one ingest frame (or OTLP request) stores, in one transaction with its neighbours."""
+
+    spans: Sequence[SpanRecord]
+    process: ProcessInfo | None = None
+    metrics: Sequence[dict[str, Any]] = ()
+    drops: dict[str, int] | None = None
+
+
+def _span_row(r: SpanRecord) -> tuple[Any, ...]:
+    attempts = r.attributes.get(semconv.ATTEMPTS)
+    return (
+        r.trace_id, r.span_id, r.parent_span_id, r.name, r.kind, r.state, r.start_ns, r.end_ns,
+        r.status_code, r.status_message, r.outcome, attempts if isinstance(attempts, int) else None,
+        r.process_id, r.service, _dumps(r.attributes), _dumps(r.events) if r.events else None,
+        _dumps(r.links) if r.links else None, _dumps(r.resource), _dumps(r.scope),
+    )
+
+
+def _event_rows(r: SpanRecord) -> Iterable[tuple[Any, ...]]:
+    """Retry and debug events, indexed on their own for `/api/retries` and `/api/debug`."""
+    if r.state != "ended":
+        return
+    for event in r.events:
+        kind = _EVENT_KINDS.get(event["name"])
+        if kind is not None:
+            yield (r.trace_id, r.span_id, r.name, kind, event["time_ns"], _dumps(event.get("attributes", {})))
+    stack = r.attributes.get(semconv.DEBUG_CREATION_STACK)
+    if stack is not None:
+        yield (r.trace_id, r.span_id, r.name, "creation_stack", r.start_ns, _dumps({semconv.DEBUG_CREATION_STACK: stack}))
+
+
+def row_to_record(row: Sequence[Any]) -> SpanRecord:
+    """A `SELECT {SPAN_COLUMNS}` row back into a record."""
+    return SpanRecord(
+        trace_id=row[0], span_id=row[1], parent_span_id=row[2], name=row[3], kind=row[4],
+        state=row[5], start_ns=row[6], end_ns=row[7], status_code=row[8], status_message=row[9],
+        process_id=row[12], attributes=json.loads(row[14]), events=json.loads(row[15]) if row[15] else [],
+        links=json.loads(row[16]) if row[16] else [], resource=json.loads(row[17]), scope=json.loads(row[18]),
+    )
+
+
+class Store:
+    """The SQLite file: `open()`, then `write()` from one task, `read()` from any."""
+
+    def __init__(self, path: str | Path, *, max_spans: int = 1_000_000, retention_s: float | None = 7 * 86400) -> None:
+        if max_spans < 1:
+            raise ValueError(f"max_spans must be >= 1, got {max_spans}")
+        if retention_s is not None and retention_s <= 0:
+            raise ValueError(f"retention must be > 0 seconds, got {retention_s}")
+        self.path = Path(path)
+        self.max_spans = max_spans
+        self.retention_s = retention_s
+        self._writer: aiosqlite.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None
+
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._writer = await aiosqlite.connect(self.path, isolation_level=None)
+        await self._writer.execute("PRAGMA journal_mode = WAL")
+        await self._writer.execute("PRAGMA synchronous = NORMAL")
+        await self._writer.executescript(_SCHEMA)
+        self._reader = await aiosqlite.connect(self.path, isolation_level=None)
+        await self._reader.execute("PRAGMA query_only = ON")
+
+    async def close(self) -> None:
+        for conn in (self._reader, self._writer):
+            if conn is not None:
+                await conn.close()
+        self._reader = self._writer = None
+
+    @property
+    def reader(self) -> aiosqlite.Connection:
+        if self._reader is None:
+            raise RuntimeError("Store is not open; call `await store.open()` first")
+        return self._reader
+
+    async def write(self, writes: Sequence[Write]) -> None:
+        """Store several writes in one transaction: spans upserted, their traces re-summarised."""
+        db = self._writer
+        if db is None:
+            raise RuntimeError("Store is not open; call `await store.open()` first")
+        spans = [r for w in writes for r in w.spans]
+        now = time.time_ns()
+        await db.execute("BEGIN")
+        try:
+            if spans:
+                await db.executemany(_UPSERT_SPAN, [_span_row(r) for r in spans])
+                await db.execute(_REFRESH_TRACES, (_dumps(list({r.trace_id for r in spans})),))
+                events = [row for r in spans for row in _event_rows(r)]
+                if events:
+                    await db.executemany(_INSERT_EVENT, events)
+            for w in writes:
+                await self._write_process(db, w, now)
+            await db.execute("COMMIT")
+        except BaseException:
+            await db.execute("ROLLBACK")
+            raise
+
+    async def _write_process(self, db: aiosqlite.Connection, w: Write, now: int) -> None:
+        p = w.process
+        if p is None:
+            return
+        await db.execute(_UPSERT_PROCESS, (p.id, p.service, p.pid, p.host, p.sdk, p.started_ns, now))
+        if w.drops is not None:
+            await db.execute(
+                "UPDATE processes SET drop_spans = ?, drop_metrics = ? WHERE id = ?",
+                (w.drops.get("spans", 0), w.drops.get("metrics", 0), p.id),
+            )
+        if w.metrics:
+            await db.executemany(_INSERT_METRIC, [
+                (p.id, m["name"], m["time_ns"], _dumps(m.get("attributes", {})), m.get("value"),
+                 _dumps(m["summary"]) if "summary" in m else None)
+                for m in w.metrics
+            ])
+
+    async def prune(self) -> int:
+        """Drop finished traces older than the retention, then the oldest past `max_spans`."""
+        db = self._writer
+        assert db is not None, "prune() before open()"
+        victims: list[str] = []
+        if self.retention_s is not None:
+            cutoff = time.time_ns() - int(self.retention_s * 1e9)
+            async with db.execute("SELECT trace_id FROM traces WHERE in_flight = 0 AND start_ns < ?", (cutoff,)) as cur:
+                victims.extend(row[0] for row in await cur.fetchall())
+        async with db.execute("SELECT count(*) FROM spans") as cur:
+            (total,) = await cur.fetchone()  # type: ignore[misc]
+        excess = total - self.max_spans
+        if excess > 0:
+            async with db.execute(
+                "SELECT trace_id, span_count FROM traces WHERE in_flight = 0 ORDER BY start_ns"
+            ) as cur:
+                async for trace_id, count in cur:
+                    if excess <= 0:
+                        break
+                    victims.append(trace_id)
+                    excess -= count
+        if not victims:
+            return 0
+        ids = _dumps(victims)
+        await db.execute("BEGIN")
+        for table in ("spans", "traces", "span_events"):
+            await db.execute(f"DELETE FROM {table} WHERE trace_id IN (SELECT value FROM json_each(?))", (ids,))
+        if self.retention_s is not None:
+            await db.execute("DELETE FROM metrics WHERE time_ns < ?", (time.time_ns() - int(self.retention_s * 1e9),))
+        await db.execute("COMMIT")
+        return len(victims)
+
+    async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """Rows of a read query, on the reader connection."""
+        async with self.reader.execute(sql, params) as cur:
+            return list(await cur.fetchall())
