@@ -1,0 +1,309 @@
+"""Decorator overhead side by side: OpenTrace, Logfire `@instrument`, Langfuse `@observe`, offline.
+
+One process, one event loop. Every tool's spans reach a BatchSpanProcessor over the same counting
+no-op exporter, so all pay the same export cost; each tool keeps the span pipeline it installs by
+default (Logfire's processor wrappers, Langfuse's own batch processor). Prints µs per call and the
+ratio to a hand-written `start_as_current_span` wrapper measured in the same run, and fails if any
+tool lost a span or anything tried to leave the machine.
+
+    .venv-peers/bin/python bench/peers/overhead.py [--calls 2000] [--rounds 9]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import gc
+import platform
+import statistics
+import sys
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any
+
+import offline
+
+offline.install()
+
+import logfire  # noqa: E402
+from langfuse import Langfuse, observe  # noqa: E402
+from opentelemetry import trace as otel_trace  # noqa: E402
+from opentelemetry.sdk.resources import Resource  # noqa: E402
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider  # noqa: E402
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult  # noqa: E402
+
+import opto  # noqa: E402
+
+try:
+    from opto.trace import async_stream  # noqa: E402
+except ImportError:  # not landed yet: the stream rows for OpenTrace are skipped
+    async_stream = None
+
+__all__: list[str] = []
+
+ITEMS = 10
+RESOURCE = Resource.create({"service.name": "bench-peers"})
+
+
+class CountingExporter(SpanExporter):
+    """Exports nowhere; counts spans by name so the bench can check nothing was lost."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self.counts.update(span.name for span in spans)
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        pass
+
+
+EXPORTER = CountingExporter()
+
+
+def _provider() -> TracerProvider:
+    provider = TracerProvider(resource=RESOURCE, shutdown_on_exit=False)
+    provider.add_span_processor(BatchSpanProcessor(EXPORTER, max_queue_size=65_536))
+    return provider
+
+
+# OpenTrace and the hand-written wrapper use the global provider.
+PROVIDER = _provider()
+otel_trace.set_tracer_provider(PROVIDER)
+HAND_TRACER = otel_trace.get_tracer("bench.hand")
+
+# Logfire: a local instance (it would otherwise replace the global provider and wrap every tool's
+# spans in its own processors), nothing sent, no console, no metrics.
+LOGFIRE = logfire.configure(
+    local=True,
+    send_to_logfire=False,
+    console=False,
+    metrics=False,
+    service_name="bench-peers",
+    additional_span_processors=[BatchSpanProcessor(EXPORTER, max_queue_size=65_536)],
+)
+
+# Langfuse: its own provider and batch processor (as by default), exporting to the counter instead of
+# its cloud; the keys are placeholders and the base URL is loopback.
+LANGFUSE_PROVIDER = TracerProvider(resource=RESOURCE, shutdown_on_exit=False)
+LANGFUSE = Langfuse(
+    public_key="pk-lf-bench",
+    secret_key="sk-lf-bench",
+    base_url="http://127.0.0.1:9",
+    tracer_provider=LANGFUSE_PROVIDER,
+    span_exporter=EXPORTER,
+)
+
+
+def otel_wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The baseline: what a careful user writes by hand with the OpenTelemetry API."""
+    name = fn.__qualname__
+
+    @functools.wraps(fn)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with HAND_TRACER.start_as_current_span(name):
+            return await fn(*args, **kwargs)
+
+    return wrapper
+
+
+def otel_wrap_stream(fn: Callable[..., AsyncIterator[Any]]) -> Callable[..., AsyncIterator[Any]]:
+    """The generator baseline: one span around the whole iteration."""
+    name = fn.__qualname__
+
+    @functools.wraps(fn)
+    async def wrapper(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        with HAND_TRACER.start_as_current_span(name):
+            async for item in fn(*args, **kwargs):
+                yield item
+
+    return wrapper
+
+
+def coroutine(name: str) -> Callable[..., Any]:
+    """A fresh trivial `async def` named `name`, so each variant's spans can be counted apart."""
+
+    async def fn(query: str, k: int = 3) -> dict[str, Any]:
+        return {"query": query, "k": k}
+
+    fn.__name__ = fn.__qualname__ = name
+    return fn
+
+
+def stream(name: str) -> Callable[..., AsyncIterator[int]]:
+    """A fresh trivial async generator of ITEMS items named `name`."""
+
+    async def fn(query: str, k: int = 3) -> AsyncIterator[int]:
+        for i in range(ITEMS):
+            yield i
+
+    fn.__name__ = fn.__qualname__ = name
+    return fn
+
+
+@dataclass
+class Variant:
+    label: str
+    fn: Callable[..., Any]
+    span_name: str | None  # None: not traced
+    times: list[float] = field(default_factory=list)
+    calls: int = 0
+
+
+def coroutine_variants() -> list[Variant]:
+    variants = [
+        Variant("bare `async def`", coroutine("bare"), None),
+        Variant("hand-written `start_as_current_span`", otel_wrap(coroutine("hand")), "hand"),
+        Variant("OpenTrace `@async_trace` (default capture)", opto.trace.async_trace(coroutine("opto_default")), "opto_default"),
+        Variant(
+            "OpenTrace `@async_trace` (capture off)",
+            opto.trace.async_trace(capture_args=False, capture_result=False)(coroutine("opto_nocapture")),
+            "opto_nocapture",
+        ),
+        Variant("Logfire `@instrument` (default)", LOGFIRE.instrument()(coroutine("logfire_default")), "logfire_default"),
+        Variant(
+            "Logfire `@instrument(extract_args=False)`",
+            LOGFIRE.instrument(extract_args=False)(coroutine("logfire_noargs")),
+            "logfire_noargs",
+        ),
+        Variant("Langfuse `@observe` (default)", observe()(coroutine("langfuse_default")), "langfuse_default"),
+        Variant(
+            "Langfuse `@observe(capture_input=False, capture_output=False)`",
+            observe(capture_input=False, capture_output=False)(coroutine("langfuse_nocapture")),
+            "langfuse_nocapture",
+        ),
+    ]
+    return variants
+
+
+def stream_variants() -> list[Variant]:
+    variants = [
+        Variant("bare async generator", stream("s_bare"), None),
+        Variant("hand-written `start_as_current_span`", otel_wrap_stream(stream("s_hand")), "s_hand"),
+    ]
+    if async_stream is not None:
+        variants.append(Variant("OpenTrace `@async_stream` (default capture)", async_stream(stream("s_opto_default")), "s_opto_default"))
+        try:
+            no_capture = async_stream(capture_args=False, capture_result=False)(stream("s_opto_nocapture"))
+        except TypeError:
+            no_capture = None
+        if no_capture is not None:
+            variants.append(Variant("OpenTrace `@async_stream` (capture off)", no_capture, "s_opto_nocapture"))
+    variants += [
+        Variant(
+            "Logfire `@instrument(allow_generator=True)`",
+            LOGFIRE.instrument(allow_generator=True)(stream("s_logfire_default")),
+            "s_logfire_default",
+        ),
+        Variant(
+            "Logfire `@instrument(allow_generator=True, extract_args=False)`",
+            LOGFIRE.instrument(allow_generator=True, extract_args=False)(stream("s_logfire_noargs")),
+            "s_logfire_noargs",
+        ),
+        Variant("Langfuse `@observe` (default)", observe()(stream("s_langfuse_default")), "s_langfuse_default"),
+        Variant(
+            "Langfuse `@observe(capture_input=False, capture_output=False)`",
+            observe(capture_input=False, capture_output=False)(stream("s_langfuse_nocapture")),
+            "s_langfuse_nocapture",
+        ),
+    ]
+    return variants
+
+
+async def time_coroutine(fn: Callable[..., Any], calls: int) -> float:
+    t0 = time.perf_counter()
+    for i in range(calls):
+        await fn("what is tracing?", k=i)
+    return (time.perf_counter() - t0) / calls
+
+
+async def time_stream(fn: Callable[..., AsyncIterator[int]], calls: int) -> float:
+    t0 = time.perf_counter()
+    for i in range(calls):
+        async for _ in fn("what is tracing?", k=i):
+            pass
+    return (time.perf_counter() - t0) / calls
+
+
+def flush() -> None:
+    PROVIDER.force_flush()
+    LOGFIRE.force_flush()
+    LANGFUSE.flush()
+
+
+async def measure(variants: list[Variant], timer: Callable[..., Any], calls: int, rounds: int) -> None:
+    """Each round runs every variant once, in rotated order, with exports flushed between blocks."""
+    for variant in variants:  # warm-up: first-call caches, lazy imports
+        await timer(variant.fn, 50)
+        variant.calls += 50
+    for r in range(rounds):
+        order = variants[r % len(variants) :] + variants[: r % len(variants)]
+        for variant in order:
+            flush()
+            gc.collect()
+            variant.times.append(await timer(variant.fn, calls))
+            variant.calls += calls
+    flush()
+
+
+def lost_spans(variants: list[Variant]) -> list[str]:
+    """Variants whose exported span count differs from their call count."""
+    problems = []
+    for v in variants:
+        if v.span_name is None:
+            continue
+        got = sum(n for name, n in EXPORTER.counts.items() if name == v.span_name or name.endswith("." + v.span_name))
+        if got != v.calls:
+            problems.append(f"{v.label}: {got} spans exported for {v.calls} calls")
+    return problems
+
+
+def report(title: str, variants: list[Variant]) -> None:
+    base = statistics.median(next(v for v in variants if v.label.startswith("hand-written")).times)
+    print(f"\n{title}")
+    print("| | µs per call (median) | ratio to hand-written OTel wrapper |")
+    print("| --- | ---: | ---: |")
+    for v in variants:
+        med = statistics.median(v.times)
+        print(f"| {v.label} | {med * 1e6:.1f} | {med / base:.2f}x |")
+
+
+def versions() -> str:
+    names = ["opentrace", "opentelemetry-sdk", "logfire", "langfuse"]
+    return ", ".join(f"{n} {metadata.version(n)}" for n in names)
+
+
+async def main(calls: int, rounds: int) -> int:
+    coros = coroutine_variants()
+    streams = stream_variants()
+    await measure(coros, time_coroutine, calls, rounds)
+    await measure(streams, time_stream, max(calls // 4, 1), rounds)
+    print(f"Python {platform.python_version()}, {versions()}; {calls} calls x {rounds} rounds")
+    report("Trivial `async def`", coros)
+    report(f"Async generator of {ITEMS} items (one span per iteration)", streams)
+    if async_stream is None:
+        print("\n(OpenTrace `@async_stream` is not importable yet: its rows are missing)")
+    problems = lost_spans(coros + streams)
+    for problem in problems:
+        print(f"LOST: {problem}", file=sys.stderr)
+    refused = offline.refused()
+    print(f"\nspans exported: {sum(EXPORTER.counts.values())}, all accounted for: {not problems}; "
+          f"outbound network attempts refused: {len(refused)}")
+    for attempt in refused:
+        print(f"OUTBOUND: {attempt}", file=sys.stderr)
+    return 1 if problems or refused else 0
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=2000, help="calls per variant per round")
+    parser.add_argument("--rounds", type=int, default=9, help="rounds; the median round is reported")
+    ns = parser.parse_args()
+    code = asyncio.run(main(ns.calls, ns.rounds))
+    LANGFUSE.shutdown()
+    sys.exit(code)
