@@ -15,6 +15,11 @@ __all__ = [
     "DEBUG_DURATION_S", "DEBUG_HANDLE", "EVENT_RETRY", "EVENT_TIMEOUT", "EVENT_CANCELLED",
     "EVENT_SLOW_CALLBACK", "METRIC_CALL_DURATION", "METRIC_CALLS_ACTIVE", "METRIC_RETRIES",
     "METRIC_QUEUE_WAIT", "FUNCTION",
+    "STREAM_ITEMS", "STREAM_FIRST_ITEM_S", "STREAM_CLOSED_EARLY",
+    "QUEUE_NAME", "QUEUE_MAXSIZE", "QUEUE_BLOCKED_S", "EVENT_QUEUE_BLOCKED", "METRIC_QUEUE_DEPTH",
+    "METRIC_QUEUE_PUT_BLOCKED", "METRIC_QUEUE_PRODUCERS", "METRIC_QUEUE_CONSUMERS",
+    "METRICS_NAME", "METRICS_KEY", "METRIC_SUMMARY", "METRIC_BLOCK_DURATION", "METRIC_BLOCKS_ACTIVE",
+    "METRIC_BLOCK_QUEUE_WAIT", "METRIC_BLOCK_CPU", "METRIC_BLOCK_MEMORY", "METRIC_BLOCK_VALUE",
 ]
 
 # OpenTelemetry semantic conventions.
@@ -63,3 +68,30 @@ METRIC_CALL_DURATION: Final = "opto.call.duration"
 METRIC_CALLS_ACTIVE: Final = "opto.calls.active"
 METRIC_RETRIES: Final = "opto.retries"
 METRIC_QUEUE_WAIT: Final = "opto.queue.wait"
+
+# @opto.trace.async_stream: one span per iteration run (opto.kind "stream").
+STREAM_ITEMS: Final = "opto.stream.items"  # items yielded
+STREAM_FIRST_ITEM_S: Final = "opto.stream.first_item_s"  # first __anext__ to first item
+STREAM_CLOSED_EARLY: Final = "opto.stream.closed_early"  # aclose()/break/GC before exhaustion
+
+# AsyncQueue. Item waits go to METRIC_QUEUE_WAIT with QUEUE_NAME; a consumer's traced work links
+# to the producer's span with link attributes QUEUE_NAME and QUEUE_WAIT_S.
+QUEUE_NAME: Final = "opto.queue.name"
+QUEUE_MAXSIZE: Final = "opto.queue.maxsize"  # 0: unbounded
+QUEUE_BLOCKED_S: Final = "opto.queue.blocked_s"
+EVENT_QUEUE_BLOCKED: Final = "opto.queue.blocked"  # on the producer's span: put() waited for room
+METRIC_QUEUE_DEPTH: Final = "opto.queue.depth"
+METRIC_QUEUE_PUT_BLOCKED: Final = "opto.queue.put_blocked"
+METRIC_QUEUE_PRODUCERS: Final = "opto.queue.producers"  # live tasks that have put items
+METRIC_QUEUE_CONSUMERS: Final = "opto.queue.consumers"  # live tasks that have got items
+
+# AsyncMetrics.monitor(name) blocks; summaries travel as METRIC_SUMMARY points (docs/api.md).
+METRICS_NAME: Final = "opto.metrics.name"
+METRICS_KEY: Final = "opto.metrics.key"  # a value the block recorded itself
+METRIC_SUMMARY: Final = "opto.metrics.summary"
+METRIC_BLOCK_DURATION: Final = "opto.metrics.duration"
+METRIC_BLOCKS_ACTIVE: Final = "opto.metrics.active"
+METRIC_BLOCK_QUEUE_WAIT: Final = "opto.metrics.queue_wait"
+METRIC_BLOCK_CPU: Final = "opto.metrics.cpu_time"
+METRIC_BLOCK_MEMORY: Final = "opto.metrics.memory.peak"
+METRIC_BLOCK_VALUE: Final = "opto.metrics.value"
