@@ -1,0 +1,212 @@
+"""`opto.configure(otlp_endpoint=...)` and the `OTEL_*` variables export over OTLP/HTTP to a collector.
+
+The collector is `otlp_receiver.py`, a separate process built from `opentelemetry-proto`; the
+traced programs run in subprocesses, since `configure()` installs process-wide providers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import opto
+
+RECEIVER = Path(__file__).with_name("otlp_receiver.py")
+
+# A traced program: an agent that is retried once inside a workflow. It prints the spans its own
+# SDK finished (seen through an in-memory exporter) and exits without calling opto.shutdown(), so
+# what the collector gets was flushed at exit.
+PROGRAM = """
+import asyncio, json, sys
+import opto
+from opentelemetry import trace
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+opto.configure(**json.loads(sys.argv[1]))
+seen = InMemorySpanExporter()
+trace.get_tracer_provider().add_span_processor(SimpleSpanProcessor(seen))
+opto.trace.set_testing(True)
+failures = iter([opto.RetryableError("rate limited"), None])
+
+@opto.trace.async_trace(retry_attempts=2, timeout=5)
+async def agent(query: str) -> str:
+    exc = next(failures)
+    if exc is not None:
+        raise exc
+    return query.upper()
+
+@opto.trace.async_trace
+async def workflow() -> str:
+    return await agent("hi")
+
+asyncio.run(workflow())
+plain = lambda attrs: {k: list(v) if isinstance(v, tuple) else v for k, v in attrs.items()}
+print(json.dumps([
+    {"name": s.name, "span_id": format(s.context.span_id, "016x"), "attributes": plain(s.attributes),
+     "events": [{"name": e.name, "attributes": plain(e.attributes)} for e in s.events]}
+    for s in seen.get_finished_spans()
+]))
+"""
+
+
+@dataclass
+class Receiver:
+    url: str
+    out: Path
+
+    def requests(self) -> list[dict[str, Any]]:
+        if not self.out.exists():
+            return []
+        return [json.loads(line) for line in self.out.read_text().splitlines()]
+
+    def spans(self) -> list[dict[str, Any]]:
+        return [span for r in self.requests() if "spans" in r for span in r["spans"]]
+
+
+@pytest.fixture
+def receiver(tmp_path: Path) -> Iterator[Receiver]:
+    out = tmp_path / "received.jsonl"
+    proc = subprocess.Popen([sys.executable, str(RECEIVER), str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        port = int(proc.stdout.readline())
+        yield Receiver(f"http://127.0.0.1:{port}", out)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        assert proc.stdout is not None
+        proc.stdout.close()
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    return env | extra
+
+
+def run(program: str, config: dict[str, Any], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        [sys.executable, "-c", program, json.dumps(config)], env=env, capture_output=True, text=True, timeout=50
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def test_spans_reach_the_collector_with_opto_attributes_and_events_unchanged(receiver: Receiver) -> None:
+    """Every span the program finished arrives, flushed at exit, with identical attributes and events."""
+    config = {"otlp_endpoint": receiver.url, "otlp_headers": {"x-api-key": "k1"}, "service_name": "exporter-test"}
+    # The argument wins over the environment variable, which points nowhere.
+    proc = run(PROGRAM, config, clean_env(OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:9"))
+    sent = {s["span_id"]: s for s in json.loads(proc.stdout)}
+    received = {s["span_id"]: s for s in receiver.spans()}
+    assert received.keys() == sent.keys() and len(sent) == 2
+    for span_id, span in sent.items():
+        got = received[span_id]
+        assert (got["name"], got["attributes"], got["events"]) == (span["name"], span["attributes"], span["events"])
+        assert got["resource"]["service.name"] == "exporter-test"
+        assert got["scope"] == "opto"
+    agent = next(s for s in received.values() if s["name"].endswith("agent"))
+    assert agent["attributes"]["opto.outcome"] == "ok"
+    assert agent["attributes"]["opto.attempts"] == 2
+    assert [e["name"] for e in agent["events"]] == ["opto.retry"]
+    workflow = next(s for s in received.values() if s["name"].endswith("workflow"))
+    assert agent["parent_span_id"] == workflow["span_id"]
+    requests = receiver.requests()
+    assert {r["path"] for r in requests} == {"/v1/traces", "/v1/metrics"}
+    assert all(r["headers"]["x-api-key"] == "k1" for r in requests)
+    assert all(r["headers"]["content-type"] == "application/x-protobuf" for r in requests)
+    metrics = {m["name"]: m for r in requests for m in r.get("metrics", [])}
+    assert metrics["opto.call.duration"]["data"] == "histogram"
+    assert metrics["opto.call.duration"]["resource"]["service.name"] == "exporter-test"
+
+
+@pytest.mark.parametrize(
+    ("env", "service", "extra"),
+    [
+        pytest.param(
+            {"OTEL_SERVICE_NAME": "from-env", "OTEL_RESOURCE_ATTRIBUTES": "service.name=loses,deployment.environment=staging",
+             "OTEL_EXPORTER_OTLP_COMPRESSION": "gzip"},
+            "from-env", {"deployment.environment": "staging"}, id="service-name-var-wins-gzip",
+        ),
+        pytest.param(
+            {"OTEL_RESOURCE_ATTRIBUTES": "service.name=billing,team=payments"},
+            "billing", {"team": "payments"}, id="service-name-from-resource-attributes",
+        ),
+    ],
+)
+def test_standard_environment_variables(receiver: Receiver, env: dict[str, str], service: str, extra: dict[str, str]) -> None:
+    """With no arguments, OTEL_EXPORTER_OTLP_ENDPOINT/HEADERS, OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES apply."""
+    env = clean_env(OTEL_EXPORTER_OTLP_ENDPOINT=receiver.url, OTEL_EXPORTER_OTLP_HEADERS="authorization=Bearer%20t0k", **env)
+    run(PROGRAM, {}, env)
+    spans = receiver.spans()
+    assert len(spans) == 2
+    assert all(s["resource"]["service.name"] == service and extra.items() <= s["resource"].items() for s in spans)
+    requests = receiver.requests()
+    assert all(r["headers"]["authorization"] == "Bearer t0k" for r in requests)
+    if env.get("OTEL_EXPORTER_OTLP_COMPRESSION") == "gzip":
+        assert all(r["headers"]["content-encoding"] == "gzip" for r in requests)
+
+
+def test_traces_endpoint_variable_is_used_as_the_full_url(receiver: Receiver) -> None:
+    """OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is taken as is, and alone exports no metrics."""
+    run(PROGRAM, {}, clean_env(OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=f"{receiver.url}/custom/traces"))
+    assert [r["path"] for r in receiver.requests()] == ["/custom/traces"]
+    assert len(receiver.spans()) == 2
+
+
+def test_shutdown_returns_within_its_time_limit_when_the_collector_never_answers() -> None:
+    """A collector that accepts connections but never replies cannot hold the program at exit."""
+    with socket.socket() as black_hole:
+        black_hole.bind(("127.0.0.1", 0))
+        black_hole.listen(64)
+        url = f"http://127.0.0.1:{black_hole.getsockname()[1]}"
+        program = PROGRAM + "\nopto.shutdown(timeout_s=0.5)\nprint('shutdown returned')\n"
+        proc = run(program, {"otlp_endpoint": url}, clean_env(OTEL_EXPORTER_OTLP_TIMEOUT="600"))
+    assert proc.stdout.splitlines()[-1] == "shutdown returned"
+    assert "telemetry not exported within 0.5s at shutdown was dropped" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        pytest.param({"otlp_endpoint": "localhost:4318"}, ValueError, "must start with http:// or https://", id="no-scheme"),
+        pytest.param({"otlp_endpoint": 4318}, TypeError, "must be a URL string", id="not-a-string"),
+        pytest.param(
+            {"otlp_endpoint": "http://c:4318", "otlp_headers": {"x-api-key": 1}}, TypeError,
+            "otlp_headers must map header names to string values", id="header-not-a-string",
+        ),
+        pytest.param({"otlp_headers": {"x-api-key": "k"}}, ValueError, "otlp_headers needs an otlp_endpoint", id="headers-alone"),
+    ],
+)
+def test_misuse_raises_naming_the_fix(
+    monkeypatch: pytest.MonkeyPatch, kwargs: dict[str, Any], error: type[Exception], message: str
+) -> None:
+    """Bad OTLP arguments raise before anything is installed."""
+    for name in list(os.environ):
+        if name.startswith("OTEL_"):
+            monkeypatch.delenv(name)
+    with pytest.raises(error, match=message):
+        opto.configure(**kwargs)
+
+
+def test_grpc_protocol_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """OTEL_EXPORTER_OTLP_PROTOCOL=grpc would silently send protobuf-over-HTTP to a gRPC port; it raises instead."""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+    with pytest.raises(ValueError, match="'grpc' is not supported: opto exports OTLP over http/protobuf"):
+        opto.configure(otlp_endpoint="http://127.0.0.1:4317")
+
+
+def test_missing_exporter_package_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without opentelemetry-exporter-otlp-proto-http, the error says to install opentrace[otlp]."""
+    monkeypatch.setitem(sys.modules, "opentelemetry.exporter.otlp.proto.http.trace_exporter", None)
+    with pytest.raises(ImportError, match=r"pip install 'opentrace\[otlp\]'"):
+        opto.configure(otlp_endpoint="http://127.0.0.1:4318")
