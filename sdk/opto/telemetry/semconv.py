@@ -20,6 +20,11 @@ __all__ = [
     "METRIC_QUEUE_PUT_BLOCKED", "METRIC_QUEUE_PRODUCERS", "METRIC_QUEUE_CONSUMERS",
     "METRICS_NAME", "METRICS_KEY", "METRIC_SUMMARY", "METRIC_BLOCK_DURATION", "METRIC_BLOCKS_ACTIVE",
     "METRIC_BLOCK_QUEUE_WAIT", "METRIC_BLOCK_CPU", "METRIC_BLOCK_MEMORY", "METRIC_BLOCK_VALUE",
+    "SPAN_OPTIMIZE", "SPAN_OPTIMIZE_DEPTH", "SPAN_OPTIMIZE_CANDIDATE", "KIND_OPTIMIZE",
+    "KIND_OPTIMIZE_DEPTH", "KIND_OPTIMIZE_CANDIDATE", "OPTIMIZE_STRATEGY", "OPTIMIZE_BEAM_WIDTH",
+    "OPTIMIZE_NUM_PROPOSALS", "OPTIMIZE_MAX_DEPTH", "OPTIMIZE_MAX_CONCURRENT", "OPTIMIZE_DEPTH",
+    "OPTIMIZE_CANDIDATE_ID", "OPTIMIZE_PARENT_ID", "OPTIMIZE_SCORE", "OPTIMIZE_PARAM_PREFIX",
+    "OPTIMIZE_CANDIDATES", "OPTIMIZE_BEAM", "OPTIMIZE_BEST_ID", "OPTIMIZE_BEST_SCORE",
 ]
 
 # OpenTelemetry semantic conventions.
@@ -95,3 +100,27 @@ METRIC_BLOCK_QUEUE_WAIT: Final = "opto.metrics.queue_wait"
 METRIC_BLOCK_CPU: Final = "opto.metrics.cpu_time"
 METRIC_BLOCK_MEMORY: Final = "opto.metrics.memory.peak"
 METRIC_BLOCK_VALUE: Final = "opto.metrics.value"
+
+# @opto.trace.optimize: a search span, a span per depth under it, a span per candidate under that
+# (depth 0, the starting values, sits directly under the search). Each carries SPAN_KIND and OUTCOME;
+# a candidate whose evaluation failed has outcome "error" and no score. See docs/optimize.md.
+SPAN_OPTIMIZE: Final = "opto.optimize"
+SPAN_OPTIMIZE_DEPTH: Final = "opto.optimize.depth"
+SPAN_OPTIMIZE_CANDIDATE: Final = "opto.optimize.candidate"
+KIND_OPTIMIZE: Final = "optimize"
+KIND_OPTIMIZE_DEPTH: Final = "optimize.depth"
+KIND_OPTIMIZE_CANDIDATE: Final = "optimize.candidate"
+OPTIMIZE_STRATEGY: Final = "opto.optimize.strategy"
+OPTIMIZE_BEAM_WIDTH: Final = "opto.optimize.beam_width"
+OPTIMIZE_NUM_PROPOSALS: Final = "opto.optimize.num_proposals"
+OPTIMIZE_MAX_DEPTH: Final = "opto.optimize.max_depth"
+OPTIMIZE_MAX_CONCURRENT: Final = "opto.optimize.max_concurrent"
+OPTIMIZE_DEPTH: Final = "opto.optimize.depth_index"  # on depth and candidate spans; 0 = starting values
+OPTIMIZE_CANDIDATE_ID: Final = "opto.optimize.candidate_id"  # unique within one search; 0 = starting values
+OPTIMIZE_PARENT_ID: Final = "opto.optimize.parent_id"  # the beam member it was proposed from
+OPTIMIZE_SCORE: Final = "opto.optimize.score"
+OPTIMIZE_PARAM_PREFIX: Final = "opto.optimize.param."  # + parameter name: the value's safe repr
+OPTIMIZE_CANDIDATES: Final = "opto.optimize.candidates"  # candidates evaluated (depth: new ones)
+OPTIMIZE_BEAM: Final = "opto.optimize.beam"  # candidate ids kept after a depth, best first
+OPTIMIZE_BEST_ID: Final = "opto.optimize.best_id"
+OPTIMIZE_BEST_SCORE: Final = "opto.optimize.best_score"  # absent while every candidate failed

@@ -13,9 +13,12 @@ from typing import Any
 from ._debug import set_async_debug
 from ._decorator import async_trace
 from ._decorator import trace as _trace
+from ._optimize import Candidate, Evaluation, OptimizeResult, Workflow, optimize
+from ._param import Param, param
 from ._retry import RetryPolicy, set_testing
 
-__all__ = ["async_trace", "set_async_debug", "set_testing", "RetryPolicy"]
+__all__ = ["async_trace", "set_async_debug", "set_testing", "RetryPolicy",
+           "optimize", "param", "Param", "Workflow", "OptimizeResult", "Candidate", "Evaluation"]
 
 
 class _TraceModule(types.ModuleType):
