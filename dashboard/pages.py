@@ -1,22 +1,88 @@
-"""The browser pages: HTML rendered from `templates/`, data fetched by the page from `/api/`."""
+"""The browser pages: HTML rendered from `templates/`, data fetched by each page from `/api/`.
+
+Static files are served under `/static/` and referenced with a content hash (`?v=`), both from
+templates and, through an import map, from ES module imports, so a browser never runs stale code.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import re
 from pathlib import Path
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-__all__ = ["routes", "templates"]
+from opto.telemetry import semconv
 
-templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+__all__ = ["routes", "templates", "static_url"]
+
+_HERE = Path(__file__).parent
+_STATIC = _HERE / "static"
+_TRACE_ID = re.compile(r"[0-9a-f]{32}")
+
+# Name -> content hash, computed once at import: the files ship with the package and do not change.
+_HASHES = {p.name: hashlib.sha256(p.read_bytes()).hexdigest()[:12] for p in _STATIC.iterdir() if p.is_file()}
+
+
+def static_url(name: str) -> str:
+    """The URL of a static file, carrying its content hash so caches never serve a stale copy."""
+    if name not in _HASHES:
+        raise ValueError(f"no static file {name!r} in {_STATIC}; known: {', '.join(sorted(_HASHES))}")
+    return f"/static/{name}?v={_HASHES[name]}"
+
+
+# ES modules import each other as "/static/x.js"; the import map points those at hashed URLs.
+_IMPORT_MAP = {"imports": {f"/static/{n}": static_url(n) for n in sorted(_HASHES) if n.endswith(".js")}}
+
+templates = Jinja2Templates(directory=str(_HERE / "templates"))
+# Telemetry names reach the scripts from the module the SDK writes them with, so they cannot drift.
+_NAMES = {name: getattr(semconv, name) for name in semconv.__all__}
+templates.env.globals.update(static=static_url, import_map=_IMPORT_MAP, semconv=_NAMES)
+
+# (path, template, nav label): the order of the navigation bar.
+_PAGES = [
+    ("/live", "live.html", "Live"),
+    ("/traces", "traces.html", "Traces"),
+    ("/queues", "queues.html", "Queues"),
+    ("/retries", "retries.html", "Retries"),
+    ("/debug", "debug.html", "Debug"),
+    ("/metrics", "metrics.html", "Metrics"),
+]
+templates.env.globals["nav"] = [(path, label) for path, _, label in _PAGES]
+
+
+def _render(request: Request, template: str, section: str, status: int = 200, **context: Any) -> Response:
+    return templates.TemplateResponse(request, template, {"section": section, **context}, status_code=status)
+
+
+def _page(path: str, template: str) -> Route:
+    async def endpoint(request: Request) -> Response:
+        return _render(request, template, path)
+
+    return Route(path, endpoint, name=template.removesuffix(".html"))
 
 
 async def index(request: Request) -> Response:
-    """The landing page: a stand-in until the dashboard UI lands."""
-    return templates.TemplateResponse(request, "index.html")
+    """The landing page is the Live page, so `make demo`'s URL shows activity at once."""
+    return _render(request, "live.html", "/live")
 
 
-routes: list[BaseRoute] = [Route("/", index, name="index")]
+async def trace_page(request: Request) -> Response:
+    """One trace's waterfall; the id is checked here so a bad link gets a clear 404 page."""
+    trace_id = request.path_params["trace_id"]
+    if _TRACE_ID.fullmatch(trace_id) is None:
+        return _render(request, "not_found.html", "/traces", 404, what=f"{trace_id!r} is not a trace id (32 lowercase hex chars)")
+    return _render(request, "trace.html", "/traces", trace_id=trace_id, page_data={"trace_id": trace_id})
+
+
+routes: list[BaseRoute] = [
+    Route("/", index, name="index"),
+    *(_page(path, template) for path, template, _ in _PAGES),
+    Route("/traces/{trace_id}", trace_page, name="trace"),
+    Mount("/static", StaticFiles(directory=str(_STATIC)), name="static"),
+]

@@ -1,0 +1,92 @@
+// The Live page: everything comes from /ws/live pushes; ages tick locally between pushes.
+import { $, h, setRows, setText, fill } from "/static/dom.js";
+import { count, duration, percent, time } from "/static/format.js";
+import { lineChart, cssColor } from "/static/charts.js";
+import { onLive } from "/static/socket.js";
+
+const SERIES_VARS = ["--series-2", "--series-3", "--series-4", "--series-5", "--series-6"];
+let live = null;
+let clockOffsetNs = 0; // server now minus browser now, so ages use the server's clock
+
+function render() {
+  if (!live) return;
+  const inFlight = live.in_flight.reduce((n, f) => n + f.count, 0);
+  setText($("#in-flight-total"), count(inFlight));
+  setText($("#calls-per-s"), count(live.throughput.calls_per_s));
+  setText($("#spans-per-s"), count(live.throughput.spans_per_s));
+  for (const key of ["error", "retry", "timeout", "cancelled"]) {
+    const node = $(`#rate-${key}`);
+    setText(node, percent(live.rates[key]));
+    node.classList.toggle(key === "retry" ? "warn" : "bad", live.rates[key] > 0 && key !== "cancelled");
+  }
+  renderInFlight();
+  renderConcurrency();
+  renderProcesses();
+  setText($("#ingest-frames"), count(live.ingest.frames));
+  setText($("#ingest-bad"), count(live.ingest.bad_frames));
+  setText($("#ingest-spans"), count(live.ingest.spans_stored));
+}
+
+function nowNs() {
+  return Date.now() * 1e6 + clockOffsetNs;
+}
+
+function renderInFlight() {
+  const now = nowNs();
+  const rows = [...live.in_flight].sort((a, b) => b.count - a.count).map((f) => {
+    const oldest = f.spans.reduce((o, s) => (o && o.start_ns <= s.start_ns ? o : s), null);
+    const name = oldest ? h("a", { href: `/traces/${oldest.trace_id}?span=${oldest.span_id}` }, f.name) : f.name;
+    return h("tr", { "data-name": f.name },
+      h("td", {}, name),
+      h("td", { class: "num", "data-testid": "in-flight-count" }, count(f.count)),
+      h("td", { class: "num" }, duration((now - f.oldest_start_ns) / 1e6)));
+  });
+  setRows($("#inflight-table"), rows);
+}
+
+function renderConcurrency() {
+  const points = live.concurrency;
+  const svg = $("#concurrency-chart");
+  if (!points.length) { lineChart(svg, { series: [], x0: 0, x1: 1, formatX: () => "" }); return; }
+  const totals = new Map();
+  for (const p of points) for (const [name, n] of Object.entries(p.by_name)) totals.set(name, Math.max(totals.get(name) || 0, n));
+  const names = [...totals.keys()].sort((a, b) => totals.get(b) - totals.get(a)).slice(0, SERIES_VARS.length);
+  const series = [
+    { name: "total", color: cssColor("--series-1"), points: points.map((p) => [p.t_ns, p.total]) },
+    ...names.map((name, i) => ({ name, color: cssColor(SERIES_VARS[i]), points: points.map((p) => [p.t_ns, p.by_name[name] || 0]) })),
+  ];
+  const x0 = points[0].t_ns;
+  const x1 = points[points.length - 1].t_ns;
+  const peak = lineChart(svg, { series, x0, x1, formatX: (x) => time(x).replace(/\.\d+$/, "") });
+  setText($("#concurrency-peak"), count(peak));
+  fill($("#concurrency-legend"), series.map((s) => {
+    const max = Math.max(0, ...s.points.map((p) => p[1]));
+    return h("li", { "data-series": s.name, "data-peak": max },
+      h("span", { class: "key", style: `background:${s.color}` }), s.name, h("span", { class: "muted" }, ` max ${max}`));
+  }));
+}
+
+function renderProcesses() {
+  const now = nowNs();
+  setRows($("#process-table"), live.processes.map((p) =>
+    h("tr", {},
+      h("td", {}, h("span", { class: `badge ${p.connected ? "ok" : ""}`, title: p.connected ? "connected" : "disconnected" }, p.service || p.id)),
+      h("td", { class: "num" }, p.pid ?? "–"),
+      h("td", {}, p.host || "–"),
+      h("td", { class: "num" }, p.connected ? "now" : `${duration((now - p.last_seen_ns) / 1e6)} ago`))));
+  const names = new Map(live.processes.map((p) => [p.id, `${p.service || "?"} (${p.pid ?? p.id.slice(0, 8)})`]));
+  setRows($("#drop-table"), Object.entries(live.drops)
+    .filter(([, d]) => d.spans || d.metrics)
+    .map(([id, d]) => h("tr", {}, h("td", {}, names.get(id) || id), h("td", { class: "num" }, count(d.spans)), h("td", { class: "num" }, count(d.metrics)))));
+}
+
+onLive((message) => {
+  if (message.type !== "snapshot" && message.type !== "update") return;
+  live = message.live;
+  clockOffsetNs = live.now_ns - Date.now() * 1e6;
+  render();
+});
+
+// Ages move every second even when nothing new arrives.
+setInterval(() => { if (live) { renderInFlight(); } }, 1000);
+addEventListener("resize", () => { if (live) renderConcurrency(); });

@@ -1,0 +1,167 @@
+// The Trace page: the waterfall of one trace and the detail panel of the selected span.
+import { $, h, fill, names, pageData, setText } from "/static/dom.js";
+import { count, duration, time, value } from "/static/format.js";
+import { ApiError, latest, report, throttle } from "/static/api.js";
+import { onLive } from "/static/socket.js";
+import { Waterfall } from "/static/waterfall.js";
+
+const { trace_id: traceId } = pageData();
+const fetchTrace = latest();
+let spans = [];
+let clockOffsetNs = 0;
+let rendered = false;
+
+const waterfall = new Waterfall({
+  viewport: $("#waterfall"), spacer: $("#wf-spacer"), rows: $("#wf-rows"), axis: $("#wf-axis"),
+  onSelect: (span) => {
+    showDetail(span);
+    const url = new URL(location.href);
+    url.searchParams.set("span", span.span_id);
+    history.replaceState(null, "", url);
+  },
+});
+
+const nowNs = () => Date.now() * 1e6 + clockOffsetNs;
+
+async function load() {
+  let data;
+  try {
+    data = await fetchTrace(`/api/traces/${traceId}`);
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 404) {
+      setText($("#trace-summary"), "no spans of this trace have arrived yet; waiting for them");
+      return;
+    }
+    report(error);
+    return;
+  }
+  if (!data) return;
+  report(null);
+  spans = data.spans;
+  waterfall.setSpans(spans, nowNs());
+  summarise();
+  if (!rendered) {
+    rendered = true;
+    const wanted = new URLSearchParams(location.search).get("span");
+    if (!(wanted && waterfall.selectId(wanted)) && spans.length) waterfall.select(0, { scroll: false });
+    performance.mark("trace-rendered");
+    document.body.dataset.ready = "trace";
+  } else if (waterfall.selectedSpan()) {
+    showDetail(waterfall.selectedSpan());
+  }
+}
+
+function summarise() {
+  const root = waterfall.model.rows[0]?.span;
+  setText($("#trace-title"), root ? root.name : "Trace");
+  const outcomes = {};
+  let running = 0;
+  for (const s of spans) {
+    if (s.state === "started") running++;
+    else outcomes[s.outcome] = (outcomes[s.outcome] || 0) + 1;
+  }
+  const { t0, t1 } = waterfall.model;
+  const parts = [`${count(spans.length)} spans`, duration((t1 - t0) / 1e6), time(t0)];
+  for (const o of names.OUTCOMES) if (o !== names.OUTCOME_OK && outcomes[o]) parts.push(`${count(outcomes[o])} ${o}`);
+  if (running) parts.push(`${count(running)} running`);
+  setText($("#trace-summary"), parts.join(" · "));
+}
+
+// ---- detail panel ----
+
+function kvTable(entries) {
+  return h("table", {}, h("tbody", {}, entries.map(([k, v]) => h("tr", {}, h("td", {}, k), h("td", {}, v)))));
+}
+
+function section(title, ...body) {
+  return [h("h3", {}, title), ...body];
+}
+
+function eventBlock(span, e) {
+  const attrs = { ...e.attributes };
+  const offset = `+${duration((e.time_ns - span.start_ns) / 1e6)}`;
+  let cls = "event";
+  let title = e.name;
+  let body = [];
+  if (e.name === names.EVENT_RETRY) {
+    cls += " retry";
+    title = `Retry after attempt ${attrs[names.ATTEMPT] ?? "?"}`;
+    body = [h("div", {}, `${attrs[names.EXCEPTION_TYPE] || "error"}: ${attrs[names.EXCEPTION_MESSAGE] ?? ""}`),
+      h("div", { class: "muted" }, `waited ${duration((attrs[names.RETRY_DELAY_S] || 0) * 1000)} before the next attempt`)];
+  } else if (e.name === "exception") {
+    cls += " exception";
+    title = `${attrs[names.EXCEPTION_TYPE] || "Exception"}`;
+    body = [h("div", {}, attrs[names.EXCEPTION_MESSAGE] ?? "")];
+    if (attrs[names.EXCEPTION_STACKTRACE]) body.push(h("pre", {}, attrs[names.EXCEPTION_STACKTRACE]));
+  } else if (e.name === names.EVENT_TIMEOUT) {
+    cls += " timeout";
+    title = `Timed out (attempt ${attrs[names.ATTEMPT] ?? "?"})`;
+    body = [h("div", { class: "muted" }, `after ${duration((attrs[names.TIMEOUT_S] || 0) * 1000)}`)];
+  } else {
+    const stack = attrs[names.DEBUG_CREATION_STACK];
+    delete attrs[names.DEBUG_CREATION_STACK];
+    body = [Object.keys(attrs).length ? kvTable(Object.entries(attrs).map(([k, v]) => [k, value(v)])) : null,
+      stack ? h("pre", {}, stack) : null];
+  }
+  return h("div", { class: cls, "data-event": e.name }, h("div", { class: "event-head" }, h("span", {}, title), h("span", { class: "muted" }, offset)), body);
+}
+
+function linkItem(link) {
+  const same = link.trace_id === traceId;
+  const a = h("a", { href: `/traces/${link.trace_id}?span=${link.span_id}`, "data-link-span": link.span_id },
+    same ? `span ${link.span_id}` : `trace ${link.trace_id.slice(0, 8)}… span ${link.span_id}`);
+  if (same) a.addEventListener("click", (e) => { if (waterfall.selectId(link.span_id)) e.preventDefault(); });
+  return h("li", {}, a);
+}
+
+function showDetail(span) {
+  const attrs = span.attributes;
+  const args = [];
+  const other = [];
+  const shown = new Set([names.OUTCOME, names.RESULT, names.DEBUG_CREATION_STACK, names.CODE_FILE_PATH, names.CODE_LINE_NUMBER]);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k.startsWith(names.ARG_PREFIX)) args.push([k.slice(names.ARG_PREFIX.length), value(v)]);
+    else if (!shown.has(k)) other.push([k, value(v)]);
+  }
+  const outcome = span.state === "started" ? "inflight" : span.outcome;
+  const file = attrs[names.CODE_FILE_PATH];
+  const facts = [
+    ["duration", span.state === "started" ? `running for ${duration((nowNs() - span.start_ns) / 1e6)}` : duration(span.duration_ms)],
+    ["started", time(span.start_ns)],
+    ["span id", span.span_id],
+    ["parent", span.parent_span_id || "(root)"],
+    ["kind", span.kind],
+    ["service", span.service || "–"],
+  ];
+  if (span.status.message) facts.push(["status", `${span.status.code}: ${span.status.message}`]);
+  if (file) facts.push(["code", `${file}:${attrs[names.CODE_LINE_NUMBER] ?? ""}`]);
+  const exceptions = span.events.filter((e) => e.name === "exception");
+  const events = span.events.filter((e) => e.name !== "exception");
+  const body = $("#detail-body");
+  fill(body,
+    h("h2", {}, span.name),
+    h("span", { class: `badge ${outcome}`, "data-testid": "detail-outcome" }, outcome === "inflight" ? "in flight" : outcome),
+    section("Span", kvTable(facts)),
+    exceptions.length ? section("Exception", exceptions.map((e) => eventBlock(span, e))) : null,
+    args.length ? section("Arguments", kvTable(args)) : null,
+    names.RESULT in attrs ? section("Result", h("pre", {}, value(attrs[names.RESULT]))) : null,
+    events.length ? section(`Events (${events.length})`, events.map((e) => eventBlock(span, e))) : null,
+    attrs[names.DEBUG_CREATION_STACK] ? section("Created at", h("pre", {}, attrs[names.DEBUG_CREATION_STACK])) : null,
+    span.links.length ? section("Links", h("ul", { class: "links" }, span.links.map(linkItem))) : null,
+    other.length ? section("Attributes", kvTable(other)) : null,
+  );
+  body.hidden = false;
+  $("#detail-empty").hidden = true;
+}
+
+// A trace still running is refreshed as its spans arrive.
+const refresh = throttle(load, 1000);
+onLive((message) => {
+  if (message.type === "snapshot" || message.type === "update") clockOffsetNs = message.live.now_ns - Date.now() * 1e6;
+  if (message.type === "update" && message.new_spans && (!rendered || spans.some((s) => s.state === "started"))) refresh();
+});
+addEventListener("popstate", () => {
+  const wanted = new URLSearchParams(location.search).get("span");
+  if (wanted) waterfall.selectId(wanted);
+});
+load();

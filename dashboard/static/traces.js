@@ -1,0 +1,120 @@
+// The Traces page: filters, sort and page live in the URL; the table follows them.
+import { $, h, setRows, setText } from "/static/dom.js";
+import { count, duration, time } from "/static/format.js";
+import { latest, report, throttle } from "/static/api.js";
+import { onLive } from "/static/socket.js";
+
+const PAGE = 50;
+const FIELDS = ["name", "outcome", "min_duration_ms", "since", "until", "q"];
+const form = $("#filters");
+const table = $("#trace-table");
+const fetchTraces = latest();
+
+function readUrl() {
+  const params = new URLSearchParams(location.search);
+  for (const field of FIELDS) form.elements[field].value = params.get(field) || "";
+  return params;
+}
+
+/** datetime-local values are local wall-clock times; the API wants ns since the epoch. */
+const toNs = (local) => (local ? BigInt(new Date(local).getTime()) * 1_000_000n : null);
+
+function apiUrl(params) {
+  const api = new URLSearchParams();
+  for (const key of ["name", "outcome", "min_duration_ms", "q"]) if (params.get(key)) api.set(key, params.get(key));
+  const since = toNs(params.get("since"));
+  const until = toNs(params.get("until"));
+  if (since !== null) api.set("since_ns", since.toString());
+  if (until !== null) api.set("until_ns", until.toString());
+  api.set("sort", params.get("sort") || "start");
+  api.set("order", params.get("order") || "desc");
+  api.set("limit", PAGE);
+  api.set("offset", params.get("offset") || "0");
+  return `/api/traces?${api}`;
+}
+
+function row(t) {
+  const outcome = t.in_flight ? "inflight" : t.outcome;
+  const link = h("a", { href: `/traces/${t.trace_id}` }, t.root_name || "(no root yet)");
+  const tr = h("tr", { tabindex: 0, "data-trace-id": t.trace_id },
+    h("td", {}, time(t.start_ns)),
+    h("td", { title: t.root_name }, link),
+    h("td", {}, t.service || "–"),
+    h("td", { class: "num" }, t.in_flight ? "running" : duration(t.duration_ms)),
+    h("td", { class: "num" }, count(t.span_count)),
+    h("td", { class: "num" }, t.error_count ? count(t.error_count) : "–"),
+    h("td", { class: "num" }, t.retry_count ? count(t.retry_count) : "–"),
+    h("td", {}, h("span", { class: `badge ${outcome}` }, t.in_flight ? "in flight" : outcome)));
+  tr.addEventListener("click", (e) => { if (e.target.tagName !== "A") location.href = link.href; });
+  tr.addEventListener("keydown", (e) => { if (e.key === "Enter") location.href = link.href; });
+  return tr;
+}
+
+async function load() {
+  const params = new URLSearchParams(location.search);
+  const sort = params.get("sort") || "start";
+  const order = params.get("order") || "desc";
+  for (const th of table.tHead.rows[0].cells) {
+    const button = th.querySelector("button.sort");
+    if (!button) continue;
+    if (button.dataset.sort === sort) th.setAttribute("aria-sort", order === "asc" ? "ascending" : "descending");
+    else th.removeAttribute("aria-sort");
+  }
+  try {
+    const data = await fetchTraces(apiUrl(params));
+    if (!data) return; // overtaken by a newer request
+    report(null);
+    setRows(table, data.traces.map(row));
+    const offset = Number(params.get("offset") || 0);
+    setText($("#page-info"), data.total ? `${count(offset + 1)}–${count(offset + data.traces.length)} of ${count(data.total)}` : "0 traces");
+    $("#prev").disabled = offset === 0;
+    $("#next").disabled = offset + data.traces.length >= data.total;
+  } catch (error) {
+    report(error);
+  }
+}
+
+/** Change the URL (one history entry per user action) and reload the table. */
+function navigate(changes, { resetPage = true } = {}) {
+  const params = new URLSearchParams(location.search);
+  for (const [key, value] of Object.entries(changes)) {
+    if (value === "" || value === null) params.delete(key);
+    else params.set(key, value);
+  }
+  if (resetPage && !("offset" in changes)) params.delete("offset");
+  history.pushState(null, "", `${location.pathname}${params.size ? "?" + params : ""}`);
+  load();
+}
+
+form.addEventListener("submit", (e) => {
+  e.preventDefault();
+  navigate(Object.fromEntries(FIELDS.map((f) => [f, form.elements[f].value.trim()])));
+});
+form.addEventListener("reset", () => setTimeout(() => navigate(Object.fromEntries(FIELDS.map((f) => [f, ""])))));
+form.elements.outcome.addEventListener("change", () => form.requestSubmit());
+
+for (const button of table.querySelectorAll("button.sort")) {
+  button.addEventListener("click", () => {
+    const params = new URLSearchParams(location.search);
+    const same = (params.get("sort") || "start") === button.dataset.sort;
+    const order = same && (params.get("order") || "desc") === "desc" ? "asc" : "desc";
+    navigate({ sort: button.dataset.sort, order });
+  });
+}
+
+function page(delta) {
+  const offset = Math.max(0, Number(new URLSearchParams(location.search).get("offset") || 0) + delta * PAGE);
+  navigate({ offset: offset || "" }, { resetPage: false });
+}
+$("#prev").addEventListener("click", () => page(-1));
+$("#next").addEventListener("click", () => page(1));
+
+const toggle = $("#live-toggle");
+toggle.checked = new URLSearchParams(location.search).get("live") === "1";
+toggle.addEventListener("change", () => navigate({ live: toggle.checked ? "1" : "" }, { resetPage: false }));
+const refresh = throttle(load, 1000);
+onLive((message) => { if (toggle.checked && message.type === "update" && message.new_spans) refresh(); });
+
+addEventListener("popstate", () => { readUrl(); toggle.checked = new URLSearchParams(location.search).get("live") === "1"; load(); });
+readUrl();
+load();
