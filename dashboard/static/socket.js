@@ -5,6 +5,7 @@ const stateListeners = new Set();
 let state = "connecting";
 let socket = null;
 let retryMs = 250;
+let last = null; // the latest figures, replayed to listeners that subscribe after they arrived
 
 function setState(next) {
   state = next;
@@ -19,6 +20,7 @@ function connect() {
   socket.addEventListener("message", (event) => {
     let message;
     try { message = JSON.parse(event.data); } catch { return; }
+    if (message.live) last = { type: "snapshot", live: message.live };
     for (const fn of listeners) {
       try { fn(message); } catch (error) { console.error(error); }
     }
@@ -35,6 +37,7 @@ function connect() {
 /** Call `fn` with every message (`snapshot` or `update`); connects on first use. */
 export function onLive(fn) {
   listeners.add(fn);
+  if (last) fn(last);
   if (!socket && state === "connecting") connect();
 }
 

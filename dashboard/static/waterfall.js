@@ -117,7 +117,7 @@ export class Waterfall {
   renderAxis() {
     const { t0, t1 } = this.model;
     this.axis.replaceChildren(...[0, 0.25, 0.5, 0.75].map((f) =>
-      h("span", { style: `left:${f * 100}%` }, duration(((t1 - t0) * f) / 1e6))));
+      h("span", { style: `left:${f * 100}%` }, f ? duration(((t1 - t0) * f) / 1e6) : "0")));
   }
 
   render() {
@@ -152,9 +152,8 @@ export class Waterfall {
     }
     const endFrac = (end - t0) / (t1 - t0);
     const label = span.state === "started" ? "running" : duration(span.duration_ms);
-    track.append(endFrac < 0.86
-      ? h("span", { class: "wf-dur", style: `left:${pct(end)}` }, label)
-      : h("span", { class: "wf-dur left", style: `left:${pct(span.start_ns - wait)}` }, label));
+    // The duration goes after the bar, or inside its end when the bar reaches the right edge.
+    track.append(h("span", { class: endFrac < 0.86 ? "wf-dur" : "wf-dur inside", style: `left:${pct(end)}` }, label));
     const indent = Math.min(depth, MAX_INDENT_LEVELS) * INDENT;
     const name = h("div", { class: "wf-name", style: `padding-left:${10 + indent}px`, title: span.name },
       h("span", { class: `dot swatch ${outcome}` }),

@@ -1,0 +1,158 @@
+"""Fixtures of the browser suite: Debian's Chromium, a real dashboard server, records fed to it.
+
+The dashboard runs as a subprocess on a socket this process bound and keeps listening, so a
+restart comes back on the same port, and a browser connecting meanwhile waits instead of failing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Dialog, Page, sync_playwright
+from websockets.sync.client import connect
+
+__all__ = ["Dashboard", "Feeder", "span"]
+
+HERE = Path(__file__).parent
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+
+
+class Dashboard:
+    """A real `opto-dashboard` process on a real SQLite file; `restart()` keeps port and data."""
+
+    def __init__(self, db_path: Path) -> None:
+        self.db_path = db_path
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(128)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        fd = self.sock.fileno()
+        self.proc = subprocess.Popen([sys.executable, str(HERE / "_serve.py"), str(self.db_path), str(fd)], pass_fds=[fd])
+        # The socket already listens, so this request waits in the backlog until the app serves it.
+        httpx.get(f"{self.url}/api/live", timeout=30).raise_for_status()
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(timeout=15)
+            self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def get(self, path: str) -> Any:
+        response = httpx.get(f"{self.url}{path}", timeout=30)
+        response.raise_for_status()
+        return response.json()
+
+    def close(self) -> None:
+        self.stop()
+        self.sock.close()
+
+
+class Feeder:
+    """An SDK stand-in on `/ws/ingest`: sends span records and waits until each batch is stored."""
+
+    def __init__(self, dashboard: Dashboard, service: str = "e2e") -> None:
+        self.ws = connect(dashboard.url.replace("http", "ws", 1) + "/ws/ingest", max_size=None)
+        self.process_id = uuid.uuid4().hex
+        self.seq = 0
+        hello = {"id": self.process_id, "service": service, "pid": os.getpid(), "host": "e2e", "sdk": "e2e", "started_ns": time.time_ns()}
+        self.ws.send(json.dumps({"type": "hello", "process": hello}))
+
+    def send(self, spans: list[dict[str, Any]], metrics: list[dict[str, Any]] | None = None) -> None:
+        for i in range(0, max(len(spans), 1), 5000):
+            self.seq += 1
+            self.ws.send(json.dumps({"type": "batch", "seq": self.seq, "spans": spans[i:i + 5000], "metrics": metrics or [], "drops": {}}))
+            reply = json.loads(self.ws.recv(timeout=30))
+            assert reply["type"] == "ack" and reply["seq"] == self.seq, reply
+
+    def close(self) -> None:
+        self.ws.close()
+
+
+def span(
+    trace_id: str, span_id: str, name: str, start_ns: int, end_ns: int | None, *, parent: str | None = None,
+    attributes: dict[str, Any] | None = None, events: list[dict[str, Any]] | None = None, outcome: str = "ok",
+) -> dict[str, Any]:
+    """One span record of docs/api.md; `end_ns=None` makes it a started (in-flight) span."""
+    attrs = dict(attributes or {})
+    if end_ns is not None:
+        attrs.setdefault("opto.outcome", outcome)
+    return {
+        "trace_id": trace_id, "span_id": span_id, "parent_span_id": parent, "name": name, "kind": "internal",
+        "state": "started" if end_ns is None else "ended", "start_ns": start_ns, "end_ns": end_ns,
+        "status": {"code": "error" if outcome in ("error", "timeout") else "unset", "message": ""},
+        "attributes": attrs, "events": events or [], "links": [], "resource": {"service.name": "e2e"},
+        "scope": {"name": "opto", "version": "e2e"},
+    }
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=os.environ.get("CHROMIUM_EXECUTABLE", "/usr/bin/chromium"), headless=True, args=CHROMIUM_ARGS
+        )
+        yield chromium
+        chromium.close()
+
+
+class Dialogs(list[str]):
+    """Messages of every JavaScript dialog a page opened (an XSS payload would open one)."""
+
+
+@pytest.fixture
+def dialogs() -> Dialogs:
+    return Dialogs()
+
+
+@pytest.fixture
+def page(browser: Browser, dialogs: Dialogs) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1440, "height": 900})
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+
+    def on_dialog(dialog: Dialog) -> None:
+        dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", on_dialog)
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    yield page
+    context.close()
+    assert not errors, f"uncaught errors in the page: {errors}"
+
+
+@pytest.fixture
+def dashboard(tmp_path: Path) -> Iterator[Dashboard]:
+    server = Dashboard(tmp_path / "dashboard.db")
+    server.start()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def feeder(dashboard: Dashboard) -> Iterator[Feeder]:
+    feed = Feeder(dashboard)
+    yield feed
+    feed.close()
