@@ -11,10 +11,12 @@ from opentelemetry import metrics, trace
 from .._version import __version__
 from . import semconv
 
-__all__ = ["TRACER", "METER", "call_duration", "retries", "queue_wait"]
+__all__ = ["TRACER", "METER", "SECONDS_BUCKETS", "call_duration", "retries", "queue_wait"]
 
 TRACER = trace.get_tracer("opto", __version__)
 METER = metrics.get_meter("opto", __version__)
+# Histogram bucket bounds for values in seconds (the SDK's default bounds suit milliseconds).
+SECONDS_BUCKETS = (0.0, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 
 call_duration = METER.create_histogram(
     semconv.METRIC_CALL_DURATION, unit="s", description="Duration of traced calls, by function and outcome"

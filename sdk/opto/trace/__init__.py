@@ -10,15 +10,22 @@ import sys
 import types
 from typing import Any
 
+from ._batch import AsyncBatchProcessor, BatchResult
+from ._context import AsyncTraceContext, ContextStats
 from ._debug import set_async_debug
 from ._decorator import async_trace
 from ._decorator import trace as _trace
 from ._optimize import Candidate, Evaluation, OptimizeResult, Workflow, optimize
 from ._param import Param, param
+from ._metrics import AsyncMetrics, BlockMetrics, MetricsSummary
+from ._queue import AsyncQueue, QueueClosed, QueueStats
 from ._retry import RetryPolicy, set_testing
+from ._stream import async_stream
 
 __all__ = ["async_trace", "set_async_debug", "set_testing", "RetryPolicy",
-           "optimize", "param", "Param", "Workflow", "OptimizeResult", "Candidate", "Evaluation"]
+           "optimize", "param", "Param", "Workflow", "OptimizeResult", "Candidate", "Evaluation",
+           "async_stream", "AsyncQueue", "QueueClosed", "QueueStats", "AsyncMetrics", "BlockMetrics", "MetricsSummary",
+           "AsyncTraceContext", "ContextStats", "AsyncBatchProcessor", "BatchResult"]
 
 
 class _TraceModule(types.ModuleType):

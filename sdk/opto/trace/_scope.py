@@ -11,9 +11,11 @@ import time
 from contextvars import ContextVar
 from dataclasses import dataclass
 
+from opentelemetry.trace import Link, get_current_span
+
 from ._retry import RetryPolicy
 
-__all__ = ["SCOPE", "HELD", "CALL", "CallInfo", "Limiter", "LimiterStats", "Scope", "acquire_slots"]
+__all__ = ["SCOPE", "HELD", "CALL", "CallInfo", "HANDOFF", "HandOff", "Limiter", "LimiterStats", "Scope", "acquire_slots"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +97,27 @@ class CallInfo:
 
 
 CALL: ContextVar[CallInfo | None] = ContextVar("opto_call", default=None)
+
+
+@dataclass(frozen=True, slots=True)
+class HandOff:
+    """The item a task got last from an AsyncQueue: traced calls it starts next link to the producer.
+
+    Only calls started directly under the span that was current at `get()` (`parent_span_id`)
+    carry the link, so the consumer's work for the item links, not everything nested in it.
+    """
+
+    link: Link
+    parent_span_id: int
+
+    def links(self) -> list[Link] | None:
+        """The links for a span starting now: the hand-off's, if it starts where the item was got."""
+        if get_current_span().get_span_context().span_id != self.parent_span_id:
+            return None
+        return [self.link]
+
+
+HANDOFF: ContextVar[HandOff | None] = ContextVar("opto_handoff", default=None)
 
 
 async def acquire_slots(limiters: tuple[Limiter, ...]) -> tuple[tuple[Limiter, ...], float]:
