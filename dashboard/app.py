@@ -1,16 +1,64 @@
-"""`create_app()`: the dashboard's Starlette application."""
+"""`create_app()`: the dashboard's Starlette application, its store, pipeline, live figures and hub."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
 
-from . import pages
+from . import api, hub, ingest, pages
+from .hub import Hub
+from .pipeline import Pipeline
+from .security import AccessMiddleware
+from .stats import Stats
+from .store import Store
 
 __all__ = ["create_app"]
 
 
-def create_app() -> Starlette:
-    """The dashboard app: pages from `pages.routes`."""
-    routes: list[BaseRoute] = [*pages.routes]
-    return Starlette(routes=routes)
+def create_app(
+    db_path: str | Path,
+    *,
+    max_spans: int = 1_000_000,
+    retention_s: float | None = 7 * 86400,
+    token: str | None = None,
+) -> Starlette:
+    """The dashboard on the SQLite file `db_path`; with `token`, every route asks for it.
+
+    The store, `pipeline` (shared by the ingest doors), `stats` and `hub` are on `app.state`.
+    """
+    if token is not None and not token:
+        raise ValueError("token must be a non-empty string, or None for no token")
+    store = Store(db_path, max_spans=max_spans, retention_s=retention_s)
+    stats = Stats()
+    pipeline = Pipeline(store)
+    pipeline.listeners.append(stats.stored)
+    live_hub = Hub(stats)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await store.open()
+        try:
+            await stats.load(store)
+            pipeline.start()
+            live_hub.start()
+            try:
+                yield
+            finally:
+                await live_hub.stop()
+                await pipeline.stop()
+        finally:
+            await store.close()
+
+    routes: list[BaseRoute] = [*ingest.routes, *hub.routes, *api.routes, *pages.routes]
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(AccessMiddleware, token=token)])
+    app.state.store = store
+    app.state.stats = stats
+    app.state.pipeline = pipeline
+    app.state.hub = live_hub
+    app.state.token = token
+    return app

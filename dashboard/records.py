@@ -14,7 +14,8 @@ from opto.telemetry import semconv
 
 __all__ = [
     "KINDS", "STATES", "STATUS_CODES", "MAX_NAME", "MAX_ITEMS", "RecordError", "SpanRecord",
-    "check_id", "outcome_of", "ProcessInfo",
+    "check_id", "outcome_of", "ProcessInfo", "text_field", "int_field", "object_field", "list_field",
+    "check_attributes",
 ]
 
 KINDS = frozenset({"internal", "server", "client", "producer", "consumer"})
@@ -47,7 +48,7 @@ def _show(value: Any) -> str:
     return text if len(text) <= 40 else text[:39] + "…"
 
 
-def _str(obj: dict[str, Any], key: str, path: str, *, default: str | None = None, limit: int = MAX_NAME) -> str:
+def text_field(obj: dict[str, Any], key: str, path: str, *, default: str | None = None, limit: int = MAX_NAME) -> str:
     value = obj.get(key, default)
     if not isinstance(value, str):
         raise RecordError(f"{path}.{key}", "missing" if value is None else f"expected a string, got {_show(value)}")
@@ -56,7 +57,7 @@ def _str(obj: dict[str, Any], key: str, path: str, *, default: str | None = None
     return value
 
 
-def _int(obj: dict[str, Any], key: str, path: str, *, optional: bool = False) -> int | None:
+def int_field(obj: dict[str, Any], key: str, path: str, *, optional: bool = False) -> int | None:
     value = obj.get(key)
     if value is None and optional:
         return None
@@ -65,13 +66,13 @@ def _int(obj: dict[str, Any], key: str, path: str, *, optional: bool = False) ->
     return value
 
 
-def _object(value: Any, path: str) -> dict[str, Any]:
+def object_field(value: Any, path: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise RecordError(path, f"expected an object, got {_show(value)}")
     return value
 
 
-def _list(value: Any, path: str) -> list[Any]:
+def list_field(value: Any, path: str) -> list[Any]:
     if not isinstance(value, list):
         raise RecordError(path, f"expected a list, got {_show(value)}")
     if len(value) > MAX_ITEMS:
@@ -79,8 +80,8 @@ def _list(value: Any, path: str) -> list[Any]:
     return value
 
 
-def _attributes(value: Any, path: str) -> dict[str, Any]:
-    attrs = _object(value, path)
+def check_attributes(value: Any, path: str) -> dict[str, Any]:
+    attrs = object_field(value, path)
     if len(attrs) > MAX_ITEMS:
         raise RecordError(path, f"more than {MAX_ITEMS} attributes")
     for key, item in attrs.items():
@@ -95,24 +96,24 @@ def _attributes(value: Any, path: str) -> dict[str, Any]:
 
 
 def _events(value: Any, path: str) -> list[dict[str, Any]]:
-    events = _list(value, path)
+    events = list_field(value, path)
     for i, event in enumerate(events):
         where = f"{path}[{i}]"
-        event = _object(event, where)
-        _str(event, "name", where)
-        _int(event, "time_ns", where)
-        _attributes(event.get("attributes", {}), f"{where}.attributes")
+        event = object_field(event, where)
+        text_field(event, "name", where)
+        int_field(event, "time_ns", where)
+        check_attributes(event.get("attributes", {}), f"{where}.attributes")
     return events
 
 
 def _links(value: Any, path: str) -> list[dict[str, Any]]:
-    links = _list(value, path)
+    links = list_field(value, path)
     for i, link in enumerate(links):
         where = f"{path}[{i}]"
-        link = _object(link, where)
+        link = object_field(link, where)
         check_id(link.get("trace_id"), 32, f"{where}.trace_id")
         check_id(link.get("span_id"), 16, f"{where}.span_id")
-        _attributes(link.get("attributes", {}), f"{where}.attributes")
+        check_attributes(link.get("attributes", {}), f"{where}.attributes")
     return links
 
 
@@ -148,12 +149,12 @@ class SpanRecord:
     @classmethod
     def from_json(cls, obj: Any, path: str = "span") -> SpanRecord:
         """Validate a decoded JSON span record; RecordError names the first bad field."""
-        obj = _object(obj, path)
+        obj = object_field(obj, path)
         state = obj.get("state")
         if state not in STATES:
             raise RecordError(f"{path}.state", f"expected 'started' or 'ended', got {_show(state)}")
-        start_ns = _int(obj, "start_ns", path)
-        end_ns = _int(obj, "end_ns", path, optional=True)
+        start_ns = int_field(obj, "start_ns", path)
+        end_ns = int_field(obj, "end_ns", path, optional=True)
         if state == "ended" and end_ns is None:
             raise RecordError(f"{path}.end_ns", "an ended span needs end_ns")
         if state == "started" and end_ns is not None:
@@ -162,27 +163,27 @@ class SpanRecord:
         kind = obj.get("kind", "internal")
         if kind not in KINDS:
             raise RecordError(f"{path}.kind", f"expected one of {sorted(KINDS)}, got {_show(kind)}")
-        status = _object(obj.get("status", {}), f"{path}.status")
+        status = object_field(obj.get("status", {}), f"{path}.status")
         code = status.get("code", "unset")
         if code not in STATUS_CODES:
             raise RecordError(f"{path}.status.code", f"expected one of {sorted(STATUS_CODES)}, got {_show(code)}")
-        scope = _object(obj.get("scope", {}), f"{path}.scope")
+        scope = object_field(obj.get("scope", {}), f"{path}.scope")
         return cls(
             trace_id=check_id(obj.get("trace_id"), 32, f"{path}.trace_id"),
             span_id=check_id(obj.get("span_id"), 16, f"{path}.span_id"),
             parent_span_id=None if parent is None else check_id(parent, 16, f"{path}.parent_span_id"),
-            name=_str(obj, "name", path),
+            name=text_field(obj, "name", path),
             kind=kind,
             state=state,
             start_ns=start_ns,  # type: ignore[arg-type]
             end_ns=end_ns,
             status_code=code,
-            status_message=_str(status, "message", f"{path}.status", default="", limit=4096),
-            attributes=_attributes(obj.get("attributes", {}), f"{path}.attributes"),
+            status_message=text_field(status, "message", f"{path}.status", default="", limit=4096),
+            attributes=check_attributes(obj.get("attributes", {}), f"{path}.attributes"),
             events=_events(obj.get("events", []), f"{path}.events"),
             links=_links(obj.get("links", []), f"{path}.links"),
-            resource=_attributes(obj.get("resource", {}), f"{path}.resource"),
-            scope={"name": _str(scope, "name", f"{path}.scope", default=""), "version": _str(scope, "version", f"{path}.scope", default="")},
+            resource=check_attributes(obj.get("resource", {}), f"{path}.resource"),
+            scope={"name": text_field(scope, "name", f"{path}.scope", default=""), "version": text_field(scope, "version", f"{path}.scope", default="")},
         )
 
     @property
@@ -232,14 +233,14 @@ class ProcessInfo:
 
     @classmethod
     def from_json(cls, obj: Any, path: str = "process") -> ProcessInfo:
-        obj = _object(obj, path)
+        obj = object_field(obj, path)
         return cls(
             id=check_id(obj.get("id"), 32, f"{path}.id"),
-            service=_str(obj, "service", path),
-            pid=_int(obj, "pid", path),  # type: ignore[arg-type]
-            host=_str(obj, "host", path, default=""),
-            sdk=_str(obj, "sdk", path, default=""),
-            started_ns=_int(obj, "started_ns", path),  # type: ignore[arg-type]
+            service=text_field(obj, "service", path),
+            pid=int_field(obj, "pid", path),  # type: ignore[arg-type]
+            host=text_field(obj, "host", path, default=""),
+            sdk=text_field(obj, "sdk", path, default=""),
+            started_ns=int_field(obj, "started_ns", path),  # type: ignore[arg-type]
         )
 
     def to_json(self) -> dict[str, Any]:

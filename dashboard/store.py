@@ -78,7 +78,7 @@ WHERE spans.state = 'started' AND excluded.state = 'ended'
 _REFRESH_TRACES = """
 INSERT OR REPLACE INTO traces
 SELECT s.trace_id, r.name, r.service, min(s.start_ns), max(s.end_ns), count(*),
-       sum(s.state = 'started'), r.outcome, sum(s.outcome IN ('error', 'timeout')),
+       sum(s.state = 'started'), r.outcome, sum(coalesce(s.outcome IN ('error', 'timeout'), 0)),
        sum(max(coalesce(s.attempts, 1) - 1, 0))
 FROM spans s JOIN spans r ON r.rowid = (
     SELECT x.rowid FROM spans x WHERE x.trace_id = s.trace_id

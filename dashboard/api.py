@@ -1,0 +1,271 @@
+"""The JSON API of docs/api.md: traces, one trace, live figures, queues, retries, metrics, debug events."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from opto.telemetry import semconv
+
+from .records import RecordError, check_id
+from .store import SPAN_COLUMNS, Store, row_to_record
+
+__all__ = ["routes", "BadParameter"]
+
+_MAX_LIMIT = 500
+_HISTOGRAM_LE_MS = (1, 5, 10, 50, 100, 500, 1000, 5000)
+
+
+class BadParameter(ValueError):
+    """An invalid query parameter; answered with a 400 naming it."""
+
+
+def _param(query: Mapping[str, str], key: str, parse: Callable[[str], Any], default: Any = None) -> Any:
+    raw = query.get(key)
+    if raw is None or raw == "":
+        return default
+    try:
+        return parse(raw)
+    except BadParameter as exc:
+        raise BadParameter(f"{key}: {exc}") from None
+    except ValueError:
+        raise BadParameter(f"{key}: cannot read {raw[:40]!r}") from None
+
+
+def _nonneg_int(raw: str) -> int:
+    value = int(raw)
+    if value < 0:
+        raise ValueError(raw)
+    return value
+
+
+def _choice(*options: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        if raw not in options:
+            raise BadParameter(f"expected one of {', '.join(options)}, got {raw[:40]!r}")
+        return raw
+    return parse
+
+
+def _limit(query: Mapping[str, str], default: int) -> int:
+    limit = _param(query, "limit", _nonneg_int, default)
+    if not 1 <= limit <= _MAX_LIMIT:
+        raise BadParameter(f"limit: expected 1 to {_MAX_LIMIT}, got {limit}")
+    return limit  # type: ignore[no-any-return]
+
+
+def _like(text: str) -> str:
+    return "%" + re.sub(r"([\\%_])", r"\\\1", text) + "%"
+
+
+def _store(request: Request) -> Store:
+    return request.app.state.store  # type: ignore[no-any-return]
+
+
+def _endpoint(fn: Callable[[Request], Any]) -> Callable[[Request], Any]:
+    """Answer the handler's dict as JSON, and a BadParameter as a 400 naming it."""
+    async def endpoint(request: Request) -> JSONResponse:
+        try:
+            return JSONResponse(await fn(request))
+        except (BadParameter, RecordError) as exc:
+            return JSONResponse({"msg": "invalid parameter", "detail": str(exc)}, status_code=400)
+    endpoint.__name__ = fn.__name__
+    return endpoint
+
+
+_TRACE_FIELDS = "trace_id, root_name, service, start_ns, end_ns, span_count, in_flight, outcome, error_count, retry_count"
+
+
+async def traces(request: Request) -> dict[str, Any]:
+    q = request.query_params
+    where: list[str] = []
+    params: list[Any] = []
+    name = q.get("name")
+    if name:
+        where.append("(t.root_name = ? OR EXISTS (SELECT 1 FROM spans s WHERE s.trace_id = t.trace_id AND s.name = ?))")
+        params += [name, name]
+    outcome = _param(q, "outcome", _choice(*semconv.OUTCOMES))
+    if outcome:
+        where.append("t.outcome = ?")
+        params.append(outcome)
+    min_ms = _param(q, "min_duration_ms", float)
+    if min_ms is not None:
+        where.append("t.in_flight = 0 AND t.end_ns - t.start_ns >= ?")
+        params.append(int(min_ms * 1e6))
+    for key, op in (("since_ns", ">="), ("until_ns", "<=")):
+        value = _param(q, key, _nonneg_int)
+        if value is not None:
+            where.append(f"t.start_ns {op} ?")
+            params.append(value)
+    text = q.get("q")
+    if text:
+        where.append(
+            "(t.trace_id = ? OR t.root_name LIKE ? ESCAPE '\\' OR EXISTS (SELECT 1 FROM spans s WHERE "
+            "s.trace_id = t.trace_id AND (s.name LIKE ? ESCAPE '\\' OR s.attributes LIKE ? ESCAPE '\\')))"
+        )
+        params += [text.lower(), _like(text), _like(text), _like(text)]
+    sort = _param(q, "sort", _choice("start", "duration"), "start")
+    order = _param(q, "order", _choice("desc", "asc"), "desc")
+    limit = _limit(q, 50)
+    offset = _param(q, "offset", _nonneg_int, 0)
+    clause = f"WHERE {' AND '.join(where)}" if where else ""
+    key = "t.start_ns" if sort == "start" else "coalesce(t.end_ns, t.start_ns) - t.start_ns"
+    store = _store(request)
+    rows = await store.fetch(
+        f"SELECT {_TRACE_FIELDS} FROM traces t {clause} ORDER BY {key} {order} LIMIT ? OFFSET ?", [*params, limit, offset]
+    )
+    ((total,),) = await store.fetch(f"SELECT count(*) FROM traces t {clause}", params)
+    return {
+        "traces": [
+            {
+                "trace_id": r[0], "root_name": r[1], "service": r[2], "start_ns": r[3], "end_ns": r[4],
+                "duration_ms": None if r[6] or r[4] is None else (r[4] - r[3]) / 1e6,
+                "span_count": r[5], "in_flight": r[6], "outcome": None if r[6] else r[7],
+                "error_count": r[8], "retry_count": r[9],
+            }
+            for r in rows
+        ],
+        "total": total,
+    }
+
+
+async def trace(request: Request) -> JSONResponse:
+    try:
+        trace_id = check_id(request.path_params["trace_id"], 32, "trace_id")
+    except RecordError as exc:
+        return JSONResponse({"msg": "invalid parameter", "detail": str(exc)}, status_code=400)
+    rows = await _store(request).fetch(
+        f"SELECT {SPAN_COLUMNS} FROM spans WHERE trace_id = ? ORDER BY start_ns, rowid", (trace_id,)
+    )
+    if not rows:
+        return JSONResponse({"msg": "not found", "detail": f"no trace {trace_id}"}, status_code=404)
+    return JSONResponse({"trace_id": trace_id, "spans": [row_to_record(r).to_json() for r in rows]})
+
+
+async def live(request: Request) -> dict[str, Any]:
+    return request.app.state.stats.snapshot()  # type: ignore[no-any-return]
+
+
+def _summary(values_ms: list[float]) -> dict[str, Any]:
+    values_ms.sort()
+    n = len(values_ms)
+    return {
+        "count": n,
+        "p50": values_ms[min(n - 1, int(0.5 * n))] if n else None,
+        "p95": values_ms[min(n - 1, int(0.95 * n))] if n else None,
+        "max": values_ms[-1] if n else None,
+        "histogram": [{"le_ms": le, "count": sum(v <= le for v in values_ms)} for le in _HISTOGRAM_LE_MS],
+    }
+
+
+async def queues(request: Request) -> dict[str, Any]:
+    """Waits for a concurrency slot or a queue item, per function, from the recent spans that waited."""
+    rows = await _store(request).fetch(
+        "SELECT name, json_extract(attributes, '$.\"" + semconv.QUEUE_WAIT_S + "\"') AS wait "
+        "FROM spans WHERE state = 'ended' AND wait IS NOT NULL ORDER BY start_ns DESC LIMIT 20000"
+    )
+    waits: dict[str, list[float]] = {}
+    for name, wait in rows:
+        waits.setdefault(name, []).append(wait * 1000)
+    return {
+        "queues": [
+            {"name": name, "depth": [], "wait_ms": _summary(values), "put_blocked_ms": _summary([]), "producers": 0, "consumers": 0}
+            for name, values in sorted(waits.items())
+        ]
+    }
+
+
+async def retries(request: Request) -> dict[str, Any]:
+    q = request.query_params
+    limit = _limit(q, 100)
+    name = q.get("name")
+    where, params = ("AND span_name = ?", [name]) if name else ("", [])
+    store = _store(request)
+    rows = await store.fetch(
+        f"SELECT trace_id, span_id, span_name, time_ns, attributes FROM span_events WHERE kind = 'retry' {where} "
+        "ORDER BY time_ns DESC LIMIT ?", [*params, limit]
+    )
+    events = []
+    for trace_id, span_id, span_name, time_ns, attrs in rows:
+        a = json.loads(attrs)
+        events.append({
+            "trace_id": trace_id, "span_id": span_id, "name": span_name, "attempt": a.get(semconv.ATTEMPT),
+            "delay_s": a.get(semconv.RETRY_DELAY_S), "exception_type": a.get(semconv.EXCEPTION_TYPE),
+            "exception_message": a.get(semconv.EXCEPTION_MESSAGE), "time_ns": time_ns,
+        })
+    by_function = await store.fetch(
+        "SELECT name, count(*), sum(max(coalesce(attempts, 1) - 1, 0)), "
+        "sum(json_extract(attributes, '$.\"" + semconv.RETRY_EXHAUSTED + "\"') IS 1) FROM spans "
+        "WHERE state = 'ended' AND name IN (SELECT DISTINCT span_name FROM span_events WHERE kind = 'retry') "
+        f"{'AND name = ?' if name else ''} GROUP BY name ORDER BY name", params
+    )
+    return {
+        "retries": events,
+        "by_function": [
+            {"name": n, "calls": calls, "retries": r, "retry_rate": r / calls if calls else 0.0, "exhausted": ex}
+            for n, calls, r, ex in by_function
+        ],
+    }
+
+
+async def metrics(request: Request) -> dict[str, Any]:
+    rows = await _store(request).fetch(
+        "SELECT json_extract(attributes, '$.\"" + semconv.METRICS_NAME + "\"') AS n, time_ns, summary FROM metrics "
+        "WHERE summary IS NOT NULL AND n IS NOT NULL ORDER BY time_ns DESC LIMIT 5000"
+    )
+    history: dict[str, list[list[Any]]] = {}
+    for name, time_ns, summary in rows:
+        points = history.setdefault(name, [])
+        if len(points) < 100:
+            points.append([time_ns, json.loads(summary)])
+    for points in history.values():
+        points.reverse()
+    return {
+        "summaries": [{"name": n, "time_ns": p[-1][0], "summary": p[-1][1]} for n, p in sorted(history.items())],
+        "history": history,
+    }
+
+
+async def debug(request: Request) -> dict[str, Any]:
+    q = request.query_params
+    where = ["kind IN ('slow_callback', 'creation_stack')"]
+    params: list[Any] = []
+    since = _param(q, "since_ns", _nonneg_int)
+    if since is not None:
+        where.append("time_ns >= ?")
+        params.append(since)
+    kind = _param(q, "kind", _choice("slow_callback", "creation_stack", "log"))
+    if kind:
+        where.append("kind = ?")
+        params.append(kind)
+    text = q.get("q")
+    if text:
+        where.append("(span_name LIKE ? ESCAPE '\\' OR attributes LIKE ? ESCAPE '\\')")
+        params += [_like(text), _like(text)]
+    rows = await _store(request).fetch(
+        f"SELECT time_ns, kind, span_name, trace_id, span_id, attributes FROM span_events WHERE {' AND '.join(where)} "
+        f"ORDER BY time_ns DESC LIMIT {_MAX_LIMIT}", params
+    )
+    return {
+        "events": [
+            {"time_ns": t, "kind": k, "name": n, "trace_id": tr, "span_id": s, "attributes": json.loads(a)}
+            for t, k, n, tr, s, a in rows
+        ]
+    }
+
+
+routes = [
+    Route("/api/traces", _endpoint(traces)),
+    Route("/api/traces/{trace_id}", trace),
+    Route("/api/live", _endpoint(live)),
+    Route("/api/queues", _endpoint(queues)),
+    Route("/api/retries", _endpoint(retries)),
+    Route("/api/metrics", _endpoint(metrics)),
+    Route("/api/debug", _endpoint(debug)),
+]

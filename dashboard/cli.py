@@ -1,0 +1,94 @@
+"""`opto-dashboard`: serve the dashboard with uvicorn on a local SQLite file."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import re
+import socket
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import uvicorn
+
+from .app import create_app
+from .ingest import MAX_FRAME_BYTES
+
+__all__ = ["main", "build_parser", "parse_duration", "default_db_path", "server_config"]
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a duration such as `90s`, `30m`, `12h`, `7d` or `2w`."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", text)
+    if match is None or float(match[1]) <= 0:
+        raise ValueError(f"expected a positive duration such as 90s, 30m, 12h, 7d or 2w, got {text!r}")
+    return float(match[1]) * _UNITS[match[2]]
+
+
+def default_db_path() -> Path:
+    """The per-user data directory's database: XDG on Linux, the platform's own elsewhere."""
+    if sys.platform == "win32":
+        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
+    elif sys.platform == "darwin":
+        base = Path.home() / "Library" / "Application Support"
+    else:
+        base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return base / "opto-dashboard" / "opto.db"
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="opto-dashboard",
+        description="The OpenTrace live dashboard: receives telemetry from opto.configure(dashboard=...) "
+        "and OTLP/HTTP, stores it in SQLite and serves the web pages and JSON API.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; any other address needs --token)")
+    parser.add_argument("--port", type=int, default=8765, help="port to listen on (default 8765)")
+    parser.add_argument("--db", type=Path, default=None, help=f"SQLite database file, created if missing (default {default_db_path()})")
+    parser.add_argument("--max-spans", type=int, default=1_000_000, metavar="N", help="keep at most about N spans; the oldest finished traces go first (default 1000000)")
+    parser.add_argument("--retention", default="7d", metavar="DURATION", help="drop finished traces older than this, e.g. 90s, 30m, 12h, 7d (default 7d)")
+    parser.add_argument("--token", default=os.environ.get("OPTO_DASHBOARD_TOKEN"), help="secret asked of every client (Bearer header or ?token=); default $OPTO_DASHBOARD_TOKEN")
+    return parser
+
+
+def server_config(args: argparse.Namespace, *, sock: socket.socket | None = None) -> uvicorn.Config:
+    """The uvicorn configuration for parsed arguments."""
+    app = create_app(args.db or default_db_path(), max_spans=args.max_spans, retention_s=parse_duration(args.retention), token=args.token or None)
+    return uvicorn.Config(
+        app, host=args.host, port=args.port, fd=sock.fileno() if sock else None, log_level="warning",
+        ws_max_size=2 * MAX_FRAME_BYTES, ws_ping_interval=None, lifespan="on",
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not _is_loopback(args.host) and not args.token:
+        parser.error(f"--host {args.host} exposes the dashboard beyond this machine; add --token SECRET")
+    if args.max_spans < 1:
+        parser.error("--max-spans must be >= 1")
+    try:
+        parse_duration(args.retention)
+    except ValueError as exc:
+        parser.error(f"--retention: {exc}")
+    config = server_config(args)
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"opto-dashboard: http://{host}:{args.port}/  (database {args.db or default_db_path()})", flush=True)
+    uvicorn.Server(config).run()
+
+
+if __name__ == "__main__":
+    main()

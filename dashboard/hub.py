@@ -1,0 +1,122 @@
+"""`/ws/live`: pushes the live figures to browsers, coalesced to a few updates a second.
+
+The hub's tick builds one update and hands it to each browser's single-slot mailbox; a browser
+that has not taken the previous update gets a fresh snapshot instead of a backlog, so no browser
+ever holds up ingest or the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+from starlette.routing import WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from .stats import Stats
+
+__all__ = ["Hub", "routes", "TICK_S"]
+
+logger = logging.getLogger("opto_dashboard")
+TICK_S = 0.25  # at most four updates a second per browser
+
+
+class _Browser:
+    """One browser's mailbox: the latest message, and whether it replaced one never sent."""
+
+    def __init__(self) -> None:
+        self.message: dict[str, Any] | None = None
+        self.lagged = False
+        self.ready = asyncio.Event()
+
+    def offer(self, message: dict[str, Any]) -> None:
+        if self.message is not None:
+            self.lagged = True
+        self.message = message
+        self.ready.set()
+
+
+class Hub:
+    """Samples concurrency and pushes updates to every connected browser on each tick."""
+
+    def __init__(self, stats: Stats) -> None:
+        self.stats = stats
+        self.browsers: set[_Browser] = set()
+        self._task: asyncio.Task[None] | None = None
+        self._seen_version = -1
+        self._seen_spans = 0
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="opto-dashboard-hub")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    def tick(self) -> None:
+        """Sample, and if anything changed, offer every browser one update."""
+        self.stats.sample()
+        if not self.browsers or self.stats.version == self._seen_version:
+            return
+        self._seen_version = self.stats.version
+        new_spans = self.stats.spans_stored - self._seen_spans
+        self._seen_spans = self.stats.spans_stored
+        update = {"type": "update", "live": self.stats.snapshot(), "new_spans": new_spans}
+        for browser in self.browsers:
+            browser.offer(update)
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_S)  # the coalescing period itself, not a synchronisation wait
+            try:
+                self.tick()
+            except Exception:
+                logger.exception("opto-dashboard: live hub tick failed")
+
+    async def serve(self, ws: WebSocket) -> None:
+        """Send a snapshot, then updates, until the browser goes away."""
+        await ws.accept()
+        browser = _Browser()
+        browser.offer({"type": "snapshot", "live": self.stats.snapshot()})
+        self.browsers.add(browser)
+        reader = asyncio.create_task(_drain(ws))
+        try:
+            while not reader.done():
+                waiter = asyncio.create_task(browser.ready.wait())
+                await asyncio.wait({waiter, reader}, return_when=asyncio.FIRST_COMPLETED)
+                waiter.cancel()
+                if browser.message is None:
+                    continue
+                message, browser.message = browser.message, None
+                if browser.lagged:
+                    browser.lagged = False
+                    message = {"type": "snapshot", "live": self.stats.snapshot()}
+                browser.ready.clear()
+                await ws.send_text(json.dumps(message))
+        except (WebSocketDisconnect, RuntimeError):
+            pass
+        finally:
+            self.browsers.discard(browser)
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
+
+
+async def _drain(ws: WebSocket) -> None:
+    """Read (and ignore) what the browser sends, to notice when it closes."""
+    while True:
+        message = await ws.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+
+
+async def _live(ws: WebSocket) -> None:
+    hub: Hub = ws.app.state.hub
+    await hub.serve(ws)
+
+
+routes = [WebSocketRoute("/ws/live", _live)]

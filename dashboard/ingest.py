@@ -1,0 +1,182 @@
+"""`/ws/ingest`: the SDK's websocket door. Every frame is validated; good batches are acked once stored.
+
+A bad frame gets an `error` reply naming what was wrong and is counted, and the connection keeps
+serving; a frame over `MAX_FRAME_BYTES` closes the connection with code 1009 and a reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+from starlette.routing import WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from .pipeline import Pipeline
+from .records import MAX_NAME, ProcessInfo, RecordError, SpanRecord, check_attributes, int_field, list_field, object_field, text_field
+from .stats import Stats
+
+__all__ = ["routes", "MAX_FRAME_BYTES", "MAX_BATCH_SPANS", "parse_batch"]
+
+logger = logging.getLogger("opto_dashboard")
+MAX_FRAME_BYTES = 8 * 1024 * 1024
+MAX_BATCH_SPANS = 10_000
+_MAX_UNACKED = 32  # batches of one connection being stored at once
+_TOO_BIG = 1009
+
+
+class FrameError(Exception):
+    """A frame refused with an error reply; the connection goes on."""
+
+    def __init__(self, detail: str, seq: int | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.seq = seq
+
+
+def _metric(obj: Any, path: str) -> dict[str, Any]:
+    m = object_field(obj, path)
+    text_field(m, "name", path, limit=MAX_NAME)
+    int_field(m, "time_ns", path)
+    check_attributes(m.get("attributes", {}), f"{path}.attributes")
+    if "summary" in m:
+        object_field(m["summary"], f"{path}.summary")
+    else:
+        value = m.get("value")
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise RecordError(f"{path}.value", f"expected a number, got {value!r}"[:80])
+    return m
+
+
+def parse_batch(frame: dict[str, Any]) -> tuple[int, list[SpanRecord], list[dict[str, Any]], dict[str, int]]:
+    """A validated `batch` frame's seq, spans, metrics and drop counters."""
+    seq = frame.get("seq")
+    if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
+        raise FrameError(f"seq: expected a non-negative int, got {seq!r}"[:120])
+    try:
+        spans = list_field(frame.get("spans", []), "spans")
+        if len(spans) > MAX_BATCH_SPANS:
+            raise RecordError("spans", f"more than {MAX_BATCH_SPANS} spans in one batch; send smaller batches")
+        records = [SpanRecord.from_json(s, f"spans[{i}]") for i, s in enumerate(spans)]
+        metrics = [_metric(m, f"metrics[{i}]") for i, m in enumerate(list_field(frame.get("metrics", []), "metrics"))]
+        drops = object_field(frame.get("drops", {}), "drops")
+        for key in ("spans", "metrics"):
+            int_field(drops, key, "drops", optional=True)
+    except RecordError as exc:
+        raise FrameError(str(exc), seq) from None
+    return seq, records, metrics, {"spans": drops.get("spans") or 0, "metrics": drops.get("metrics") or 0}
+
+
+class _Connection:
+    """One SDK connection: reads frames, stores batches concurrently, writes replies in order sent."""
+
+    def __init__(self, ws: WebSocket, pipeline: Pipeline, stats: Stats) -> None:
+        self.ws = ws
+        self.pipeline = pipeline
+        self.stats = stats
+        self.process: ProcessInfo | None = None
+        self.replies: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self.slots = asyncio.Semaphore(_MAX_UNACKED)
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def refuse(self, detail: str, seq: int | None = None) -> None:
+        self.stats.bad_frames += 1
+        self.stats.version += 1
+        self.replies.put_nowait({"type": "error", "seq": seq, "msg": "invalid frame", "detail": detail})
+
+    async def send_replies(self) -> None:
+        while (reply := await self.replies.get()) is not None:
+            await self.ws.send_text(json.dumps(reply))
+
+    async def store(self, seq: int, records: list[SpanRecord], metrics: list[dict[str, Any]], drops: dict[str, int]) -> None:
+        try:
+            stored = await self.pipeline.submit(records, process=self.process, metrics=metrics, drops=drops)
+        except Exception as exc:
+            self.replies.put_nowait({"type": "error", "seq": seq, "msg": "not stored", "detail": str(exc)[:200]})
+        else:
+            self.replies.put_nowait({"type": "ack", "seq": seq, "stored": stored})
+        finally:
+            self.slots.release()
+
+    async def handle(self, message: dict[str, Any]) -> None:
+        self.stats.frames += 1
+        data = message.get("text")
+        if data is None:
+            raw = message.get("bytes") or b""
+            if len(raw) > MAX_FRAME_BYTES:
+                raise _Oversized(len(raw))
+            try:
+                data = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                return self.refuse(f"frame is not valid UTF-8 (byte {exc.start})")
+        elif len(data) > MAX_FRAME_BYTES:
+            raise _Oversized(len(data))
+        try:
+            frame = json.loads(data)
+        except json.JSONDecodeError as exc:
+            return self.refuse(f"malformed JSON: {exc}")
+        if not isinstance(frame, dict):
+            return self.refuse(f"expected a JSON object, got {type(frame).__name__}")
+        kind = frame.get("type")
+        if kind == "hello":
+            return self.hello(frame)
+        if kind != "batch":
+            return self.refuse(f"type: expected 'hello' or 'batch', got {kind!r}"[:120])
+        if self.process is None:
+            return self.refuse("send a hello frame first", frame.get("seq") if isinstance(frame.get("seq"), int) else None)
+        try:
+            batch = parse_batch(frame)
+        except FrameError as exc:
+            return self.refuse(exc.detail, exc.seq)
+        await self.slots.acquire()
+        task = asyncio.create_task(self.store(*batch))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def hello(self, frame: dict[str, Any]) -> None:
+        if self.process is not None:
+            return self.refuse("hello: sent twice on one connection")
+        try:
+            self.process = ProcessInfo.from_json(frame.get("process"), "process")
+        except RecordError as exc:
+            return self.refuse(str(exc))
+        self.stats.connected(self.process)
+
+
+class _Oversized(Exception):
+    def __init__(self, size: int) -> None:
+        super().__init__(f"frame of {size} bytes is over the {MAX_FRAME_BYTES}-byte limit")
+
+
+async def ingest(ws: WebSocket) -> None:
+    """Serve one SDK connection until it closes."""
+    pipeline: Pipeline = ws.app.state.pipeline
+    stats: Stats = ws.app.state.stats
+    await ws.accept()
+    conn = _Connection(ws, pipeline, stats)
+    sender = asyncio.create_task(conn.send_replies())
+    try:
+        while True:
+            message = await ws.receive()
+            if message["type"] == "websocket.disconnect":
+                if message.get("code") in (1007, _TOO_BIG):  # the server's websocket layer refused a frame
+                    stats.bad_frames += 1
+                break
+            await conn.handle(message)
+    except _Oversized as exc:
+        stats.bad_frames += 1
+        await ws.close(_TOO_BIG, str(exc))
+    except WebSocketDisconnect:
+        pass
+    finally:
+        if conn.process is not None:
+            stats.disconnected(conn.process.id)
+        if conn.tasks:
+            await asyncio.wait(conn.tasks)  # batches being stored stay stored; unacked ones are resent
+        sender.cancel()
+        await asyncio.gather(sender, return_exceptions=True)
+
+
+routes = [WebSocketRoute("/ws/ingest", ingest)]
