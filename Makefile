@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 CHROMIUM_EXECUTABLE ?= /usr/bin/chromium
 export CHROMIUM_EXECUTABLE
 
-.PHONY: demo test test-unit test-e2e install install-test chromium bench screenshots clean
+.PHONY: demo test test-unit test-e2e install install-test chromium bench bench-peers screenshots clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,18 @@ demo: install
 
 bench: install-test
 	$(BIN)/python bench/overhead.py
+
+# Side by side with Logfire, Langfuse and Arize Phoenix, offline, in a separate venv (never our deps).
+PEERS_VENV := .venv-peers
+$(PEERS_VENV)/bin/python:
+	$(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/pip install --quiet --upgrade pip
+
+bench-peers: $(PEERS_VENV)/bin/python
+	$(PEERS_VENV)/bin/pip install --quiet -r bench/peers/requirements.txt -e '.[test]'
+	$(PEERS_VENV)/bin/python bench/peers/overhead.py
+	$(PEERS_VENV)/bin/python bench/peers/ingest.py
+	$(PEERS_VENV)/bin/python bench/peers/visibility.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
