@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import ast
+import inspect
+import re
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 from opentelemetry import metrics, trace
@@ -60,3 +65,28 @@ def _reset_global_config() -> Iterator[None]:
     _debug.set_async_debug(False)
     _retry.set_testing(False)
     assert opto.trace is not None
+
+
+SPEC_PAGE = Path(__file__).parent / "spec" / "asynchronous-execution.md"
+
+
+class SpecPage:
+    """The spec page's Python blocks, for tests that run them as written next to stand-in helpers."""
+
+    def block(self, containing: str) -> str:
+        """The one ```python block of the page that contains `containing`."""
+        blocks = [b for b in re.findall(r"```python\n(.*?)```", SPEC_PAGE.read_text(), re.S) if containing in b]
+        assert len(blocks) == 1, f"expected one spec block containing {containing!r}, found {len(blocks)}"
+        return blocks[0]
+
+    async def run(self, code: str, namespace: dict[str, Any]) -> None:
+        """Run `code` in `namespace`; top-level `await` and `async for` work as in `python -m asyncio`."""
+        compiled = compile(code, str(SPEC_PAGE), "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+        result = eval(compiled, namespace)
+        if inspect.iscoroutine(result):
+            await result
+
+
+@pytest.fixture
+def spec_page() -> SpecPage:
+    return SpecPage()
