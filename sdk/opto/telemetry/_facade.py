@@ -6,12 +6,16 @@ whatever provider the application sets up, even one set up after `import opto`.
 
 from __future__ import annotations
 
+import os
+
+import opentelemetry.trace as _trace_api
 from opentelemetry import metrics, trace
+from opentelemetry.metrics import _internal as _metrics_api
 
 from .._version import __version__
 from . import semconv
 
-__all__ = ["TRACER", "METER", "SECONDS_BUCKETS", "call_duration", "retries", "queue_wait"]
+__all__ = ["TRACER", "METER", "SECONDS_BUCKETS", "call_duration", "retries", "queue_wait", "inactive"]
 
 TRACER = trace.get_tracer("opto", __version__)
 METER = metrics.get_meter("opto", __version__)
@@ -25,3 +29,20 @@ retries = METER.create_counter(semconv.METRIC_RETRIES, unit="{retry}", descripti
 queue_wait = METER.create_histogram(
     semconv.METRIC_QUEUE_WAIT, unit="s", description="Time work waited for a concurrency slot or in a queue"
 )
+
+_PEEKABLE = hasattr(_trace_api, "_TRACER_PROVIDER") and hasattr(_metrics_api, "_METER_PROVIDER")
+_ENV_PROVIDER = "OTEL_PYTHON_TRACER_PROVIDER" in os.environ or "OTEL_PYTHON_METER_PROVIDER" in os.environ
+
+
+def inactive() -> bool:
+    """True while the app has set neither a tracer nor a meter provider, so telemetry can be skipped.
+
+    Reads the API's globals directly: `get_tracer_provider()` checks the environment on every
+    call, which would cost more than the whole untraced fast path.
+    """
+    return (
+        _PEEKABLE
+        and not _ENV_PROVIDER
+        and _trace_api._TRACER_PROVIDER is None
+        and _metrics_api._METER_PROVIDER is None
+    )

@@ -15,13 +15,14 @@ from opentelemetry import trace as otel_trace
 from opentelemetry.trace import Span, Status, StatusCode
 
 from ..telemetry import _facade, semconv
+from ..telemetry._attributes import add_attributes
 from . import _debug
 from ._capture import DEFAULT_MAX_LENGTH, ArgumentCapture, safe_repr
 from ._loops import run_on_loop
 from ._retry import RetryPolicy, testing
-from ._scope import CALL, HELD, SCOPE, CallInfo, acquire_slots
+from ._scope import CALL, HANDOFF, HELD, SCOPE, CallInfo, acquire_slots
 
-__all__ = ["trace", "async_trace", "Options", "code_attributes"]
+__all__ = ["trace", "async_trace", "Options", "code_attributes", "check_timeout", "is_traced_call"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -59,11 +60,7 @@ def _options(
         raise TypeError(f"name must be a non-empty str, got {name!r}")
     if loop is not None and not isinstance(loop, asyncio.AbstractEventLoop):
         raise TypeError(f"loop must be an asyncio event loop, got {type(loop).__name__}")
-    if timeout is not None:
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-            raise TypeError(f"timeout must be a number of seconds, got {timeout!r}")
-        if not timeout > 0:
-            raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
+    check_timeout(timeout)
     if not isinstance(max_repr, int) or max_repr < 8:
         raise ValueError(f"max_repr must be an int >= 8, got {max_repr!r}")
     retry = None
@@ -88,9 +85,22 @@ def _options(
     return Options(name, loop, retry, timeout, bool(debug), bool(capture_args), bool(capture_result), max_repr)
 
 
+def check_timeout(timeout: float | None) -> None:
+    """Reject a timeout that is not a positive number of seconds (None means no timeout)."""
+    if timeout is not None:
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+            raise TypeError(f"timeout must be a number of seconds, got {timeout!r}")
+        if not timeout > 0:
+            raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
+
+
 def code_attributes(fn: Callable[..., Any], name: str, kind: str) -> dict[str, Any]:
-    """The attributes every span of `fn` starts with: where the code is, and what it is."""
-    code = getattr(inspect.unwrap(fn), "__code__", None)
+    """The attributes every span of `fn` starts with: where the code is, and what it is.
+
+    `fn` may also be a coroutine object, whose code is `cr_code`.
+    """
+    unwrapped = inspect.unwrap(fn)
+    code = getattr(unwrapped, "__code__", None) or getattr(unwrapped, "cr_code", None)
     attrs: dict[str, Any] = {
         semconv.CODE_FUNCTION_NAME: getattr(fn, "__qualname__", name),
         semconv.FUNCTION: name,
@@ -119,19 +129,19 @@ class _Calls:
             o: {semconv.FUNCTION: self.name, semconv.OUTCOME: o} for o in semconv.OUTCOMES
         }
 
-    def start(self, args: tuple[Any, ...], kwargs: dict[str, Any], debug: bool) -> Span:
-        span = _facade.TRACER.start_span(self.name, attributes=self.static)
+    def start(self, args: tuple[Any, ...], kwargs: dict[str, Any], debug: bool, task: asyncio.Task[Any] | None) -> Span:
+        handoff = HANDOFF.get()  # an item this task got from an AsyncQueue: link to its producer
+        span = _facade.TRACER.start_span(self.name, links=handoff.links() if handoff is not None else None)
         self.active += 1
         if span.is_recording():
-            attrs: dict[str, Any] = {semconv.CONCURRENCY: self.active}
-            task = asyncio.current_task() if _in_loop() else None
+            attrs: dict[str, Any] = {**self.static, semconv.CONCURRENCY: self.active}
             if task is not None:
                 attrs[semconv.TASK_NAME] = task.get_name()
             if self.capture is not None:
                 attrs.update(self.capture.attributes(args, kwargs))
             if debug:
                 attrs[semconv.DEBUG_CREATION_STACK] = _debug.creation_stack()
-            span.set_attributes(attrs)
+            add_attributes(span, attrs)
         if debug:
             _debug.logger.debug("call %s start args=%s kwargs=%s", self.name, safe_repr(args, 200), safe_repr(kwargs, 200))
         return span
@@ -155,19 +165,18 @@ class _Calls:
                 attrs[semconv.ERROR_TYPE] = type(exc).__qualname__
                 span.record_exception(exc, escaped=True)
                 span.set_status(Status(StatusCode.ERROR, f"{type(exc).__qualname__}: {exc}"))
-            span.set_attributes(attrs)
+            add_attributes(span, attrs)
         span.end()
         _facade.call_duration.record(time.perf_counter() - t0, self.metric_attrs[outcome])
         if debug:
             _debug.logger.debug("call %s end outcome=%s attempts=%d", self.name, outcome, attempts)
 
 
-def _in_loop() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
+def _activate(span: Span) -> object | None:
+    """Make `span` current; a span with no valid context (no SDK configured) changes nothing."""
+    if span.get_span_context().is_valid:
+        return otel_context.attach(otel_trace.set_span_in_context(span))
+    return None
 
 
 class _Attempts:
@@ -266,16 +275,30 @@ async def _call_with_policy(
     held_token = HELD.set(HELD.get().union(taken))
     call_token = CALL.set(CallInfo(calls.name, waited))
     try:
-        return await _attempt_loop(fn, args, kwargs, attempts, timeout)
+        result = await _attempt_loop(fn, args, kwargs, attempts, timeout)
+    except asyncio.CancelledError:
+        outcome = semconv.OUTCOME_CANCELLED
+        raise
+    except BaseException:
+        outcome = semconv.OUTCOME_TIMEOUT if attempts.own_timeout else semconv.OUTCOME_ERROR
+        raise
+    else:
+        outcome = semconv.OUTCOME_OK
+        return result
     finally:
         CALL.reset(call_token)
         HELD.reset(held_token)
         for limiter in taken:
             limiter.release()
+            limiter.record(outcome, attempts.count - 1)
 
 
-def _wrap_coroutine_function(fn: Callable[P, Coroutine[Any, Any, R]], opts: Options) -> Callable[P, Coroutine[Any, Any, R]]:
-    calls = _Calls(fn, opts, "call")
+def _wrap_coroutine_function(
+    fn: Callable[P, Coroutine[Any, Any, R]], opts: Options, calls: _Calls | None = None
+) -> Callable[P, Coroutine[Any, Any, R]]:
+    """The traced wrapper of `fn`; `calls` names and describes its spans when they are not `fn`'s own."""
+    if calls is None:
+        calls = _Calls(fn, opts, "call")
     loop = opts.loop
     simple = opts.retry is None and opts.timeout is None and not opts.debug
 
@@ -283,12 +306,14 @@ def _wrap_coroutine_function(fn: Callable[P, Coroutine[Any, Any, R]], opts: Opti
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         if loop is not None and asyncio.get_running_loop() is not loop:
             return await run_on_loop(loop, wrapper(*args, **kwargs))
+        if simple and _facade.inactive() and not _debug._enabled and SCOPE.get() is None:
+            return await fn(*args, **kwargs)  # nothing to record and no policy to apply
         debug = opts.debug or _debug._enabled
         if debug:
             _debug.enable_loop_debug(asyncio.get_running_loop())
         t0 = time.perf_counter()
-        span = calls.start(args, kwargs, debug)
-        token = otel_context.attach(otel_trace.set_span_in_context(span))
+        span = calls.start(args, kwargs, debug, asyncio.current_task())
+        token = _activate(span)
         attempts = None
         try:
             if simple and not debug and SCOPE.get() is None:
@@ -309,9 +334,20 @@ def _wrap_coroutine_function(fn: Callable[P, Coroutine[Any, Any, R]], opts: Opti
             calls.finish(span, t0, semconv.OUTCOME_OK, attempts.count if attempts else 1, result, debug=debug)
             return result
         finally:
-            otel_context.detach(token)
+            if token is not None:
+                otel_context.detach(token)
 
     return wrapper
+
+
+_WRAPPER_CODE = next(
+    c for c in _wrap_coroutine_function.__code__.co_consts if inspect.iscode(c) and c.co_name == "wrapper"
+)
+
+
+def is_traced_call(obj: object) -> bool:
+    """True for the coroutine of an `@async_trace` call, which applies timeouts and retries itself."""
+    return getattr(obj, "cr_code", None) is _WRAPPER_CODE
 
 
 def _wrap_function(fn: Callable[P, R], opts: Options) -> Callable[P, R]:
@@ -321,8 +357,8 @@ def _wrap_function(fn: Callable[P, R], opts: Options) -> Callable[P, R]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         debug = opts.debug or _debug._enabled
         t0 = time.perf_counter()
-        span = calls.start(args, kwargs, debug)
-        token = otel_context.attach(otel_trace.set_span_in_context(span))
+        span = calls.start(args, kwargs, debug, None)
+        token = _activate(span)
         attempts = _Attempts(calls, span, opts.retry, debug)
         try:
             while True:
@@ -341,7 +377,8 @@ def _wrap_function(fn: Callable[P, R], opts: Options) -> Callable[P, R]:
             calls.finish(span, t0, semconv.OUTCOME_OK, attempts.count, result, debug=debug)
             return result
         finally:
-            otel_context.detach(token)
+            if token is not None:
+                otel_context.detach(token)
 
     return wrapper
 

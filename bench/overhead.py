@@ -1,0 +1,109 @@
+"""Per-call cost of @async_trace against a bare coroutine and a hand-written OpenTelemetry wrapper.
+
+Run: .venv/bin/python bench/overhead.py
+All traced variants share one TracerProvider (BatchSpanProcessor, counting no-op exporter), so they
+pay the same export cost; the no-SDK figure runs in a child process with no provider at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+
+CALLS = 5_000
+ROUNDS = 7
+
+
+async def _measure(fn: Callable[[str], Awaitable[str]]) -> float:
+    """Median µs per call over ROUNDS rounds of CALLS sequential awaits."""
+    for _ in range(500):
+        await fn("warm")
+    samples = []
+    for _ in range(ROUNDS):
+        t0 = time.process_time()
+        for _ in range(CALLS):
+            await fn("What is machine learning?")
+        samples.append((time.process_time() - t0) / CALLS * 1e6)
+    return statistics.median(samples)
+
+
+async def bare(query: str) -> str:
+    return query
+
+
+def _no_sdk() -> None:
+    """Child process: @async_trace with no OpenTelemetry SDK configured, next to a bare call."""
+    import opto
+
+    traced = opto.trace.async_trace(bare)
+
+    async def run() -> None:
+        b = await _measure(bare)
+        t = await _measure(traced)
+        print(f"{b:.3f} {t:.3f}")
+
+    asyncio.run(run())
+
+
+def main() -> None:
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+    import opto
+
+    class CountingExporter(SpanExporter):
+        def __init__(self) -> None:
+            self.count = 0
+
+        def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+            self.count += len(spans)
+            return SpanExportResult.SUCCESS
+
+    exporter = CountingExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(exporter, max_queue_size=1 << 20))
+    trace.set_tracer_provider(provider)
+    tracer = trace.get_tracer("bench")
+
+    async def hand_written(query: str) -> str:
+        with tracer.start_as_current_span("hand_written"):
+            return await bare(query)
+
+    traced = opto.trace.async_trace(bare)
+    no_capture = opto.trace.async_trace(capture_args=False, capture_result=False)(bare)
+
+    async def run() -> dict[str, float]:
+        # Interleave the variants so drift on a shared machine hits all of them alike.
+        results: dict[str, list[float]] = {k: [] for k in ("bare", "otel", "opto", "opto_nocap")}
+        for _ in range(3):
+            results["bare"].append(await _measure(bare))
+            results["otel"].append(await _measure(hand_written))
+            results["opto"].append(await _measure(traced))
+            results["opto_nocap"].append(await _measure(no_capture))
+        return {k: statistics.median(v) for k, v in results.items()}
+
+    r = asyncio.run(run())
+    provider.force_flush()
+    expected = 3 * 3 * (ROUNDS * CALLS + 500)
+    child = subprocess.run([sys.executable, __file__, "--no-sdk"], capture_output=True, text=True, check=True)
+    nosdk_bare, nosdk_opto = map(float, child.stdout.split())
+
+    print(f"{'variant':<44}{'µs/call':>10}{'ratio':>9}")
+    print(f"{'bare coroutine':<44}{r['bare']:>10.2f}")
+    print(f"{'hand-written start_as_current_span wrapper':<44}{r['otel']:>10.2f}{1.0:>9.2f}")
+    print(f"{'@async_trace (default capture)':<44}{r['opto']:>10.2f}{r['opto'] / r['otel']:>9.2f}")
+    print(f"{'@async_trace (capture off)':<44}{r['opto_nocap']:>10.2f}{r['opto_nocap'] / r['otel']:>9.2f}")
+    print(f"{'no SDK: bare coroutine':<44}{nosdk_bare:>10.2f}")
+    print(f"{'no SDK: @async_trace':<44}{nosdk_opto:>10.2f}   (+{nosdk_opto - nosdk_bare:.2f} µs)")
+    print(f"spans exported: {exporter.count} of {expected}")
+    ok = r["opto"] / r["otel"] <= 1.25 and nosdk_opto - nosdk_bare <= 2.0 and exporter.count == expected
+    print("goals (<= 1.25x the OpenTelemetry wrapper; <= 2 µs over bare without an SDK):", "met" if ok else "MISSED")
+
+
+if __name__ == "__main__":
+    _no_sdk() if "--no-sdk" in sys.argv else main()
