@@ -1,0 +1,209 @@
+"""`/ws/ingest` against a real uvicorn server and SQLite file: acks, refusals, limits, access checks."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from dashboard_server import Dashboard, hello_frame, span_record
+from opto_dashboard.ingest import MAX_FRAME_BYTES
+
+
+@pytest.fixture
+def dashboard(tmp_path: Path) -> Iterator[Dashboard]:
+    with Dashboard(tmp_path / "opto.db") as d:
+        yield d
+
+
+def new_trace() -> str:
+    return secrets.token_hex(16)
+
+
+def new_span() -> str:
+    return secrets.token_hex(8)
+
+
+async def reply(ws: ClientConnection) -> dict[str, Any]:
+    async with asyncio.timeout(30):
+        return json.loads(await ws.recv())  # type: ignore[no-any-return]
+
+
+async def send_batch(ws: ClientConnection, seq: int, spans: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    await ws.send(json.dumps({"type": "batch", "seq": seq, "spans": spans, **extra}))
+    return await reply(ws)
+
+
+async def test_batch_is_acked_once_stored_and_served_with_nesting(dashboard: Dashboard) -> None:
+    """An acked batch is in the database: the trace lists its spans with parent links, by start."""
+    trace, root, child = new_trace(), new_span(), new_span()
+    async with connect(dashboard.ws_url + "/ws/ingest") as ws:
+        await ws.send(hello_frame(service="svc"))
+        ack = await send_batch(ws, 1, [span_record(trace, root, "root"), span_record(trace, child, "child", parent=root)])
+    assert ack == {"type": "ack", "seq": 1, "stored": 2}
+    detail = dashboard.get(f"/api/traces/{trace}")
+    assert [(s["name"], s["parent_span_id"]) for s in detail["spans"]] == [("root", None), ("child", root)]
+    assert detail["spans"][0]["service"] == "test"
+    listed = dashboard.get("/api/traces")
+    assert listed["total"] == 1
+    assert listed["traces"][0]["root_name"] == "root" and listed["traces"][0]["span_count"] == 2
+
+
+BAD_FRAMES = {
+    "malformed JSON": ('{"type": "batch", "seq": 1, "spans": [', "malformed JSON"),
+    "not an object": ("[1, 2]", "expected a JSON object"),
+    "unknown type": ('{"type": "spans"}', "type: expected 'hello' or 'batch'"),
+    "seq not an int": ('{"type": "batch", "seq": "7", "spans": []}', "seq: expected a non-negative int"),
+    "wrong type of span id": (
+        json.dumps({"type": "batch", "seq": 2, "spans": [span_record("a" * 32, "b" * 16), span_record("a" * 32, "b" * 16, span_id=5)]}),
+        "spans[1].span_id: expected 16 lowercase hex chars",
+    ),
+    "missing name": (
+        json.dumps({"type": "batch", "seq": 3, "spans": [{k: v for k, v in span_record("a" * 32, "c" * 16).items() if k != "name"}]}),
+        "spans[0].name: missing",
+    ),
+    "ended without end_ns": (
+        json.dumps({"type": "batch", "seq": 4, "spans": [span_record("a" * 32, "c" * 16, end_ns=None)]}),
+        "spans[0].end_ns: an ended span needs end_ns",
+    ),
+    "bad attribute value": (
+        json.dumps({"type": "batch", "seq": 5, "spans": [span_record("a" * 32, "c" * 16, attributes={"k": {"nested": 1}})]}),
+        "spans[0].attributes.k: expected a string, number, bool or list",
+    ),
+}
+
+
+@pytest.mark.parametrize("frame, detail", BAD_FRAMES.values(), ids=BAD_FRAMES.keys())
+async def test_bad_frame_gets_error_naming_the_problem_and_connection_goes_on(dashboard: Dashboard, frame: str, detail: str) -> None:
+    """A bad frame is answered with an error naming what was wrong, counted, and the same connection still stores."""
+    async with connect(dashboard.ws_url + "/ws/ingest") as ws:
+        await ws.send(hello_frame())
+        await ws.send(frame)
+        error = await reply(ws)
+        assert error["type"] == "error" and error["msg"] == "invalid frame"
+        assert detail in error["detail"]
+        trace = new_trace()
+        assert (await send_batch(ws, 9, [span_record(trace, new_span())]))["type"] == "ack"
+    assert dashboard.get("/api/live")["ingest"]["bad_frames"] == 1
+    assert dashboard.get("/api/traces")["total"] == 1
+
+
+async def test_invalid_utf8_in_a_binary_frame_is_refused(dashboard: Dashboard) -> None:
+    async with connect(dashboard.ws_url + "/ws/ingest") as ws:
+        await ws.send(hello_frame())
+        await ws.send(b'{"type": "batch", "seq": 1, "spans": [], "x": "\xff\xfe"}')
+        error = await reply(ws)
+    assert error["type"] == "error" and "not valid UTF-8" in error["detail"]
+    assert dashboard.get("/api/live")["ingest"]["bad_frames"] == 1
+
+
+async def test_batch_before_hello_is_refused(dashboard: Dashboard) -> None:
+    async with connect(dashboard.ws_url + "/ws/ingest") as ws:
+        error = await send_batch(ws, 1, [span_record(new_trace(), new_span())])
+    assert error == {"type": "error", "seq": 1, "msg": "invalid frame", "detail": "send a hello frame first"}
+
+
+async def test_refused_frames_do_not_disturb_another_connection(dashboard: Dashboard) -> None:
+    """Invalid UTF-8 text and oversized frames close the sender's connection (1007, 1009) and are
+    counted, while a second connection keeps storing."""
+    async with connect(dashboard.ws_url + "/ws/ingest") as good, connect(dashboard.ws_url + "/ws/ingest") as bad_text, \
+            connect(dashboard.ws_url + "/ws/ingest", max_size=None) as huge:
+        await good.send(hello_frame())
+        await huge.send(hello_frame())
+        await bad_text.send(b'{"type": "hello", "x": "\xff"}', text=True)
+        await huge.send("x" * (MAX_FRAME_BYTES + 1))
+        for ws, code in ((bad_text, 1007), (huge, 1009)):
+            with pytest.raises(ConnectionClosed) as closed:
+                await reply(ws)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == code
+        assert "over the" in closed.value.rcvd.reason  # type: ignore[union-attr]
+        assert (await send_batch(good, 1, [span_record(new_trace(), new_span())]))["type"] == "ack"
+    assert dashboard.get("/api/live")["ingest"]["bad_frames"] == 2
+
+
+async def test_ended_span_without_start_and_orphan_child_are_stored(dashboard: Dashboard) -> None:
+    """A child whose parent never came is stored and the trace shown (rooted at it) until the parent arrives."""
+    trace, parent, child = new_trace(), new_span(), new_span()
+    async with connect(dashboard.ws_url + "/ws/ingest") as ws:
+        await ws.send(hello_frame())
+        await send_batch(ws, 1, [span_record(trace, child, "child", parent=parent)])
+        assert dashboard.get("/api/traces")["traces"][0]["root_name"] == "child"
+        await send_batch(ws, 2, [span_record(trace, parent, "parent")])
+    assert dashboard.get("/api/traces")["traces"][0]["root_name"] == "parent"
+
+
+async def test_started_record_is_in_flight_until_its_end_replaces_it(dashboard: Dashboard) -> None:
+    trace, span = new_trace(), new_span()
+    started = span_record(trace, span, "slow", ended=False)
+    async with connect(dashboard.ws_url + "/ws/ingest") as ws:
+        await ws.send(hello_frame())
+        await send_batch(ws, 1, [started])
+        live = dashboard.get("/api/live")
+        assert [(g["name"], g["count"]) for g in live["in_flight"]] == [("slow", 1)]
+        assert dashboard.get(f"/api/traces/{trace}")["spans"][0]["duration_ms"] is None
+        await send_batch(ws, 2, [span_record(trace, span, "slow", start_ns=started["start_ns"])])
+        await send_batch(ws, 3, [started])  # a late or resent start does not undo the end
+    assert dashboard.get("/api/live")["in_flight"] == []
+    spans = dashboard.get(f"/api/traces/{trace}")["spans"]
+    assert [(s["state"], s["outcome"]) for s in spans] == [("ended", "ok")]
+
+
+async def test_in_flight_spans_of_a_disconnected_process_leave_the_live_view(dashboard: Dashboard) -> None:
+    async with connect(dashboard.ws_url + "/ws/ingest") as ws:
+        await ws.send(hello_frame())
+        await send_batch(ws, 1, [span_record(new_trace(), new_span(), "stuck", ended=False)])
+        assert dashboard.get("/api/live")["in_flight"][0]["name"] == "stuck"
+    async with asyncio.timeout(30):
+        while dashboard.get("/api/live")["in_flight"]:  # the server notices the close on its own time
+            await asyncio.sleep(0.05)
+
+
+async def test_cross_origin_websocket_is_refused(dashboard: Dashboard) -> None:
+    for path in ("/ws/ingest", "/ws/live"):
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(dashboard.ws_url + path, origin="http://evil.example"):  # type: ignore[arg-type]
+                pass
+        assert refused.value.response.status_code == 403
+    same = dashboard.url.removeprefix("http://")
+    async with connect(dashboard.ws_url + "/ws/live", origin=f"http://{same}") as ws:  # type: ignore[arg-type]
+        assert (await reply(ws))["type"] == "snapshot"
+
+
+async def test_token_is_required_on_ingest_api_and_pages(tmp_path: Path) -> None:
+    with Dashboard(tmp_path / "opto.db", token="s3cret") as d:
+        with pytest.raises(InvalidStatus):
+            async with connect(d.ws_url + "/ws/ingest"):
+                pass
+        with pytest.raises(InvalidStatus):
+            async with connect(d.ws_url + "/ws/ingest", additional_headers={"Authorization": "Bearer wrong"}):
+                pass
+        async with connect(d.ws_url + "/ws/ingest", additional_headers={"Authorization": "Bearer s3cret"}) as ws:
+            await ws.send(hello_frame())
+            assert (await send_batch(ws, 1, [span_record(new_trace(), new_span())]))["type"] == "ack"
+        async with httpx.AsyncClient(base_url=d.url) as client:
+            for path in ("/", "/api/live", "/api/traces"):
+                refused = await client.get(path)
+                assert refused.status_code == 403 and "token" in refused.json()["detail"]
+            page = await client.get("/?token=s3cret")
+            assert page.status_code == 200
+            assert (await client.get("/api/traces")).json()["total"] == 1  # the cookie set by ?token= works
+
+
+async def test_data_survives_a_restart(tmp_path: Path) -> None:
+    trace = new_trace()
+    with Dashboard(tmp_path / "opto.db") as d:
+        async with connect(d.ws_url + "/ws/ingest") as ws:
+            await ws.send(hello_frame(service="kept"))
+            await send_batch(ws, 1, [span_record(trace, new_span(), "kept"), span_record(trace, new_span(), "open", ended=False)])
+    with Dashboard(tmp_path / "opto.db") as d:
+        assert d.get("/api/traces")["traces"][0]["trace_id"] == trace
+        assert len(d.get(f"/api/traces/{trace}")["spans"]) == 2
+        assert [p["service"] for p in d.get("/api/live")["processes"]] == ["kept"]
