@@ -153,7 +153,7 @@ class Workflow(Generic[P, R]):
             signature.bind(items[0])
         except TypeError as exc:
             raise TypeError(
-                f"optimize() passes each {label} example as the one argument of {self.name}{signature}, "
+                f"optimize() passes each {label} example as the one argument of {self.name}({', '.join(signature.parameters)}), "
                 f"which cannot take it ({exc}); make the workflow take one input"
             ) from None
         return items
@@ -192,7 +192,7 @@ class _Search:
             semconv.OPTIMIZE_MAX_DEPTH: s.max_depth,
             semconv.OPTIMIZE_MAX_CONCURRENT: s.max_concurrent,
         }
-        with _span(semconv.SPAN_OPTIMIZE, attrs) as span, bound(self.workflow._values, override=False):
+        with _span(semconv.SPAN_OPTIMIZE, attrs) as span:
             beam = [await self._start()]
             history = [beam[0].score]
             for depth in range(1, s.max_depth + 1):
@@ -224,7 +224,8 @@ class _Search:
             with recording() as reads:
                 runs = await self._runs({})
             self.params = self._parameters(self.settings.params or tuple(reads))
-            values = {name: p.value for name, p in self.params.items()}
+            with bound(self.workflow._values, override=False):  # what a run uses for a param it did not read
+                values = {name: reads[p] if p in reads else p.value for name, p in self.params.items()}
             self.seen.add(_key(values))
             return self._scored(span, 0, None, 0, values, runs)
 
@@ -284,7 +285,8 @@ class _Search:
             return self._scored(span, candidate_id, parent, depth, values, runs)
 
     async def _runs(self, bindings: Mapping[Param[Any], Any]) -> list[Evaluation]:
-        with bound(bindings, override=True):
+        """Every example's evaluation, with the workflow's adopted values bound under the candidate's."""
+        with bound(self.workflow._values, override=False), bound(bindings, override=True):
             return await _gather([functools.partial(self._run_one, x) for x in self.examples], self.concurrent)
 
     async def _run_one(self, example: Any) -> Evaluation:

@@ -17,7 +17,7 @@ __all__ = ["Param", "param", "bound", "recording"]
 T = TypeVar("T")
 
 _BOUND: ContextVar[Mapping[Param[Any], Any]] = ContextVar("opto_param_values", default={})
-_READS: ContextVar[tuple[set[Param[Any]], ...]] = ContextVar("opto_param_reads", default=())
+_READS: ContextVar[tuple[dict[Param[Any], Any], ...]] = ContextVar("opto_param_reads", default=())
 
 
 class Param(Generic[T]):
@@ -33,9 +33,10 @@ class Param(Generic[T]):
 
     @property
     def value(self) -> T:
+        value: T = _BOUND.get().get(self, self.initial)
         for reads in _READS.get():
-            reads.add(self)
-        return _BOUND.get().get(self, self.initial)  # type: ignore[no-any-return]
+            reads.setdefault(self, value)
+        return value
 
     def __repr__(self) -> str:
         return f"<opto.trace.param {self.name}={self.value!r}>"
@@ -72,9 +73,9 @@ def bound(values: Mapping[Param[Any], Any], *, override: bool) -> Iterator[None]
 
 
 @contextmanager
-def recording() -> Iterator[set[Param[Any]]]:
-    """Collect the parameters whose `.value` is read inside (and in tasks started inside)."""
-    reads: set[Param[Any]] = set()
+def recording() -> Iterator[dict[Param[Any], Any]]:
+    """Collect the parameters whose `.value` is read inside (and in tasks started inside), with the first value read."""
+    reads: dict[Param[Any], Any] = {}
     token = _READS.set((*_READS.get(), reads))
     try:
         yield reads
