@@ -9,6 +9,7 @@ from typing import Final
 __all__ = [
     "CODE_FUNCTION_NAME", "CODE_FILE_PATH", "CODE_LINE_NUMBER", "ERROR_TYPE",
     "EXCEPTION_TYPE", "EXCEPTION_MESSAGE", "EXCEPTION_STACKTRACE", "SERVICE_NAME",
+    "PROCESS_PID", "HOST_NAME", "TELEMETRY_SDK_NAME", "TELEMETRY_SDK_VERSION",
     "OUTCOME", "OUTCOME_OK", "OUTCOME_ERROR", "OUTCOME_TIMEOUT", "OUTCOME_CANCELLED", "OUTCOMES",
     "ATTEMPTS", "ATTEMPT", "TIMEOUT_S", "CONCURRENCY", "TASK_NAME", "ARG_PREFIX", "RESULT",
     "RETRY_DELAY_S", "RETRY_EXHAUSTED", "QUEUE_WAIT_S", "SPAN_KIND", "DEBUG_CREATION_STACK",
@@ -39,6 +40,10 @@ SERVICE_NAME: Final = "service.name"
 
 # Outcome of a traced call: exactly one of four, never conflated.
 OUTCOME: Final = "opto.outcome"
+PROCESS_PID: Final = "process.pid"  # resource attributes the dashboard reads from OTLP senders
+HOST_NAME: Final = "host.name"
+TELEMETRY_SDK_NAME: Final = "telemetry.sdk.name"
+TELEMETRY_SDK_VERSION: Final = "telemetry.sdk.version"
 OUTCOME_OK: Final = "ok"
 OUTCOME_ERROR: Final = "error"
 OUTCOME_TIMEOUT: Final = "timeout"
