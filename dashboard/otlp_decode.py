@@ -1,28 +1,41 @@
-"""OTLP trace requests (protobuf or JSON) to the dashboard's span records: pure functions.
+"""OTLP export requests (protobuf or JSON) to the dashboard's span records and metric points.
 
-Follows the OTLP/HTTP specification: JSON ids are hex, not base64; a span that cannot become a
-valid record is rejected alone and counted for the partial-success reply, while a body that does
-not decode at all raises `DecodeError` (the 400 reason).
+Pure functions, per the OTLP/HTTP specification: JSON ids are hex, not base64; an item that cannot
+become a valid record is rejected alone and counted for the partial-success reply, while a body
+that does not decode at all raises `DecodeError` (the 400 reason). Records are built directly from
+the decoded message under the limits of `records` (the protobuf schema already fixes every type),
+because validating each span a second time through `SpanRecord.from_json` would halve throughput.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError as ProtobufDecodeError
+from google.protobuf.message import Message
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
-from .records import RecordError, SpanRecord
+from opto.telemetry import semconv
 
-__all__ = ["Encoding", "DecodeError", "Decoded", "decode_traces", "parse_traces", "to_records", "attributes"]
+from .records import MAX_ITEMS, MAX_NAME, ProcessInfo, RecordError, SpanRecord
+
+__all__ = [
+    "Encoding", "DecodeError", "Batch", "Decoded", "parse", "decode_traces", "decode_metrics", "to_records",
+    "to_points", "attributes", "process_of",
+]
 
 Encoding = Literal["protobuf", "json"]
+M = TypeVar("M", bound=Message)
+MAX_STATUS_MESSAGE = 4096  # as `SpanRecord.from_json` allows
 
 _KINDS = {
     Span.SPAN_KIND_UNSPECIFIED: "internal",
@@ -33,7 +46,9 @@ _KINDS = {
     Span.SPAN_KIND_CONSUMER: "consumer",
 }
 _STATUS = {Status.STATUS_CODE_UNSET: "unset", Status.STATUS_CODE_OK: "ok", Status.STATUS_CODE_ERROR: "error"}
+_SCALARS = frozenset({"string_value", "int_value", "double_value", "bool_value"})
 _ID_FIELDS = ("traceId", "trace_id", "spanId", "span_id", "parentSpanId", "parent_span_id")
+_SHOWN_METRICS = ("gauge", "sum")  # one value per point; histograms and summaries have no place on a page yet
 
 
 class DecodeError(ValueError):
@@ -41,41 +56,69 @@ class DecodeError(ValueError):
 
 
 @dataclass(slots=True)
-class Decoded:
-    """The valid spans of a request as records, and how many spans were rejected and why."""
+class Batch:
+    """What one resource (one process, for an SDK) sent: span records or metric points."""
 
-    records: list[SpanRecord] = field(default_factory=list)
+    resource: dict[str, Any]
+    items: list[Any] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Decoded:
+    """The valid items of a request by resource, how many were rejected, and the first reason.
+
+    `warning` notes accepted data the dashboard does not store (the reply's partial success
+    carries it with zero rejected, as the specification allows).
+    """
+
+    batches: list[Batch] = field(default_factory=list)
     rejected: int = 0
     error: str = ""
+    warning: str = ""
+
+    @property
+    def items(self) -> list[Any]:
+        return [item for batch in self.batches for item in batch.items]
+
+    def reject(self, count: int, reason: str) -> None:
+        self.rejected += count
+        self.error = self.error or reason
 
 
 def decode_traces(body: bytes, encoding: Encoding) -> Decoded:
     """Span records from an OTLP/HTTP traces request body (already decompressed)."""
-    return to_records(parse_traces(body, encoding))
+    return to_records(parse(body, encoding, ExportTraceServiceRequest()))
 
 
-def parse_traces(body: bytes, encoding: Encoding) -> ExportTraceServiceRequest:
-    """The request message from its protobuf or OTLP/JSON body; DecodeError says what is wrong."""
+def decode_metrics(body: bytes, encoding: Encoding) -> Decoded:
+    """Metric points from an OTLP/HTTP metrics request body (already decompressed)."""
+    return to_points(parse(body, encoding, ExportMetricsServiceRequest()))
+
+
+def parse(body: bytes, encoding: Encoding, message: M) -> M:
+    """`message` filled from a protobuf or OTLP/JSON body; DecodeError says what is wrong."""
+    kind = type(message).__name__
     if encoding == "protobuf":
         try:
-            return ExportTraceServiceRequest.FromString(body)
+            message.ParseFromString(body)
         except ProtobufDecodeError as exc:
-            raise DecodeError(f"body is not a protobuf ExportTraceServiceRequest: {exc}") from None
+            raise DecodeError(f"body is not a protobuf {kind}: {exc}") from None
+        return message
     try:
         obj = json.loads(body)
     except (UnicodeDecodeError, ValueError) as exc:
         raise DecodeError(f"body is not JSON: {exc}") from None
     if not isinstance(obj, dict):
-        raise DecodeError(f"body must be a JSON object with resourceSpans, got {type(obj).__name__}")
+        raise DecodeError(f"body must be a JSON object (an OTLP/JSON {kind}), got {type(obj).__name__}")
     _hex_ids_to_base64(obj)
     try:
-        return json_format.ParseDict(obj, ExportTraceServiceRequest(), ignore_unknown_fields=True)
+        return json_format.ParseDict(obj, message, ignore_unknown_fields=True)
     except json_format.ParseError as exc:
-        raise DecodeError(f"body is not an OTLP/JSON ExportTraceServiceRequest: {exc}") from None
+        raise DecodeError(f"body is not an OTLP/JSON {kind}: {exc}") from None
 
 
 def _hex_ids_to_base64(request: dict[str, Any]) -> None:
-    """OTLP/JSON writes trace and span ids as hex where proto3 JSON expects base64: convert in place."""
+    """OTLP/JSON writes span ids as hex where proto3 JSON expects base64: convert them in place."""
     for rs_i, resource_spans in enumerate(_items(request, "resourceSpans", "resource_spans")):
         for ss_i, scope_spans in enumerate(_items(resource_spans, "scopeSpans", "scope_spans")):
             for span_i, span in enumerate(_items(scope_spans, "spans")):
@@ -108,49 +151,59 @@ def to_records(request: ExportTraceServiceRequest) -> Decoded:
     """Every span of the request as an ended record; invalid spans are counted, not raised."""
     decoded = Decoded()
     for resource_spans in request.resource_spans:
-        resource = attributes(resource_spans.resource.attributes)
+        spans = [span for scope_spans in resource_spans.scope_spans for span in scope_spans.spans]
+        try:
+            batch = Batch(attributes(resource_spans.resource.attributes, "resource"))
+        except RecordError as exc:
+            decoded.reject(len(spans), f"{len(spans)} span(s) rejected: {exc}")
+            continue
         for scope_spans in resource_spans.scope_spans:
-            scope = {"name": scope_spans.scope.name, "version": scope_spans.scope.version}
+            scope = {"name": scope_spans.scope.name[:MAX_NAME], "version": scope_spans.scope.version[:MAX_NAME]}
             for span in scope_spans.spans:
                 try:
-                    record = SpanRecord.from_json(_span_json(span, resource, scope))
+                    batch.items.append(_record(span, batch.resource, scope))
                 except RecordError as exc:
-                    decoded.rejected += 1
-                    decoded.error = decoded.error or f"span {span.name[:80]!r} rejected: {exc}"
-                else:
-                    decoded.records.append(record)
+                    decoded.reject(1, f"span {span.name[:80]!r} rejected: {exc}")
+        decoded.batches.append(batch)
     return decoded
 
 
-def _span_json(span: Span, resource: dict[str, Any], scope: dict[str, str]) -> dict[str, Any]:
-    """The record's JSON form, for `SpanRecord.from_json` to validate as the websocket door does."""
+def _record(span: Span, resource: dict[str, Any], scope: dict[str, str]) -> SpanRecord:
     if span.end_time_unix_nano == 0:
         raise RecordError("span.end_ns", "an OTLP span needs end_time_unix_nano")
-    return {
-        "trace_id": _id(span.trace_id, 16, "span.trace_id"),
-        "span_id": _id(span.span_id, 8, "span.span_id"),
-        "parent_span_id": _id(span.parent_span_id, 8, "span.parent_span_id") if span.parent_span_id else None,
-        "name": span.name,
-        "kind": _KINDS.get(span.kind, "internal"),
-        "state": "ended",
-        "start_ns": span.start_time_unix_nano,
-        "end_ns": span.end_time_unix_nano,
-        "status": {"code": _STATUS.get(span.status.code, "unset"), "message": span.status.message},
-        "attributes": attributes(span.attributes),
-        "events": [
-            {"name": e.name, "time_ns": e.time_unix_nano, "attributes": attributes(e.attributes)} for e in span.events
+    _text(span.name, "span.name")
+    _text(span.status.message, "span.status.message", MAX_STATUS_MESSAGE)
+    return SpanRecord(
+        trace_id=_id(span.trace_id, 16, "span.trace_id"),
+        span_id=_id(span.span_id, 8, "span.span_id"),
+        parent_span_id=_id(span.parent_span_id, 8, "span.parent_span_id") if span.parent_span_id else None,
+        name=span.name,
+        kind=_KINDS.get(span.kind, "internal"),
+        state="ended",
+        start_ns=span.start_time_unix_nano,
+        end_ns=span.end_time_unix_nano,
+        status_code=_STATUS.get(span.status.code, "unset"),
+        status_message=span.status.message,
+        attributes=attributes(span.attributes, "span.attributes"),
+        events=[
+            {
+                "name": _text(e.name, f"span.events[{i}].name"),
+                "time_ns": e.time_unix_nano,
+                "attributes": attributes(e.attributes, f"span.events[{i}].attributes"),
+            }
+            for i, e in enumerate(_limited(span.events, "span.events"))
         ],
-        "links": [
+        links=[
             {
                 "trace_id": _id(link.trace_id, 16, f"span.links[{i}].trace_id"),
                 "span_id": _id(link.span_id, 8, f"span.links[{i}].span_id"),
-                "attributes": attributes(link.attributes),
+                "attributes": attributes(link.attributes, f"span.links[{i}].attributes"),
             }
-            for i, link in enumerate(span.links)
+            for i, link in enumerate(_limited(span.links, "span.links"))
         ],
-        "resource": resource,
-        "scope": scope,
-    }
+        resource=resource,
+        scope=scope,
+    )
 
 
 def _id(raw: bytes, size: int, path: str) -> str:
@@ -160,48 +213,106 @@ def _id(raw: bytes, size: int, path: str) -> str:
     return raw.hex()
 
 
-def attributes(pairs: Any) -> dict[str, Any]:
-    """OTLP key-values as a record's attributes: scalars and lists of scalars as they are, the rest as JSON."""
+def _text(value: str, path: str, limit: int = MAX_NAME) -> str:
+    if len(value) > limit:
+        raise RecordError(path, f"longer than {limit} chars")
+    return value
+
+
+def _limited(items: Any, path: str) -> Any:
+    if len(items) > MAX_ITEMS:
+        raise RecordError(path, f"more than {MAX_ITEMS} items")
+    return items
+
+
+def to_points(request: ExportMetricsServiceRequest) -> Decoded:
+    """Gauge and sum data points as `{"name", "time_ns", "attributes", "value"}`, the websocket door's shape."""
+    decoded = Decoded()
+    not_shown = 0
+    for resource_metrics in request.resource_metrics:
+        metrics = [m for scope_metrics in resource_metrics.scope_metrics for m in scope_metrics.metrics]
+        try:
+            batch = Batch(attributes(resource_metrics.resource.attributes, "resource"))
+        except RecordError as exc:
+            count = sum(len(getattr(m, m.WhichOneof("data")).data_points) for m in metrics if m.WhichOneof("data"))
+            decoded.reject(count, f"{count} data point(s) rejected: {exc}")
+            continue
+        for metric in metrics:
+            kind = metric.WhichOneof("data")
+            if kind is None:
+                continue
+            points = getattr(metric, kind).data_points
+            if kind not in _SHOWN_METRICS:
+                not_shown += len(points)
+                continue
+            for point in points:
+                try:
+                    batch.items.append({
+                        "name": _text(metric.name, "metric.name"),
+                        "time_ns": point.time_unix_nano,
+                        "attributes": attributes(point.attributes, "metric.attributes"),
+                        "value": point.as_double if point.WhichOneof("value") == "as_double" else point.as_int,
+                    })
+                except RecordError as exc:
+                    decoded.reject(1, f"data point of {metric.name[:80]!r} rejected: {exc}")
+        decoded.batches.append(batch)
+    if not_shown:
+        decoded.warning = f"{not_shown} histogram or summary point(s) accepted but not stored: the dashboard keeps gauges and sums"
+    return decoded
+
+
+def attributes(pairs: Iterable[KeyValue], path: str) -> dict[str, Any]:
+    """OTLP key-values as record attributes: scalars and scalar lists as they are, maps and nested lists as JSON.
+
+    RecordError past `MAX_ITEMS` attributes or for a name over `MAX_NAME` chars; empty values are dropped.
+    """
     out: dict[str, Any] = {}
-    for pair in pairs:
-        value = _value(pair.value)
-        if value is not None:
-            out[pair.key] = value
+    for pair in _limited(pairs, path):
+        value = pair.value
+        kind = value.WhichOneof("value")
+        if kind in _SCALARS:
+            out[pair.key] = getattr(value, kind)
+        elif kind is not None:
+            out[pair.key] = _complex(value, kind)
+    if any(len(key) > MAX_NAME for key in out):
+        raise RecordError(path, f"attribute name longer than {MAX_NAME} chars")
     return out
 
 
-def _value(value: AnyValue) -> Any:
-    kind = value.WhichOneof("value")
-    if kind == "string_value":
-        return value.string_value
-    if kind == "int_value":
-        return value.int_value
-    if kind == "double_value":
-        return value.double_value
-    if kind == "bool_value":
-        return value.bool_value
-    if kind == "array_value":
-        items = [_plain(v) for v in value.array_value.values]
-        if all(isinstance(v, (str, int, float, bool)) for v in items):
-            return items
-        return json.dumps(items, separators=(",", ":"))
-    if kind == "kvlist_value":
-        return json.dumps(_kvlist(value.kvlist_value.values), separators=(",", ":"))
+def _complex(value: AnyValue, kind: str) -> Any:
     if kind == "bytes_value":
         return base64.b64encode(value.bytes_value).decode()
-    return None
-
-
-def _kvlist(pairs: Any) -> dict[str, Any]:
-    """A nested key-value list as plain JSON data, for an attribute that holds a map."""
-    return {pair.key: _plain(pair.value) for pair in pairs}
+    plain = _plain(value)
+    if isinstance(plain, list) and all(isinstance(v, (str, int, float, bool)) for v in plain):
+        return plain
+    return json.dumps(plain, separators=(",", ":"))
 
 
 def _plain(value: AnyValue) -> Any:
+    """An AnyValue as plain JSON data."""
     kind = value.WhichOneof("value")
     if kind == "array_value":
         return [_plain(v) for v in value.array_value.values]
     if kind == "kvlist_value":
-        return _kvlist(value.kvlist_value.values)
-    return _value(value)
+        return {pair.key: _plain(pair.value) for pair in value.kvlist_value.values}
+    if kind == "bytes_value":
+        return base64.b64encode(value.bytes_value).decode()
+    return getattr(value, kind) if kind else None
 
+
+def process_of(resource: dict[str, Any], seen_ns: int) -> ProcessInfo:
+    """The process an OTLP resource describes, with an id stable across its requests."""
+    digest = hashlib.sha256(json.dumps(resource, sort_keys=True, default=str).encode()).hexdigest()
+    sdk = "/".join(str(resource[k]) for k in (semconv.TELEMETRY_SDK_NAME, semconv.TELEMETRY_SDK_VERSION) if k in resource)
+    return ProcessInfo(
+        id=digest[:32],
+        service=_str(resource.get(semconv.SERVICE_NAME)) or "unknown_service",
+        pid=pid if isinstance(pid := resource.get(semconv.PROCESS_PID), int) and not isinstance(pid, bool) and pid >= 0 else 0,
+        host=_str(resource.get(semconv.HOST_NAME)),
+        sdk=f"{sdk} (otlp)" if sdk else "otlp",
+        started_ns=seen_ns,
+    )
+
+
+def _str(value: Any) -> str:
+    return value[:MAX_NAME] if isinstance(value, str) else ""

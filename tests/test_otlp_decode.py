@@ -20,7 +20,7 @@ from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
 import opto
 from opto.telemetry import semconv
-from opto_dashboard.otlp_decode import DecodeError, decode_traces, parse_traces, to_records
+from opto_dashboard.otlp_decode import DecodeError, decode_traces, parse, to_records
 from opto_dashboard.records import MAX_ITEMS
 
 # The OTLP/JSON trace example of the specification (opentelemetry-proto, examples/trace.json).
@@ -89,8 +89,8 @@ def test_protobuf_spans_become_records_with_every_field(sdk_spans: list[Readable
     body = encode_spans(sdk_spans).SerializeToString()
     decoded = decode_traces(body, "protobuf")
     assert decoded.rejected == 0
-    assert len(decoded.records) == len(sdk_spans) == 3
-    by_name = {r.name: r for r in decoded.records}
+    assert len(decoded.items) == len(sdk_spans) == 3
+    by_name = {r.name: r for r in decoded.items}
     for span in sdk_spans:
         record = by_name[span.name]
         ctx = span.get_span_context()
@@ -105,7 +105,7 @@ def test_protobuf_spans_become_records_with_every_field(sdk_spans: list[Readable
         assert [(e["name"], e["time_ns"], e["attributes"]) for e in record.events] == [
             (e.name, e.timestamp, dict(e.attributes)) for e in span.events
         ]
-    agent = next(r for r in decoded.records if r.attributes.get(semconv.FUNCTION, "").endswith("agent"))
+    agent = next(r for r in decoded.items if r.attributes.get(semconv.FUNCTION, "").endswith("agent"))
     assert agent.attributes[semconv.OUTCOME] == "ok"
     assert agent.attributes[semconv.ATTEMPTS] == 2
     assert [e["name"] for e in agent.events] == [semconv.EVENT_RETRY]
@@ -123,8 +123,8 @@ def test_protobuf_spans_become_records_with_every_field(sdk_spans: list[Readable
 def test_json_with_hex_ids_decodes_to_the_same_records_as_protobuf(sdk_spans: list[ReadableSpan]) -> None:
     """OTLP/JSON (hex ids, camelCase, int64 as strings) and protobuf give identical records."""
     request = encode_spans(sdk_spans)
-    from_protobuf = decode_traces(request.SerializeToString(), "protobuf").records
-    from_json = decode_traces(json.dumps(to_otlp_json(request)).encode(), "json").records
+    from_protobuf = decode_traces(request.SerializeToString(), "protobuf").items
+    from_json = decode_traces(json.dumps(to_otlp_json(request)).encode(), "json").items
     assert [r.to_json() for r in from_json] == [r.to_json() for r in from_protobuf]
 
 
@@ -132,7 +132,7 @@ def test_the_specification_example_decodes() -> None:
     """The spec's trace.json: uppercase hex ids are accepted and stored lowercase."""
     decoded = decode_traces(SPEC_TRACE_EXAMPLE.encode(), "json")
     assert decoded.rejected == 0
-    (record,) = decoded.records
+    (record,) = decoded.items
     assert record.to_json() | {"duration_ms": None} == {
         "trace_id": "5b8efff798038103d269b633813fc60c",
         "span_id": "eee19b7ec3c1b174",
@@ -171,7 +171,7 @@ def test_the_specification_example_decodes() -> None:
 )
 def test_json_spellings_the_proto3_mapping_allows(rename: Any) -> None:
     """Receivers accept the proto3 JSON mapping's equivalent spellings and ignore unknown keys."""
-    (record,) = decode_traces(rename(SPEC_TRACE_EXAMPLE).encode(), "json").records
+    (record,) = decode_traces(rename(SPEC_TRACE_EXAMPLE).encode(), "json").items
     assert (record.trace_id, record.parent_span_id, record.kind) == (
         "5b8efff798038103d269b633813fc60c", "eee19b7ec3c1b173", "server"
     )
@@ -215,14 +215,14 @@ def _with_spans(*changes: dict[str, Any]) -> bytes:
 def test_an_invalid_span_is_rejected_alone(change: dict[str, Any], reason: str) -> None:
     """A span that cannot be a valid record is counted as rejected with a reason; the others are kept."""
     decoded = decode_traces(_with_spans({}, change, {}), "json")
-    assert [r.span_id for r in decoded.records] == ["0000000000000001", "0000000000000003"]
+    assert [r.span_id for r in decoded.items] == ["0000000000000001", "0000000000000003"]
     assert decoded.rejected == 1
     assert reason in decoded.error
 
 
 def test_attribute_values_of_every_otlp_type() -> None:
     """Scalars and scalar arrays stay as they are; maps and nested arrays become JSON; bytes base64; empty values drop."""
-    request = parse_traces(SPEC_TRACE_EXAMPLE.encode(), "json")
+    request = parse(SPEC_TRACE_EXAMPLE.encode(), "json", ExportTraceServiceRequest())
     span = request.resource_spans[0].scope_spans[0].spans[0]
     del span.attributes[:]
     kv = KeyValueList(values=[KeyValue(key="a", value=AnyValue(int_value=1)), KeyValue(key="b", value=AnyValue(
@@ -238,7 +238,7 @@ def test_attribute_values_of_every_otlp_type() -> None:
         KeyValue(key="raw", value=AnyValue(bytes_value=b"\x00\xff")),
         KeyValue(key="empty", value=AnyValue()),
     ])
-    (record,) = to_records(request).records
+    (record,) = to_records(request).items
     assert record.attributes == {
         "s": "text", "i": -7, "d": 0.5, "b": True, "arr": [1, "two"], "nested": "[[1]]",
         "map": '{"a":1,"b":["x"]}', "raw": "AP8=",
@@ -251,7 +251,7 @@ def test_attribute_values_of_every_otlp_type() -> None:
         pytest.param(b"\x0a\xff\xff", "protobuf", "not a protobuf ExportTraceServiceRequest", id="truncated-protobuf"),
         pytest.param(b"{not json", "json", "body is not JSON", id="malformed-json"),
         pytest.param(b"\xff\xfe", "json", "body is not JSON", id="invalid-utf8"),
-        pytest.param(b"[]", "json", "must be a JSON object with resourceSpans, got list", id="json-array"),
+        pytest.param(b"[]", "json", "must be a JSON object (an OTLP/JSON ExportTraceServiceRequest), got list", id="json-array"),
         pytest.param(b'{"resourceSpans": 5}', "json", "not an OTLP/JSON ExportTraceServiceRequest", id="wrong-type"),
         pytest.param(
             SPEC_TRACE_EXAMPLE.replace("EEE19B7EC3C1B174", "not-hex").encode(), "json",
@@ -276,7 +276,7 @@ def test_plain_sdk_resource_and_scope_of_another_provider() -> None:
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     with provider.get_tracer("shop").start_as_current_span("GET /cart", kind=SpanKind.SERVER):
         pass
-    (record,) = decode_traces(encode_spans(exporter.get_finished_spans()).SerializeToString(), "protobuf").records
+    (record,) = decode_traces(encode_spans(exporter.get_finished_spans()).SerializeToString(), "protobuf").items
     assert (record.service, record.resource["deployment.environment"], record.kind) == ("checkout", "prod", "server")
     assert record.outcome == "ok"
     provider.shutdown()

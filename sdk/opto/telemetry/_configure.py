@@ -18,7 +18,7 @@ from opentelemetry.sdk.resources import OTELResourceDetector, Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
 
-from . import otlp, semconv
+from . import live, otlp, semconv
 
 __all__ = ["configure", "shutdown"]
 
@@ -69,6 +69,7 @@ def configure(
     resource_attributes: Mapping[str, str | int | float | bool] | None = None,
     otlp_endpoint: str | None = None,
     otlp_headers: Mapping[str, str] | None = None,
+    dashboard: str | None = None,
 ) -> None:
     """Send OpenTrace telemetry somewhere.
 
@@ -76,7 +77,8 @@ def configure(
     naming `service_name` (else `OTEL_SERVICE_NAME`, else the script's name); if it has, that
     provider is kept and the exporters asked for here are added to it. `console=True` prints
     finished spans. `otlp_endpoint` (else `OTEL_EXPORTER_OTLP_ENDPOINT`) exports traces and
-    metrics over OTLP/HTTP, sending `otlp_headers`. Calling it is optional: without it, spans go to
+    metrics over OTLP/HTTP, sending `otlp_headers`. `dashboard` (else `OPTO_DASHBOARD_URL`), such as
+    "http://127.0.0.1:8765", streams span starts and ends to opto-dashboard. Calling it is optional: without it, spans go to
     whatever the app set up.
     """
     processors: list[SpanProcessor] = []
@@ -85,6 +87,7 @@ def configure(
         processors.append(BatchSpanProcessor(ConsoleSpanExporter()))
     otlp_processors, otlp_readers = otlp.exporters(otlp_endpoint, otlp_headers)
     processors += otlp_processors
+    processors += live.processors(dashboard, _service_name(service_name))
     readers += otlp_readers
     attrs: dict[str, Any] = {semconv.SERVICE_NAME: _service_name(service_name)}
     attrs.update(resource_attributes or {})

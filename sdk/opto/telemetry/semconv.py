@@ -37,13 +37,13 @@ EXCEPTION_TYPE: Final = "exception.type"
 EXCEPTION_MESSAGE: Final = "exception.message"
 EXCEPTION_STACKTRACE: Final = "exception.stacktrace"
 SERVICE_NAME: Final = "service.name"
-
-# Outcome of a traced call: exactly one of four, never conflated.
-OUTCOME: Final = "opto.outcome"
 PROCESS_PID: Final = "process.pid"  # resource attributes the dashboard reads from OTLP senders
 HOST_NAME: Final = "host.name"
 TELEMETRY_SDK_NAME: Final = "telemetry.sdk.name"
 TELEMETRY_SDK_VERSION: Final = "telemetry.sdk.version"
+
+# Outcome of a traced call: exactly one of four, never conflated.
+OUTCOME: Final = "opto.outcome"
 OUTCOME_OK: Final = "ok"
 OUTCOME_ERROR: Final = "error"
 OUTCOME_TIMEOUT: Final = "timeout"

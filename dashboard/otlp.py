@@ -1,0 +1,209 @@
+"""`POST /v1/traces` and `POST /v1/metrics`: the OTLP/HTTP door, for any OpenTelemetry SDK or collector.
+
+Per the OTLP/HTTP specification: protobuf or JSON bodies, plain, gzip or deflate; the reply
+(success, partial success, or a `google.rpc.Status` on error) is in the request's encoding.
+Records go through the pipeline the websocket door uses, so they show in every page and API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import zlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from google.protobuf import json_format
+from google.protobuf.message import Message
+from google.rpc.code_pb2 import INVALID_ARGUMENT, RESOURCE_EXHAUSTED, UNAVAILABLE
+from google.rpc.status_pb2 import Status
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsPartialSuccess,
+    ExportMetricsServiceResponse,
+)
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTracePartialSuccess,
+    ExportTraceServiceResponse,
+)
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from .otlp_decode import Batch, DecodeError, Decoded, Encoding, decode_metrics, decode_traces, process_of
+from .pipeline import Pipeline
+from .records import ProcessInfo
+from .stats import Stats
+
+__all__ = ["routes", "MAX_BODY_BYTES", "RETRY_AFTER_S"]
+
+MAX_BODY_BYTES = 16 * 1024 * 1024  # before and after decompression
+RETRY_AFTER_S = 1
+_MEDIA_TYPES: dict[str, Encoding] = {"application/x-protobuf": "protobuf", "application/json": "json"}
+_CONTENT_TYPE: dict[Encoding, str] = {"protobuf": "application/x-protobuf", "json": "application/json"}
+_WBITS = {"gzip": zlib.MAX_WBITS | 16, "deflate": zlib.MAX_WBITS}
+
+
+class _Refused(Exception):
+    """A request answered with an error status and a `google.rpc.Status` saying why."""
+
+    def __init__(self, status: int, code: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class _Signal:
+    """What differs between traces and metrics: decoding, storing and the success reply."""
+
+    decode: Callable[[bytes, Encoding], Decoded]
+    submit: Callable[[Pipeline, Batch, ProcessInfo], Awaitable[int]]
+    reply: Callable[[Decoded], Message]
+
+
+def _trace_reply(decoded: Decoded) -> Message:
+    if not (decoded.rejected or decoded.warning):
+        return ExportTraceServiceResponse()
+    partial = ExportTracePartialSuccess(rejected_spans=decoded.rejected, error_message=decoded.error or decoded.warning)
+    return ExportTraceServiceResponse(partial_success=partial)
+
+
+def _metrics_reply(decoded: Decoded) -> Message:
+    if not (decoded.rejected or decoded.warning):
+        return ExportMetricsServiceResponse()
+    message = "; ".join(m for m in (decoded.error, decoded.warning) if m)
+    return ExportMetricsServiceResponse(
+        partial_success=ExportMetricsPartialSuccess(rejected_data_points=decoded.rejected, error_message=message)
+    )
+
+
+_TRACES = _Signal(
+    decode_traces, lambda pipeline, batch, process: pipeline.submit(batch.items, process=process), _trace_reply
+)
+_METRICS = _Signal(
+    decode_metrics, lambda pipeline, batch, process: pipeline.submit([], process=process, metrics=batch.items), _metrics_reply
+)
+
+
+def _encoding(request: Request) -> Encoding:
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    encoding = _MEDIA_TYPES.get(media_type)
+    if encoding is None:
+        raise _Refused(
+            415, INVALID_ARGUMENT,
+            f"Content-Type must be application/x-protobuf or application/json, got {media_type or 'none'!r}",
+        )
+    return encoding
+
+
+async def _read(request: Request) -> bytes:
+    """The raw body, refused with 413 as soon as it passes the limit."""
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > MAX_BODY_BYTES:
+        raise _Refused(413, RESOURCE_EXHAUSTED, f"body of {length} bytes is over the {MAX_BODY_BYTES}-byte limit")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise _Refused(413, RESOURCE_EXHAUSTED, f"body is over the {MAX_BODY_BYTES}-byte limit")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _wbits(request: Request) -> int | None:
+    """zlib's window bits for the body's Content-Encoding; None for an uncompressed body."""
+    coding = request.headers.get("content-encoding", "identity").strip().lower()
+    if coding in ("", "identity"):
+        return None
+    if coding not in _WBITS:
+        raise _Refused(415, INVALID_ARGUMENT, f"Content-Encoding {coding!r} is not supported; send gzip, deflate or none")
+    return _WBITS[coding]
+
+
+def _inflate(body: bytes, wbits: int) -> bytes:
+    """Decompress every gzip member (or the one zlib stream), refusing output past the limit."""
+    out = bytearray()
+    data = body
+    while data:
+        inflater = zlib.decompressobj(wbits)
+        try:
+            out += inflater.decompress(data, MAX_BODY_BYTES + 1 - len(out))
+        except zlib.error as exc:
+            raise _Refused(400, INVALID_ARGUMENT, f"body does not decompress: {exc}") from None
+        if len(out) > MAX_BODY_BYTES:
+            raise _Refused(413, RESOURCE_EXHAUSTED, f"decompressed body is over the {MAX_BODY_BYTES}-byte limit")
+        if not inflater.eof:
+            raise _Refused(400, INVALID_ARGUMENT, "body does not decompress: compressed stream is truncated")
+        data = inflater.unused_data
+    return bytes(out)
+
+
+def _decode(signal: _Signal, body: bytes, wbits: int | None, encoding: Encoding) -> Decoded:
+    """Decompress and decode; runs on a worker thread so a large request does not stall the event loop."""
+    if wbits is not None:
+        body = _inflate(body, wbits)
+    try:
+        return signal.decode(body, encoding)
+    except DecodeError as exc:
+        raise _Refused(400, INVALID_ARGUMENT, str(exc)) from None
+
+
+async def _store(pipeline: Pipeline, stats: Stats, signal: _Signal, decoded: Decoded) -> None:
+    """Submit each resource's batch as one process's write; the process counts as connected meanwhile."""
+    now = time.time_ns()
+    work = [(batch, process_of(batch.resource, now)) for batch in decoded.batches if batch.items]
+    for _, process in work:
+        stats.connected(process)
+    try:
+        await asyncio.gather(*(signal.submit(pipeline, batch, process) for batch, process in work))
+    except Exception as exc:
+        raise _Refused(503, UNAVAILABLE, f"not stored: {exc}"[:300]) from None
+    finally:
+        for _, process in work:
+            stats.disconnected(process.id)
+
+
+def _response(message: Message, encoding: Encoding, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    if encoding == "protobuf":
+        content = message.SerializeToString()
+    else:
+        content = json.dumps(json_format.MessageToDict(message)).encode()
+    return Response(content, status_code=status, headers=headers, media_type=_CONTENT_TYPE[encoding])
+
+
+async def _export(request: Request, signal: _Signal) -> Response:
+    pipeline: Pipeline = request.app.state.pipeline
+    stats: Stats = request.app.state.stats
+    stats.frames += 1
+    encoding: Encoding = "json"  # for a refusal before the body's encoding is known
+    try:
+        encoding = _encoding(request)
+        wbits = _wbits(request)
+        if pipeline.full:
+            raise _Refused(503, UNAVAILABLE, f"ingest queue is full ({pipeline.pending} spans waiting); retry later")
+        body = await _read(request)
+        decoded = await asyncio.to_thread(_decode, signal, body, wbits, encoding)
+        await _store(pipeline, stats, signal, decoded)
+    except _Refused as exc:
+        headers = None
+        if exc.status == 503:
+            headers = {"Retry-After": str(RETRY_AFTER_S)}
+        else:
+            stats.bad_frames += 1
+            stats.version += 1
+        return _response(Status(code=exc.code, message=exc.message), encoding, exc.status, headers)
+    return _response(signal.reply(decoded), encoding)
+
+
+async def traces(request: Request) -> Response:
+    return await _export(request, _TRACES)
+
+
+async def metrics(request: Request) -> Response:
+    return await _export(request, _METRICS)
+
+
+routes = [Route("/v1/traces", traces, methods=["POST"]), Route("/v1/metrics", metrics, methods=["POST"])]

@@ -1,0 +1,179 @@
+"""The SDK's live exporter against a real dashboard: traced programs run in fresh interpreters."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dashboard_server import Dashboard, DashboardProcess, listening_socket, run_program
+
+# A traced program driven by the test through stdin: each line names a phase to run.
+PROGRAM = """
+import asyncio, sys, opto
+opto.configure(service_name="prog")  # the dashboard comes from OPTO_DASHBOARD_URL
+
+@opto.trace.async_trace
+async def leaf(i):
+    await asyncio.sleep(0)
+    return i
+
+@opto.trace.async_trace
+async def job(n):
+    return sum(await asyncio.gather(*(leaf(i) for i in range(n))))
+
+@opto.trace.async_trace
+async def waiting():
+    await asyncio.to_thread(sys.stdin.readline)
+
+async def main():
+    while line := await asyncio.to_thread(sys.stdin.readline):
+        command, _, arg = line.strip().partition(" ")
+        if command == "jobs":
+            for _ in range(int(arg)):
+                await job(3)
+        elif command == "wait":
+            task = asyncio.ensure_future(waiting())
+            print("waiting", flush=True)
+            await task
+        print("done", command, flush=True)
+
+asyncio.run(main())
+"""
+
+
+class Program:
+    """PROGRAM in a subprocess; `run(command)` sends a command and waits until it is done."""
+
+    def __init__(self, url: str, **env: str) -> None:
+        self.proc = run_program(PROGRAM, {"OPTO_DASHBOARD_URL": url, **env})
+
+    def send(self, line: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+
+    def expect(self, text: str) -> None:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        assert line.strip() == text, f"expected {text!r}, got {line!r}; stderr: {self.proc.stderr.read() if not line else ''}"
+
+    def run(self, command: str) -> None:
+        self.send(command)
+        self.expect(f"done {command.split()[0]}")
+
+    def finish(self) -> str:
+        """Close stdin (the program ends, flushing at exit); its stderr."""
+        _, err = self.proc.communicate(timeout=60)
+        assert self.proc.returncode == 0, err
+        return err
+
+
+def stored(db: Path, name: str) -> int:
+    with sqlite3.connect(db) as conn:
+        return conn.execute("SELECT count(*) FROM spans WHERE name = ? AND state = 'ended'", (name,)).fetchone()[0]  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def dashboard(tmp_path: Path) -> Iterator[Dashboard]:
+    with Dashboard(tmp_path / "opto.db") as d:
+        yield d
+
+
+def test_spans_of_a_traced_program_reach_the_api_nested(dashboard: Dashboard) -> None:
+    program = Program(dashboard.url)
+    program.run("jobs 2")
+    assert "did not get" not in program.finish()
+    listed = dashboard.get("/api/traces?name=job")
+    assert listed["total"] == 2
+    spans = dashboard.get(f"/api/traces/{listed['traces'][0]['trace_id']}")["spans"]
+    root = spans[0]
+    assert root["name"] == "job" and root["parent_span_id"] is None and root["service"] == "prog"
+    assert sorted(s["attributes"]["opto.arg.i"] for s in spans[1:]) == ["0", "1", "2"]
+    assert {s["parent_span_id"] for s in spans[1:]} == {root["span_id"]}
+    assert dashboard.get("/api/live")["processes"][0]["service"] == "prog"
+
+
+async def test_in_flight_span_is_live_while_awaited_and_gone_after(dashboard: Dashboard) -> None:
+    program = Program(dashboard.url)
+    program.send("wait")
+    program.expect("waiting")
+    async with asyncio.timeout(30):
+        while not (live := dashboard.get("/api/live"))["in_flight"]:
+            await asyncio.sleep(0.05)  # polls the API: the span start travels on the exporter's tick
+    assert [(g["name"], g["count"]) for g in live["in_flight"]] == [("waiting", 1)]
+    program.send("")
+    program.expect("done wait")
+    program.finish()
+    assert dashboard.get("/api/live")["in_flight"] == []
+    assert dashboard.get("/api/traces?name=waiting")["traces"][0]["outcome"] == "ok"
+
+
+def test_dashboard_killed_and_restarted_mid_run_loses_nothing(tmp_path: Path) -> None:
+    """Spans made before, during and after a dashboard crash all arrive; the program never notices."""
+    db = tmp_path / "opto.db"
+    server = DashboardProcess(db)
+    try:
+        server.start()
+        program = Program(server.url, OPTO_DASHBOARD_FLUSH_TIMEOUT="30")
+        program.run("jobs 50")
+        server.kill()
+        program.run("jobs 50")
+        server.start()
+        program.run("jobs 50")
+        err = program.finish()
+        assert "did not get" not in err, err
+        assert stored(db, "job") == 150
+        assert stored(db, "leaf") == 450
+    finally:
+        server.close()
+
+
+def test_program_runs_on_without_a_dashboard_and_counts_drops() -> None:
+    """No dashboard at all: the program completes, its exit is not held up, and the log counts the loss."""
+    sock = listening_socket()
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    sock.close()  # nothing listens there now: connections are refused
+    program = Program(url, OPTO_DASHBOARD_BUFFER="100")
+    program.run("jobs 100")
+    err = program.finish()
+    assert "did not get 800 span records: 700 dropped" in err
+
+
+def test_drops_reach_the_dashboard_when_it_comes(tmp_path: Path) -> None:
+    """Spans made while the dashboard is not serving overflow the buffer; the count arrives later."""
+    db = tmp_path / "opto.db"
+    server = DashboardProcess(db)
+    try:
+        program = Program(server.url, OPTO_DASHBOARD_BUFFER="40", OPTO_DASHBOARD_FLUSH_TIMEOUT="30")
+        program.run("jobs 20")  # 80 spans ended, and starts recorded too: the buffer keeps the last 40
+        server.start()
+        program.run("jobs 1")
+        err = program.finish()
+        drops = server.get("/api/live")["drops"]
+        (counted,) = [d["spans"] for d in drops.values()]
+        assert counted >= 120 and f"{counted} dropped" in err  # 120 before the dashboard served, maybe more after
+        assert stored(db, "job") + stored(db, "leaf") <= 44
+    finally:
+        server.close()
+
+
+def test_opto_shutdown_flushes_on_demand(dashboard: Dashboard) -> None:
+    """After `opto.shutdown()` returns, the spans made so far are stored."""
+    code = (
+        "import httpx, opto, sys\n"
+        "opto.configure(dashboard=sys.argv[1])\n"
+        "@opto.trace\n"
+        "def step(): return 1\n"
+        "for _ in range(10): step()\n"
+        "opto.shutdown()\n"
+        "print(httpx.get(sys.argv[1] + '/api/traces').json()['total'])\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code, dashboard.url], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "10"
