@@ -10,7 +10,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
 
-from . import api, hub, ingest, pages
+from . import api, hub, ingest, otlp, pages
 from .hub import Hub
 from .pipeline import Pipeline
 from .security import AccessMiddleware
@@ -54,7 +54,7 @@ def create_app(
         finally:
             await store.close()
 
-    routes: list[BaseRoute] = [*ingest.routes, *hub.routes, *api.routes, *pages.routes]
+    routes: list[BaseRoute] = [*ingest.routes, *otlp.routes, *hub.routes, *api.routes, *pages.routes]
     app = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(AccessMiddleware, token=token)])
     app.state.store = store
     app.state.stats = stats
