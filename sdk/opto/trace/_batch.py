@@ -87,7 +87,7 @@ class AsyncBatchProcessor(Generic[T, R]):
             raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
         if isinstance(max_concurrent, bool) or not isinstance(max_concurrent, int) or max_concurrent < 1:
             raise ValueError(f"max_concurrent must be an int >= 1 (batches run at once), got {max_concurrent!r}")
-        check_timeout(max_wait)
+        check_timeout(max_wait, "max_wait")
         check_timeout(timeout)
         if name is not None and (not isinstance(name, str) or not name):
             raise TypeError(f"name must be a non-empty str, got {name!r}")
@@ -221,6 +221,7 @@ class _Run:
         if self.span.is_recording():
             self.span.set_attributes(
                 {
+                    semconv.STREAM_CLOSED_EARLY: isinstance(error, GeneratorExit),
                     semconv.BATCH_COUNT: self.launched,
                     semconv.BATCH_ITEMS: self.items,
                     semconv.CONCURRENCY_PEAK: limiter.peak,

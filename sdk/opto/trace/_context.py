@@ -158,7 +158,7 @@ class AsyncTraceContext:
             context = contextvars.copy_context()
             context.run(SCOPE.set, self._scope)
         loop = asyncio.get_running_loop()
-        tasks = [loop.create_task(coro, context=context) for coro in coros]
+        tasks = [loop.create_task(coro, context=None if context is None else context.copy()) for coro in coros]
         try:
             await asyncio.wait(tasks, return_when=asyncio.ALL_COMPLETED if return_exceptions else asyncio.FIRST_EXCEPTION)
         except asyncio.CancelledError:
@@ -177,7 +177,7 @@ class AsyncTraceContext:
         try:
             for index, item in enumerate(items):
                 if inspect.isawaitable(item):
-                    coros.append(item if is_traced_call(item) else self._wrapper(item, False)(_Source(item, None)))
+                    coros.append(item if is_traced_call(item) else self._run_item(item, None))
                 elif callable(item):
                     coros.append(self._run_callable(item))
                 else:
@@ -196,7 +196,15 @@ class AsyncTraceContext:
         first = _awaitable(item)
         if is_traced_call(first):
             return await first  # the @async_trace function applies the scope's timeout and retries
-        return await self._wrapper(first, True)(_Source(first, item))
+        return await self._run_item(first, item)
+
+    async def _run_item(self, first: Awaitable[Any], factory: Callable[[], Awaitable[Any]] | None) -> Any:
+        """Run an item that is not a traced call as one (span kind "task"); retry only with a factory."""
+        source = _Source(first, factory)
+        try:
+            return await self._wrapper(first, factory is not None)(source)
+        finally:
+            source.close()  # cancelled while waiting for a slot: the coroutine never ran
 
     def _wrapper(self, first: Awaitable[Any], retries: bool) -> Callable[[_Source], Coroutine[Any, Any, Any]]:
         """The traced wrapper for items like `first` (same code): one span per item, kind "task"."""
@@ -225,6 +233,10 @@ class _Source:
             assert self.factory is not None  # items without a factory are never retried
             aw = _awaitable(self.factory)
         return aw if inspect.iscoroutine(aw) else _await(aw)
+
+    def close(self) -> None:
+        if inspect.iscoroutine(self.first):
+            self.first.close()
 
 
 def _invoke(source: _Source) -> Coroutine[Any, Any, Any]:
@@ -279,11 +291,12 @@ async def cancel_and_wait(tasks: Collection[asyncio.Task[Any]]) -> None:
 
 
 def finish_span(span: Span, exc: BaseException | None) -> None:
-    """End a primitive's span with its outcome: ok, cancelled, or error with the exception recorded."""
+    """End a primitive's span with its outcome: ok (also when a consumer closed it early), cancelled,
+    or error with the exception recorded."""
     if span.is_recording():
-        if exc is None:
+        if exc is None or isinstance(exc, GeneratorExit):
             span.set_attribute(semconv.OUTCOME, semconv.OUTCOME_OK)
-        elif isinstance(exc, (asyncio.CancelledError, GeneratorExit)):
+        elif isinstance(exc, asyncio.CancelledError):
             span.set_attribute(semconv.OUTCOME, semconv.OUTCOME_CANCELLED)
         else:
             span.set_attributes({semconv.OUTCOME: semconv.OUTCOME_ERROR, semconv.ERROR_TYPE: type(exc).__qualname__})
