@@ -26,6 +26,9 @@ __all__ = [
     "OPTIMIZE_NUM_PROPOSALS", "OPTIMIZE_MAX_DEPTH", "OPTIMIZE_MAX_CONCURRENT", "OPTIMIZE_DEPTH",
     "OPTIMIZE_CANDIDATE_ID", "OPTIMIZE_PARENT_ID", "OPTIMIZE_SCORE", "OPTIMIZE_PARAM_PREFIX",
     "OPTIMIZE_CANDIDATES", "OPTIMIZE_BEAM", "OPTIMIZE_BEST_ID", "OPTIMIZE_BEST_SCORE",
+    "KIND_CONTEXT", "KIND_TASK", "KIND_BATCH", "CONCURRENCY_LIMIT", "CONCURRENCY_PEAK", "RETRY_MAX_ATTEMPTS",
+    "TASKS_COMPLETED", "TASKS_FAILED", "TASKS_TIMED_OUT", "TASKS_CANCELLED", "TASKS_RETRIED",
+    "BATCH_INDEX", "BATCH_SIZE", "BATCH_COUNT", "BATCH_ITEMS",
 ]
 
 # OpenTelemetry semantic conventions.
@@ -129,3 +132,21 @@ OPTIMIZE_CANDIDATES: Final = "opto.optimize.candidates"  # candidates evaluated 
 OPTIMIZE_BEAM: Final = "opto.optimize.beam"  # candidate ids kept after a depth, best first
 OPTIMIZE_BEST_ID: Final = "opto.optimize.best_id"
 OPTIMIZE_BEST_SCORE: Final = "opto.optimize.best_score"  # absent while every candidate failed
+
+# AsyncTraceContext (kind "context"), the work it runs (kind "task": a run_parallel item that is not
+# itself an @async_trace call, or one batch), and AsyncBatchProcessor runs (kind "batch").
+KIND_CONTEXT: Final = "context"
+KIND_TASK: Final = "task"
+KIND_BATCH: Final = "batch"
+CONCURRENCY_LIMIT: Final = "opto.concurrency.limit"  # max_concurrent; absent when unlimited
+CONCURRENCY_PEAK: Final = "opto.concurrency.peak"  # most slots held at once
+RETRY_MAX_ATTEMPTS: Final = "opto.retry.max_attempts"  # retries the policy allows after the first try
+TASKS_COMPLETED: Final = "opto.tasks.completed"  # work that held a slot, by outcome: ok
+TASKS_FAILED: Final = "opto.tasks.failed"  # ... error
+TASKS_TIMED_OUT: Final = "opto.tasks.timed_out"  # ... timeout
+TASKS_CANCELLED: Final = "opto.tasks.cancelled"  # ... cancelled
+TASKS_RETRIED: Final = "opto.tasks.retried"  # retries made by that work
+BATCH_INDEX: Final = "opto.batch.index"  # 0-based, in input order
+BATCH_SIZE: Final = "opto.batch.size"  # items in this batch; on a run, the batch_size asked for
+BATCH_COUNT: Final = "opto.batch.count"  # batches started in a run
+BATCH_ITEMS: Final = "opto.batch.items"  # items read in a run

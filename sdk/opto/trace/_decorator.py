@@ -85,13 +85,13 @@ def _options(
     return Options(name, loop, retry, timeout, bool(debug), bool(capture_args), bool(capture_result), max_repr)
 
 
-def check_timeout(timeout: float | None) -> None:
-    """Reject a timeout that is not a positive number of seconds (None means no timeout)."""
+def check_timeout(timeout: float | None, what: str = "timeout") -> None:
+    """Reject a duration that is not a positive number of seconds (None means none)."""
     if timeout is not None:
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-            raise TypeError(f"timeout must be a number of seconds, got {timeout!r}")
+            raise TypeError(f"{what} must be a number of seconds, got {timeout!r}")
         if not timeout > 0:
-            raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
+            raise ValueError(f"{what} must be > 0 seconds, got {timeout!r}")
 
 
 def code_attributes(fn: Callable[..., Any], name: str, kind: str) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from opentelemetry.trace import Link, get_current_span
 
+from ..telemetry import semconv
 from ._retry import RetryPolicy
 
 __all__ = ["SCOPE", "HELD", "CALL", "CallInfo", "HANDOFF", "HandOff", "Limiter", "LimiterStats", "Scope", "acquire_slots"]
@@ -22,29 +23,37 @@ __all__ = ["SCOPE", "HELD", "CALL", "CallInfo", "HANDOFF", "HandOff", "Limiter",
 class LimiterStats:
     """A snapshot of a concurrency limiter."""
 
-    limit: int
+    limit: int | None
     in_flight: int
     peak: int
     waiting: int
 
 
 class Limiter:
-    """A counting semaphore that reports how full it is; a cancelled waiter never keeps a slot."""
+    """A counting semaphore that reports how full it is; a cancelled waiter never keeps a slot.
 
-    __slots__ = ("limit", "_sem", "in_flight", "peak", "waiting")
+    `limit=None` never blocks but still counts slots in flight and how the work holding them ended
+    (`outcomes`, `retried`), so an unlimited AsyncTraceContext has the same statistics.
+    """
 
-    def __init__(self, limit: int) -> None:
-        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
-            raise ValueError(f"max_concurrent must be an int >= 1, got {limit!r}")
+    __slots__ = ("limit", "_sem", "in_flight", "peak", "waiting", "outcomes", "retried")
+
+    def __init__(self, limit: int | None) -> None:
+        if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
+            raise ValueError(f"max_concurrent must be an int >= 1 (or None for no limit), got {limit!r}")
         self.limit = limit
-        self._sem = asyncio.Semaphore(limit)
+        self._sem = asyncio.Semaphore(limit) if limit is not None else None
         self.in_flight = 0
         self.peak = 0
         self.waiting = 0
+        self.outcomes = dict.fromkeys(semconv.OUTCOMES, 0)
+        self.retried = 0
 
     async def acquire(self) -> float:
         """Take a slot; return the seconds spent waiting for it."""
-        if not self._sem.locked():
+        if self._sem is None:
+            wait = 0.0
+        elif not self._sem.locked():
             await self._sem.acquire()  # returns at once: no suspension, nothing to cancel
             wait = 0.0
         else:
@@ -62,7 +71,13 @@ class Limiter:
 
     def release(self) -> None:
         self.in_flight -= 1
-        self._sem.release()
+        if self._sem is not None:
+            self._sem.release()
+
+    def record(self, outcome: str, retries: int) -> None:
+        """Count how the work that held a slot ended (one of `semconv.OUTCOMES`) and its retries."""
+        self.outcomes[outcome] += 1
+        self.retried += retries
 
     def statistics(self) -> LimiterStats:
         return LimiterStats(self.limit, self.in_flight, self.peak, self.waiting)
