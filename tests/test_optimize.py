@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -662,3 +665,13 @@ def test_a_param_outside_any_run_reads_its_declared_value() -> None:
     assert (X.value, X.initial, X.description, X.choices) == (0, 0, "a number", tuple(range(8)))
     assert repr(X) == "<opto.trace.param x=0>"
     assert isinstance(X, trace.Param)
+
+
+def test_the_prompt_example_finds_a_perfect_prompt() -> None:
+    """examples/optimize_prompt.py runs offline and reaches a score of 1.0 with one-word answers."""
+    script = Path(__file__).parent.parent / "examples" / "optimize_prompt.py"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "1.0)" in proc.stdout and "Answer with one word" in proc.stdout
+    assert "after: ['positive', 'positive', 'negative']" in proc.stdout
