@@ -307,7 +307,7 @@ async def test_backpressure_is_recorded_on_the_producer_span_and_as_a_metric(
     (event,) = [e for e in span_named(spans, "produce")[0].events if e.name == semconv.EVENT_QUEUE_BLOCKED]
     assert event.attributes[semconv.QUEUE_NAME] == "narrow" and event.attributes[semconv.QUEUE_BLOCKED_S] > 0
     (blocked,) = points(metric_reader, semconv.METRIC_QUEUE_PUT_BLOCKED, "narrow")
-    assert blocked.count == 2 and blocked.max > 0 and blocked.min == 0
+    assert blocked.count == 1 and blocked.min > 0  # only the put that waited
 
 
 async def test_wait_depth_and_roles_go_out_as_metrics(metric_reader: InMemoryMetricReader) -> None:

@@ -12,8 +12,11 @@ import random
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any
+
+from opentelemetry.metrics import CallbackOptions, Observation
 
 from ..telemetry import _facade, semconv
 from ._scope import CALL
@@ -31,23 +34,25 @@ _duration = _facade.METER.create_histogram(
     semconv.METRIC_BLOCK_DURATION, unit="s", description="Duration of AsyncMetrics.monitor blocks, by name and outcome",
     explicit_bucket_boundaries_advisory=_facade.SECONDS_BUCKETS,
 )
-_active = _facade.METER.create_up_down_counter(
-    semconv.METRIC_BLOCKS_ACTIVE, unit="{block}", description="AsyncMetrics.monitor blocks in flight, by name"
-)
 _queue_wait = _facade.METER.create_histogram(
     semconv.METRIC_BLOCK_QUEUE_WAIT, unit="s",
     description="Time the traced call enclosing a monitored block waited for a concurrency slot",
     explicit_bucket_boundaries_advisory=_facade.SECONDS_BUCKETS,
 )
-_cpu = _facade.METER.create_counter(
-    semconv.METRIC_BLOCK_CPU, unit="s", description="CPU time of the event loop's thread while monitored blocks ran"
-)
-_memory = _facade.METER.create_gauge(
-    semconv.METRIC_BLOCK_MEMORY, unit="By", description="Peak resident memory of the process at the end of a monitored block"
-)
 _value = _facade.METER.create_histogram(
     semconv.METRIC_BLOCK_VALUE, description="Values monitored blocks recorded with BlockMetrics.record()"
 )
+
+
+def _observe(figure: Callable[[_Series], float | int | None]) -> Callable[[CallbackOptions], Iterable[Observation]]:
+    """A callback reporting one running figure per name when metrics are collected, at no cost per block."""
+
+    def callback(options: CallbackOptions) -> Iterable[Observation]:
+        with _lock:
+            values = [(name, figure(series)) for name, series in _series.items()]
+        return [Observation(v, {semconv.METRICS_NAME: name}) for name, v in values if v is not None]
+
+    return callback
 
 
 def _peak_rss_bytes() -> int | None:
@@ -132,6 +137,20 @@ class _Series:
 
 _lock = threading.Lock()  # summaries() may be called from an exporter thread
 _series: dict[str, _Series] = {}
+
+
+_facade.METER.create_observable_up_down_counter(
+    semconv.METRIC_BLOCKS_ACTIVE, [_observe(lambda series: series.in_flight)], unit="{block}",
+    description="AsyncMetrics.monitor blocks in flight, by name",
+)
+_facade.METER.create_observable_counter(
+    semconv.METRIC_BLOCK_CPU, [_observe(lambda series: series.cpu_s)], unit="s",
+    description="CPU time of the event loop's thread while monitored blocks ran, by name",
+)
+_facade.METER.create_observable_gauge(
+    semconv.METRIC_BLOCK_MEMORY, [_observe(lambda series: series.peak_memory)], unit="By",
+    description="Peak resident memory of the process at the end of a monitored block, by name",
+)
 
 
 def _series_for(name: str) -> _Series:
@@ -234,7 +253,6 @@ class BlockMetrics:
             self.concurrency = series.in_flight
             if series.in_flight > series.max_concurrency:
                 series.max_concurrency = series.in_flight
-        _active.add(1, self._attrs)
         self._cpu0 = time.thread_time()
         self._t0 = time.perf_counter()
         return self
@@ -266,14 +284,9 @@ class BlockMetrics:
                 series.errors += 1
             elif self.outcome == semconv.OUTCOME_CANCELLED:
                 series.cancelled += 1
-        attrs = self._attrs
-        _active.add(-1, attrs)
-        _duration.record(duration, {**attrs, semconv.OUTCOME: self.outcome})
+        _duration.record(duration, {**self._attrs, semconv.OUTCOME: self.outcome})
         if wait is not None:
-            _queue_wait.record(wait, attrs)
-        _cpu.add(cpu, attrs)
-        if memory is not None:
-            _memory.set(memory, attrs)
+            _queue_wait.record(wait, self._attrs)
 
 
 class AsyncMetrics:

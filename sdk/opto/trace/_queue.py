@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import threading
 import time
+import weakref
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Final, Generic, TypeVar
 
-from opentelemetry.metrics import UpDownCounter
+from opentelemetry.metrics import CallbackOptions, Observation, UpDownCounter
 from opentelemetry.trace import Link, SpanContext, get_current_span
 
 from ..telemetry import _facade, semconv
@@ -34,11 +36,8 @@ class _NoSentinel:
 
 _NO_SENTINEL: Any = _NoSentinel()
 
-_depth = _facade.METER.create_gauge(
-    semconv.METRIC_QUEUE_DEPTH, unit="{item}", description="Items waiting in an AsyncQueue, after each put and get"
-)
 _put_blocked = _facade.METER.create_histogram(
-    semconv.METRIC_QUEUE_PUT_BLOCKED, unit="s", description="Time AsyncQueue.put waited for room (backpressure)",
+    semconv.METRIC_QUEUE_PUT_BLOCKED, unit="s", description="Time AsyncQueue.put waited for room, for each put that had to wait (backpressure)",
     explicit_bucket_boundaries_advisory=_facade.SECONDS_BUCKETS,
 )
 _producers = _facade.METER.create_up_down_counter(
@@ -46,6 +45,21 @@ _producers = _facade.METER.create_up_down_counter(
 )
 _consumers = _facade.METER.create_up_down_counter(
     semconv.METRIC_QUEUE_CONSUMERS, unit="{task}", description="Live tasks that have got items from an AsyncQueue"
+)
+
+
+_live: weakref.WeakSet[AsyncQueue[Any]] = weakref.WeakSet()
+_live_lock = threading.Lock()  # the depth callback runs on the metric exporter's thread
+
+
+def _observe_depth(options: CallbackOptions) -> Iterable[Observation]:
+    with _live_lock:
+        queues = list(_live)
+    return [Observation(len(q._items), q._depth_attrs) for q in queues]
+
+
+_facade.METER.create_observable_gauge(
+    semconv.METRIC_QUEUE_DEPTH, [_observe_depth], unit="{item}", description="Items waiting in each live AsyncQueue"
 )
 
 
@@ -154,6 +168,8 @@ class AsyncQueue(Generic[T]):
         self._depth_attrs: dict[str, str | int] = {semconv.QUEUE_NAME: name, semconv.QUEUE_MAXSIZE: maxsize}
         self._producers = _Tasks(_producers, self._attrs)
         self._consumers = _Tasks(_consumers, self._attrs)
+        with _live_lock:
+            _live.add(self)
 
     @property
     def name(self) -> str:
@@ -269,10 +285,10 @@ class AsyncQueue(Generic[T]):
         self._finished.clear()
         _wake_next(self._getters)
         self._producers.note()
-        _put_blocked.record(blocked, self._attrs)
-        if blocked and span.is_recording():
-            span.add_event(semconv.EVENT_QUEUE_BLOCKED, {semconv.QUEUE_NAME: self._name, semconv.QUEUE_BLOCKED_S: blocked})
-        _depth.set(len(self._items), self._depth_attrs)
+        if blocked:
+            _put_blocked.record(blocked, self._attrs)
+            if span.is_recording():
+                span.add_event(semconv.EVENT_QUEUE_BLOCKED, {semconv.QUEUE_NAME: self._name, semconv.QUEUE_BLOCKED_S: blocked})
 
     def _take(self) -> T:
         item, put_at, producer = self._items.popleft()
@@ -280,7 +296,6 @@ class AsyncQueue(Generic[T]):
         wait = time.perf_counter() - put_at
         self._consumers.note()
         _facade.queue_wait.record(wait, self._attrs)
-        _depth.set(len(self._items), self._depth_attrs)
         if producer is None:
             HANDOFF.set(None)
         else:
