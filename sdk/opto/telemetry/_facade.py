@@ -27,7 +27,8 @@ call_duration = METER.create_histogram(
 )
 retries = METER.create_counter(semconv.METRIC_RETRIES, unit="{retry}", description="Retries of traced calls")
 queue_wait = METER.create_histogram(
-    semconv.METRIC_QUEUE_WAIT, unit="s", description="Time work waited for a concurrency slot or in a queue"
+    semconv.METRIC_QUEUE_WAIT, unit="s", description="Time work waited for a concurrency slot or in a queue",
+    explicit_bucket_boundaries_advisory=SECONDS_BUCKETS,
 )
 
 _PEEKABLE = hasattr(_trace_api, "_TRACER_PROVIDER") and hasattr(_metrics_api, "_METER_PROVIDER")
