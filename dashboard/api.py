@@ -19,7 +19,6 @@ from .store import SPAN_COLUMNS, Store, row_to_record
 __all__ = ["routes", "BadParameter"]
 
 _MAX_LIMIT = 500
-_HISTOGRAM_LE_MS = (1, 5, 10, 50, 100, 500, 1000, 5000)
 
 
 class BadParameter(ValueError):
@@ -152,33 +151,77 @@ async def live(request: Request) -> dict[str, Any]:
     return request.app.state.stats.snapshot()  # type: ignore[no-any-return]
 
 
-def _summary(values_ms: list[float]) -> dict[str, Any]:
-    values_ms.sort()
-    n = len(values_ms)
+def _quantile(h: dict[str, Any], q: float) -> float | None:
+    """The upper bound (ms) of the bucket holding quantile `q`, capped at the recorded max."""
+    if not h["count"]:
+        return None
+    rank = q * h["count"]
+    seen = 0
+    for bound, count in zip([*h["bounds"], h.get("max") or h["bounds"][-1]], h["counts"]):
+        seen += count
+        if seen >= rank:
+            return min(bound, h.get("max") or bound) * 1000  # type: ignore[no-any-return]
+    return (h.get("max") or 0) * 1000  # type: ignore[no-any-return]
+
+
+def _histogram_summary(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """One `wait_ms`-shaped summary of per-process cumulative histograms in seconds."""
+    if not parts:
+        return {"count": 0, "p50": None, "p95": None, "max": None, "histogram": []}
+    bounds = parts[0]["bounds"]
+    parts = [p for p in parts if p["bounds"] == bounds]
+    counts = [sum(col) for col in zip(*(p["counts"] for p in parts))]
+    maxes = [p["max"] for p in parts if p.get("max") is not None]
+    merged = {"count": sum(p["count"] for p in parts), "bounds": bounds, "counts": counts, "max": max(maxes, default=None)}
+    cumulative = 0
+    histogram = []
+    for bound, count in zip(bounds, counts):
+        cumulative += count
+        histogram.append({"le_ms": bound * 1000, "count": cumulative})
+    histogram.append({"le_ms": None, "count": merged["count"]})
     return {
-        "count": n,
-        "p50": values_ms[min(n - 1, int(0.5 * n))] if n else None,
-        "p95": values_ms[min(n - 1, int(0.95 * n))] if n else None,
-        "max": values_ms[-1] if n else None,
-        "histogram": [{"le_ms": le, "count": sum(v <= le for v in values_ms)} for le in _HISTOGRAM_LE_MS],
+        "count": merged["count"], "p50": _quantile(merged, 0.5), "p95": _quantile(merged, 0.95),
+        "max": None if merged["max"] is None else merged["max"] * 1000, "histogram": histogram,
     }
+
+
+_QUEUE_METRICS = (
+    semconv.METRIC_QUEUE_DEPTH, semconv.METRIC_QUEUE_WAIT, semconv.METRIC_QUEUE_PUT_BLOCKED,
+    semconv.METRIC_QUEUE_PRODUCERS, semconv.METRIC_QUEUE_CONSUMERS,
+)
 
 
 async def queues(request: Request) -> dict[str, Any]:
-    """Waits for a concurrency slot or a queue item, per function, from the recent spans that waited."""
+    """Each AsyncQueue's depth over time, item waits, blocked puts, producers and consumers."""
     rows = await _store(request).fetch(
-        "SELECT name, json_extract(attributes, '$.\"" + semconv.QUEUE_WAIT_S + "\"') AS wait "
-        "FROM spans WHERE state = 'ended' AND wait IS NOT NULL ORDER BY start_ns DESC LIMIT 20000"
+        "SELECT process_id, name, time_ns, json_extract(attributes, '$.\"" + semconv.QUEUE_NAME + "\"') AS queue, "
+        f"value, data FROM metrics WHERE name IN ({', '.join('?' * len(_QUEUE_METRICS))}) AND queue IS NOT NULL "
+        "ORDER BY time_ns DESC LIMIT 50000", _QUEUE_METRICS,
     )
-    waits: dict[str, list[float]] = {}
-    for name, wait in rows:
-        waits.setdefault(name, []).append(wait * 1000)
-    return {
-        "queues": [
-            {"name": name, "depth": [], "wait_ms": _summary(values), "put_blocked_ms": _summary([]), "producers": 0, "consumers": 0}
-            for name, values in sorted(waits.items())
-        ]
-    }
+    found: dict[str, dict[str, Any]] = {}
+    for process_id, name, time_ns, queue, value, data in rows:
+        q = found.setdefault(queue, {"depth": [], "latest": {}})
+        if name == semconv.METRIC_QUEUE_DEPTH:
+            if len(q["depth"]) < 600:
+                q["depth"].append([time_ns, value])
+        else:
+            q["latest"].setdefault((name, process_id), json.loads(data) if data else value)  # newest first
+    return {"queues": [
+        {
+            "name": queue,
+            "depth": q["depth"][::-1],
+            "wait_ms": _histogram_summary(_latest(q, semconv.METRIC_QUEUE_WAIT)),
+            "put_blocked_ms": _histogram_summary(_latest(q, semconv.METRIC_QUEUE_PUT_BLOCKED)),
+            "producers": sum(_latest(q, semconv.METRIC_QUEUE_PRODUCERS)),
+            "consumers": sum(_latest(q, semconv.METRIC_QUEUE_CONSUMERS)),
+        }
+        for queue, q in sorted(found.items())
+    ]}
+
+
+def _latest(queue: dict[str, Any], metric: str) -> list[Any]:
+    """The newest point of `metric` from each process."""
+    return [v for (name, _), v in queue["latest"].items() if name == metric]
 
 
 async def retries(request: Request) -> dict[str, Any]:
@@ -216,8 +259,8 @@ async def retries(request: Request) -> dict[str, Any]:
 
 async def metrics(request: Request) -> dict[str, Any]:
     rows = await _store(request).fetch(
-        "SELECT json_extract(attributes, '$.\"" + semconv.METRICS_NAME + "\"') AS n, time_ns, summary FROM metrics "
-        "WHERE summary IS NOT NULL AND n IS NOT NULL ORDER BY time_ns DESC LIMIT 5000"
+        "SELECT json_extract(attributes, '$.\"" + semconv.METRICS_NAME + "\"') AS n, time_ns, data FROM metrics "
+        "WHERE name = ? AND n IS NOT NULL ORDER BY time_ns DESC LIMIT 5000", (semconv.METRIC_SUMMARY,)
     )
     history: dict[str, list[list[Any]]] = {}
     for name, time_ns, summary in rows:
@@ -260,6 +303,19 @@ async def debug(request: Request) -> dict[str, Any]:
     }
 
 
+async def limits(request: Request) -> dict[str, Any]:
+    """Concurrency limits (spans carrying `opto.concurrency.limit`) started since `since_ns`, newest first."""
+    since = _param(request.query_params, "since_ns", _nonneg_int, 0)
+    limit_key = "json_extract(attributes, '$.\"" + semconv.CONCURRENCY_LIMIT + "\"')"
+    peak_key = "json_extract(attributes, '$.\"" + semconv.CONCURRENCY_PEAK + "\"')"
+    rows = await _store(request).fetch(
+        f"SELECT name, {limit_key} AS lim, {peak_key}, trace_id, span_id, start_ns, end_ns FROM spans "
+        "WHERE start_ns >= ? AND lim IS NOT NULL ORDER BY start_ns DESC LIMIT 20", [since]
+    )
+    keys = ("name", "limit", "peak", "trace_id", "span_id", "start_ns", "end_ns")
+    return {"limits": [dict(zip(keys, row)) for row in rows]}
+
+
 routes = [
     Route("/api/traces", _endpoint(traces)),
     Route("/api/traces/{trace_id}", trace),
@@ -267,5 +323,6 @@ routes = [
     Route("/api/queues", _endpoint(queues)),
     Route("/api/retries", _endpoint(retries)),
     Route("/api/metrics", _endpoint(metrics)),
+    Route("/api/limits", _endpoint(limits)),
     Route("/api/debug", _endpoint(debug)),
 ]

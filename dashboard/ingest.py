@@ -37,12 +37,20 @@ class FrameError(Exception):
 
 
 def _metric(obj: Any, path: str) -> dict[str, Any]:
+    """A metric point: a `value`, an AsyncMetrics `summary`, or a `histogram`."""
     m = object_field(obj, path)
     text_field(m, "name", path, limit=MAX_NAME)
     int_field(m, "time_ns", path)
     check_attributes(m.get("attributes", {}), f"{path}.attributes")
     if "summary" in m:
         object_field(m["summary"], f"{path}.summary")
+    elif "histogram" in m:
+        h = object_field(m["histogram"], f"{path}.histogram")
+        int_field(h, "count", f"{path}.histogram")
+        for key in ("bounds", "counts"):
+            values = list_field(h.get(key), f"{path}.histogram.{key}")
+            if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+                raise RecordError(f"{path}.histogram.{key}", "expected a list of numbers")
     else:
         value = m.get("value")
         if isinstance(value, bool) or not isinstance(value, (int, float)):

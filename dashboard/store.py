@@ -50,7 +50,7 @@ CREATE TABLE IF NOT EXISTS span_events (
 CREATE INDEX IF NOT EXISTS span_events_kind ON span_events (kind, time_ns);
 CREATE TABLE IF NOT EXISTS metrics (
     process_id TEXT, name TEXT NOT NULL, time_ns INTEGER NOT NULL, attributes TEXT NOT NULL,
-    value REAL, summary TEXT
+    value REAL, data TEXT  -- data: an AsyncMetrics summary or a histogram, as JSON
 );
 CREATE INDEX IF NOT EXISTS metrics_name ON metrics (name, time_ns);
 CREATE TABLE IF NOT EXISTS processes (
@@ -209,7 +209,7 @@ class Store:
         if w.metrics:
             await db.executemany(_INSERT_METRIC, [
                 (p.id, m["name"], m["time_ns"], _dumps(m.get("attributes", {})), m.get("value"),
-                 _dumps(m["summary"]) if "summary" in m else None)
+                 _dumps(m.get("summary") or m.get("histogram")) if "value" not in m else None)
                 for m in w.metrics
             ])
 

@@ -87,7 +87,9 @@ def configure(
         processors.append(BatchSpanProcessor(ConsoleSpanExporter()))
     otlp_processors, otlp_readers = otlp.exporters(otlp_endpoint, otlp_headers)
     processors += otlp_processors
-    processors += live.processors(dashboard, _service_name(service_name))
+    live_processors, live_readers = live.exporters(dashboard, _service_name(service_name))
+    processors += live_processors
+    readers += live_readers
     readers += otlp_readers
     attrs: dict[str, Any] = {semconv.SERVICE_NAME: _service_name(service_name)}
     attrs.update(resource_attributes or {})
