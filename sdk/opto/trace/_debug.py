@@ -27,9 +27,18 @@ _STACK_LIMIT = 12
 
 
 def set_async_debug(enabled: bool) -> None:
-    """Turn debug on (or off) for every traced call; `async_trace(debug=True)` does it for one."""
+    """Turn debug on (or off) for every traced call; `async_trace(debug=True)` does it for one.
+
+    Called inside a running loop, it also puts that loop in asyncio debug mode at once, so tasks
+    created from now on record where they were created.
+    """
     global _enabled
     _enabled = bool(enabled)
+    if _enabled:
+        try:
+            enable_loop_debug(asyncio.get_running_loop())
+        except RuntimeError:
+            pass  # no loop yet: the first traced call enables debug on the loop it runs on
 
 
 def is_enabled() -> bool:
@@ -38,7 +47,7 @@ def is_enabled() -> bool:
 
 def creation_stack() -> str:
     """Where the traced coroutine was awaited from, plus where its task was created (asyncio debug)."""
-    frame = sys._getframe(2)  # the caller of the traced wrapper
+    frame = sys._getframe(3)  # creation_stack <- _Calls.start <- the traced wrapper <- its caller
     lines = traceback.format_list(traceback.extract_stack(frame, limit=_STACK_LIMIT))
     task = asyncio.current_task()
     source = getattr(task, "_source_traceback", None)  # recorded by asyncio in debug mode
