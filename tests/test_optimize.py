@@ -74,7 +74,7 @@ async def test_every_candidate_is_recorded_with_its_score_and_feedback() -> None
     """The result lists each candidate once, its runs on every example and the guide's feedback."""
     result = await make_workflow().optimize([1, 2], guide=lambda n, out: (distance(n, out), f"off by {distance(n, out)}"))
     ids = [c.id for c in result.candidates]
-    assert sorted(ids) == list(range(len(ids)))
+    assert ids == list(range(len(ids)))
     assert len({tuple(sorted(c.params.items())) for c in result.candidates}) == len(ids)  # no set twice
     start = next(c for c in result.candidates if c.id == 0)
     assert start.depth == 0 and start.parent is None

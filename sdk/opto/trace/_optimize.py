@@ -69,7 +69,7 @@ class Candidate:
 
 @dataclass(frozen=True, slots=True)
 class OptimizeResult:
-    """What a search found: the best candidate, the best score after each depth, every candidate."""
+    """What a search found: the best candidate, the best score after each depth, every candidate by id."""
 
     best: Candidate
     history: tuple[float, ...]
@@ -216,7 +216,7 @@ class _Search:
                 | _best_attributes(beam[0])
                 | self._param_attributes(beam[0].params)
             )
-        return OptimizeResult(beam[0], tuple(history), tuple(self.candidates))
+        return OptimizeResult(beam[0], tuple(history), tuple(sorted(self.candidates, key=lambda c: c.id)))
 
     async def _start(self) -> Candidate:
         """Evaluate the current values (candidate 0, depth 0), finding the parameters the workflow reads."""
