@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 import inspect
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,10 @@ class Spans:
         assert len(found) == 1, f"expected one span {name!r}, got {len(found)}: {[s.name for s in self.all()]}"
         return found[0]
 
+    def of(self, function: str) -> list[ReadableSpan]:
+        """The spans of a function by its short name (a local function's span carries its qualname)."""
+        return [s for s in EXPORTER.get_finished_spans() if s.name.rsplit(".", 1)[-1] == function]
+
 
 @pytest.fixture
 def spans() -> Iterator[Spans]:
@@ -56,6 +60,28 @@ def spans() -> Iterator[Spans]:
 def metric_reader() -> InMemoryMetricReader:
     METRIC_READER.get_metrics_data()  # drain what earlier tests recorded (delta-free: cumulative)
     return METRIC_READER
+
+
+MetricPoints = Callable[[str, dict[str, Any]], list[Any]]
+
+
+@pytest.fixture
+def metric_points(metric_reader: InMemoryMetricReader) -> MetricPoints:
+    """`metric_points(metric, attributes)`: the points of `metric` whose attributes include those, collected now."""
+
+    def points(metric: str, attributes: dict[str, Any]) -> list[Any]:
+        data = metric_reader.get_metrics_data()
+        return [
+            point
+            for resource in (data.resource_metrics if data else ())
+            for scope in resource.scope_metrics
+            for m in scope.metrics
+            if m.name == metric
+            for point in m.data.data_points
+            if attributes.items() <= dict(point.attributes or {}).items()
+        ]
+
+    return points
 
 
 @pytest.fixture(autouse=True)

@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 import opto
 from opto.telemetry import semconv
@@ -17,7 +16,7 @@ from opto.trace import AsyncMetrics, _metrics
 from opto.trace._scope import SCOPE, Limiter, Scope
 
 if TYPE_CHECKING:
-    from conftest import SpecPage
+    from conftest import MetricPoints, SpecPage
 
 
 @pytest.fixture(autouse=True)
@@ -25,18 +24,6 @@ def _fresh_metrics() -> Iterator[None]:
     AsyncMetrics.reset()
     yield
     AsyncMetrics.reset()
-
-
-def points(reader: InMemoryMetricReader, metric: str, name: str) -> list[Any]:
-    """The data points of `metric` recorded for monitored name `name`."""
-    data = reader.get_metrics_data()
-    found = []
-    for resource in data.resource_metrics if data else ():
-        for scope in resource.scope_metrics:
-            for m in scope.metrics:
-                if m.name == metric:
-                    found += [p for p in m.data.data_points if p.attributes.get(semconv.METRICS_NAME) == name]
-    return found
 
 
 async def test_a_block_records_duration_and_its_figures() -> None:
@@ -50,7 +37,7 @@ async def test_a_block_records_duration_and_its_figures() -> None:
     assert summary["max_concurrency"] == 1
 
 
-async def test_concurrency_counts_blocks_of_one_name_in_flight(metric_reader: InMemoryMetricReader) -> None:
+async def test_concurrency_counts_blocks_of_one_name_in_flight(metric_points: MetricPoints) -> None:
     release = asyncio.Event()
     entered: list[int] = []
 
@@ -64,7 +51,7 @@ async def test_concurrency_counts_blocks_of_one_name_in_flight(metric_reader: In
         while len(entered) < 4:
             await asyncio.sleep(0)
     assert AsyncMetrics.get_summary("fan")["in_flight"] == 4
-    (active,) = points(metric_reader, semconv.METRIC_BLOCKS_ACTIVE, "fan")
+    (active,) = metric_points(semconv.METRIC_BLOCKS_ACTIVE, {semconv.METRICS_NAME: "fan"})
     assert active.value == 4
     release.set()
     await asyncio.gather(*tasks)
@@ -199,7 +186,7 @@ async def test_summaries_and_reset() -> None:
     assert AsyncMetrics.summaries() == {}
 
 
-async def test_the_figures_go_out_as_opentelemetry_metrics(metric_reader: InMemoryMetricReader) -> None:
+async def test_the_figures_go_out_as_opentelemetry_metrics(metric_points: MetricPoints) -> None:
     @opto.trace.async_trace
     async def agent() -> None:
         async with AsyncMetrics.monitor("otel") as block:
@@ -210,17 +197,17 @@ async def test_the_figures_go_out_as_opentelemetry_metrics(metric_reader: InMemo
         await agent()
     finally:
         SCOPE.reset(token)
-    (duration,) = points(metric_reader, semconv.METRIC_BLOCK_DURATION, "otel")
+    (duration,) = metric_points(semconv.METRIC_BLOCK_DURATION, {semconv.METRICS_NAME: "otel"})
     assert duration.count == 1 and duration.attributes[semconv.OUTCOME] == semconv.OUTCOME_OK
-    (active,) = points(metric_reader, semconv.METRIC_BLOCKS_ACTIVE, "otel")
+    (active,) = metric_points(semconv.METRIC_BLOCKS_ACTIVE, {semconv.METRICS_NAME: "otel"})
     assert active.value == 0
-    (wait,) = points(metric_reader, semconv.METRIC_BLOCK_QUEUE_WAIT, "otel")
+    (wait,) = metric_points(semconv.METRIC_BLOCK_QUEUE_WAIT, {semconv.METRICS_NAME: "otel"})
     assert wait.count == 1
-    (cpu,) = points(metric_reader, semconv.METRIC_BLOCK_CPU, "otel")
+    (cpu,) = metric_points(semconv.METRIC_BLOCK_CPU, {semconv.METRICS_NAME: "otel"})
     assert cpu.value >= 0
-    (memory,) = points(metric_reader, semconv.METRIC_BLOCK_MEMORY, "otel")
+    (memory,) = metric_points(semconv.METRIC_BLOCK_MEMORY, {semconv.METRICS_NAME: "otel"})
     assert memory.value > 0
-    (value,) = points(metric_reader, semconv.METRIC_BLOCK_VALUE, "otel")
+    (value,) = metric_points(semconv.METRIC_BLOCK_VALUE, {semconv.METRICS_NAME: "otel"})
     assert value.attributes[semconv.METRICS_KEY] == "tokens" and value.sum == 7
 
 

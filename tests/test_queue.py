@@ -6,30 +6,12 @@ import asyncio
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-
 import opto
 from opto.telemetry import semconv
 from opto.trace import AsyncQueue, QueueClosed
 
 if TYPE_CHECKING:
-    from conftest import Spans, SpecPage
-
-
-def points(reader: InMemoryMetricReader, metric: str, queue: str) -> list[Any]:
-    """The data points of `metric` for the queue named `queue`."""
-    data = reader.get_metrics_data()
-    found = []
-    for resource in data.resource_metrics if data else ():
-        for scope in resource.scope_metrics:
-            for m in scope.metrics:
-                if m.name == metric:
-                    found += [p for p in m.data.data_points if p.attributes.get(semconv.QUEUE_NAME) == queue]
-    return found
-
-
-def span_named(spans: Spans, name: str) -> list[Any]:
-    return [s for s in spans.all() if s.name.rsplit(".", 1)[-1] == name]
+    from conftest import MetricPoints, Spans, SpecPage
 
 
 async def all_blocked() -> None:
@@ -249,16 +231,16 @@ async def test_consumer_work_links_to_the_producer_span_with_the_wait(spans: Spa
         await handle(-1)  # after the sentinel: no item, no link
 
     await asyncio.gather(produce(), consume())
-    producer = span_named(spans, "produce")[0]
-    handled = {s.attributes[semconv.ARG_PREFIX + "i"]: s for s in span_named(spans, "handle")}
+    producer = spans.of("produce")[0]
+    handled = {s.attributes[semconv.ARG_PREFIX + "i"]: s for s in spans.of("handle")}
     for i in ("0", "1", "2"):
         (link,) = handled[i].links
         assert link.context.span_id == producer.context.span_id
         assert link.attributes[semconv.QUEUE_NAME] == "work"
         assert link.attributes[semconv.QUEUE_WAIT_S] >= 0
     assert handled["-1"].links == ()
-    assert all(s.links == () for s in span_named(spans, "nested"))
-    assert span_named(spans, "consume")[0].links == ()
+    assert all(s.links == () for s in spans.of("nested"))
+    assert spans.of("consume")[0].links == ()
 
 
 async def test_an_untraced_consumer_links_its_top_level_traced_calls(spans: Spans) -> None:
@@ -274,7 +256,7 @@ async def test_an_untraced_consumer_links_its_top_level_traced_calls(spans: Span
 
     await produce()
     await handle(await queue.get())
-    assert span_named(spans, "handle")[0].links[0].context.span_id == span_named(spans, "produce")[0].context.span_id
+    assert spans.of("handle")[0].links[0].context.span_id == spans.of("produce")[0].context.span_id
 
 
 async def test_items_put_outside_any_span_carry_no_link(spans: Spans) -> None:
@@ -286,11 +268,11 @@ async def test_items_put_outside_any_span_carry_no_link(spans: Spans) -> None:
 
     await queue.put(1)
     await handle(await queue.get())
-    assert span_named(spans, "handle")[0].links == ()
+    assert spans.of("handle")[0].links == ()
 
 
 async def test_backpressure_is_recorded_on_the_producer_span_and_as_a_metric(
-    spans: Spans, metric_reader: InMemoryMetricReader
+    spans: Spans, metric_points: MetricPoints
 ) -> None:
     queue: AsyncQueue[int] = AsyncQueue(maxsize=1, name="narrow")
 
@@ -304,17 +286,17 @@ async def test_backpressure_is_recorded_on_the_producer_span_and_as_a_metric(
     assert await queue.get() == 1
     async with asyncio.timeout(5):
         await producer
-    (event,) = [e for e in span_named(spans, "produce")[0].events if e.name == semconv.EVENT_QUEUE_BLOCKED]
+    (event,) = [e for e in spans.of("produce")[0].events if e.name == semconv.EVENT_QUEUE_BLOCKED]
     assert event.attributes[semconv.QUEUE_NAME] == "narrow" and event.attributes[semconv.QUEUE_BLOCKED_S] > 0
-    (blocked,) = points(metric_reader, semconv.METRIC_QUEUE_PUT_BLOCKED, "narrow")
+    (blocked,) = metric_points(semconv.METRIC_QUEUE_PUT_BLOCKED, {semconv.QUEUE_NAME: "narrow"})
     assert blocked.count == 1 and blocked.min > 0  # only the put that waited
 
 
-async def test_wait_depth_and_roles_go_out_as_metrics(metric_reader: InMemoryMetricReader) -> None:
+async def test_wait_depth_and_roles_go_out_as_metrics(metric_points: MetricPoints) -> None:
     queue: AsyncQueue[int | None] = AsyncQueue(maxsize=5, name="metered")
     for i in range(3):
         await queue.put(i)
-    (depth,) = points(metric_reader, semconv.METRIC_QUEUE_DEPTH, "metered")
+    (depth,) = metric_points(semconv.METRIC_QUEUE_DEPTH, {semconv.QUEUE_NAME: "metered"})
     assert depth.value == 3 and depth.attributes[semconv.QUEUE_MAXSIZE] == 5
 
     async def consumer() -> None:
@@ -323,19 +305,19 @@ async def test_wait_depth_and_roles_go_out_as_metrics(metric_reader: InMemoryMet
 
     consumers = [asyncio.create_task(consumer()) for _ in range(2)]
     await all_blocked()
-    (depth,) = points(metric_reader, semconv.METRIC_QUEUE_DEPTH, "metered")
+    (depth,) = metric_points(semconv.METRIC_QUEUE_DEPTH, {semconv.QUEUE_NAME: "metered"})
     assert depth.value == 0
-    (wait,) = points(metric_reader, semconv.METRIC_QUEUE_WAIT, "metered")
+    (wait,) = metric_points(semconv.METRIC_QUEUE_WAIT, {semconv.QUEUE_NAME: "metered"})
     assert wait.count == 3 and 0.001 in wait.explicit_bounds  # second-scale buckets
-    (producers,) = points(metric_reader, semconv.METRIC_QUEUE_PRODUCERS, "metered")
-    (live_consumers,) = points(metric_reader, semconv.METRIC_QUEUE_CONSUMERS, "metered")
+    (producers,) = metric_points(semconv.METRIC_QUEUE_PRODUCERS, {semconv.QUEUE_NAME: "metered"})
+    (live_consumers,) = metric_points(semconv.METRIC_QUEUE_CONSUMERS, {semconv.QUEUE_NAME: "metered"})
     assert producers.value == 1 and live_consumers.value == 2  # the test's task put; two tasks got
     stats = queue.statistics()
     assert (stats.producers, stats.consumers, stats.size) == (1, 2, 0)
     await queue.put(None)
     async with asyncio.timeout(5):
         await asyncio.gather(*consumers)
-    (live_consumers,) = points(metric_reader, semconv.METRIC_QUEUE_CONSUMERS, "metered")
+    (live_consumers,) = metric_points(semconv.METRIC_QUEUE_CONSUMERS, {semconv.QUEUE_NAME: "metered"})
     assert live_consumers.value == 0 and queue.statistics().consumers == 0
 
 
@@ -366,7 +348,7 @@ async def test_the_spec_producer_consumer_snippet_runs_as_written(spec_page: Spe
     async with asyncio.timeout(10):
         await app()
     assert sorted(processed) == list(range(100))
-    app_span = span_named(spans, "app")[0]
-    optimized = span_named(spans, "optimize_task")
+    app_span = spans.of("app")[0]
+    optimized = spans.of("optimize_task")
     assert len(optimized) == 100
     assert all(s.links[0].context.span_id == app_span.context.span_id for s in optimized)

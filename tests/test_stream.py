@@ -35,15 +35,9 @@ def detach_errors(caplog: pytest.LogCaptureFixture) -> Any:
     return found
 
 
-def one(spans: Spans, name: str) -> Any:
-    """The one finished span of a function named `name` (local functions' spans carry their qualname)."""
-    found = [s for s in spans.all() if s.name.rsplit(".", 1)[-1] == name]
-    assert len(found) == 1, f"expected one span {name!r}, got {[s.name for s in spans.all()]}"
+def only(found: list[Any]) -> Any:
+    assert len(found) == 1, f"expected one span, got {[s.name for s in found]}"
     return found[0]
-
-
-def named(spans: Spans, name: str) -> list[Any]:
-    return [s for s in spans.all() if s.name.rsplit(".", 1)[-1] == name]
 
 
 def current_span_id() -> int:
@@ -72,7 +66,7 @@ async def test_result_is_still_an_async_generator_function() -> None:
 async def test_one_span_per_run_with_items_first_item_time_and_outcome(spans: Spans) -> None:
     """Exhausting the stream ends its span: ok, items yielded, time to first item, last item."""
     assert [x async for x in count(3)] == [0, 1, 2]
-    span = one(spans, "count")
+    span = only(spans.of("count"))
     attrs = span.attributes
     assert attrs[semconv.SPAN_KIND] == "stream"
     assert attrs[semconv.OUTCOME] == semconv.OUTCOME_OK
@@ -87,7 +81,7 @@ async def test_no_span_until_the_first_item_is_asked_for(spans: Spans) -> None:
     """Creating a stream and closing it unstarted records nothing: the run starts at the first __anext__."""
     gen = count(3)
     await gen.aclose()
-    assert named(spans, "count") == []
+    assert spans.of("count") == []
 
 
 async def test_span_is_current_only_while_the_body_runs(spans: Spans) -> None:
@@ -110,7 +104,7 @@ async def test_span_is_current_only_while_the_body_runs(spans: Spans) -> None:
         assert current_span_id() == mine
 
     await consumer()
-    stream, consumer_span = one(spans, "gen"), one(spans, "consumer")
+    stream, consumer_span = only(spans.of("gen")), only(spans.of("consumer"))
     assert stream.parent is not None and stream.parent.span_id == consumer_span.context.span_id
     assert set(seen_in_body) == {stream.context.span_id}
 
@@ -128,8 +122,8 @@ async def test_calls_inside_the_body_are_children_of_the_stream(spans: Spans) ->
             yield await work(i)
 
     assert [x async for x in gen()] == [0, 2]
-    stream = one(spans, "gen")
-    assert {s.parent.span_id for s in named(spans, "work")} == {stream.context.span_id}  # type: ignore[union-attr]
+    stream = only(spans.of("gen"))
+    assert {s.parent.span_id for s in spans.of("work")} == {stream.context.span_id}  # type: ignore[union-attr]
 
 
 async def test_break_leaves_the_consumer_span_current_and_ends_the_stream_span(spans: Spans, detach_errors: Any) -> None:
@@ -156,7 +150,7 @@ async def test_break_leaves_the_consumer_span_current_and_ends_the_stream_span(s
         assert current_span_id() == mine
 
     await consumer()
-    span = one(spans, "gen")
+    span = only(spans.of("gen"))
     assert span.attributes[semconv.OUTCOME] == semconv.OUTCOME_OK
     assert span.attributes[semconv.STREAM_CLOSED_EARLY] is True
     assert span.attributes[semconv.STREAM_ITEMS] == 2
@@ -193,9 +187,9 @@ async def test_abandoned_generator_collected_later_ends_its_span_without_detach_
             await closed.wait()
 
     await drop_it()
-    span = one(spans, "gen")
+    span = only(spans.of("gen"))
     assert span.attributes[semconv.STREAM_CLOSED_EARLY] is True
-    assert span.parent is not None and span.parent.span_id == one(spans, "start_elsewhere").context.span_id
+    assert span.parent is not None and span.parent.span_id == only(spans.of("start_elsewhere")).context.span_id
     assert detach_errors() == []
 
 
@@ -216,9 +210,9 @@ async def test_aclose_is_forwarded_and_cleanup_runs_under_the_stream_span(spans:
 
     async with aclosing(gen()) as stream:
         assert await anext(stream) == 1
-    stream_span = one(spans, "gen")
+    stream_span = only(spans.of("gen"))
     assert stream_span.attributes[semconv.STREAM_CLOSED_EARLY] is True
-    assert one(spans, "cleanup").parent.span_id == stream_span.context.span_id  # type: ignore[union-attr]
+    assert only(spans.of("cleanup")).parent.span_id == stream_span.context.span_id  # type: ignore[union-attr]
     assert detach_errors() == []
 
 
@@ -255,7 +249,7 @@ async def test_athrow_is_forwarded_into_the_body(spans: Spans) -> None:
     assert await stream.athrow(ValueError("boom")) == "handled boom"
     with pytest.raises(StopAsyncIteration):
         await anext(stream)
-    assert one(spans, "gen").attributes[semconv.OUTCOME] == semconv.OUTCOME_OK
+    assert only(spans.of("gen")).attributes[semconv.OUTCOME] == semconv.OUTCOME_OK
 
 
 async def test_unhandled_athrow_ends_the_span_with_error(spans: Spans) -> None:
@@ -264,7 +258,7 @@ async def test_unhandled_athrow_ends_the_span_with_error(spans: Spans) -> None:
     await anext(stream)
     with pytest.raises(KeyError):
         await stream.athrow(KeyError("x"))
-    assert one(spans, "count").attributes[semconv.OUTCOME] == semconv.OUTCOME_ERROR
+    assert only(spans.of("count")).attributes[semconv.OUTCOME] == semconv.OUTCOME_ERROR
 
 
 async def test_error_in_the_body_ends_the_span_and_reaches_the_consumer(spans: Spans, detach_errors: Any) -> None:
@@ -284,7 +278,7 @@ async def test_error_in_the_body_ends_the_span_and_reaches_the_consumer(spans: S
         assert current_span_id() == mine
 
     await consumer()
-    span = one(spans, "gen")
+    span = only(spans.of("gen"))
     assert span.attributes[semconv.OUTCOME] == semconv.OUTCOME_ERROR
     assert span.attributes[semconv.ERROR_TYPE] == "RuntimeError"
     assert span.attributes[semconv.STREAM_ITEMS] == 1
@@ -314,7 +308,7 @@ async def test_cancelling_the_consumer_ends_the_span_as_cancelled(spans: Spans, 
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    span = one(spans, "gen")
+    span = only(spans.of("gen"))
     assert span.attributes[semconv.OUTCOME] == semconv.OUTCOME_CANCELLED
     assert [e.name for e in span.events] == [semconv.EVENT_CANCELLED]
     assert detach_errors() == []
@@ -327,7 +321,7 @@ async def test_concurrent_runs_report_concurrency(spans: Spans) -> None:
     await anext(second)
     await first.aclose()
     await second.aclose()
-    assert sorted(s.attributes[semconv.CONCURRENCY] for s in named(spans, "count")) == [1, 2]
+    assert sorted(s.attributes[semconv.CONCURRENCY] for s in spans.of("count")) == [1, 2]
 
 
 async def test_capture_and_name_options(spans: Spans) -> None:
@@ -343,9 +337,9 @@ async def test_capture_and_name_options(spans: Spans) -> None:
 
     assert [x async for x in quiet("abc")] == ["abc"]
     assert [x async for x in loud("x" * 50)] == ["x" * 50]
-    attrs = one(spans, "quiet").attributes
+    attrs = only(spans.of("quiet")).attributes
     assert semconv.RESULT not in attrs and semconv.ARG_PREFIX + "secret" not in attrs
-    assert len(one(spans, "loud").attributes[semconv.RESULT]) <= 10
+    assert len(only(spans.of("loud")).attributes[semconv.RESULT]) <= 10
 
 
 async def test_debug_records_the_creation_stack(spans: Spans) -> None:
@@ -356,7 +350,7 @@ async def test_debug_records_the_creation_stack(spans: Spans) -> None:
         yield 1
 
     assert [x async for x in gen()] == [1]
-    assert "test_stream.py" in one(spans, "gen").attributes[semconv.DEBUG_CREATION_STACK]
+    assert "test_stream.py" in only(spans.of("gen")).attributes[semconv.DEBUG_CREATION_STACK]
 
 
 def test_async_stream_on_a_coroutine_function_names_async_trace() -> None:
@@ -423,7 +417,7 @@ async def test_the_spec_streaming_snippet_runs_as_written(spec_page: SpecPage, s
     }
     await spec_page.run(spec_page.block("@opto.trace.async_stream"), namespace)
     assert handled == ["A", "B", "C"]
-    assert one(spans, "streaming_optimizer").attributes[semconv.STREAM_ITEMS] == 3
+    assert only(spans.of("streaming_optimizer")).attributes[semconv.STREAM_ITEMS] == 3
 
     await spec_page.run(spec_page.block("async_optimize_stream(large_dataset)"), namespace)
     await namespace["process_efficiently"]()
