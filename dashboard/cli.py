@@ -6,7 +6,6 @@ import argparse
 import ipaddress
 import os
 import re
-import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -64,11 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def server_config(args: argparse.Namespace, *, sock: socket.socket | None = None) -> uvicorn.Config:
+def server_config(args: argparse.Namespace) -> uvicorn.Config:
     """The uvicorn configuration for parsed arguments."""
     app = create_app(args.db or default_db_path(), max_spans=args.max_spans, retention_s=parse_duration(args.retention), token=args.token or None)
     return uvicorn.Config(
-        app, host=args.host, port=args.port, fd=sock.fileno() if sock else None, log_level="warning",
+        app, host=args.host, port=args.port, log_level="warning",
         ws_max_size=2 * MAX_FRAME_BYTES, ws_ping_interval=None, lifespan="on",
     )
 

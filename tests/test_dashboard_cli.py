@@ -1,0 +1,48 @@
+"""`opto-dashboard` and `python -m opto_dashboard`: options, defaults and refusals."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from opto_dashboard import cli
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "opto_dashboard", *args], capture_output=True, text=True, timeout=60, env=env)
+
+
+def test_help_explains_every_option() -> None:
+    out = run_cli("--help").stdout
+    for option in ("--host", "--port", "--db", "--max-spans", "--retention", "--token"):
+        assert option in out
+
+
+def test_non_loopback_host_needs_a_token() -> None:
+    result = run_cli("--host", "0.0.0.0")
+    assert result.returncode == 2
+    assert "--host 0.0.0.0 exposes the dashboard beyond this machine; add --token SECRET" in result.stderr
+
+
+def test_bad_retention_is_refused() -> None:
+    result = run_cli("--retention", "soon")
+    assert result.returncode == 2 and "--retention: expected a positive duration such as 90s" in result.stderr
+
+
+@pytest.mark.parametrize("text, seconds", [("90s", 90), ("30m", 1800), ("12h", 43200), ("7d", 604800), ("1.5h", 5400)])
+def test_durations(text: str, seconds: float) -> None:
+    assert cli.parse_duration(text) == seconds
+
+
+def test_default_database_is_in_the_per_user_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    assert cli.default_db_path() == tmp_path / "opto-dashboard" / "opto.db"
+
+
+def test_server_config_binds_loopback_by_default(tmp_path: Path) -> None:
+    args = cli.build_parser().parse_args(["--db", str(tmp_path / "x.db")])
+    config = cli.server_config(args)
+    assert (config.host, config.port) == ("127.0.0.1", 8765)

@@ -1,0 +1,51 @@
+"""The live hub's coalescing: one update per tick whatever the ingest rate; a lagging browser gets a snapshot."""
+
+from __future__ import annotations
+
+from opto_dashboard.hub import Hub, _Browser
+from opto_dashboard.records import SpanRecord
+from opto_dashboard.stats import Stats
+from opto_dashboard.store import Write
+
+from dashboard_server import span_record
+
+
+def stored(stats: Stats, n: int) -> None:
+    records = [SpanRecord.from_json(span_record(f"{i:032x}", f"{i + 1:016x}")) for i in range(n)]
+    stats.stored([Write(records)])
+
+
+def test_many_writes_between_ticks_make_one_update() -> None:
+    stats = Stats()
+    hub = Hub(stats)
+    browser = _Browser()
+    hub.browsers.add(browser)
+    for _ in range(50):
+        stored(stats, 2)
+    hub.tick()
+    assert browser.message is not None and browser.message["new_spans"] == 100
+    assert not browser.lagged
+    hub.tick()  # nothing changed since: nothing new is offered
+    assert not browser.lagged
+
+
+def test_a_browser_that_did_not_take_an_update_is_marked_for_a_snapshot() -> None:
+    stats = Stats()
+    hub = Hub(stats)
+    browser = _Browser()
+    hub.browsers.add(browser)
+    stored(stats, 1)
+    hub.tick()
+    stored(stats, 1)
+    hub.tick()  # the first update was never sent: it is replaced, not queued behind
+    assert browser.lagged
+    assert browser.message is not None and browser.message["live"]["ingest"]["spans_stored"] == 2
+
+
+def test_ticks_sample_concurrency_of_in_flight_spans() -> None:
+    stats = Stats()
+    hub = Hub(stats)
+    stats.stored([Write([SpanRecord.from_json(span_record("a" * 32, "b" * 16, "busy", ended=False))])])
+    hub.tick()
+    (sample,) = stats.snapshot()["concurrency"]
+    assert sample["total"] == 1 and sample["by_name"] == {"busy": 1}

@@ -1,0 +1,93 @@
+"""The store and pipeline on a real SQLite file: retention, in-flight spans kept, batching, backpressure."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import sqlite3
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from dashboard_server import span_record
+from opto_dashboard.pipeline import Pipeline
+from opto_dashboard.records import SpanRecord
+from opto_dashboard.store import Store
+
+
+def record(start_ns: int, ended: bool = True, name: str = "work") -> SpanRecord:
+    return SpanRecord.from_json(span_record(secrets.token_hex(16), secrets.token_hex(8), name, ended=ended, start_ns=start_ns,
+                                            end_ns=start_ns + 1 if ended else None))
+
+
+@pytest.fixture
+async def running(tmp_path: Path) -> AsyncIterator[tuple[Store, Pipeline]]:
+    store = Store(tmp_path / "opto.db", max_spans=5, retention_s=3600)
+    await store.open()
+    pipeline = Pipeline(store, max_pending=10)
+    pipeline.start()
+    try:
+        yield store, pipeline
+    finally:
+        await pipeline.stop()
+        await store.close()
+
+
+def names(store: Store) -> list[str]:
+    with sqlite3.connect(store.path) as conn:
+        return [r[0] for r in conn.execute("SELECT name FROM spans ORDER BY start_ns")]
+
+
+async def test_prune_drops_oldest_finished_traces_past_max_spans_and_keeps_in_flight(running: tuple[Store, Pipeline]) -> None:
+    store, pipeline = running
+    now = time.time_ns()
+    await pipeline.submit([record(now - 10, ended=False, name="open")])
+    await pipeline.submit([record(now + i, name=f"t{i}") for i in range(8)])
+    assert await store.prune() == 4
+    assert names(store) == ["open", "t4", "t5", "t6", "t7"]
+
+
+async def test_prune_drops_finished_traces_older_than_retention(running: tuple[Store, Pipeline]) -> None:
+    store, pipeline = running
+    hours_ago = time.time_ns() - int(2 * 3600e9)
+    await pipeline.submit([record(hours_ago, name="old"), record(hours_ago, ended=False, name="old-open"), record(time.time_ns(), name="new")])
+    assert await store.prune() == 1
+    assert names(store) == ["old-open", "new"]
+
+
+async def test_submit_waits_for_room_and_full_says_so_without_blocking(running: tuple[Store, Pipeline]) -> None:
+    """With the queue at its bound, `full` is True at once, and a second submit waits for the first's commit."""
+    _, pipeline = running
+    now = time.time_ns()
+    first = asyncio.ensure_future(pipeline.submit([record(now + i) for i in range(10)]))
+    await asyncio.sleep(0)  # let the first submit enqueue
+    assert pipeline.full and pipeline.pending == 10
+    second = asyncio.ensure_future(pipeline.submit([record(now + 20)]))
+    async with asyncio.timeout(30):
+        assert await first == 10
+        assert await second == 1
+    assert not pipeline.full
+
+
+async def test_stop_commits_what_is_queued(tmp_path: Path) -> None:
+    store = Store(tmp_path / "opto.db")
+    await store.open()
+    pipeline = Pipeline(store)
+    pipeline.start()
+    pending = asyncio.ensure_future(pipeline.submit([record(time.time_ns())]))
+    await asyncio.sleep(0)
+    await pipeline.stop()
+    assert await pending == 1
+    assert names(store) == ["work"]
+    with pytest.raises(RuntimeError, match="pipeline.start"):
+        await pipeline.submit([])
+    await store.close()
+
+
+def test_bad_settings_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="max_spans must be >= 1"):
+        Store(tmp_path / "x.db", max_spans=0)
+    with pytest.raises(ValueError, match="retention must be > 0"):
+        Store(tmp_path / "x.db", retention_s=0)
