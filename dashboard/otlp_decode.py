@@ -22,6 +22,7 @@ from google.protobuf.message import Message
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from opto.telemetry import semconv
@@ -48,7 +49,7 @@ _KINDS = {
 _STATUS = {Status.STATUS_CODE_UNSET: "unset", Status.STATUS_CODE_OK: "ok", Status.STATUS_CODE_ERROR: "error"}
 _SCALARS = frozenset({"string_value", "int_value", "double_value", "bool_value"})
 _ID_FIELDS = ("traceId", "trace_id", "spanId", "span_id", "parentSpanId", "parent_span_id")
-_SHOWN_METRICS = ("gauge", "sum")  # one value per point; histograms and summaries have no place on a page yet
+_SHOWN_METRICS = frozenset({"gauge", "sum", "histogram"})
 
 
 class DecodeError(ValueError):
@@ -226,7 +227,12 @@ def _limited(items: Any, path: str) -> Any:
 
 
 def to_points(request: ExportMetricsServiceRequest) -> Decoded:
-    """Gauge and sum data points as `{"name", "time_ns", "attributes", "value"}`, the websocket door's shape."""
+    """Gauge, sum and histogram points in the websocket door's shape (docs/api.md, `metrics`).
+
+    A point is `{"name", "time_ns", "attributes"}` plus a `value`, or a `histogram` with
+    `count`, `sum`, `min`, `max`, `bounds` and `counts`. Exponential histograms and summaries
+    are accepted but not stored, and the reply's warning says so.
+    """
     decoded = Decoded()
     not_shown = 0
     for resource_metrics in request.resource_metrics:
@@ -234,31 +240,49 @@ def to_points(request: ExportMetricsServiceRequest) -> Decoded:
         try:
             batch = Batch(attributes(resource_metrics.resource.attributes, "resource"))
         except RecordError as exc:
-            count = sum(len(getattr(m, m.WhichOneof("data")).data_points) for m in metrics if m.WhichOneof("data"))
+            count = sum(len(_data_points(m)) for m in metrics)
             decoded.reject(count, f"{count} data point(s) rejected: {exc}")
             continue
         for metric in metrics:
             kind = metric.WhichOneof("data")
-            if kind is None:
-                continue
-            points = getattr(metric, kind).data_points
+            points = _data_points(metric)
             if kind not in _SHOWN_METRICS:
                 not_shown += len(points)
                 continue
             for point in points:
                 try:
-                    batch.items.append({
+                    item = {
                         "name": _text(metric.name, "metric.name"),
                         "time_ns": point.time_unix_nano,
                         "attributes": attributes(point.attributes, "metric.attributes"),
-                        "value": point.as_double if point.WhichOneof("value") == "as_double" else point.as_int,
-                    })
+                    }
                 except RecordError as exc:
                     decoded.reject(1, f"data point of {metric.name[:80]!r} rejected: {exc}")
+                    continue
+                if kind == "histogram":
+                    item["histogram"] = {
+                        "count": point.count,
+                        "sum": point.sum if point.HasField("sum") else None,
+                        "min": point.min if point.HasField("min") else None,
+                        "max": point.max if point.HasField("max") else None,
+                        "bounds": list(point.explicit_bounds),
+                        "counts": list(point.bucket_counts),
+                    }
+                else:
+                    item["value"] = point.as_double if point.WhichOneof("value") == "as_double" else point.as_int
+                batch.items.append(item)
         decoded.batches.append(batch)
     if not_shown:
-        decoded.warning = f"{not_shown} histogram or summary point(s) accepted but not stored: the dashboard keeps gauges and sums"
+        decoded.warning = (
+            f"{not_shown} exponential histogram or summary point(s) accepted but not stored: "
+            "the dashboard keeps gauges, sums and explicit-bucket histograms"
+        )
     return decoded
+
+
+def _data_points(metric: Metric) -> Any:
+    kind = metric.WhichOneof("data")
+    return getattr(metric, kind).data_points if kind else ()
 
 
 def attributes(pairs: Iterable[KeyValue], path: str) -> dict[str, Any]:

@@ -20,29 +20,10 @@ from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
 import opto
 from opto.telemetry import semconv
-from opto_dashboard.otlp_decode import DecodeError, decode_traces, parse, to_records
+from opto_dashboard.otlp_decode import DecodeError, decode_metrics, decode_traces, parse, process_of, to_records
 from opto_dashboard.records import MAX_ITEMS
+from otlp_examples import SPEC_METRICS_EXAMPLE, SPEC_TRACE_EXAMPLE
 
-# The OTLP/JSON trace example of the specification (opentelemetry-proto, examples/trace.json).
-SPEC_TRACE_EXAMPLE = """
-{"resourceSpans": [{
-  "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "my.service"}}]},
-  "scopeSpans": [{
-    "scope": {"name": "my.library", "version": "1.0.0",
-              "attributes": [{"key": "my.scope.attribute", "value": {"stringValue": "some scope attribute"}}]},
-    "spans": [{
-      "traceId": "5B8EFFF798038103D269B633813FC60C",
-      "spanId": "EEE19B7EC3C1B174",
-      "parentSpanId": "EEE19B7EC3C1B173",
-      "name": "I'm a server span",
-      "startTimeUnixNano": 1544712660000000000,
-      "endTimeUnixNano": 1544712661000000000,
-      "kind": 2,
-      "attributes": [{"key": "my.span.attr", "value": {"stringValue": "some value"}}]
-    }]
-  }]
-}]}
-"""
 
 
 def to_otlp_json(request: ExportTraceServiceRequest) -> dict[str, Any]:
@@ -280,3 +261,45 @@ def test_plain_sdk_resource_and_scope_of_another_provider() -> None:
     assert (record.service, record.resource["deployment.environment"], record.kind) == ("checkout", "prod", "server")
     assert record.outcome == "ok"
     provider.shutdown()
+
+
+def test_metric_points_in_the_websocket_door_shape() -> None:
+    """Sums and gauges become value points, explicit-bucket histograms histogram points, under their resource."""
+    decoded = decode_metrics(json.dumps(SPEC_METRICS_EXAMPLE).encode(), "json")
+    assert (decoded.rejected, decoded.warning) == (0, "")
+    (batch,) = decoded.batches
+    assert batch.resource == {"service.name": "my.service"}
+    t = 1544712660300000000
+    assert batch.items == [
+        {"name": "my.counter", "time_ns": t, "attributes": {"my.counter.attr": "some value"}, "value": 5.0},
+        {"name": "my.gauge", "time_ns": t, "attributes": {"my.gauge.attr": "some value"}, "value": 10},
+        {"name": "my.histogram", "time_ns": t, "attributes": {},
+         "histogram": {"count": 3, "sum": 3.0, "min": 1.0, "max": 1.0, "bounds": [1.0], "counts": [1, 1, 1]}},
+    ]
+
+
+def test_invalid_metric_points_are_rejected_and_counted() -> None:
+    """A point whose metric name is too long is rejected alone; a bad resource rejects all its points."""
+    obj = copy.deepcopy(SPEC_METRICS_EXAMPLE)
+    obj["resourceMetrics"][0]["scopeMetrics"][0]["metrics"][1]["name"] = "m" * 5000
+    decoded = decode_metrics(json.dumps(obj).encode(), "json")
+    assert [p["name"] for p in decoded.items] == ["my.counter", "my.histogram"]
+    assert (decoded.rejected, decoded.error) == (1, f"data point of {'m' * 80!r} rejected: metric.name: longer than 1024 chars")
+    obj["resourceMetrics"][0]["resource"]["attributes"] = [
+        {"key": f"k{i}", "value": {"intValue": i}} for i in range(MAX_ITEMS + 1)
+    ]
+    decoded = decode_metrics(json.dumps(obj).encode(), "json")
+    assert (decoded.items, decoded.rejected) == ([], 3)
+    assert "resource: more than" in decoded.error
+
+
+def test_process_of_a_resource_is_stable_and_named() -> None:
+    """The same resource is the same process across requests; its service, pid, host and SDK are shown."""
+    resource = {"service.name": "checkout", "process.pid": 42, "host.name": "box",
+                "telemetry.sdk.name": "opentelemetry", "telemetry.sdk.version": "1.45.2"}
+    first, again = process_of(resource, 1), process_of(dict(reversed(resource.items())), 2)
+    assert first.id == again.id and len(first.id) == 32
+    assert (first.service, first.pid, first.host, first.sdk) == ("checkout", 42, "box", "opentelemetry/1.45.2 (otlp)")
+    other = process_of(resource | {"process.pid": 43}, 1)
+    assert other.id != first.id
+    assert process_of({}, 1).service == "unknown_service"
