@@ -675,3 +675,21 @@ def test_the_prompt_example_finds_a_perfect_prompt() -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "1.0)" in proc.stdout and "Answer with one word" in proc.stdout
     assert "after: ['positive', 'positive', 'negative']" in proc.stdout
+
+
+async def test_an_ambient_retry_policy_applies_to_evaluation_runs(spans: Any) -> None:
+    """Inside an AsyncTraceContext, its RetryPolicy retries evaluation runs like any traced call."""
+    tries = 0
+
+    @trace.optimize(beam_width=1, num_proposals=1, max_depth=1)
+    async def flaky(n: int) -> int:
+        nonlocal tries
+        tries += 1
+        if tries <= 2:  # the starting values' run fails twice, then succeeds
+            raise opto.RetryableError("rate limited")
+        return X.value
+
+    async with trace.AsyncTraceContext(retry_policy=trace.RetryPolicy(attempts=2, delay=0.0)):
+        result = await flaky.optimize([1], guide=lambda n, out: out)
+    assert [c.error for c in result.candidates] == [None, None]
+    assert [s.attributes[semconv.ATTEMPTS] for s in spans.named(flaky.name)] == [3, 1]
