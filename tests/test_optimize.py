@@ -693,3 +693,18 @@ async def test_an_ambient_retry_policy_applies_to_evaluation_runs(spans: Any) ->
         result = await flaky.optimize([1], guide=lambda n, out: out)
     assert [c.error for c in result.candidates] == [None, None]
     assert [s.attributes[semconv.ATTEMPTS] for s in spans.named(flaky.name)] == [3, 1]
+
+
+async def test_unhashable_values_are_compared_for_duplicates() -> None:
+    """Parameter sets holding lists are deduplicated by value, like hashable ones."""
+    tools = trace.param(["search"], name="tools")
+
+    @trace.optimize(beam_width=2, num_proposals=3, max_depth=2)
+    async def workflow(n: int) -> int:
+        return len(tools.value)
+
+    def propose(params: dict[str, Any], feedback: Any) -> list[dict[str, Any]]:
+        return [{"tools": ["search"]}, {"tools": ["search", "calc"]}, {"tools": ["search", "calc"]}]
+
+    result = await workflow.optimize([1], guide=lambda n, out: out, proposer=propose)
+    assert [c.params["tools"] for c in result.candidates] == [["search"], ["search", "calc"]]

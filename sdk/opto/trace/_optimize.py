@@ -179,7 +179,7 @@ class _Search:
         self.limiter = Limiter(self.settings.max_concurrent) if self.concurrent else None
         self.params: dict[str, Param[Any]] = {}
         self.candidates: list[Candidate] = []
-        self.seen: set[tuple[tuple[str, str], ...]] = set()
+        self.seen: set[tuple[tuple[str, Any], ...]] = set()
 
     async def run(self) -> OptimizeResult:
         s = self.settings
@@ -397,9 +397,17 @@ def _vary_choices(params: Mapping[str, Param[Any]], values: Mapping[str, Any]) -
                 yield {name: choice}
 
 
-def _key(values: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
-    """What makes two parameter sets the same, for values that may not be hashable."""
-    return tuple(sorted((name, repr(value)) for name, value in values.items()))
+def _key(values: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
+    """What makes two parameter sets the same: equal values, compared by repr when unhashable."""
+    return tuple((name, _hashable(values[name])) for name in sorted(values))
+
+
+def _hashable(value: Any) -> Any:
+    try:
+        hash(value)
+    except TypeError:
+        return repr(value)
+    return value
 
 
 def _by_name(params: Iterable[Param[Any]]) -> dict[str, Param[Any]]:
