@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 import opto
+from dashboard_server import Dashboard
 
 RECEIVER = Path(__file__).with_name("otlp_receiver.py")
 
@@ -52,7 +53,8 @@ async def workflow() -> str:
 asyncio.run(workflow())
 plain = lambda attrs: {k: list(v) if isinstance(v, tuple) else v for k, v in attrs.items()}
 print(json.dumps([
-    {"name": s.name, "span_id": format(s.context.span_id, "016x"), "attributes": plain(s.attributes),
+    {"name": s.name, "trace_id": format(s.context.trace_id, "032x"), "span_id": format(s.context.span_id, "016x"),
+     "attributes": plain(s.attributes),
      "events": [{"name": e.name, "attributes": plain(e.attributes)} for e in s.events]}
     for s in seen.get_finished_spans()
 ]))
@@ -161,6 +163,18 @@ def test_traces_endpoint_variable_is_used_as_the_full_url(receiver: Receiver) ->
     run(PROGRAM, {}, clean_env(OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=f"{receiver.url}/custom/traces"))
     assert [r["path"] for r in receiver.requests()] == ["/custom/traces"]
     assert len(receiver.spans()) == 2
+
+
+def test_live_dashboard_and_otlp_export_run_side_by_side(receiver: Receiver, tmp_path: Path) -> None:
+    """With both `dashboard=` and `otlp_endpoint=`, every span reaches the dashboard and the collector."""
+    with Dashboard(tmp_path / "opto.db") as dashboard:
+        proc = run(PROGRAM, {"otlp_endpoint": receiver.url, "dashboard": dashboard.url}, clean_env())
+        sent = json.loads(proc.stdout)
+        assert {s["span_id"] for s in receiver.spans()} == {s["span_id"] for s in sent}
+        (trace_id,) = {s["trace_id"] for s in sent}
+        stored = dashboard.get(f"/api/traces/{trace_id}")["spans"]
+        assert {s["span_id"] for s in stored} == {s["span_id"] for s in sent}
+        assert all(s["state"] == "ended" for s in stored)
 
 
 def test_shutdown_returns_within_its_time_limit_when_the_collector_never_answers() -> None:
