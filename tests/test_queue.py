@@ -122,6 +122,14 @@ async def test_one_sentinel_stops_every_consumer_after_the_items() -> None:
     assert queue.closed and queue.get_nowait() is None
 
 
+async def test_put_nowait_of_the_sentinel_closes_too() -> None:
+    queue: AsyncQueue[int | None] = AsyncQueue(maxsize=1)
+    queue.put_nowait(1)
+    queue.put_nowait(None)  # needs no room
+    assert queue.closed and queue.qsize() == 1
+    assert queue.get_nowait() == 1 and queue.get_nowait() is None
+
+
 async def test_close_wakes_blocked_consumers_and_refuses_further_puts() -> None:
     queue: AsyncQueue[int] = AsyncQueue(name="jobs")
     getters = [asyncio.create_task(queue.get()) for _ in range(3)]
