@@ -23,7 +23,7 @@ from ._scope import CALL
 
 try:
     import resource
-except ImportError:  # not on Windows: peak memory is then not reported
+except ImportError:  # Windows: peak memory is not reported
     resource = None  # type: ignore[assignment]
 
 __all__ = ["AsyncMetrics", "BlockMetrics", "MetricsSummary"]
@@ -111,7 +111,9 @@ def _quantile(values: list[float], q: float) -> float:
 class _Series:
     """Everything recorded under one name."""
 
-    __slots__ = ("in_flight", "max_concurrency", "errors", "cancelled", "duration", "queue_wait", "cpu_s", "peak_memory", "values")
+    __slots__ = (
+        "in_flight", "max_concurrency", "errors", "cancelled", "duration", "queue_wait", "cpu_s", "peak_memory", "values",
+    )
 
     def __init__(self) -> None:
         self.in_flight = 0
@@ -164,24 +166,26 @@ class MetricsSummary(dict[str, Any]):
     """The figures of one monitored name: a plain, JSON-ready mapping whose `str()` is a table."""
 
     def __str__(self) -> str:
-        if not self["count"]:
-            return f"{self['name']}: no blocks recorded yet"
+        s = self
+        if not s["count"]:
+            return f"{s['name']}: no blocks recorded yet"
+        memory = s["peak_memory_bytes"]
         rows = [
-            ("blocks", f"{self['count']} ({self['errors']} errors, {self['cancelled']} cancelled, {self['in_flight']} in flight)"),
-            ("max concurrency", str(self["max_concurrency"])),
-            ("duration", "  ".join(f"{k} {_ms(self[f'duration_{k}_s'])}" for k in ("mean", "p50", "p95", "p99", "max"))),
+            ("blocks", f"{s['count']} ({s['errors']} errors, {s['cancelled']} cancelled, {s['in_flight']} in flight)"),
+            ("max concurrency", str(s["max_concurrency"])),
+            ("duration", "  ".join(f"{k} {_ms(s[f'duration_{k}_s'])}" for k in ("mean", "p50", "p95", "p99", "max"))),
+            ("queue wait", (
+                f"mean {_ms(s['queue_wait_mean_s'])}  p95 {_ms(s['queue_wait_p95_s'])}  ({s['queue_wait_count']} blocks)"
+                if s["queue_wait_count"] else "none (no enclosing call waited for a concurrency slot)"
+            )),
+            ("CPU time", f"{s['cpu_s']:.3f} s"),
+            ("peak memory", "unknown" if memory is None else f"{memory / 2**20:.1f} MiB"),
         ]
-        if self["queue_wait_count"]:
-            rows.append(("queue wait", f"mean {_ms(self['queue_wait_mean_s'])}  p95 {_ms(self['queue_wait_p95_s'])}  ({self['queue_wait_count']} blocks)"))
-        else:
-            rows.append(("queue wait", "none (no enclosing call waited for a concurrency slot)"))
-        rows.append(("CPU time", f"{self['cpu_s']:.3f} s"))
-        memory = self["peak_memory_bytes"]
-        rows.append(("peak memory", "unknown" if memory is None else f"{memory / 2**20:.1f} MiB"))
-        for key, figures in self["values"].items():
-            rows.append((key, "  ".join(f"{k} {figures[k]:.4g}" for k in ("mean", "p50", "p95", "max")) + f"  ({figures['count']} values)"))
+        for key, figures in s["values"].items():
+            shown = "  ".join(f"{k} {figures[k]:.4g}" for k in ("mean", "p50", "p95", "max"))
+            rows.append((key, f"{shown}  ({figures['count']} values)"))
         width = max(len(label) for label, _ in rows)
-        return "\n".join([self["name"], *(f"  {label:<{width}}  {text}" for label, text in rows)])
+        return "\n".join([s["name"], *(f"  {label:<{width}}  {text}" for label, text in rows)])
 
 
 def _ms(seconds: float) -> str:

@@ -37,7 +37,8 @@ class _NoSentinel:
 _NO_SENTINEL: Any = _NoSentinel()
 
 _put_blocked = _facade.METER.create_histogram(
-    semconv.METRIC_QUEUE_PUT_BLOCKED, unit="s", description="Time AsyncQueue.put waited for room, for each put that had to wait (backpressure)",
+    semconv.METRIC_QUEUE_PUT_BLOCKED, unit="s",
+    description="Time AsyncQueue.put waited for room, for each put that had to wait (backpressure)",
     explicit_bucket_boundaries_advisory=_facade.SECONDS_BUCKETS,
 )
 _producers = _facade.METER.create_up_down_counter(
@@ -46,7 +47,6 @@ _producers = _facade.METER.create_up_down_counter(
 _consumers = _facade.METER.create_up_down_counter(
     semconv.METRIC_QUEUE_CONSUMERS, unit="{task}", description="Live tasks that have got items from an AsyncQueue"
 )
-
 
 _live: weakref.WeakSet[AsyncQueue[Any]] = weakref.WeakSet()
 _live_lock = threading.Lock()  # the depth callback runs on the metric exporter's thread
