@@ -17,6 +17,7 @@ from opentelemetry.trace import StatusCode
 import opto
 from opto.telemetry import semconv
 from opto.trace import async_stream
+from opto.trace._scope import SCOPE, Limiter, Scope
 
 if TYPE_CHECKING:
     from conftest import Spans, SpecPage
@@ -422,3 +423,23 @@ async def test_the_spec_streaming_snippet_runs_as_written(spec_page: SpecPage, s
     await spec_page.run(spec_page.block("async_optimize_stream(large_dataset)"), namespace)
     await namespace["process_efficiently"]()
     assert namespace["results"] == [2, 4, 6] and handled[3:] == [2, 4, 6]
+
+
+async def test_a_stream_takes_no_concurrency_slot() -> None:
+    """Under a limit of one slot, the consumer's traced calls run between items, and so do the body's."""
+
+    @opto.trace.async_trace
+    async def step(i: int) -> int:
+        return i
+
+    @async_stream
+    async def gen() -> AsyncGenerator[int, None]:
+        for i in range(3):
+            yield await step(i)
+
+    token = SCOPE.set(Scope(limiters=(Limiter(1),)))
+    try:
+        async with asyncio.timeout(5):
+            assert [await step(x) async for x in gen()] == [0, 1, 2]
+    finally:
+        SCOPE.reset(token)
