@@ -48,6 +48,7 @@ _KINDS = {
 }
 _STATUS = {Status.STATUS_CODE_UNSET: "unset", Status.STATUS_CODE_OK: "ok", Status.STATUS_CODE_ERROR: "error"}
 _SCALARS = frozenset({"string_value", "int_value", "double_value", "bool_value"})
+_ZERO_IDS = {8: bytes(8), 16: bytes(16)}
 _ID_FIELDS = ("traceId", "trace_id", "spanId", "span_id", "parentSpanId", "parent_span_id")
 _SHOWN_METRICS = frozenset({"gauge", "sum", "histogram"})
 
@@ -170,37 +171,40 @@ def to_records(request: ExportTraceServiceRequest) -> Decoded:
 
 
 def _record(span: Span, resource: dict[str, Any], scope: dict[str, str]) -> SpanRecord:
-    if span.end_time_unix_nano == 0:
+    end_ns = span.end_time_unix_nano
+    if end_ns == 0:
         raise RecordError("span.end_ns", "an OTLP span needs end_time_unix_nano")
-    _text(span.name, "span.name")
-    _text(span.status.message, "span.status.message", MAX_STATUS_MESSAGE)
+    status = span.status
+    parent = span.parent_span_id
+    events = span.events
+    links = span.links
     return SpanRecord(
         trace_id=_id(span.trace_id, 16, "span.trace_id"),
         span_id=_id(span.span_id, 8, "span.span_id"),
-        parent_span_id=_id(span.parent_span_id, 8, "span.parent_span_id") if span.parent_span_id else None,
-        name=span.name,
+        parent_span_id=_id(parent, 8, "span.parent_span_id") if parent else None,
+        name=_text(span.name, "span.name"),
         kind=_KINDS.get(span.kind, "internal"),
         state="ended",
         start_ns=span.start_time_unix_nano,
-        end_ns=span.end_time_unix_nano,
-        status_code=_STATUS.get(span.status.code, "unset"),
-        status_message=span.status.message,
+        end_ns=end_ns,
+        status_code=_STATUS.get(status.code, "unset"),
+        status_message=_text(status.message, "span.status.message", MAX_STATUS_MESSAGE),
         attributes=attributes(span.attributes, "span.attributes"),
-        events=[
+        events=[] if not events else [
             {
                 "name": _text(e.name, f"span.events[{i}].name"),
                 "time_ns": e.time_unix_nano,
                 "attributes": attributes(e.attributes, f"span.events[{i}].attributes"),
             }
-            for i, e in enumerate(_limited(span.events, "span.events"))
+            for i, e in enumerate(_limited(events, "span.events"))
         ],
-        links=[
+        links=[] if not links else [
             {
                 "trace_id": _id(link.trace_id, 16, f"span.links[{i}].trace_id"),
                 "span_id": _id(link.span_id, 8, f"span.links[{i}].span_id"),
                 "attributes": attributes(link.attributes, f"span.links[{i}].attributes"),
             }
-            for i, link in enumerate(_limited(span.links, "span.links"))
+            for i, link in enumerate(_limited(links, "span.links"))
         ],
         resource=resource,
         scope=scope,
@@ -209,7 +213,7 @@ def _record(span: Span, resource: dict[str, Any], scope: dict[str, str]) -> Span
 
 def _id(raw: bytes, size: int, path: str) -> str:
     """Lowercase hex of an id of `size` bytes; OTLP forbids all-zero ids."""
-    if len(raw) != size or not any(raw):
+    if len(raw) != size or raw == _ZERO_IDS[size]:
         raise RecordError(path, f"expected a non-zero {size}-byte id, got {raw.hex()!r}")
     return raw.hex()
 
@@ -298,7 +302,7 @@ def attributes(pairs: Iterable[KeyValue], path: str) -> dict[str, Any]:
             out[pair.key] = getattr(value, kind)
         elif kind is not None:
             out[pair.key] = _complex(value, kind)
-    if any(len(key) > MAX_NAME for key in out):
+    if out and max(map(len, out)) > MAX_NAME:
         raise RecordError(path, f"attribute name longer than {MAX_NAME} chars")
     return out
 
