@@ -21,6 +21,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 )
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest, ExportTraceServiceResponse
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 __all__ = ["main"]
 
@@ -40,19 +41,30 @@ def attrs(pairs: Any) -> dict[str, Any]:
 
 
 def traces(body: bytes) -> list[dict[str, Any]]:
+    """Every span of the request, with the fields of a dashboard span record (ended)."""
     request = ExportTraceServiceRequest.FromString(body)
     return [
         {
-            "resource": attrs(rs.resource.attributes),
-            "scope": ss.scope.name,
-            "name": span.name,
             "trace_id": span.trace_id.hex(),
             "span_id": span.span_id.hex(),
-            "parent_span_id": span.parent_span_id.hex(),
-            "status": [span.status.code, span.status.message],
+            "parent_span_id": span.parent_span_id.hex() or None,
+            "name": span.name,
+            "kind": Span.SpanKind.Name(span.kind).removeprefix("SPAN_KIND_").lower(),
+            "state": "ended",
+            "start_ns": span.start_time_unix_nano,
+            "end_ns": span.end_time_unix_nano,
+            "status": {
+                "code": Status.StatusCode.Name(span.status.code).removeprefix("STATUS_CODE_").lower(),
+                "message": span.status.message,
+            },
             "attributes": attrs(span.attributes),
-            "events": [{"name": e.name, "attributes": attrs(e.attributes)} for e in span.events],
-            "links": [{"span_id": link.span_id.hex(), "attributes": attrs(link.attributes)} for link in span.links],
+            "events": [{"name": e.name, "time_ns": e.time_unix_nano, "attributes": attrs(e.attributes)} for e in span.events],
+            "links": [
+                {"trace_id": link.trace_id.hex(), "span_id": link.span_id.hex(), "attributes": attrs(link.attributes)}
+                for link in span.links
+            ],
+            "resource": attrs(rs.resource.attributes),
+            "scope": {"name": ss.scope.name, "version": ss.scope.version},
         }
         for rs in request.resource_spans
         for ss in rs.scope_spans

@@ -20,45 +20,10 @@ import pytest
 
 import opto
 from dashboard_server import Dashboard
+from otlp_examples import TRACED_PROGRAM
 
 RECEIVER = Path(__file__).with_name("otlp_receiver.py")
 
-# A traced program: an agent that is retried once inside a workflow. It prints the spans its own
-# SDK finished (seen through an in-memory exporter) and exits without calling opto.shutdown(), so
-# what the collector gets was flushed at exit.
-PROGRAM = """
-import asyncio, json, sys
-import opto
-from opentelemetry import trace
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-
-opto.configure(**json.loads(sys.argv[1]))
-seen = InMemorySpanExporter()
-trace.get_tracer_provider().add_span_processor(SimpleSpanProcessor(seen))
-opto.trace.set_testing(True)
-failures = iter([opto.RetryableError("rate limited"), None])
-
-@opto.trace.async_trace(retry_attempts=2, timeout=5)
-async def agent(query: str) -> str:
-    exc = next(failures)
-    if exc is not None:
-        raise exc
-    return query.upper()
-
-@opto.trace.async_trace
-async def workflow() -> str:
-    return await agent("hi")
-
-asyncio.run(workflow())
-plain = lambda attrs: {k: list(v) if isinstance(v, tuple) else v for k, v in attrs.items()}
-print(json.dumps([
-    {"name": s.name, "trace_id": format(s.context.trace_id, "032x"), "span_id": format(s.context.span_id, "016x"),
-     "attributes": plain(s.attributes),
-     "events": [{"name": e.name, "attributes": plain(e.attributes)} for e in s.events]}
-    for s in seen.get_finished_spans()
-]))
-"""
 
 
 @dataclass
@@ -104,23 +69,19 @@ def run(program: str, config: dict[str, Any], env: dict[str, str]) -> subprocess
 
 
 def test_spans_reach_the_collector_with_opto_attributes_and_events_unchanged(receiver: Receiver) -> None:
-    """Every span the program finished arrives, flushed at exit, with identical attributes and events."""
+    """Every span the program finished arrives, flushed at exit, with every field (opto attributes, events) unchanged."""
     config = {"otlp_endpoint": receiver.url, "otlp_headers": {"x-api-key": "k1"}, "service_name": "exporter-test"}
     # The argument wins over the environment variable, which points nowhere.
-    proc = run(PROGRAM, config, clean_env(OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:9"))
+    proc = run(TRACED_PROGRAM, config, clean_env(OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:9"))
     sent = {s["span_id"]: s for s in json.loads(proc.stdout)}
     received = {s["span_id"]: s for s in receiver.spans()}
-    assert received.keys() == sent.keys() and len(sent) == 2
-    for span_id, span in sent.items():
-        got = received[span_id]
-        assert (got["name"], got["attributes"], got["events"]) == (span["name"], span["attributes"], span["events"])
-        assert got["resource"]["service.name"] == "exporter-test"
-        assert got["scope"] == "opto"
-    agent = next(s for s in received.values() if s["name"].endswith("agent"))
+    assert received == sent and len(sent) == 5  # every field: ids, times, status, attributes, events, links, resource
+    agent = next(s for s in received.values() if s["name"] == "agent")
     assert agent["attributes"]["opto.outcome"] == "ok"
     assert agent["attributes"]["opto.attempts"] == 2
     assert [e["name"] for e in agent["events"]] == ["opto.retry"]
-    workflow = next(s for s in received.values() if s["name"].endswith("workflow"))
+    assert agent["resource"]["service.name"] == "exporter-test"
+    workflow = next(s for s in received.values() if s["name"] == "workflow")
     assert agent["parent_span_id"] == workflow["span_id"]
     requests = receiver.requests()
     assert {r["path"] for r in requests} == {"/v1/traces", "/v1/metrics"}
@@ -148,9 +109,9 @@ def test_spans_reach_the_collector_with_opto_attributes_and_events_unchanged(rec
 def test_standard_environment_variables(receiver: Receiver, env: dict[str, str], service: str, extra: dict[str, str]) -> None:
     """With no arguments, OTEL_EXPORTER_OTLP_ENDPOINT/HEADERS, OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES apply."""
     env = clean_env(OTEL_EXPORTER_OTLP_ENDPOINT=receiver.url, OTEL_EXPORTER_OTLP_HEADERS="authorization=Bearer%20t0k", **env)
-    run(PROGRAM, {}, env)
+    run(TRACED_PROGRAM, {}, env)
     spans = receiver.spans()
-    assert len(spans) == 2
+    assert len(spans) == 5
     assert all(s["resource"]["service.name"] == service and extra.items() <= s["resource"].items() for s in spans)
     requests = receiver.requests()
     assert all(r["headers"]["authorization"] == "Bearer t0k" for r in requests)
@@ -160,19 +121,18 @@ def test_standard_environment_variables(receiver: Receiver, env: dict[str, str],
 
 def test_traces_endpoint_variable_is_used_as_the_full_url(receiver: Receiver) -> None:
     """OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is taken as is, and alone exports no metrics."""
-    run(PROGRAM, {}, clean_env(OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=f"{receiver.url}/custom/traces"))
+    run(TRACED_PROGRAM, {}, clean_env(OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=f"{receiver.url}/custom/traces"))
     assert [r["path"] for r in receiver.requests()] == ["/custom/traces"]
-    assert len(receiver.spans()) == 2
+    assert len(receiver.spans()) == 5
 
 
 def test_live_dashboard_and_otlp_export_run_side_by_side(receiver: Receiver, tmp_path: Path) -> None:
     """With both `dashboard=` and `otlp_endpoint=`, every span reaches the dashboard and the collector."""
     with Dashboard(tmp_path / "opto.db") as dashboard:
-        proc = run(PROGRAM, {"otlp_endpoint": receiver.url, "dashboard": dashboard.url}, clean_env())
+        proc = run(TRACED_PROGRAM, {"otlp_endpoint": receiver.url, "dashboard": dashboard.url}, clean_env())
         sent = json.loads(proc.stdout)
         assert {s["span_id"] for s in receiver.spans()} == {s["span_id"] for s in sent}
-        (trace_id,) = {s["trace_id"] for s in sent}
-        stored = dashboard.get(f"/api/traces/{trace_id}")["spans"]
+        stored = [s for t in {s["trace_id"] for s in sent} for s in dashboard.get(f"/api/traces/{t}")["spans"]]
         assert {s["span_id"] for s in stored} == {s["span_id"] for s in sent}
         assert all(s["state"] == "ended" for s in stored)
 
@@ -183,7 +143,7 @@ def test_shutdown_returns_within_its_time_limit_when_the_collector_never_answers
         black_hole.bind(("127.0.0.1", 0))
         black_hole.listen(64)
         url = f"http://127.0.0.1:{black_hole.getsockname()[1]}"
-        program = PROGRAM + "\nopto.shutdown(timeout_s=0.5)\nprint('shutdown returned')\n"
+        program = TRACED_PROGRAM + "\nopto.shutdown(timeout_s=0.5)\nprint('shutdown returned')\n"
         proc = run(program, {"otlp_endpoint": url}, clean_env(OTEL_EXPORTER_OTLP_TIMEOUT="600"))
     assert proc.stdout.splitlines()[-1] == "shutdown returned"
     assert "telemetry not exported within 0.5s at shutdown was dropped" in proc.stderr

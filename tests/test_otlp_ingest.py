@@ -22,72 +22,11 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from dashboard_server import Dashboard
 from opto_dashboard.otlp import MAX_BODY_BYTES, RETRY_AFTER_S
 from opto_dashboard.otlp_decode import parse
-from otlp_examples import SPEC_METRICS_EXAMPLE, SPEC_TRACE_EXAMPLE
+from otlp_examples import SPEC_METRICS_EXAMPLE, SPEC_TRACE_EXAMPLE, TRACED_PROGRAM
 
 PROTOBUF = {"Content-Type": "application/x-protobuf"}
 JSON = {"Content-Type": "application/json"}
 
-# A traced program exporting with the real OTLPSpanExporter: an opto agent retried once and a
-# failing call inside a workflow, then plain OpenTelemetry spans (server, and a consumer linked to
-# it with an error status). It prints what its own SDK finished, every field, for comparison.
-PROGRAM = """
-import asyncio, json, sys
-import opto
-from opentelemetry import trace
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import Link, SpanKind, Status, StatusCode
-
-opto.configure(otlp_endpoint=sys.argv[1], service_name="otlp-prog")
-seen = InMemorySpanExporter()
-trace.get_tracer_provider().add_span_processor(SimpleSpanProcessor(seen))
-opto.trace.set_testing(True)
-failures = iter([opto.RetryableError("rate limited"), None])
-
-@opto.trace.async_trace(retry_attempts=2)
-async def agent(query: str) -> str:
-    exc = next(failures)
-    if exc is not None:
-        raise exc
-    return query.upper()
-
-@opto.trace.async_trace
-async def broken() -> None:
-    raise ValueError("bad input")
-
-@opto.trace.async_trace
-async def workflow() -> None:
-    await agent("hi")
-    try:
-        await broken()
-    except ValueError:
-        pass
-
-asyncio.run(workflow())
-tracer = trace.get_tracer("plain-sdk", "9.9")
-with tracer.start_as_current_span("GET /cart", kind=SpanKind.SERVER) as server:
-    server.set_attribute("http.route", "/cart")
-with tracer.start_as_current_span(
-    "consume", kind=SpanKind.CONSUMER, links=[Link(server.get_span_context(), {"link.kind": "queue"})]
-) as consumer:
-    consumer.add_event("received", {"bytes": 12})
-    consumer.set_status(Status(StatusCode.ERROR, "boom"))
-
-hexid = lambda n, width: format(n, f"0{width}x")
-plain = lambda attrs: {k: list(v) if isinstance(v, tuple) else v for k, v in attrs.items()}
-print(json.dumps([{
-    "trace_id": hexid(s.context.trace_id, 32), "span_id": hexid(s.context.span_id, 16),
-    "parent_span_id": hexid(s.parent.span_id, 16) if s.parent else None, "name": s.name,
-    "kind": s.kind.name.lower(), "state": "ended", "start_ns": s.start_time, "end_ns": s.end_time,
-    "status": {"code": s.status.status_code.name.lower(), "message": s.status.description or ""},
-    "attributes": plain(s.attributes),
-    "events": [{"name": e.name, "time_ns": e.timestamp, "attributes": plain(e.attributes)} for e in s.events],
-    "links": [{"trace_id": hexid(l.context.trace_id, 32), "span_id": hexid(l.context.span_id, 16),
-               "attributes": plain(l.attributes)} for l in s.links],
-    "resource": plain(s.resource.attributes),
-    "scope": {"name": s.instrumentation_scope.name, "version": s.instrumentation_scope.version or ""},
-} for s in seen.get_finished_spans()]))
-"""
 
 
 @pytest.fixture
@@ -119,7 +58,8 @@ TRACE_ID = "5b8efff798038103d269b633813fc60c"
 
 def test_real_exporter_spans_arrive_with_every_field_and_drive_the_views(dashboard: Dashboard) -> None:
     """The SDK's OTLPSpanExporter (protobuf) delivers spans identical to what the program finished."""
-    proc = subprocess.run([sys.executable, "-c", PROGRAM, dashboard.url], capture_output=True, text=True, timeout=50)
+    config = json.dumps({"otlp_endpoint": dashboard.url, "service_name": "otlp-prog"})
+    proc = subprocess.run([sys.executable, "-c", TRACED_PROGRAM, config], capture_output=True, text=True, timeout=50)
     assert proc.returncode == 0, proc.stderr
     sent = json.loads(proc.stdout)
     assert len(sent) == 5
