@@ -23,7 +23,8 @@ METER = metrics.get_meter("opto", __version__)
 SECONDS_BUCKETS = (0.0, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 
 call_duration = METER.create_histogram(
-    semconv.METRIC_CALL_DURATION, unit="s", description="Duration of traced calls, by function and outcome"
+    semconv.METRIC_CALL_DURATION, unit="s", description="Duration of traced calls, by function and outcome",
+    explicit_bucket_boundaries_advisory=SECONDS_BUCKETS,
 )
 retries = METER.create_counter(semconv.METRIC_RETRIES, unit="{retry}", description="Retries of traced calls")
 queue_wait = METER.create_histogram(
