@@ -149,6 +149,11 @@ class SpanRecord:
     @classmethod
     def from_json(cls, obj: Any, path: str = "span") -> SpanRecord:
         """Validate a decoded JSON span record; RecordError names the first bad field."""
+        return _quick(cls, obj) or cls._checked(obj, path)
+
+    @classmethod
+    def _checked(cls, obj: Any, path: str) -> SpanRecord:
+        """The field-by-field validation that names what is wrong (the quick path declined `obj`)."""
         obj = object_field(obj, path)
         state = obj.get("state")
         if state not in STATES:
@@ -218,6 +223,59 @@ class SpanRecord:
             "process_id": self.process_id,
             "service": self.service,
         }
+
+
+_SCALAR_TYPES = frozenset({str, int, float, bool})
+_match16 = _HEX[16].fullmatch
+_match32 = _HEX[32].fullmatch
+
+
+def _plain(attrs: Any) -> bool:
+    """Attributes of scalar values only, within the limits: the common case, checked fast."""
+    return (
+        type(attrs) is dict and len(attrs) <= MAX_ITEMS
+        and all(type(v) in _SCALAR_TYPES for v in attrs.values()) and all(len(k) <= MAX_NAME for k in attrs)
+    )
+
+
+def _quick(cls: type[SpanRecord], obj: Any) -> SpanRecord | None:
+    """The record if `obj` is plainly valid (no events, links or list attributes), else None.
+
+    Ingest runs this for every span, so it checks types inline and builds no error paths; anything
+    unusual goes to the thorough validation, which accepts it or names the problem.
+    """
+    if type(obj) is not dict:
+        return None
+    get = obj.get
+    trace_id, span_id, parent, name = get("trace_id"), get("span_id"), get("parent_span_id"), get("name")
+    state, start_ns, end_ns = get("state"), get("start_ns"), get("end_ns")
+    kind, status, attributes, resource, scope = get("kind", "internal"), get("status", {}), get("attributes", {}), get("resource", {}), get("scope", {})
+    if not (
+        type(trace_id) is str and len(trace_id) == 32 and _match32(trace_id)
+        and type(span_id) is str and len(span_id) == 16 and _match16(span_id)
+        and (parent is None or (type(parent) is str and len(parent) == 16 and _match16(parent)))
+        and type(name) is str and len(name) <= MAX_NAME and type(start_ns) is int and start_ns >= 0
+        and kind in KINDS and not get("events") and not get("links") and _plain(attributes) and _plain(resource)
+    ):
+        return None
+    if state == "ended":
+        if type(end_ns) is not int or end_ns < 0:
+            return None
+    elif state != "started" or end_ns is not None:
+        return None
+    if type(status) is not dict or type(scope) is not dict:
+        return None
+    code, message = status.get("code", "unset"), status.get("message", "")
+    if code not in STATUS_CODES or type(message) is not str or len(message) > 4096:
+        return None
+    scope_name, scope_version = scope.get("name", ""), scope.get("version", "")
+    if type(scope_name) is not str or type(scope_version) is not str or len(scope_name) > MAX_NAME or len(scope_version) > MAX_NAME:
+        return None
+    return cls(
+        trace_id=trace_id, span_id=span_id, parent_span_id=parent, name=name, kind=kind, state=state,
+        start_ns=start_ns, end_ns=end_ns, status_code=code, status_message=message, attributes=attributes,
+        resource=resource, scope={"name": scope_name, "version": scope_version},
+    )
 
 
 @dataclass(frozen=True, slots=True)

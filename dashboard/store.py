@@ -30,10 +30,9 @@ CREATE TABLE IF NOT EXISTS spans (
     resource TEXT NOT NULL, scope TEXT NOT NULL,
     PRIMARY KEY (trace_id, span_id)
 );
-CREATE INDEX IF NOT EXISTS spans_parent ON spans (parent_span_id);
+-- The key (trace_id, span_id) serves a trace's spans and, within it, a span's children.
 CREATE INDEX IF NOT EXISTS spans_start ON spans (start_ns);
 CREATE INDEX IF NOT EXISTS spans_name ON spans (name, start_ns);
-CREATE INDEX IF NOT EXISTS spans_outcome ON spans (outcome, start_ns);
 CREATE INDEX IF NOT EXISTS spans_in_flight ON spans (start_ns) WHERE state = 'started';
 CREATE TABLE IF NOT EXISTS traces (
     trace_id TEXT PRIMARY KEY, root_name TEXT NOT NULL, service TEXT, start_ns INTEGER NOT NULL,
@@ -42,6 +41,7 @@ CREATE TABLE IF NOT EXISTS traces (
 );
 CREATE INDEX IF NOT EXISTS traces_start ON traces (start_ns);
 CREATE INDEX IF NOT EXISTS traces_root ON traces (root_name, start_ns);
+CREATE INDEX IF NOT EXISTS traces_outcome ON traces (outcome, start_ns);
 CREATE TABLE IF NOT EXISTS span_events (
     trace_id TEXT NOT NULL, span_id TEXT NOT NULL, span_name TEXT NOT NULL, kind TEXT NOT NULL,
     time_ns INTEGER NOT NULL, attributes TEXT NOT NULL,
@@ -74,17 +74,19 @@ ON CONFLICT (trace_id, span_id) DO UPDATE SET
     links = excluded.links, resource = excluded.resource, scope = excluded.scope
 WHERE spans.state = 'started' AND excluded.state = 'ended'
 """
-# Recomputes the summary row of every trace named in the JSON list bound to `?`.
+# Recomputes the summary row of every trace named in the JSON list bound to `?`; the root is the
+# earliest span without a parent (else the earliest span: its parent has not arrived).
 _REFRESH_TRACES = """
 INSERT OR REPLACE INTO traces
-SELECT s.trace_id, r.name, r.service, min(s.start_ns), max(s.end_ns), count(*),
-       sum(s.state = 'started'), r.outcome, sum(coalesce(s.outcome IN ('error', 'timeout'), 0)),
-       sum(max(coalesce(s.attempts, 1) - 1, 0))
-FROM spans s JOIN spans r ON r.rowid = (
-    SELECT x.rowid FROM spans x WHERE x.trace_id = s.trace_id
-    ORDER BY x.parent_span_id IS NOT NULL, x.start_ns LIMIT 1)
-WHERE s.trace_id IN (SELECT value FROM json_each(?))
-GROUP BY s.trace_id
+SELECT g.trace_id, r.name, r.service, g.start_ns, g.end_ns, g.n, g.open, r.outcome, g.errors, g.retries
+FROM (
+    SELECT trace_id, min(start_ns) AS start_ns, max(end_ns) AS end_ns, count(*) AS n,
+           sum(state = 'started') AS open, sum(coalesce(outcome IN ('error', 'timeout'), 0)) AS errors,
+           sum(max(coalesce(attempts, 1) - 1, 0)) AS retries,
+           (SELECT x.rowid FROM spans x WHERE x.trace_id = s.trace_id
+            ORDER BY x.parent_span_id IS NOT NULL, x.start_ns LIMIT 1) AS root
+    FROM spans s WHERE trace_id IN (SELECT value FROM json_each(?)) GROUP BY trace_id
+) g JOIN spans r ON r.rowid = g.root
 """
 _INSERT_EVENT = "INSERT OR IGNORE INTO span_events VALUES (?, ?, ?, ?, ?, ?)"
 _INSERT_METRIC = "INSERT INTO metrics VALUES (?, ?, ?, ?, ?, ?)"
@@ -106,14 +108,33 @@ class Write:
     drops: dict[str, int] | None = None
 
 
-def _span_row(r: SpanRecord) -> tuple[Any, ...]:
-    attempts = r.attributes.get(semconv.ATTEMPTS)
-    return (
-        r.trace_id, r.span_id, r.parent_span_id, r.name, r.kind, r.state, r.start_ns, r.end_ns,
-        r.status_code, r.status_message, r.outcome, attempts if isinstance(attempts, int) else None,
-        r.process_id, r.service, _dumps(r.attributes), _dumps(r.events) if r.events else None,
-        _dumps(r.links) if r.links else None, _dumps(r.resource), _dumps(r.scope),
-    )
+class _Repeats:
+    """JSON of the resource and scope of the previous span: consecutive spans nearly always share them."""
+
+    __slots__ = ("value", "text")
+
+    def __init__(self) -> None:
+        self.value: dict[str, Any] | None = None
+        self.text = ""
+
+    def dumps(self, value: dict[str, Any]) -> str:
+        if value != self.value:
+            self.value, self.text = value, _dumps(value)
+        return self.text
+
+
+def _span_rows(spans: Iterable[SpanRecord]) -> list[tuple[Any, ...]]:
+    resources, scopes = _Repeats(), _Repeats()
+    rows = []
+    for r in spans:
+        attempts = r.attributes.get(semconv.ATTEMPTS)
+        rows.append((
+            r.trace_id, r.span_id, r.parent_span_id, r.name, r.kind, r.state, r.start_ns, r.end_ns,
+            r.status_code, r.status_message, r.outcome, attempts if type(attempts) is int else None,
+            r.process_id, r.service, _dumps(r.attributes), _dumps(r.events) if r.events else None,
+            _dumps(r.links) if r.links else None, resources.dumps(r.resource), scopes.dumps(r.scope),
+        ))
+    return rows
 
 
 def _event_rows(r: SpanRecord) -> Iterable[tuple[Any, ...]]:
@@ -184,7 +205,7 @@ class Store:
         await db.execute("BEGIN")
         try:
             if spans:
-                await db.executemany(_UPSERT_SPAN, [_span_row(r) for r in spans])
+                await db.executemany(_UPSERT_SPAN, _span_rows(spans))
                 await db.execute(_REFRESH_TRACES, (_dumps(list({r.trace_id for r in spans})),))
                 events = [row for r in spans for row in _event_rows(r)]
                 if events:

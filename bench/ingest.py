@@ -1,0 +1,223 @@
+"""Dashboard ingest rate and the live exporter's cost to a traced program.
+
+Run: .venv/bin/python bench/ingest.py
+1. Websocket door: a load generator sends pre-built batch frames (1,000 spans each, up to 16 unacked
+   per connection) to a real dashboard subprocess; spans stored per second are counted from its
+   SQLite file. Baseline: the same rows inserted by one plain sqlite3 `executemany` loop.
+2. Live exporter: a traced program makes 10,000 spans per second (100 ms ticks of 1,000 sync traced
+   calls); its CPU time with the live exporter streaming to a real dashboard, against the same
+   program with the SDK and no exporter. Then the highest rate an SDK process pushes through the
+   exporter with zero drops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+from websockets.asyncio.client import connect
+
+FRAMES = 60
+SPANS_PER_FRAME = 1000
+CONNECTIONS = 2
+WINDOW = 16
+_SERVE = """
+import sys, uvicorn
+from opto_dashboard.app import create_app
+uvicorn.run(create_app(sys.argv[1]), fd=int(sys.argv[2]), log_level="warning", ws_max_size=2**24, ws_ping_interval=None)
+"""
+
+
+class Server:
+    """A real dashboard subprocess on a socket bound here, on a fresh SQLite file."""
+
+    def __init__(self, db: Path) -> None:
+        self.db = db
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(128)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        fd = self.sock.fileno()
+        self.proc = subprocess.Popen([sys.executable, "-c", _SERVE, str(db), str(fd)], pass_fds=[fd])
+        httpx.get(self.url + "/api/live", timeout=60).raise_for_status()
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(60)
+        self.sock.close()
+
+    def count(self) -> int:
+        with sqlite3.connect(self.db) as conn:
+            return conn.execute("SELECT count(*) FROM spans").fetchone()[0]  # type: ignore[no-any-return]
+
+
+def _span(trace: int, i: int, now: int) -> dict[str, object]:
+    return {
+        "trace_id": f"{trace:032x}", "span_id": f"{trace * 10 + i + 1:016x}",
+        "parent_span_id": None if i == 0 else f"{trace * 10 + 1:016x}", "name": f"agent.step{i}", "kind": "internal",
+        "state": "ended", "start_ns": now + i, "end_ns": now + i + 1_500_000, "status": {"code": "unset", "message": ""},
+        "attributes": {"opto.outcome": "ok", "opto.attempts": 1, "opto.function": f"agent.step{i}", "code.function.name": "step",
+                       "code.file.path": "/app/agent.py", "code.line.number": 42, "opto.arg.query": "'What is machine learning?'"},
+        "resource": {"service.name": "bench", "telemetry.sdk.language": "python"}, "scope": {"name": "opto", "version": "0.2.0"},
+    }
+
+
+def frames(connection: int) -> list[str]:
+    now = time.time_ns()
+    out = []
+    for f in range(FRAMES):
+        base = (connection * FRAMES + f) * SPANS_PER_FRAME // 5
+        spans = [_span(base + t + 1, i, now) for t in range(SPANS_PER_FRAME // 5) for i in range(5)]
+        out.append(json.dumps({"type": "batch", "seq": f + 1, "spans": spans, "metrics": [], "drops": {}}))
+    return out
+
+
+async def feed(url: str, batches: list[str]) -> None:
+    hello = {"id": uuid.uuid4().hex, "service": "bench", "pid": os.getpid(), "host": "bench", "sdk": "bench", "started_ns": time.time_ns()}
+    async with connect(url.replace("http", "ws", 1) + "/ws/ingest", max_size=None, compression=None) as ws:
+        await ws.send(json.dumps({"type": "hello", "process": hello}))
+        unacked = 0
+        for frame in batches:
+            if unacked >= WINDOW:
+                reply = json.loads(await ws.recv())
+                assert reply["type"] == "ack", reply
+                unacked -= 1
+            await ws.send(frame)
+            unacked += 1
+        for _ in range(unacked):
+            reply = json.loads(await ws.recv())
+            assert reply["type"] == "ack", reply
+
+
+def sqlite_baseline(db: Path, batches: list[list[str]]) -> float:
+    """Spans/s for one plain sqlite3 loop inserting the same spans (no JSON parsing or validation)."""
+    rows = [
+        (s["trace_id"], s["span_id"], s["parent_span_id"], s["name"], s["start_ns"], s["end_ns"], json.dumps(s["attributes"]))
+        for frame in (json.loads(f) for per_conn in batches for f in per_conn) for s in frame["spans"]
+    ]
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("CREATE TABLE spans (trace_id, span_id, parent, name, start_ns, end_ns, attributes, PRIMARY KEY (trace_id, span_id))")
+    t0 = time.perf_counter()
+    for i in range(0, len(rows), SPANS_PER_FRAME):
+        conn.execute("BEGIN")
+        conn.executemany("INSERT INTO spans VALUES (?, ?, ?, ?, ?, ?, ?)", rows[i:i + SPANS_PER_FRAME])
+        conn.execute("COMMIT")
+    elapsed = time.perf_counter() - t0
+    conn.close()
+    return len(rows) / elapsed
+
+
+def bench_ingest(tmp: Path) -> None:
+    batches = [frames(c) for c in range(CONNECTIONS)]
+    total = CONNECTIONS * FRAMES * SPANS_PER_FRAME
+    server = Server(tmp / "ingest.db")
+    try:
+        t0 = time.perf_counter()
+        asyncio.run(_feed_all(server.url, batches))
+        elapsed = time.perf_counter() - t0
+        stored = server.count()
+    finally:
+        server.close()
+    assert stored == total, f"stored {stored} of {total}"
+    rate = stored / elapsed
+    base = sqlite_baseline(tmp / "baseline.db", batches)
+    print(f"websocket door: {stored} spans stored in {elapsed:.2f} s = {rate:,.0f} spans/s "
+          f"({rate / base:.2f}x a bare sqlite3 insert loop at {base:,.0f} spans/s)")
+
+
+async def _feed_all(url: str, batches: list[list[str]]) -> None:
+    await asyncio.gather(*(feed(url, b) for b in batches))
+
+
+PROGRAM = """
+import json, sys, time
+import opto
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+
+mode, rate, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+if mode == "live":
+    opto.configure(dashboard=sys.argv[4], service_name="bench")
+else:
+    trace.set_tracer_provider(TracerProvider())
+
+@opto.trace
+def step(i):
+    return i * 2
+
+per_tick = 1000
+start = time.perf_counter()
+cpu0 = time.process_time()
+made = 0
+while made < count:
+    for i in range(per_tick):
+        step(i)
+    made += per_tick
+    if rate:  # paced: sleep to the next tick; a rate of 0 runs flat out
+        delay = start + made / rate - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+if mode == "live":
+    opto.shutdown(120)  # flush: everything is acked by the dashboard before the clock stops
+print(json.dumps({"cpu_s": time.process_time() - cpu0, "total_s": time.perf_counter() - start, "spans": made}))
+"""
+
+
+def run_program(mode: str, rate: int, count: int, url: str = "") -> dict[str, float]:
+    proc = subprocess.run([sys.executable, "-c", PROGRAM, mode, str(rate), str(count), url], capture_output=True,
+                          text=True, timeout=600, env={**os.environ, "OPTO_DASHBOARD_BUFFER": str(4 * count)})
+    if proc.returncode != 0 or "did not get" in proc.stderr:
+        raise SystemExit(f"program failed or dropped spans:\n{proc.stderr}")
+    return json.loads(proc.stdout)  # type: ignore[no-any-return]
+
+
+def _median(runs: list[dict[str, float]], key: str) -> float:
+    return sorted(r[key] for r in runs)[len(runs) // 2]
+
+
+def bench_exporter(tmp: Path, rounds: int = 3) -> None:
+    server = Server(tmp / "live.db")
+    try:
+        count = 50_000  # 5 s at 10,000 spans/s
+        base, live = [], []
+        for _ in range(rounds):  # interleaved, so machine load hits both alike
+            base.append(run_program("sdk", 10_000, count))
+            live.append(run_program("live", 10_000, count, server.url))
+        b, lv = _median(base, "cpu_s"), _median(live, "cpu_s")
+        seconds = count / 10_000
+        print(f"live exporter at 10,000 spans/s ({count:,} spans): program CPU {lv:.2f} s vs {b:.2f} s with the SDK alone "
+              f"= {lv / b:.2f}x; busy share of the {seconds:.0f} s run {lv / seconds:.0%} vs {b / seconds:.0%}; "
+              f"wall time {_median(live, 'total_s'):.2f} s vs {_median(base, 'total_s'):.2f} s (flush included)")
+        count = 100_000
+        before = server.count()
+        fast = run_program("live", 0, count, server.url)
+        stored = server.count() - before
+        assert stored == count, f"stored {stored} of {count}"
+        flat = run_program("sdk", 0, count)
+        print(f"live exporter flat out: {count:,} spans traced and acked with zero drops in {fast['total_s']:.2f} s = "
+              f"{count / fast['total_s']:,.0f} spans/s end to end, {count / fast['total_s'] / (count / flat['total_s']):.2f}x "
+              f"the same program with the SDK alone ({count / flat['total_s']:,.0f} spans/s)")
+    finally:
+        server.close()
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        bench_ingest(Path(tmp))
+        bench_exporter(Path(tmp))
+
+
+if __name__ == "__main__":
+    main()
