@@ -261,7 +261,7 @@ async def test_break_cancels_in_flight_batches_and_closes_the_input(spans: Spans
         async for result in stream:
             assert result.result == 0
             break
-        await stream.aclose()  # type: ignore[attr-defined]
+        await stream.aclose()
     assert input_closed.is_set()
     assert sorted(cancelled) == [1, 2]
     assert asyncio.all_tasks() == before

@@ -12,7 +12,7 @@ import inspect
 import itertools
 import operator
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Generic, TypeAlias, TypeVar
 
@@ -103,7 +103,7 @@ class AsyncBatchProcessor(Generic[T, R]):
 
     def process(
         self, data: Iterable[T] | AsyncIterable[T], handler: Handler[T, R] | None = None
-    ) -> AsyncIterator[BatchResult[T, R]]:
+    ) -> AsyncGenerator[BatchResult[T, R], None]:
         """Batch `data` (a sync or async iterable) and yield each batch's `BatchResult`.
 
         `handler` replaces the constructor's for this run. Breaking out of the loop (or closing
@@ -114,7 +114,9 @@ class AsyncBatchProcessor(Generic[T, R]):
         handler = _checked_handler(handler) or self.handler
         return self._results(data, handler)
 
-    async def _results(self, data: Iterable[T] | AsyncIterable[T], handler: Handler[T, R] | None) -> AsyncIterator[BatchResult[T, R]]:
+    async def _results(
+        self, data: Iterable[T] | AsyncIterable[T], handler: Handler[T, R] | None
+    ) -> AsyncGenerator[BatchResult[T, R], None]:
         attrs = {semconv.SPAN_KIND: semconv.KIND_BATCH, semconv.BATCH_SIZE: self.batch_size, semconv.CONCURRENCY_LIMIT: self.max_concurrent}
         span = _facade.TRACER.start_span(self.name, attributes=attrs)
         run = _Run(self, handler, span)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import inspect
+import operator
 from collections.abc import Awaitable, Callable, Collection, Coroutine, Iterable
 from dataclasses import dataclass
 from types import TracebackType
@@ -168,7 +169,7 @@ class AsyncTraceContext:
             failed = next((t for t in tasks if t.done() and (t.cancelled() or t.exception() is not None)), None)
             if failed is not None:
                 await cancel_and_wait([t for t in tasks if t is not failed])
-                return [failed.result()]  # raises the item's error
+                raise _outcome(failed)
         return [_outcome(t) for t in tasks]
 
     def _coroutines(self, items: list[Any]) -> list[Coroutine[Any, Any, Any]]:
@@ -212,7 +213,7 @@ class AsyncTraceContext:
         wrapper = self._wrappers.get(key)
         if wrapper is None:
             opts = Options(name=_label(first), retry=None if retries else _NO_RETRY, capture_args=False)
-            wrapper = _wrap_coroutine_function(_invoke, opts, _Calls(first, opts, semconv.KIND_TASK))  # type: ignore[arg-type]
+            wrapper = _wrap_coroutine_function(operator.call, opts, _Calls(first, opts, semconv.KIND_TASK))
             self._wrappers[key] = wrapper
         return wrapper
 
@@ -237,10 +238,6 @@ class _Source:
     def close(self) -> None:
         if inspect.iscoroutine(self.first):
             self.first.close()
-
-
-def _invoke(source: _Source) -> Coroutine[Any, Any, Any]:
-    return source()
 
 
 async def _await(aw: Awaitable[T]) -> T:
