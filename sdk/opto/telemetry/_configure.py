@@ -46,7 +46,7 @@ def _service_name(service_name: str | None) -> str:
     # OTEL_SERVICE_NAME, else service.name in OTEL_RESOURCE_ATTRIBUTES.
     env = OTELResourceDetector().detect().attributes.get(semconv.SERVICE_NAME)
     if env:
-        return env
+        return str(env)
     script = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
     return script.removesuffix(".py") or "opto-app"
 

@@ -66,6 +66,10 @@ def enable_loop_debug(loop: asyncio.AbstractEventLoop) -> None:
 _reported = threading.local()
 
 
+def _qualname(coro: Coroutine[Any, Any, Any]) -> str:
+    return getattr(coro, "__qualname__", type(coro).__qualname__)
+
+
 class _StepWatch:
     """Drives a coroutine step by step, recording each step that blocks the loop too long."""
 
@@ -82,13 +86,13 @@ class _StepWatch:
         if dt < self._threshold or getattr(_reported, "until", 0.0) >= t0:
             return  # fast, or a traced call nested in this step already reported it
         _reported.until = t1
-        frame = self._coro.cr_frame
+        frame = getattr(self._coro, "cr_frame", None)
         where = f"{frame.f_code.co_filename}:{frame.f_lineno}" if frame else "return"
         self._span.add_event(
             semconv.EVENT_SLOW_CALLBACK,
-            {semconv.DEBUG_DURATION_S: dt, semconv.DEBUG_HANDLE: f"step {step} of {self._coro.__qualname__} (until {where})"},
+            {semconv.DEBUG_DURATION_S: dt, semconv.DEBUG_HANDLE: f"step {step} of {_qualname(self._coro)} (until {where})"},
         )
-        logger.debug("%s blocked the event loop for %.3f s in step %d", self._coro.__qualname__, dt, step)
+        logger.debug("%s blocked the event loop for %.3f s in step %d", _qualname(self._coro), dt, step)
 
     def __await__(self) -> Generator[Any, Any, Any]:
         coro = self._coro

@@ -7,6 +7,7 @@ import functools
 import inspect
 import time
 from collections.abc import Awaitable, Callable, Coroutine
+from contextvars import Token
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar, overload
 
@@ -172,7 +173,7 @@ class _Calls:
             _debug.logger.debug("call %s end outcome=%s attempts=%d", self.name, outcome, attempts)
 
 
-def _activate(span: Span) -> object | None:
+def _activate(span: Span) -> Token[otel_context.Context] | None:
     """Make `span` current; a span with no valid context (no SDK configured) changes nothing."""
     if span.get_span_context().is_valid:
         return otel_context.attach(otel_trace.set_span_in_context(span))

@@ -93,5 +93,5 @@ def resolve_policy(policy: RetryPolicy | PolicyName | None) -> RetryPolicy | Non
     if policy is None or isinstance(policy, RetryPolicy):
         return policy
     if isinstance(policy, str):
-        return RetryPolicy.named(policy)  # type: ignore[arg-type]
+        return RetryPolicy.named(policy)
     raise TypeError(f"retry_policy must be a RetryPolicy or a policy name, got {policy!r}")

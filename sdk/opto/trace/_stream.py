@@ -6,7 +6,7 @@ import asyncio
 import functools
 import inspect
 import time
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any, ParamSpec, TypeVar, overload
 
 from opentelemetry import context as otel_context
@@ -22,6 +22,8 @@ __all__ = ["async_stream"]
 P = ParamSpec("P")
 Y = TypeVar("Y")
 S = TypeVar("S")
+# The generator type as the user annotated it (AsyncIterator[Y] or AsyncGenerator[Y, S]), kept as is.
+G = TypeVar("G", bound=AsyncIterator[Any])
 
 _RETRY_WHY = (
     "items already yielded cannot be taken back, so a stream is never re-run; "
@@ -124,7 +126,7 @@ def _wrap_async_generator_function(
 
 
 @overload
-def async_stream(fn: Callable[P, AsyncGenerator[Y, S]], /) -> Callable[P, AsyncGenerator[Y, S]]: ...
+def async_stream(fn: Callable[P, G], /) -> Callable[P, G]: ...
 @overload
 def async_stream(
     *,
@@ -133,7 +135,7 @@ def async_stream(
     capture_args: bool = True,
     capture_result: bool = True,
     max_repr: int = DEFAULT_MAX_LENGTH,
-) -> Callable[[Callable[P, AsyncGenerator[Y, S]]], Callable[P, AsyncGenerator[Y, S]]]: ...
+) -> Callable[[Callable[P, G]], Callable[P, G]]: ...
 def async_stream(
     fn: Any = None,
     /,
