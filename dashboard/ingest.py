@@ -68,6 +68,11 @@ def parse_batch(frame: dict[str, Any]) -> tuple[int, list[SpanRecord], list[dict
         if len(spans) > MAX_BATCH_SPANS:
             raise RecordError("spans", f"more than {MAX_BATCH_SPANS} spans in one batch; send smaller batches")
         records = [SpanRecord.from_json(s, f"spans[{i}]") for i, s in enumerate(spans)]
+        resource = check_attributes(frame.get("resource", {}), "resource")
+        if resource:
+            for r in records:
+                if not r.resource:
+                    r.resource = resource
         metrics = [_metric(m, f"metrics[{i}]") for i, m in enumerate(list_field(frame.get("metrics", []), "metrics"))]
         drops = object_field(frame.get("drops", {}), "drops")
         for key in ("spans", "metrics"):

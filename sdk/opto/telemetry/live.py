@@ -180,10 +180,10 @@ class LiveSpanProcessor(SpanProcessor):
             "id": uuid.uuid4().hex, "service": service_name, "pid": os.getpid(), "host": socket.gethostname(),
             "sdk": f"opto/{__version__}", "started_ns": time.time_ns(),
         }})
+        self._carry: tuple[ReadableSpan, bool] | None = None  # taken from the buffer, for the next frame
         self._unacked: OrderedDict[int, str] = OrderedDict()
         self._unacked_spans: dict[int, int] = {}
         self._seq = 0
-        self._resources: dict[int, dict[str, Any]] = {}
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._idle = threading.Condition()
@@ -214,14 +214,14 @@ class LiveSpanProcessor(SpanProcessor):
     @property
     def pending(self) -> int:
         """Records not yet acked by the dashboard (buffered or sent)."""
-        return len(self._buffer) + sum(self._unacked_spans.values())
+        return len(self._buffer) + (self._carry is not None) + sum(list(self._unacked_spans.values()))
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Wait until everything buffered is acked, at most `timeout_millis`; False if time ran out."""
         deadline = time.monotonic() + timeout_millis / 1000
         self._wake.set()
         with self._idle:
-            while self._buffer or self._unacked:
+            while self._buffer or self._carry or self._unacked:
                 left = deadline - time.monotonic()
                 if left <= 0 or not self._thread.is_alive() or (self._connects == 0 and self._failed):
                     return False  # out of time, or no dashboard has ever answered: nothing to wait for
@@ -284,9 +284,9 @@ class LiveSpanProcessor(SpanProcessor):
                     ws.send(frame)
                     continue
                 with self._idle:
-                    if not self._buffer and not self._unacked:
+                    if not self._buffer and not self._carry and not self._unacked:
                         self._idle.notify_all()
-                if not self._buffer:
+                if not self._buffer and self._carry is None:
                     self._wake.wait(_TICK_S)
                     self._wake.clear()
 
@@ -310,25 +310,23 @@ class LiveSpanProcessor(SpanProcessor):
         with self._idle:
             self._idle.notify_all()
 
-    def _resource(self, span: ReadableSpan) -> dict[str, Any]:
-        resource = span.resource
-        cached = self._resources.get(id(resource))
-        if cached is None:
-            cached = self._resources[id(resource)] = dict(resource.attributes)
-        return cached
-
     def _next_frame(self) -> str | None:
         """The next batch frame, or None when there is nothing to send."""
         now = time.monotonic()
         records = []
-        while self._buffer and len(records) < _BATCH:
-            try:
+        resource = None
+        while (self._carry or self._buffer) and len(records) < _BATCH:
+            if self._carry is not None:
+                (span, ended), self._carry = self._carry, None
+            else:
                 span, ended = self._buffer.popleft()
-            except IndexError:
+            if resource is not None and span.resource is not resource:
+                self._carry = (span, ended)  # one resource per frame: this span opens the next one
                 break
+            resource = span.resource
             if not ended and span.end_time is not None:
                 continue  # already over: its end record follows, so the start adds nothing
-            records.append(encode_span(span, ended, self._resource(span)))
+            records.append(encode_span(span, ended))
         metrics: list[dict[str, Any]] = []
         if now >= self._next_metrics:
             self._next_metrics = now + _METRICS_EVERY_S
@@ -343,6 +341,7 @@ class LiveSpanProcessor(SpanProcessor):
         frame = json.dumps({
             "type": "batch", "seq": self._seq, "spans": records, "metrics": metrics,
             "drops": {"spans": self.dropped_spans, "metrics": self.dropped_metrics},
+            "resource": dict(resource.attributes) if resource is not None else {},
         })
         if len(frame) > _MAX_FRAME:  # a few giant spans: the dashboard would refuse the frame
             self.dropped_spans += len(records)

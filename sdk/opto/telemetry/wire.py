@@ -1,14 +1,22 @@
-"""Encode OpenTelemetry SDK spans as the dashboard's span records (docs/api.md)."""
+"""Encode OpenTelemetry SDK spans as the dashboard's span records (docs/api.md).
+
+This runs on the live exporter's thread for every span, so it reads each property once and maps
+enums through prepared tables.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.trace import SpanKind, StatusCode
 
 __all__ = ["encode_span", "MAX_NAME"]
 
 MAX_NAME = 1024  # the dashboard refuses longer names; longer ones are cut here
+_KINDS = {kind: kind.name.lower() for kind in SpanKind}
+_CODES = {code: code.name.lower() for code in StatusCode}
+_UNSET = {"code": "unset", "message": ""}
 
 
 def _attrs(attributes: Any) -> dict[str, Any]:
@@ -21,32 +29,36 @@ def _attrs(attributes: Any) -> dict[str, Any]:
         return dict(attributes)
 
 
-def encode_span(span: ReadableSpan, ended: bool, resource: dict[str, Any]) -> dict[str, Any]:
-    """The record of a started span (`ended=False`: no end, status or outcome yet) or an ended one."""
+def encode_span(span: ReadableSpan, ended: bool) -> dict[str, Any]:
+    """The record of a started span (`ended=False`: no end, status or outcome yet) or an ended one.
+
+    The resource is left out: the exporter sends it once per batch frame.
+    """
     ctx = span.context
     parent = span.parent
-    status = span.status
+    name = span.name
     record: dict[str, Any] = {
-        "trace_id": format(ctx.trace_id, "032x"),  # type: ignore[union-attr]
-        "span_id": format(ctx.span_id, "016x"),  # type: ignore[union-attr]
-        "parent_span_id": format(parent.span_id, "016x") if parent is not None else None,
-        "name": span.name[:MAX_NAME],
-        "kind": span.kind.name.lower(),
+        "trace_id": "%032x" % ctx.trace_id,  # type: ignore[union-attr]
+        "span_id": "%016x" % ctx.span_id,  # type: ignore[union-attr]
+        "parent_span_id": None if parent is None else "%016x" % parent.span_id,
+        "name": name if len(name) <= MAX_NAME else name[:MAX_NAME],
+        "kind": _KINDS[span.kind],
         "state": "ended" if ended else "started",
         "start_ns": span.start_time or 0,
         "end_ns": span.end_time if ended else None,
-        "status": {"code": status.status_code.name.lower(), "message": status.description or ""} if ended else {"code": "unset", "message": ""},
         "attributes": _attrs(span.attributes),
-        "resource": resource,
     }
-    if span.events:
-        record["events"] = [
-            {"name": e.name[:MAX_NAME], "time_ns": e.timestamp, "attributes": _attrs(e.attributes)} for e in span.events
-        ]
-    if span.links:
+    if ended:
+        status = span.status
+        record["status"] = {"code": _CODES[status.status_code], "message": status.description or ""} if status.description or status.status_code is not StatusCode.UNSET else _UNSET
+    events = span.events
+    if events:
+        record["events"] = [{"name": e.name[:MAX_NAME], "time_ns": e.timestamp, "attributes": _attrs(e.attributes)} for e in events]
+    links = span.links
+    if links:
         record["links"] = [
-            {"trace_id": format(link.context.trace_id, "032x"), "span_id": format(link.context.span_id, "016x"), "attributes": _attrs(link.attributes)}
-            for link in span.links
+            {"trace_id": "%032x" % link.context.trace_id, "span_id": "%016x" % link.context.span_id, "attributes": _attrs(link.attributes)}
+            for link in links
         ]
     scope = span.instrumentation_scope
     if scope is not None:
