@@ -205,14 +205,17 @@ class _Search:
                     beam = sorted([*beam, *new], key=lambda c: c.score, reverse=True)[: s.beam_width]  # stable: ties keep the elder
                     history.append(beam[0].score)
                     self.workflow._adopt(beam[0], self.params)
-                    depth_span.set_attributes(
-                        {semconv.OUTCOME: semconv.OUTCOME_OK, semconv.OPTIMIZE_CANDIDATES: len(new), semconv.OPTIMIZE_BEAM: [c.id for c in beam]}
-                        | _best_attributes(beam[0])
-                    )
+                    depth_attrs: dict[str, Any] = {
+                        semconv.OUTCOME: semconv.OUTCOME_OK,
+                        semconv.OPTIMIZE_CANDIDATES: len(new),
+                        semconv.OPTIMIZE_BEAM: [c.id for c in beam],
+                    }
+                    depth_span.set_attributes(depth_attrs | _best_attributes(beam[0]))
                 if not new:
                     break  # the proposers have nothing new left to try
+            search_attrs: dict[str, Any] = {semconv.OUTCOME: semconv.OUTCOME_OK, semconv.OPTIMIZE_CANDIDATES: len(self.candidates)}
             span.set_attributes(
-                {semconv.OUTCOME: semconv.OUTCOME_OK, semconv.OPTIMIZE_CANDIDATES: len(self.candidates)}
+                search_attrs
                 | _best_attributes(beam[0])
                 | self._param_attributes(beam[0].params)
             )
@@ -365,7 +368,7 @@ def _mark_failed(span: Span, exc: BaseException, *, escaped: bool) -> None:
     span.set_status(Status(StatusCode.ERROR, f"{type(exc).__qualname__}: {exc}"))
 
 
-async def _gather(steps: Sequence[Callable[[], Awaitable[T]]], concurrent: bool) -> list[T]:
+async def _gather(steps: Sequence[Callable[[], Coroutine[Any, Any, T]]], concurrent: bool) -> list[T]:
     """Run the steps side by side in a task group, or one after another; results in order.
 
     Evaluations catch their own errors, so what escapes is misuse (a bad guide or proposer
@@ -375,7 +378,7 @@ async def _gather(steps: Sequence[Callable[[], Awaitable[T]]], concurrent: bool)
         return [await step() for step in steps]
     try:
         async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(step()) for step in steps]  # type: ignore[arg-type]
+            tasks = [group.create_task(step()) for step in steps]
     except BaseExceptionGroup as errors:
         raise errors.exceptions[0] from None
     return [task.result() for task in tasks]
@@ -433,7 +436,7 @@ def _positive_int(label: str, value: Any) -> int:
         raise TypeError(f"{label} must be an int, got {value!r}")
     if value < 1:
         raise ValueError(f"{label} must be >= 1, got {value}")
-    return value
+    return int(value)
 
 
 @overload
