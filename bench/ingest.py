@@ -213,9 +213,67 @@ def bench_exporter(tmp: Path, rounds: int = 3) -> None:
         server.close()
 
 
+def bench_otlp(tmp: Path, batches: int = 120, batch_size: int = 512, in_flight: int = 4) -> None:
+    """OTLP/HTTP door: spans stored per second from pre-built protobuf requests of 512 spans (issue 6).
+
+    The spans are the websocket bench's (`_span`), sent to a real dashboard subprocess by `in_flight`
+    concurrent senders; the baseline is the same rows through the bare sqlite3 insert loop.
+    """
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope, KeyValue
+    from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+    from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
+
+    kinds = {bool: "bool_value", int: "int_value", float: "double_value", str: "string_value"}
+
+    def key_values(attrs: dict[str, object]) -> list[KeyValue]:
+        return [KeyValue(key=k, value=AnyValue(**{kinds[type(v)]: v})) for k, v in attrs.items()]
+
+    def request(spans: list[dict[str, object]]) -> bytes:
+        return ExportTraceServiceRequest(resource_spans=[ResourceSpans(
+            resource=Resource(attributes=key_values(spans[0]["resource"])),  # type: ignore[arg-type]
+            scope_spans=[ScopeSpans(scope=InstrumentationScope(name="opto", version="0.2.0"), spans=[
+                Span(trace_id=bytes.fromhex(s["trace_id"]), span_id=bytes.fromhex(s["span_id"]),  # type: ignore[arg-type]
+                     parent_span_id=bytes.fromhex(s["parent_span_id"] or ""), name=s["name"],  # type: ignore[arg-type]
+                     kind=Span.SPAN_KIND_INTERNAL, start_time_unix_nano=s["start_ns"],  # type: ignore[arg-type]
+                     end_time_unix_nano=s["end_ns"], attributes=key_values(s["attributes"]))  # type: ignore[arg-type]
+                for s in spans
+            ])],
+        )]).SerializeToString()
+
+    async def post_all(url: str, bodies: list[bytes]) -> None:
+        pending = iter(bodies)
+        async with httpx.AsyncClient(base_url=url, timeout=120) as client:
+            async def sender() -> None:
+                for body in pending:
+                    response = await client.post("/v1/traces", content=body, headers={"Content-Type": "application/x-protobuf"})
+                    assert response.status_code == 200 and not response.content, (response.status_code, response.content[:200])
+
+            await asyncio.gather(*(sender() for _ in range(in_flight)))
+
+    now = time.time_ns()
+    spans = [[_span(b * batch_size + t + 1, i, now) for t in range(0, batch_size, 4) for i in range(4)] for b in range(batches)]
+    bodies = [request(batch) for batch in spans]
+    server = Server(tmp / "otlp.db")
+    try:
+        t0 = time.perf_counter()
+        asyncio.run(post_all(server.url, bodies))
+        elapsed = time.perf_counter() - t0
+        stored = server.count()
+    finally:
+        server.close()
+    total = batches * batch_size
+    assert stored == total, f"stored {stored} of {total}"
+    rate = stored / elapsed
+    base = sqlite_baseline(tmp / "otlp-baseline.db", [[json.dumps({"spans": batch}) for batch in spans]])
+    print(f"OTLP/HTTP protobuf door (batches of {batch_size}, {in_flight} requests in flight): {stored} spans stored in "
+          f"{elapsed:.2f} s = {rate:,.0f} spans/s ({rate / base:.2f}x a bare sqlite3 insert loop at {base:,.0f} spans/s)")
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         bench_ingest(Path(tmp))
+        bench_otlp(Path(tmp))
         bench_exporter(Path(tmp))
 
 
