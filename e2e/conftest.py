@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ import pytest
 from playwright.sync_api import Browser, Dialog, Page, sync_playwright
 from websockets.sync.client import connect
 
-__all__ = ["Dashboard", "Feeder", "span"]
+__all__ = ["Dashboard", "Feeder", "Workload", "span"]
 
 HERE = Path(__file__).parent
 CHROMIUM_ARGS = [
@@ -46,7 +46,10 @@ class Dashboard:
         fd = self.sock.fileno()
         self.proc = subprocess.Popen([sys.executable, str(HERE / "_serve.py"), str(self.db_path), str(fd)], pass_fds=[fd])
         # The socket already listens, so this request waits in the backlog until the app serves it.
-        httpx.get(f"{self.url}/api/live", timeout=30).raise_for_status()
+        try:
+            httpx.get(f"{self.url}/api/live", timeout=30).raise_for_status()
+        except httpx.HTTPError as exc:
+            raise RuntimeError(f"the dashboard did not start (exit code {self.proc.poll()}): {exc}") from exc
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -72,21 +75,55 @@ class Feeder:
     """An SDK stand-in on `/ws/ingest`: sends span records and waits until each batch is stored."""
 
     def __init__(self, dashboard: Dashboard, service: str = "e2e") -> None:
-        self.ws = connect(dashboard.url.replace("http", "ws", 1) + "/ws/ingest", max_size=None)
+        self.connection = connect(dashboard.url.replace("http", "ws", 1) + "/ws/ingest", max_size=None)
+        self.ws = self.connection.__enter__()
         self.process_id = uuid.uuid4().hex
         self.seq = 0
         hello = {"id": self.process_id, "service": service, "pid": os.getpid(), "host": "e2e", "sdk": "e2e", "started_ns": time.time_ns()}
         self.ws.send(json.dumps({"type": "hello", "process": hello}))
 
     def send(self, spans: list[dict[str, Any]], metrics: list[dict[str, Any]] | None = None) -> None:
-        for i in range(0, max(len(spans), 1), 5000):
+        for i in range(0, max(len(spans), 1), 1000):
             self.seq += 1
-            self.ws.send(json.dumps({"type": "batch", "seq": self.seq, "spans": spans[i:i + 5000], "metrics": metrics or [], "drops": {}}))
+            self.ws.send(json.dumps({"type": "batch", "seq": self.seq, "spans": spans[i:i + 1000], "metrics": metrics or [], "drops": {}}))
             reply = json.loads(self.ws.recv(timeout=30))
             assert reply["type"] == "ack" and reply["seq"] == self.seq, reply
 
     def close(self) -> None:
-        self.ws.close()
+        self.connection.__exit__(None, None, None)
+
+
+class Workload:
+    """`workload.py SCENARIO` streaming to the dashboard; `ready()` waits for its calls to run."""
+
+    def __init__(self, dashboard: Dashboard, scenario: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, str(HERE / "workload.py"), dashboard.url, scenario],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )
+
+    def ready(self) -> None:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        assert line == "ready\n", f"workload did not get ready (exit code {self.proc.poll()}): {line!r}"
+
+    def release(self) -> None:
+        """Let held calls finish."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write("go\n")
+        self.proc.stdin.flush()
+
+    def finish(self) -> None:
+        """Wait until the program has flushed its telemetry and exited."""
+        assert self.proc.wait(timeout=60) == 0
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        for stream in (self.proc.stdin, self.proc.stdout):
+            if stream is not None:
+                stream.close()
 
 
 def span(
@@ -149,6 +186,20 @@ def dashboard(tmp_path: Path) -> Iterator[Dashboard]:
     server.start()
     yield server
     server.close()
+
+
+@pytest.fixture
+def workload(dashboard: Dashboard) -> Iterator[Callable[[str], Workload]]:
+    """Start `workload.py` scenarios; each is killed at teardown if still running."""
+    started: list[Workload] = []
+
+    def start(scenario: str) -> Workload:
+        started.append(Workload(dashboard, scenario))
+        return started[-1]
+
+    yield start
+    for w in started:
+        w.kill()
 
 
 @pytest.fixture

@@ -16,7 +16,8 @@ export function ticks(max, count = 4) {
   if (!(max > 0)) return [0, 1];
   const raw = max / count;
   const mag = 10 ** Math.floor(Math.log10(raw));
-  const step = [1, 2, 2.5, 5, 10].map((m) => m * mag).find((s) => s >= raw) || raw;
+  // Whole steps once the axis passes 1: counts are never fractional.
+  const step = Math.max(max > 1 ? 1 : 0, [1, 2, 2.5, 5, 10].map((m) => m * mag).find((s) => s >= raw) || raw);
   const out = [];
   for (let v = 0; v <= max + step * 0.999; v += step) out.push(Number(v.toPrecision(12)));
   return out;
@@ -34,10 +35,10 @@ function yAxis(svg, f, top, format) {
  * A line chart of `series` ([{name, color, points: [[x, y]]}]) over x in [x0, x1].
  * The first series gets a soft area fill. Returns the highest y drawn.
  */
-export function lineChart(svg, { series, x0, x1, formatX, formatY = String, minTop = 1 }) {
+export function lineChart(svg, { series, x0, x1, formatX, formatY = String, minTop = 1, markers = [] }) {
   const f = frame(svg);
   const peak = Math.max(0, ...series.flatMap((s) => s.points.map((p) => p[1])));
-  const axis = ticks(Math.max(peak, minTop));
+  const axis = ticks(Math.max(peak, minTop, ...markers.map((m) => m.y * 1.1)));
   const top = axis[axis.length - 1];
   yAxis(svg, f, top, formatY);
   const span = Math.max(x1 - x0, 1);
@@ -46,6 +47,10 @@ export function lineChart(svg, { series, x0, x1, formatX, formatY = String, minT
   for (let i = 0; i <= 3; i++) {
     const x = x0 + (span * i) / 3;
     svg.append(h("svg:text", { class: "axis-label", x: X(x), y: f.height - 6, "text-anchor": i === 0 ? "start" : i === 3 ? "end" : "middle" }, formatX(x)));
+  }
+  for (const m of markers) {
+    svg.append(h("svg:line", { class: "marker", x1: PAD.left, x2: f.width - PAD.right, y1: Y(m.y), y2: Y(m.y), "data-limit": m.y }));
+    svg.append(h("svg:text", { class: "marker-label", x: f.width - PAD.right - 4, y: Y(m.y) - 5, "text-anchor": "end" }, m.label));
   }
   series.forEach((s, i) => {
     if (!s.points.length) return;
@@ -72,7 +77,7 @@ export function histogram(svg, buckets, formatLe) {
     const barH = (b.count / top) * f.hgt;
     const x = PAD.left + i * slot + slot * 0.12;
     const bar = h("svg:rect", { class: "bar", x, y: PAD.top + f.hgt - barH, width: Math.max(1, slot * 0.76), height: barH, rx: 2, "data-count": b.count });
-    bar.append(h("svg:title", {}, `≤ ${formatLe(b.le_ms)}: ${b.count}`));
+    bar.append(h("svg:title", {}, `${b.le_ms === null ? "over the last bound" : `≤ ${formatLe(b.le_ms)}`}: ${b.count}`));
     svg.append(bar);
     if (i % every === 0) {
       svg.append(h("svg:text", { class: "axis-label", x: x + slot * 0.38, y: f.height - 6, "text-anchor": "middle" }, formatLe(b.le_ms)));

@@ -3,9 +3,12 @@ import { $, h, setRows, setText, fill } from "/static/dom.js";
 import { count, duration, percent, time } from "/static/format.js";
 import { lineChart, cssColor } from "/static/charts.js";
 import { onLive } from "/static/socket.js";
+import { latest, report, throttle } from "/static/api.js";
 
 const SERIES_VARS = ["--series-2", "--series-3", "--series-4", "--series-5", "--series-6"];
 let live = null;
+let limits = [];
+const fetchLimits = latest();
 let clockOffsetNs = 0; // server now minus browser now, so ages use the server's clock
 
 function render() {
@@ -57,7 +60,8 @@ function renderConcurrency() {
   ];
   const x0 = points[0].t_ns;
   const x1 = points[points.length - 1].t_ns;
-  const peak = lineChart(svg, { series, x0, x1, formatX: (x) => time(x).replace(/\.\d+$/, "") });
+  const markers = [...new Set(limits.map((l) => l.limit))].map((y) => ({ y, label: `max_concurrent ${y}` }));
+  const peak = lineChart(svg, { series, x0, x1, markers, formatX: (x) => time(x).replace(/\.\d+$/, "") });
   setText($("#concurrency-peak"), count(peak));
   fill($("#concurrency-legend"), series.map((s) => {
     const max = Math.max(0, ...s.points.map((p) => p[1]));
@@ -65,6 +69,27 @@ function renderConcurrency() {
       h("span", { class: "key", style: `background:${s.color}` }), s.name, h("span", { class: "muted" }, ` max ${max}`));
   }));
 }
+
+function renderLimits() {
+  fill($("#limits"), limits.map((l) => h("li", { "data-limit": l.limit, "data-peak": l.peak ?? "" },
+    h("a", { href: `/traces/${l.trace_id}?span=${l.span_id}` }, l.name), " · limit ", h("strong", {}, l.limit),
+    l.peak === null ? " · running" : [" · peak ", h("strong", {}, l.peak)])));
+}
+
+/** The AsyncTraceContext limits of the charted window, drawn as reference lines. */
+const loadLimits = throttle(async () => {
+  if (!live?.concurrency.length) return;
+  try {
+    const data = await fetchLimits(`/api/limits?since_ns=${live.concurrency[0].t_ns}`);
+    if (!data) return;
+    report(null);
+    limits = data.limits;
+    renderLimits();
+    renderConcurrency();
+  } catch (error) {
+    report(error);
+  }
+}, 1000);
 
 function renderProcesses() {
   const now = nowNs();
@@ -85,6 +110,7 @@ onLive((message) => {
   live = message.live;
   clockOffsetNs = live.now_ns - Date.now() * 1e6;
   render();
+  if (message.type === "snapshot" || message.new_spans) loadLimits();
 });
 
 // Ages move every second even when nothing new arrives.

@@ -20,6 +20,21 @@ function card(name) {
   return cards.get(name);
 }
 
+/**
+ * Per-bucket counts from the API's cumulative `le` histogram (last bound null: +Inf), without
+ * the empty buckets at either end so the bars that matter get the width.
+ */
+export function buckets(cumulative) {
+  const out = cumulative.map((b, i) => ({ le_ms: b.le_ms, count: b.count - (i ? cumulative[i - 1].count : 0) }));
+  const first = out.findIndex((b) => b.count > 0);
+  if (first < 0) return [];
+  let last = out.length - 1;
+  while (out[last].count === 0) last--;
+  return out.slice(Math.max(0, first - 1), last + 1);
+}
+
+const bound = (ms) => (ms === null ? "more" : duration(ms));
+
 function render(queue) {
   const node = card(queue.name);
   const field = (f) => node.querySelector(`[data-field="${f}"]`);
@@ -35,8 +50,8 @@ function render(queue) {
     x0: depth[0]?.[0] ?? 0, x1: depth.at(-1)?.[0] ?? 1,
     formatX: (x) => (depth.length ? time(x).replace(/\.\d+$/, "") : ""),
   });
-  histogram(node.querySelector('[data-chart="wait"]'), queue.wait_ms.histogram, duration);
-  histogram(node.querySelector('[data-chart="put"]'), queue.put_blocked_ms.histogram, duration);
+  histogram(node.querySelector('[data-chart="wait"]'), buckets(queue.wait_ms.histogram), bound);
+  histogram(node.querySelector('[data-chart="put"]'), buckets(queue.put_blocked_ms.histogram), bound);
   return node;
 }
 

@@ -13,8 +13,9 @@ let rendered = false;
 
 const waterfall = new Waterfall({
   viewport: $("#waterfall"), spacer: $("#wf-spacer"), rows: $("#wf-rows"), axis: $("#wf-axis"),
-  onSelect: (span) => {
+  onSelect: (span, remember) => {
     showDetail(span);
+    if (!remember) return;
     const url = new URL(location.href);
     url.searchParams.set("span", span.span_id);
     history.replaceState(null, "", url);
@@ -43,7 +44,7 @@ async function load() {
   if (!rendered) {
     rendered = true;
     const wanted = new URLSearchParams(location.search).get("span");
-    if (!(wanted && waterfall.selectId(wanted)) && spans.length) waterfall.select(0, { scroll: false });
+    if (!(wanted && waterfall.selectId(wanted)) && spans.length) waterfall.select(0, { scroll: false, remember: false });
     performance.mark("trace-rendered");
     document.body.dataset.ready = "trace";
   } else if (waterfall.selectedSpan()) {
@@ -61,7 +62,7 @@ function summarise() {
     else outcomes[s.outcome] = (outcomes[s.outcome] || 0) + 1;
   }
   const { t0, t1 } = waterfall.model;
-  const parts = [`${count(spans.length)} spans`, duration((t1 - t0) / 1e6), time(t0)];
+  const parts = [`${spans.length.toLocaleString()} spans`, duration((t1 - t0) / 1e6), time(t0)];
   for (const o of names.OUTCOMES) if (o !== names.OUTCOME_OK && outcomes[o]) parts.push(`${count(outcomes[o])} ${o}`);
   if (running) parts.push(`${count(running)} running`);
   setText($("#trace-summary"), parts.join(" · "));

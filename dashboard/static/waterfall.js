@@ -41,8 +41,10 @@ export function layout(spans, nowNs) {
   return { rows, t0, t1: Math.max(t1, t0 + 1) };
 }
 
+/** How long the span's work waited first: for a slot (span attribute) or as a queue item (link attribute). */
 function queueWaitNs(span) {
-  const wait = span.attributes[names.QUEUE_WAIT_S];
+  let wait = span.attributes[names.QUEUE_WAIT_S];
+  for (const link of span.links) wait = Math.max(wait || 0, link.attributes?.[names.QUEUE_WAIT_S] || 0);
   return typeof wait === "number" && wait > 0 ? wait * 1e9 : 0;
 }
 
@@ -83,7 +85,8 @@ export class Waterfall {
     return true;
   }
 
-  select(i, { scroll = true, center = false } = {}) {
+  /** Select row `i`; `remember` tells the listener it was the person's choice, worth a URL. */
+  select(i, { scroll = true, center = false, remember = true } = {}) {
     if (i < 0 || i >= this.model.rows.length) return;
     this.selected = i;
     if (scroll) {
@@ -94,7 +97,7 @@ export class Waterfall {
       else if (top + ROW > view.scrollTop + view.clientHeight) view.scrollTop = top + ROW - view.clientHeight;
     }
     this.render();
-    this.onSelect(this.model.rows[i].span);
+    this.onSelect(this.model.rows[i].span, remember);
   }
 
   key(e) {

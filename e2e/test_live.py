@@ -1,0 +1,55 @@
+"""The Live page against a real dashboard and a real traced program."""
+
+from __future__ import annotations
+
+from playwright.sync_api import Page, expect
+
+from conftest import Dashboard, Workload
+
+__all__: list[str] = []
+
+
+def test_in_flight_count_rises_while_calls_run_and_falls_after(page: Page, dashboard: Dashboard, workload: type[Workload]) -> None:
+    """Twelve held calls show as twelve in flight, then none once they return."""
+    page.goto(f"{dashboard.url}/live")
+    expect(page.locator("#conn")).to_have_attribute("data-state", "connected")
+    expect(page.get_by_test_id("in-flight-total")).to_have_text("0")
+    program = workload("inflight")
+    program.ready()
+    expect(page.get_by_test_id("in-flight-total")).to_have_text("12")
+    expect(page.locator("#inflight-table tr[data-name='held_call'] [data-testid='in-flight-count']")).to_have_text("12")
+    program.release()
+    program.finish()
+    expect(page.get_by_test_id("in-flight-total")).to_have_text("0")
+    expect(page.locator("#inflight-table tbody tr")).to_have_count(0)
+
+
+def test_concurrency_chart_shows_max_concurrent(page: Page, dashboard: Dashboard, workload: type[Workload]) -> None:
+    """48 calls under AsyncTraceContext(max_concurrent=4): the chart draws the limit of 4, and the
+    context reports it held at most 4 slots while more calls than that were in flight."""
+    page.goto(f"{dashboard.url}/live")
+    program = workload("concurrency")
+    program.ready()
+    program.finish()
+    expect(page.locator("#concurrency-chart line.marker[data-limit='4']")).to_have_count(1)
+    expect(page.locator("#concurrency-chart text.marker-label")).to_have_text("max_concurrent 4")
+    expect(page.locator("#limits li[data-limit='4']")).to_have_attribute("data-peak", "4")
+    expect(page.locator("#concurrency-chart path.line[data-series='limited_work']")).to_have_count(1)
+    assert int(page.get_by_test_id("concurrency-peak").inner_text()) > 4
+
+
+def test_page_reconnects_after_dashboard_restart(page: Page, dashboard: Dashboard, workload: type[Workload]) -> None:
+    """The indicator shows the lost connection, recovers by itself, and updates flow again."""
+    page.goto(f"{dashboard.url}/live")
+    conn = page.locator("#conn")
+    expect(conn).to_have_attribute("data-state", "connected")
+    dashboard.stop()
+    expect(conn).to_have_attribute("data-state", "disconnected")
+    expect(conn).to_contain_text("Reconnecting")
+    dashboard.start()
+    expect(conn).to_have_attribute("data-state", "connected")
+    program = workload("inflight")
+    program.ready()
+    expect(page.get_by_test_id("in-flight-total")).to_have_text("12")
+    program.release()
+    program.finish()

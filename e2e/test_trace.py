@@ -1,0 +1,100 @@
+"""The Traces list and the Trace waterfall, from a real traced program and from a 10,000-span trace."""
+
+from __future__ import annotations
+
+import re
+import time
+
+from playwright.sync_api import Page, expect
+
+from conftest import Dashboard, Feeder, Workload, span
+
+__all__: list[str] = []
+
+BUDGET_MS = 1500
+
+
+def test_trace_page_shows_nesting_retry_and_timeout(page: Page, dashboard: Dashboard, workload: type[Workload]) -> None:
+    """agent > flaky_llm > tokenize nest; the retry is marked; the timed-out call wears the timeout colour."""
+    program = workload("trace")
+    program.ready()
+    program.finish()
+    page.goto(f"{dashboard.url}/traces?name=agent")
+    page.locator("#trace-table tbody a", has_text="agent").click()
+    expect(page).to_have_url(re.compile(r"/traces/[0-9a-f]{32}$"))
+    rows = page.locator(".wf-row")
+    expect(rows).to_have_count(5)
+    depth = {name: rows.filter(has_text=name).first.get_attribute("data-depth") for name in ("agent", "flaky_llm", "tokenize", "slow_tool")}
+    assert depth == {"agent": "0", "flaky_llm": "1", "tokenize": "2", "slow_tool": "1"}
+    llm = rows.filter(has_text="flaky_llm")
+    expect(llm.locator(".wf-retry")).to_have_count(1)
+    expect(llm.locator(".wf-retry")).to_have_attribute("data-attempt", "1")
+    timeout_bar = rows.filter(has_text="slow_tool").locator(".wf-bar")
+    expect(timeout_bar).to_have_attribute("data-outcome", "timeout")
+    colour = page.evaluate("getComputedStyle(document.documentElement).getPropertyValue('--timeout').trim()")
+    swatch = page.locator(".legend .swatch.timeout")
+    assert timeout_bar.evaluate("e => getComputedStyle(e).backgroundColor") == swatch.evaluate("e => getComputedStyle(e).backgroundColor")
+    assert colour
+    llm.click()
+    detail = page.locator("#detail-body")
+    expect(detail.locator("h2")).to_have_text("flaky_llm")
+    expect(detail).to_contain_text("Retry after attempt 1")
+    expect(detail).to_contain_text("rate limited, try again")
+    expect(detail).to_contain_text("'what is tracing'")
+
+
+def test_waterfall_is_keyboard_navigable_and_linkable(page: Page, dashboard: Dashboard, workload: type[Workload]) -> None:
+    """Arrow keys move the selection; the selected span is in the URL and a reload restores it."""
+    program = workload("trace")
+    program.ready()
+    program.finish()
+    trace_id = dashboard.get("/api/traces?name=agent")["traces"][0]["trace_id"]
+    page.goto(f"{dashboard.url}/traces/{trace_id}")
+    page.locator("#waterfall").focus()
+    page.keyboard.press("ArrowDown")
+    selected = page.locator(".wf-row[aria-selected='true']")
+    expect(selected).to_contain_text("flaky_llm")
+    page.keyboard.press("End")
+    expect(selected).to_contain_text("slow_tool")
+    page.reload()
+    expect(page.locator(".wf-row[aria-selected='true']")).to_contain_text("slow_tool")
+    expect(page.locator("#detail-body h2")).to_have_text("slow_tool")
+
+
+def ten_thousand_spans(trace_id: str) -> list[dict[str, object]]:
+    """A root, 99 workers under it, and 100 calls under each: 10,000 spans, some retried, some failed."""
+    t0 = time.time_ns() - 60_000_000_000
+    ms = 1_000_000
+    spans = [span(trace_id, f"{1:016x}", "batch", t0, t0 + 30_000 * ms)]
+    n = 2
+    for w in range(99):
+        worker = f"{n:016x}"
+        n += 1
+        start = t0 + w * 200 * ms
+        spans.append(span(trace_id, worker, f"worker-{w}", start, start + 10_000 * ms, parent=f"{1:016x}"))
+        for c in range(100):
+            cs = start + c * 100 * ms
+            outcome = "error" if c % 37 == 5 else "ok"
+            events = [{"name": "opto.retry", "time_ns": cs + 10 * ms, "attributes": {"opto.attempt": 1, "opto.retry.delay_s": 0.02}}] if c % 10 == 3 else []
+            spans.append(span(trace_id, f"{n:016x}", f"call-{c}", cs, cs + 80 * ms, parent=worker, outcome=outcome, events=events,
+                              attributes={"opto.arg.item": repr(c)}))
+            n += 1
+    assert len(spans) == 10_000
+    return spans
+
+
+def test_ten_thousand_span_trace_opens_within_budget(page: Page, dashboard: Dashboard, feeder: Feeder) -> None:
+    """All 10,000 spans are laid out, only the visible rows are in the DOM, and the page is ready in budget."""
+    trace_id = "7" * 32
+    feeder.send(ten_thousand_spans(trace_id))
+    page.goto(f"{dashboard.url}/traces")
+    page.locator(f"#trace-table tr[data-trace-id='{trace_id}'] a").click()  # as a person opens it
+    expect(page.locator("body[data-ready='trace']")).to_have_count(1)
+    ready_ms = page.evaluate("performance.getEntriesByName('trace-rendered')[0].startTime")
+    assert ready_ms < BUDGET_MS, f"the 10,000-span trace took {ready_ms:.0f} ms to open (budget {BUDGET_MS} ms)"
+    expect(page.locator("#trace-summary")).to_contain_text("10,000 spans")
+    assert page.locator(".wf-row").count() < 200
+    page.locator("#waterfall").focus()
+    page.keyboard.press("End")
+    expect(page.locator(".wf-row[aria-selected='true']")).to_contain_text("call-99")
+    expect(page.locator(".wf-row[aria-selected='true']")).to_have_attribute("data-depth", "2")

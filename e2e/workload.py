@@ -1,0 +1,147 @@
+"""A real traced program for the browser suite: `python workload.py DASHBOARD_URL SCENARIO`.
+
+It streams to the dashboard through `opto.configure(dashboard=...)`, prints `ready` when the
+scenario's calls are running, and, for scenarios that hold calls open, finishes them when a line
+arrives on stdin. It exits after `opto.shutdown()` has flushed everything to the dashboard.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import opto
+from opto.trace import AsyncMetrics, AsyncQueue, async_trace
+
+__all__: list[str] = []
+
+XSS_NAME = "<img src=x onerror=alert(1)>"
+XSS_TEXT = "</script><script>alert(2)</script>"
+
+
+def ready() -> None:
+    print("ready", flush=True)
+
+
+async def until_told() -> None:
+    """Wait for a line on stdin without blocking the event loop."""
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+
+
+async def inflight(count: int = 12) -> None:
+    release = asyncio.Event()
+
+    @async_trace(name="held_call")
+    async def held_call(i: int) -> int:
+        started.append(i)
+        if len(started) == count:
+            ready()
+        await release.wait()
+        return i
+
+    started: list[int] = []
+    calls = asyncio.gather(*(held_call(i) for i in range(count)))
+    await until_told()
+    release.set()
+    await calls
+
+
+async def concurrency(limit: int = 4) -> None:
+    from opto.trace import AsyncTraceContext
+
+    @async_trace(name="limited_work")
+    async def limited_work(i: int) -> int:
+        await asyncio.sleep(0.05)
+        return i
+
+    async with AsyncTraceContext(max_concurrent=limit) as ctx:
+        await ctx.run_parallel([limited_work(i) for i in range(48)])
+    ready()
+
+
+async def trace_shapes() -> None:
+    opto.trace.set_testing(True)  # retries without sleeping through backoff
+    failures = iter([True])
+
+    @async_trace(name="tokenize")
+    async def tokenize(text: str) -> list[str]:
+        await asyncio.sleep(0.005)
+        return text.split()
+
+    @async_trace(name="flaky_llm", retry_attempts=2, retry_delay=0.05)
+    async def flaky_llm(prompt: str) -> str:
+        await tokenize(prompt)
+        if next(failures, False):
+            raise opto.RetryableError("rate limited, try again")
+        return prompt.upper()
+
+    @async_trace(name="slow_tool", timeout=0.05)
+    async def slow_tool(query: str) -> str:
+        await asyncio.sleep(5)
+        return query
+
+    @async_trace(name="agent")
+    async def agent(query: str) -> str:
+        answer = await flaky_llm(query)
+        try:
+            await slow_tool(query)
+        except TimeoutError:
+            pass
+        return answer
+
+    await agent("what is tracing")
+    ready()
+
+
+async def queue(items: int = 60) -> None:
+    q: AsyncQueue[int] = AsyncQueue(maxsize=4, name="jobs")
+
+    @async_trace(name="handle")
+    async def handle(item: int) -> int:
+        await asyncio.sleep(0.004 * (item % 5))
+        return item
+
+    async def producer() -> None:
+        for i in range(items):
+            await q.put(i)
+        await q.put(None)
+
+    async def consumer() -> None:
+        while (item := await q.get()) is not None:
+            await handle(item)
+
+    await asyncio.gather(producer(), consumer(), consumer())
+    ready()
+
+
+async def xss() -> None:
+    """Untrusted text in every place the pages show: span, argument, error, queue and metric names."""
+    opto.trace.set_testing(True)
+    failures = iter([True])
+    release = asyncio.Event()
+
+    @async_trace(name=XSS_NAME, retry_attempts=1)
+    async def hostile(text: str) -> str:
+        async with AsyncMetrics.monitor(XSS_NAME):
+            if next(failures, False):
+                raise opto.RetryableError(XSS_TEXT)
+            q: AsyncQueue[str] = AsyncQueue(name=XSS_NAME)
+            await q.put(text)
+            await q.get()
+            ready()
+            await release.wait()
+            return text
+
+    call = asyncio.create_task(hostile(XSS_TEXT))
+    await until_told()
+    release.set()
+    await call
+
+
+SCENARIOS = {"inflight": inflight, "concurrency": concurrency, "trace": trace_shapes, "queue": queue, "xss": xss}
+
+if __name__ == "__main__":
+    url, scenario = sys.argv[1], sys.argv[2]
+    opto.configure(dashboard=url, service_name="e2e-workload")
+    asyncio.run(SCENARIOS[scenario]())
+    opto.shutdown()
