@@ -6,7 +6,7 @@ default (Logfire's processor wrappers, Langfuse's own batch processor). Prints Â
 ratio to a hand-written `start_as_current_span` wrapper measured in the same run, and fails if any
 tool lost a span or anything tried to leave the machine.
 
-    .venv-peers/bin/python bench/peers/overhead.py [--calls 2000] [--rounds 9]
+    .venv-peers/bin/python bench/peers/overhead.py [--calls 500] [--rounds 25]
 """
 
 from __future__ import annotations
@@ -301,8 +301,8 @@ async def main(calls: int, rounds: int) -> int:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--calls", type=int, default=2000, help="calls per variant per round")
-    parser.add_argument("--rounds", type=int, default=9, help="rounds; the median round is reported")
+    parser.add_argument("--calls", type=int, default=500, help="calls per variant per round")
+    parser.add_argument("--rounds", type=int, default=25, help="rounds; the median round is reported")
     ns = parser.parse_args()
     code = asyncio.run(main(ns.calls, ns.rounds))
     LANGFUSE.shutdown()
