@@ -11,6 +11,7 @@ import json
 import logging
 from typing import Any
 
+import orjson
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -127,8 +128,8 @@ class _Connection:
         elif len(data) > MAX_FRAME_BYTES:
             raise _Oversized(len(data))
         try:
-            frame = json.loads(data)
-        except json.JSONDecodeError as exc:
+            frame = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
             return self.refuse(f"malformed JSON: {exc}")
         if not isinstance(frame, dict):
             return self.refuse(f"expected a JSON object, got {type(frame).__name__}")

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import aiosqlite
+import orjson
 
 from opto.telemetry import semconv
 
@@ -95,7 +96,11 @@ INSERT INTO processes (id, service, pid, host, sdk, started_ns, last_seen_ns) VA
 ON CONFLICT (id) DO UPDATE SET last_seen_ns = excluded.last_seen_ns
 """
 _EVENT_KINDS = {semconv.EVENT_RETRY: "retry", semconv.EVENT_SLOW_CALLBACK: "slow_callback"}
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def _dumps(value: Any) -> str:
+    """Compact JSON text (orjson: ingest serialises every span's attributes)."""
+    return orjson.dumps(value).decode()
 
 
 @dataclass(slots=True)

@@ -20,6 +20,7 @@ from collections import OrderedDict, deque
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import orjson
 from opentelemetry import context as otel_context
 from opentelemetry.context import Context
 from opentelemetry.sdk.metrics.export import HistogramDataPoint, MetricReader, MetricsData, NumberDataPoint
@@ -181,7 +182,7 @@ class LiveSpanProcessor(SpanProcessor):
             "sdk": f"opto/{__version__}", "started_ns": time.time_ns(),
         }})
         self._carry: tuple[ReadableSpan, bool] | None = None  # taken from the buffer, for the next frame
-        self._unacked: OrderedDict[int, str] = OrderedDict()
+        self._unacked: OrderedDict[int, bytes] = OrderedDict()
         self._unacked_spans: dict[int, int] = {}
         self._seq = 0
         self._wake = threading.Event()
@@ -274,14 +275,14 @@ class LiveSpanProcessor(SpanProcessor):
             self._failed = False
             ws.send(self._hello)
             for frame in list(self._unacked.values()):
-                ws.send(frame)
+                ws.send(frame, text=True)
             while not self._stop.is_set():
                 self._receive(ws, 0 if len(self._unacked) < _WINDOW else _TICK_S)
                 if len(self._unacked) >= _WINDOW:
                     continue
                 frame = self._next_frame()
                 if frame is not None:
-                    ws.send(frame)
+                    ws.send(frame, text=True)
                     continue
                 with self._idle:
                     if not self._buffer and not self._carry and not self._unacked:
@@ -294,7 +295,7 @@ class LiveSpanProcessor(SpanProcessor):
         """Take acks (and error replies) until none is waiting."""
         while self._unacked:
             try:
-                reply = json.loads(ws.recv(timeout=timeout))
+                reply = orjson.loads(ws.recv(timeout=timeout))
             except TimeoutError:
                 return
             timeout = 0
@@ -310,7 +311,7 @@ class LiveSpanProcessor(SpanProcessor):
         with self._idle:
             self._idle.notify_all()
 
-    def _next_frame(self) -> str | None:
+    def _next_frame(self) -> bytes | None:
         """The next batch frame, or None when there is nothing to send."""
         now = time.monotonic()
         records = []
@@ -338,11 +339,15 @@ class LiveSpanProcessor(SpanProcessor):
         elif not records:
             return None
         self._seq += 1
-        frame = json.dumps({
+        batch = {
             "type": "batch", "seq": self._seq, "spans": records, "metrics": metrics,
             "drops": {"spans": self.dropped_spans, "metrics": self.dropped_metrics},
             "resource": dict(resource.attributes) if resource is not None else {},
-        })
+        }
+        try:
+            frame = orjson.dumps(batch)
+        except TypeError:  # an int beyond 64 bits, say: the standard library copes
+            frame = json.dumps(batch).encode()
         if len(frame) > _MAX_FRAME:  # a few giant spans: the dashboard would refuse the frame
             self.dropped_spans += len(records)
             self.dropped_metrics += len(metrics)
