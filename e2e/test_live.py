@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from playwright.sync_api import Page, expect
 
-from conftest import Dashboard, Workload
+from harness import Dashboard, Workload
 
 __all__: list[str] = []
 
 
-def test_in_flight_count_rises_while_calls_run_and_falls_after(page: Page, dashboard: Dashboard, workload: type[Workload]) -> None:
+def test_in_flight_count_rises_while_calls_run_and_falls_after(page: Page, dashboard: Dashboard, workload: Callable[[str], Workload]) -> None:
     """Twelve held calls show as twelve in flight, then none once they return."""
     page.goto(f"{dashboard.url}/live")
     expect(page.locator("#conn")).to_have_attribute("data-state", "connected")
@@ -24,7 +26,7 @@ def test_in_flight_count_rises_while_calls_run_and_falls_after(page: Page, dashb
     expect(page.locator("#inflight-table tbody tr")).to_have_count(0)
 
 
-def test_concurrency_chart_shows_max_concurrent(page: Page, dashboard: Dashboard, workload: type[Workload]) -> None:
+def test_concurrency_chart_shows_max_concurrent(page: Page, dashboard: Dashboard, workload: Callable[[str], Workload]) -> None:
     """48 calls under AsyncTraceContext(max_concurrent=4): the chart draws the limit of 4, and the
     context reports it held at most 4 slots while more calls than that were in flight."""
     page.goto(f"{dashboard.url}/live")
@@ -38,7 +40,7 @@ def test_concurrency_chart_shows_max_concurrent(page: Page, dashboard: Dashboard
     assert int(page.get_by_test_id("concurrency-peak").inner_text()) > 4
 
 
-def test_page_reconnects_after_dashboard_restart(page: Page, dashboard: Dashboard, workload: type[Workload]) -> None:
+def test_page_reconnects_after_dashboard_restart(page: Page, dashboard: Dashboard, workload: Callable[[str], Workload]) -> None:
     """The indicator shows the lost connection, recovers by itself, and updates flow again."""
     page.goto(f"{dashboard.url}/live")
     conn = page.locator("#conn")

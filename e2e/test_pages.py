@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from playwright.sync_api import Page, expect
 
-from conftest import Dashboard, Dialogs, Workload
+from conftest import Dialogs
+from harness import Dashboard, Workload
 
 __all__: list[str] = []
 
@@ -15,7 +17,7 @@ XSS_TEXT = "</script><script>alert(2)</script>"
 PAGES = ["/live", "/traces", "/queues", "/retries", "/debug", "/metrics"]
 
 
-def test_queue_page_shows_wait_distribution(page: Page, dashboard: Dashboard, workload: type[Workload]) -> None:
+def test_queue_page_shows_wait_distribution(page: Page, dashboard: Dashboard, workload: Callable[[str], Workload]) -> None:
     """A producer and two consumers on a bounded AsyncQueue: the wait histogram's bars hold every item waited."""
     program = workload("queue")
     program.ready()
@@ -31,7 +33,7 @@ def test_queue_page_shows_wait_distribution(page: Page, dashboard: Dashboard, wo
     expect(card.locator("[data-field='wait-p95']")).not_to_have_text("–")
 
 
-def test_retries_page_lists_retry_with_cause(page: Page, dashboard: Dashboard, workload: type[Workload]) -> None:
+def test_retries_page_lists_retry_with_cause(page: Page, dashboard: Dashboard, workload: Callable[[str], Workload]) -> None:
     """The retried call appears with its attempt, cause and a link to its trace."""
     program = workload("trace")
     program.ready()
@@ -59,7 +61,7 @@ def test_every_page_is_reachable_by_url_and_keyboard(page: Page, dashboard: Dash
     expect(page).to_have_url(re.compile(r"/traces$"))
 
 
-def test_untrusted_text_renders_as_text_on_every_page(page: Page, dashboard: Dashboard, workload: type[Workload], dialogs: Dialogs) -> None:
+def test_untrusted_text_renders_as_text_on_every_page(page: Page, dashboard: Dashboard, workload: Callable[[str], Workload], dialogs: Dialogs) -> None:
     """Span, argument, error, queue and metric names holding markup show as text, and no script runs."""
     program = workload("xss")
     program.ready()

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 
 from playwright.sync_api import Page, expect
 
-from conftest import Dashboard, Feeder, Workload, span
+from harness import Dashboard, Feeder, Workload, span
 
 __all__: list[str] = []
 
 BUDGET_MS = 1500
 
 
-def test_trace_page_shows_nesting_retry_and_timeout(page: Page, dashboard: Dashboard, workload: type[Workload]) -> None:
+def test_trace_page_shows_nesting_retry_and_timeout(page: Page, dashboard: Dashboard, workload: Callable[[str], Workload]) -> None:
     """agent > flaky_llm > tokenize nest; the retry is marked; the timed-out call wears the timeout colour."""
     program = workload("trace")
     program.ready()
@@ -43,7 +44,7 @@ def test_trace_page_shows_nesting_retry_and_timeout(page: Page, dashboard: Dashb
     expect(detail).to_contain_text("'what is tracing'")
 
 
-def test_waterfall_is_keyboard_navigable_and_linkable(page: Page, dashboard: Dashboard, workload: type[Workload]) -> None:
+def test_waterfall_is_keyboard_navigable_and_linkable(page: Page, dashboard: Dashboard, workload: Callable[[str], Workload]) -> None:
     """Arrow keys move the selection; the selected span is in the URL and a reload restores it."""
     program = workload("trace")
     program.ready()

@@ -94,7 +94,7 @@ async def trace_shapes() -> None:
 
 
 async def queue(items: int = 60) -> None:
-    q: AsyncQueue[int] = AsyncQueue(maxsize=4, name="jobs")
+    q: AsyncQueue[int | None] = AsyncQueue(maxsize=4, name="jobs")
 
     @async_trace(name="handle")
     async def handle(item: int) -> int:
