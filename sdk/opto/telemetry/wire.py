@@ -29,6 +29,16 @@ def _attrs(attributes: Any) -> dict[str, Any]:
         return dict(attributes)
 
 
+def _span_attrs(span: ReadableSpan, ended: bool) -> dict[str, Any]:
+    """The span's attributes. The SDK keeps them in a plain dict inside `BoundedAttributes`: read it
+    directly (the mapping interface costs a Python call per key); an ended span's is immutable, and
+    copying a live span's dict is atomic under the GIL. Any other layout takes the mapping route."""
+    raw = getattr(getattr(span, "_attributes", None), "_dict", None)
+    if type(raw) is dict:
+        return raw if ended else raw.copy()
+    return _attrs(span.attributes)
+
+
 def encode_span(span: ReadableSpan, ended: bool) -> dict[str, Any]:
     """The record of a started span (`ended=False`: no end, status or outcome yet) or an ended one.
 
@@ -46,7 +56,7 @@ def encode_span(span: ReadableSpan, ended: bool) -> dict[str, Any]:
         "state": "ended" if ended else "started",
         "start_ns": span.start_time or 0,
         "end_ns": span.end_time if ended else None,
-        "attributes": _attrs(span.attributes),
+        "attributes": _span_attrs(span, ended),
     }
     if ended:
         status = span.status
