@@ -137,6 +137,19 @@ def test_live_dashboard_and_otlp_export_run_side_by_side(receiver: Receiver, tmp
         assert all(s["state"] == "ended" for s in stored)
 
 
+def test_a_collector_that_never_answers_leaves_the_dashboard_whole_and_is_named(tmp_path: Path) -> None:
+    """Exporters stop side by side: the dashboard gets every span while the OTLP exporter hangs; the warning names it."""
+    with socket.socket() as black_hole, Dashboard(tmp_path / "opto.db") as dashboard:
+        black_hole.bind(("127.0.0.1", 0))
+        black_hole.listen(64)
+        config = {"otlp_endpoint": f"http://127.0.0.1:{black_hole.getsockname()[1]}", "dashboard": dashboard.url}
+        proc = run(TRACED_PROGRAM, config, clean_env(OTEL_EXPORTER_OTLP_TIMEOUT="600"))
+        sent = json.loads(proc.stdout)
+        stored = [s for t in {s["trace_id"] for s in sent} for s in dashboard.get(f"/api/traces/{t}")["spans"]]
+        assert {s["span_id"] for s in stored} == {s["span_id"] for s in sent}
+    assert "at shutdown was dropped (opto-shutdown-BatchSpanProcessor" in proc.stderr
+
+
 def test_shutdown_returns_within_its_time_limit_when_the_collector_never_answers() -> None:
     """A collector that accepts connections but never replies cannot hold the program at exit."""
     with socket.socket() as black_hole:

@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -125,27 +126,45 @@ def _install(resource: Resource, processors: list[SpanProcessor], readers: list[
 
 
 def shutdown(timeout_s: float = DEFAULT_SHUTDOWN_TIMEOUT_S) -> None:
-    """Flush and stop what configure() installed, within `timeout_s`. Safe to call twice."""
+    """Flush and stop what configure() installed, within `timeout_s`. Safe to call twice.
+
+    Each exporter stops on its own daemon thread: one that hangs (a collector that never answers)
+    neither holds the program past the limit nor keeps the others from flushing. A processor with
+    a longer `flush_timeout_s` of its own (the live dashboard exporter's) is given that long.
+    """
     with _lock:
         processors, _installed.processors = _installed.processors, []
         meter_provider, _installed.meter_provider = _installed.meter_provider, None
-    # Exporters' own flushes can block far longer (retries to an unreachable collector), so they
-    # run on a daemon thread and whatever is not sent within timeout_s is dropped.
-    flusher = threading.Thread(
-        target=_flush, args=(processors, meter_provider, timeout_s), name="opto-shutdown", daemon=True
-    )
-    flusher.start()
-    flusher.join(timeout_s)
-    if flusher.is_alive():
-        logger.warning("opto: telemetry not exported within %ss at shutdown was dropped", timeout_s)
-
-
-def _flush(processors: list[SpanProcessor], meter_provider: MeterProvider | None, timeout_s: float) -> None:
-    for processor in processors:
-        try:
-            processor.force_flush(int(timeout_s * 1000))
-            processor.shutdown()
-        except Exception:
-            logger.exception("opto: shutting down span processor %r failed", processor)
+    stopping = [
+        (_in_thread(_stop_processor, processor, timeout_s), max(timeout_s, getattr(processor, "flush_timeout_s", 0.0)))
+        for processor in processors
+    ]
     if meter_provider is not None:
+        stopping.append((_in_thread(_stop_meter_provider, meter_provider, timeout_s), timeout_s))
+    start = time.monotonic()
+    for thread, budget in stopping:
+        thread.join(max(0.0, start + budget - time.monotonic()))
+    late = [thread.name for thread, _ in stopping if thread.is_alive()]
+    if late:
+        logger.warning("opto: telemetry not exported within %ss at shutdown was dropped (%s)", timeout_s, ", ".join(late))
+
+
+def _in_thread(stop: Any, what: Any, timeout_s: float) -> threading.Thread:
+    thread = threading.Thread(target=stop, args=(what, timeout_s), name=f"opto-shutdown-{type(what).__name__}", daemon=True)
+    thread.start()
+    return thread
+
+
+def _stop_processor(processor: SpanProcessor, timeout_s: float) -> None:
+    try:
+        processor.force_flush(int(timeout_s * 1000))
+        processor.shutdown()
+    except Exception:
+        logger.exception("opto: shutting down span processor %r failed", processor)
+
+
+def _stop_meter_provider(meter_provider: MeterProvider, timeout_s: float) -> None:
+    try:
         meter_provider.shutdown(timeout_millis=timeout_s * 1000)
+    except Exception:
+        logger.exception("opto: shutting down the meter provider failed")
