@@ -1,8 +1,11 @@
 """Per-call cost of @async_trace against a bare coroutine and a hand-written OpenTelemetry wrapper.
 
-Run: .venv/bin/python bench/overhead.py
+Run: .venv/bin/python bench/overhead.py [--instructions]
 All traced variants share one TracerProvider (BatchSpanProcessor, counting no-op exporter), so they
 pay the same export cost; the no-SDK figure runs in a child process with no provider at all.
+Times are CPU time per call (process-wide, so the export thread counts), interleaved across
+variants. `--instructions` also counts instructions per call under valgrind, which a busy
+machine does not disturb.
 """
 
 from __future__ import annotations
@@ -49,12 +52,11 @@ def _no_sdk() -> None:
     asyncio.run(run())
 
 
-def main() -> None:
+def _provider() -> object:
+    """One TracerProvider with a batch processor and a counting no-op exporter, set globally."""
     from opentelemetry import trace
     from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
-
-    import opto
 
     class CountingExporter(SpanExporter):
         def __init__(self) -> None:
@@ -68,27 +70,69 @@ def main() -> None:
     provider = TracerProvider()
     provider.add_span_processor(BatchSpanProcessor(exporter, max_queue_size=1 << 20))
     trace.set_tracer_provider(provider)
+    provider.exporter = exporter  # type: ignore[attr-defined]
+    return provider
+
+
+def _variants() -> dict[str, Callable[[str], Awaitable[str]]]:
+    from opentelemetry import trace
+
+    import opto
+
     tracer = trace.get_tracer("bench")
 
     async def hand_written(query: str) -> str:
         with tracer.start_as_current_span("hand_written"):
             return await bare(query)
 
-    traced = opto.trace.async_trace(bare)
-    no_capture = opto.trace.async_trace(capture_args=False, capture_result=False)(bare)
+    return {
+        "bare": bare,
+        "otel": hand_written,
+        "opto": opto.trace.async_trace(bare),
+        "opto_nocap": opto.trace.async_trace(capture_args=False, capture_result=False)(bare),
+    }
+
+
+def _count_child(variant: str, calls: int, sdk: bool) -> None:
+    """Child process for --instructions: make `calls` calls of one variant, nothing else."""
+    if sdk:
+        _provider()
+    fn = _variants()[variant]
+
+    async def run() -> None:
+        for _ in range(calls):
+            await fn("What is machine learning?")
+
+    asyncio.run(run())
+
+
+def _instructions(variant: str, sdk: bool, calls: int) -> float:
+    """Instructions per call: the difference between a run with `calls` calls and one with none."""
+
+    def total(n: int) -> int:
+        cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, __file__,
+               "--count", variant, str(n), "sdk" if sdk else "nosdk"]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True, env={"PYTHONHASHSEED": "0", "PATH": "/usr/bin:/bin"}).stderr
+        return int(next(l for l in out.splitlines() if "Collected" in l).split()[-1])
+
+    return (total(calls) - total(0)) / calls
+
+
+def main() -> None:
+    provider = _provider()
+    exporter = provider.exporter  # type: ignore[attr-defined]
+    variants = _variants()
 
     async def run() -> dict[str, float]:
         # Interleave the variants so drift on a shared machine hits all of them alike.
-        results: dict[str, list[float]] = {k: [] for k in ("bare", "otel", "opto", "opto_nocap")}
+        results: dict[str, list[float]] = {k: [] for k in variants}
         for _ in range(3):
-            results["bare"].append(await _measure(bare))
-            results["otel"].append(await _measure(hand_written))
-            results["opto"].append(await _measure(traced))
-            results["opto_nocap"].append(await _measure(no_capture))
+            for name, fn in variants.items():
+                results[name].append(await _measure(fn))
         return {k: statistics.median(v) for k, v in results.items()}
 
     r = asyncio.run(run())
-    provider.force_flush()
+    provider.force_flush()  # type: ignore[attr-defined]
     expected = 3 * 3 * (ROUNDS * CALLS + 500)
     child = subprocess.run([sys.executable, __file__, "--no-sdk"], capture_output=True, text=True, check=True)
     nosdk_bare, nosdk_opto = map(float, child.stdout.split())
@@ -103,7 +147,20 @@ def main() -> None:
     print(f"spans exported: {exporter.count} of {expected}")
     ok = r["opto"] / r["otel"] <= 1.25 and nosdk_opto - nosdk_bare <= 2.0 and exporter.count == expected
     print("goals (<= 1.25x the OpenTelemetry wrapper; <= 2 µs over bare without an SDK):", "met" if ok else "MISSED")
+    if "--instructions" in sys.argv:
+        print(f"\n{'instructions per call (valgrind)':<44}{'count':>10}{'ratio':>9}")
+        counts = {v: _instructions(v, True, 2000) for v in ("bare", "otel", "opto", "opto_nocap")}
+        for v, label in (("bare", "bare coroutine"), ("otel", "hand-written wrapper"), ("opto", "@async_trace (default capture)"), ("opto_nocap", "@async_trace (capture off)")):
+            print(f"{label:<44}{counts[v]:>10.0f}{counts[v] / counts['otel']:>9.2f}")
+        nosdk = _instructions("opto", False, 20000) - _instructions("bare", False, 20000)
+        print(f"{'no SDK: @async_trace over bare':<44}{nosdk:>10.0f}")
 
 
 if __name__ == "__main__":
-    _no_sdk() if "--no-sdk" in sys.argv else main()
+    if "--no-sdk" in sys.argv:
+        _no_sdk()
+    elif "--count" in sys.argv:
+        _, _, variant, n, sdk = sys.argv
+        _count_child(variant, int(n), sdk == "sdk")
+    else:
+        main()
