@@ -18,7 +18,7 @@ import resource
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 
 BATCH_SIZE = 100
 MAX_CONCURRENT = 10
@@ -70,22 +70,11 @@ async def gathered(n: int) -> int:
 
 def child(mode: str, n: int) -> None:
     """In a fresh process: set up telemetry, then print starting RSS, peak RSS (MB) and seconds for one run."""
-    from opentelemetry import metrics, trace
-    from opentelemetry.sdk.metrics import MeterProvider
-    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-    from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+    from seed_table import install_providers
 
     import opto  # noqa: F401  (imported before the starting RSS is taken)
 
-    class CountingExporter(SpanExporter):
-        def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-            return SpanExportResult.SUCCESS
-
-    provider = TracerProvider()
-    provider.add_span_processor(BatchSpanProcessor(CountingExporter()))
-    trace.set_tracer_provider(provider)
-    metrics.set_meter_provider(MeterProvider(metric_readers=[InMemoryMetricReader()]))
+    install_providers(max_queue_size=2048)  # the SDK's default queue: its size is part of the memory
     asyncio.run(streamed(WARM_UP))  # warm-up: first spans, metric streams, span queue at its working size
     start = rss_mb()
     t0 = time.perf_counter()

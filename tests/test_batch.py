@@ -26,6 +26,15 @@ async def agen(items: list[Any]) -> AsyncIterator[Any]:
         yield item
 
 
+async def endless(closed: asyncio.Event) -> AsyncIterator[int]:
+    """Counts forever; sets `closed` once the generator is closed."""
+    try:
+        for i in itertools.count():
+            yield i
+    finally:
+        closed.set()
+
+
 async def collect(stream: AsyncIterator[BatchResult[Any, Any]]) -> list[BatchResult[Any, Any]]:
     async with asyncio.timeout(10):
         return [r async for r in stream]
@@ -238,13 +247,6 @@ async def test_break_cancels_in_flight_batches_and_closes_the_input(spans: Spans
     input_closed = asyncio.Event()
     cancelled: list[int] = []
 
-    async def source() -> AsyncIterator[int]:
-        try:
-            for i in itertools.count():
-                yield i
-        finally:
-            input_closed.set()
-
     async def handler(items: list[int]) -> int:
         if items[0] == 0:
             return 0
@@ -256,7 +258,7 @@ async def test_break_cancels_in_flight_batches_and_closes_the_input(spans: Spans
         return items[0]
 
     before = asyncio.all_tasks()
-    stream = AsyncBatchProcessor(batch_size=1, max_concurrent=3, handler=handler).process(source())
+    stream = AsyncBatchProcessor(batch_size=1, max_concurrent=3, handler=handler).process(endless(input_closed))
     async with asyncio.timeout(10):
         async for result in stream:
             assert result.result == 0
@@ -276,15 +278,8 @@ async def test_break_without_a_reference_cleans_up_too() -> None:
     """A plain `break` (the generator is collected, then closed by the loop) still closes the input."""
     input_closed = asyncio.Event()
 
-    async def source() -> AsyncIterator[int]:
-        try:
-            for i in itertools.count():
-                yield i
-        finally:
-            input_closed.set()
-
     async with asyncio.timeout(10):
-        async for _ in AsyncBatchProcessor(batch_size=2, max_concurrent=2).process(source()):
+        async for _ in AsyncBatchProcessor(batch_size=2, max_concurrent=2).process(endless(input_closed)):
             break
         await input_closed.wait()
 
