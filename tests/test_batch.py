@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
+import logging
 import threading
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from opentelemetry import trace as otel_trace
 
 import opto
 from opto.telemetry import semconv
@@ -282,6 +285,22 @@ async def test_break_without_a_reference_cleans_up_too() -> None:
         async for _ in AsyncBatchProcessor(batch_size=2, max_concurrent=2).process(endless(input_closed)):
             break
         await input_closed.wait()
+
+
+async def test_consumer_span_is_untouched_across_yields(caplog: pytest.LogCaptureFixture) -> None:
+    """The run never leaves its span current in the consumer: not at a yield, not after a break."""
+    caplog.set_level(logging.ERROR, logger="opentelemetry.context")
+    tracer = otel_trace.get_tracer("test")
+    input_closed = asyncio.Event()
+    with tracer.start_as_current_span("consumer") as consumer:
+        async with asyncio.timeout(10):
+            async for _ in AsyncBatchProcessor(batch_size=1, max_concurrent=2).process(endless(input_closed)):
+                assert otel_trace.get_current_span() is consumer
+                break
+            gc.collect()
+            await input_closed.wait()  # the loop has run the abandoned generator's aclose()
+        assert otel_trace.get_current_span() is consumer
+    assert not [r for r in caplog.records if "Failed to detach context" in r.getMessage()]
 
 
 async def test_cancelling_the_consumer_cancels_everything(spans: Spans) -> None:

@@ -49,7 +49,7 @@ def named(spans: Spans, name: str) -> list[Any]:
 
 
 def flaky(failures: int) -> Any:
-    """A traced-free async factory that raises RetryableError `failures` times, then returns the call count."""
+    """An untraced coroutine function that raises RetryableError `failures` times, then returns its call count."""
     calls = 0
 
     async def attempt() -> int:
