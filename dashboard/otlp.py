@@ -63,17 +63,22 @@ class _Signal:
     reply: Callable[[Decoded], Message]
 
 
+def _partial_message(decoded: Decoded) -> str:
+    """The first rejection's reason and the warning, for a partial-success reply; empty when fully stored."""
+    return "; ".join(m for m in (decoded.error, decoded.warning) if m)
+
+
 def _trace_reply(decoded: Decoded) -> Message:
-    if not (decoded.rejected or decoded.warning):
+    if not (message := _partial_message(decoded)):
         return ExportTraceServiceResponse()
-    partial = ExportTracePartialSuccess(rejected_spans=decoded.rejected, error_message=decoded.error or decoded.warning)
-    return ExportTraceServiceResponse(partial_success=partial)
+    return ExportTraceServiceResponse(
+        partial_success=ExportTracePartialSuccess(rejected_spans=decoded.rejected, error_message=message)
+    )
 
 
 def _metrics_reply(decoded: Decoded) -> Message:
-    if not (decoded.rejected or decoded.warning):
+    if not (message := _partial_message(decoded)):
         return ExportMetricsServiceResponse()
-    message = "; ".join(m for m in (decoded.error, decoded.warning) if m)
     return ExportMetricsServiceResponse(
         partial_success=ExportMetricsPartialSuccess(rejected_data_points=decoded.rejected, error_message=message)
     )
