@@ -99,3 +99,23 @@ def test_ten_thousand_span_trace_opens_within_budget(page: Page, dashboard: Dash
     page.keyboard.press("End")
     expect(page.locator(".wf-row[aria-selected='true']")).to_contain_text("call-99")
     expect(page.locator(".wf-row[aria-selected='true']")).to_have_attribute("data-depth", "2")
+
+
+def test_slot_wait_is_shaded_before_the_work_it_delayed(page: Page, dashboard: Dashboard, workload: Callable[[str], Workload]) -> None:
+    """Calls that waited for an AsyncTraceContext slot show the wait, then their bar starting where it ends."""
+    program = workload("concurrency")
+    program.ready()
+    program.finish()
+    trace_id = dashboard.get("/api/traces?name=limited_work")["traces"][0]["trace_id"]
+    page.goto(f"{dashboard.url}/traces/{trace_id}")
+    waited = page.locator(".wf-row", has=page.locator(".wf-wait")).last
+    expect(waited).to_contain_text("limited_work")
+    wait_box = waited.locator(".wf-wait").bounding_box()
+    bar_box = waited.locator(".wf-bar").bounding_box()
+    assert wait_box is not None and bar_box is not None
+    assert wait_box["width"] > 0
+    assert abs(wait_box["x"] + wait_box["width"] - bar_box["x"]) < 1.5
+    # All 48 calls began together, so the wait starts where the first call's work does: inside its span.
+    first = page.locator(".wf-row", has_text="limited_work").first.locator(".wf-bar").bounding_box()
+    assert first is not None
+    assert abs(wait_box["x"] - first["x"]) < 5

@@ -48,10 +48,11 @@ export function lineChart(svg, { series, x0, x1, formatX, formatY = String, minT
     const x = x0 + (span * i) / 3;
     svg.append(h("svg:text", { class: "axis-label", x: X(x), y: f.height - 6, "text-anchor": i === 0 ? "start" : i === 3 ? "end" : "middle" }, formatX(x)));
   }
-  for (const m of markers) {
+  markers.forEach((m, i) => {
+    // Labels step leftwards so that limits close in value do not print over each other.
     svg.append(h("svg:line", { class: "marker", x1: PAD.left, x2: f.width - PAD.right, y1: Y(m.y), y2: Y(m.y), "data-limit": m.y }));
-    svg.append(h("svg:text", { class: "marker-label", x: f.width - PAD.right - 4, y: Y(m.y) - 5, "text-anchor": "end" }, m.label));
-  }
+    svg.append(h("svg:text", { class: "marker-label", x: f.width - PAD.right - 4 - i * 150, y: Y(m.y) - 5, "text-anchor": "end" }, m.label));
+  });
   series.forEach((s, i) => {
     if (!s.points.length) return;
     const d = s.points.map(([x, y], j) => `${j ? "L" : "M"}${X(x).toFixed(1)},${Y(y).toFixed(1)}`).join("");

@@ -3,6 +3,7 @@
 /** Milliseconds as "840 µs", "12.3 ms", "4.20 s", "3m 05s". */
 export function duration(ms) {
   if (ms === null || ms === undefined || Number.isNaN(ms)) return "–";
+  if (ms === 0) return "0";
   if (ms < 1) return `${Math.round(ms * 1000)} µs`;
   if (ms < 100) return `${ms.toFixed(1)} ms`;
   if (ms < 1000) return `${Math.round(ms)} ms`;
@@ -39,9 +40,20 @@ export function percent(x) {
   return p === 0 ? "0%" : p < 0.1 ? "<0.1%" : `${p < 10 ? p.toFixed(1) : Math.round(p)}%`;
 }
 
+/** Bytes as "512 B", "3.4 MB". */
+export function bytes(n) {
+  if (n === null || n === undefined) return "–";
+  const units = ["B", "kB", "MB", "GB", "TB"];
+  let i = 0;
+  while (Math.abs(n) >= 1000 && i < units.length - 1) { n /= 1000; i++; }
+  return `${i ? n.toFixed(n < 10 ? 1 : 0) : n} ${units[i]}`;
+}
+
 /** Any attribute value as one line of text. */
 export function value(v) {
+  if (v === null || v === undefined) return "–";
   if (Array.isArray(v)) return `[${v.map(value).join(", ")}]`;
+  if (typeof v === "object") return Object.entries(v).map(([k, x]) => `${k}=${value(x)}`).join("  ");
   if (typeof v === "number" && !Number.isInteger(v)) return String(Math.round(v * 1e6) / 1e6);
   return String(v);
 }

@@ -70,10 +70,23 @@ function renderConcurrency() {
   }));
 }
 
+/** One line per (name, limit): how many ran in the window, the highest peak, and how many still run. */
 function renderLimits() {
-  fill($("#limits"), limits.map((l) => h("li", { "data-limit": l.limit, "data-peak": l.peak ?? "" },
-    h("a", { href: `/traces/${l.trace_id}?span=${l.span_id}` }, l.name), " · limit ", h("strong", {}, l.limit),
-    l.peak === null ? " · running" : [" · peak ", h("strong", {}, l.peak)])));
+  const groups = new Map();
+  for (const l of limits) {
+    const key = `${l.name}\u0000${l.limit}`;
+    const g = groups.get(key) || { ...l, runs: 0, running: 0, peak: null };
+    g.runs += 1;
+    if (l.peak === null) g.running += 1;
+    else g.peak = Math.max(g.peak ?? 0, l.peak);
+    groups.set(key, g);
+  }
+  fill($("#limits"), [...groups.values()].slice(0, 6).map((g) => h("li", { "data-limit": g.limit, "data-peak": g.peak ?? "" },
+    h("a", { href: `/traces/${g.trace_id}?span=${g.span_id}` }, g.name),
+    " · limit ", h("strong", {}, g.limit),
+    g.peak === null ? "" : [" · peak ", h("strong", {}, g.peak)],
+    g.runs > 1 ? ` · ${g.runs} runs` : "",
+    g.running ? " · running" : "")));
 }
 
 /** The AsyncTraceContext limits of the charted window, drawn as reference lines. */

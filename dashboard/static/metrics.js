@@ -1,39 +1,42 @@
-// The Metrics page: each AsyncMetrics summary's latest figures, with a sparkline of their history.
-import { $, h, setRows } from "/static/dom.js";
-import { time, value } from "/static/format.js";
+// The Metrics page: each AsyncMetrics summary as figure tiles, each with a sparkline of its history.
+import { $, h, fill } from "/static/dom.js";
+import { bytes, count, seconds, time, value } from "/static/format.js";
 import { latest, report, throttle } from "/static/api.js";
 import { sparkline } from "/static/charts.js";
 import { onLive } from "/static/socket.js";
 
 const fetchMetrics = latest();
 const list = $("#metrics");
-const cards = new Map();
 
-function card(name) {
-  if (!cards.has(name)) {
-    const id = `metric-${cards.size}`;
-    const node = h("section", { class: "card", "aria-label": `Metrics ${name}`, "data-metric": name },
-      h("h2", { class: "card-title" }, name),
-      h("p", { class: "muted updated" }),
-      h("table", { class: "grid metric-table", id },
-        h("thead", {}, h("tr", {}, h("th", {}, "Figure"), h("th", { class: "num" }, "Latest"), h("th", { class: "num" }, "History"))),
-        h("tbody")));
-    cards.set(name, node);
-  }
-  return cards.get(name);
+/** A figure by the unit its key names: `_s` seconds, `_bytes` bytes, else a count. */
+function figure(key, v) {
+  if (v === null || v === undefined) return "–";
+  if (key.endsWith("_s")) return seconds(v);
+  if (key.endsWith("_bytes")) return bytes(v);
+  return typeof v === "number" ? count(v) : value(v);
+}
+
+const label = (key) => key.replace(/_bytes$|_s$/, "").replaceAll("_", " ");
+
+function tile(key, v, history) {
+  const spark = h("svg:svg", { class: "spark", preserveAspectRatio: "none", "aria-hidden": "true" });
+  sparkline(spark, history.map(([, s]) => s[key]).filter((x) => typeof x === "number"));
+  return h("div", { class: "figure", "data-figure": key },
+    h("div", { class: "stat-label" }, label(key)),
+    h("div", { class: "figure-value" }, figure(key, v)),
+    spark);
 }
 
 function render(summary, history) {
-  const node = card(summary.name);
-  node.querySelector(".updated").textContent = `updated ${time(summary.time_ns)}`;
-  const rows = Object.entries(summary.summary).map(([key, v]) => {
-    const spark = h("svg:svg", { class: "spark", "aria-hidden": "true" });
-    const values = history.map(([, s]) => s[key]).filter((x) => typeof x === "number");
-    if (typeof v === "number") sparkline(spark, values);
-    return h("tr", {}, h("td", {}, key), h("td", { class: "num" }, value(v)), h("td", { class: "num" }, spark));
-  });
-  setRows(node.querySelector("table"), rows);
-  return node;
+  const figures = Object.entries(summary.summary).filter(([k, v]) => k !== "name" && (typeof v === "number" || v === null));
+  const recorded = summary.summary.values && typeof summary.summary.values === "object" ? Object.entries(summary.summary.values) : [];
+  return h("section", { class: "card", "aria-label": `Metrics ${summary.name}`, "data-metric": summary.name },
+    h("div", { class: "card-head" },
+      h("h2", { class: "card-title" }, summary.name),
+      h("span", { class: "muted" }, `updated ${time(summary.time_ns)} · ${count(history.length)} snapshots`)),
+    h("div", { class: "figures" }, figures.map(([k, v]) => tile(k, v, history))),
+    recorded.length ? [h("h3", { class: "sub" }, "Recorded values"),
+      h("table", { class: "grid" }, h("tbody", {}, recorded.map(([k, v]) => h("tr", {}, h("td", {}, k), h("td", { class: "num" }, value(v))))))] : null);
 }
 
 async function load() {
@@ -41,9 +44,9 @@ async function load() {
     const data = await fetchMetrics("/api/metrics");
     if (!data) return;
     report(null);
-    const nodes = data.summaries.map((s) => render(s, data.history[s.name] || []));
-    list.replaceChildren(...nodes);
-    $("#metrics-empty").hidden = nodes.length > 0;
+    // History arrives newest first; sparklines read left to right.
+    fill(list, data.summaries.map((s) => render(s, [...(data.history[s.name] || [])].sort((a, b) => a[0] - b[0]))));
+    $("#metrics-empty").hidden = data.summaries.length > 0;
   } catch (error) {
     report(error);
   }

@@ -26,7 +26,7 @@ async function load() {
       h("td", {}, time(r.time_ns)),
       h("td", {}, r.name),
       h("td", { class: "num" }, r.attempt),
-      h("td", { title: r.exception_message || "" }, `${r.exception_type || "error"}: ${r.exception_message || ""}`),
+      h("td", { title: r.exception_message || "" }, r.exception_message ? `${r.exception_type || "error"}: ${r.exception_message}` : r.exception_type || "error"),
       h("td", { class: "num" }, seconds(r.delay_s)),
       h("td", {}, h("a", { href: `/traces/${r.trace_id}?span=${r.span_id}` }, `${r.trace_id.slice(0, 8)}…`)))));
   } catch (error) {

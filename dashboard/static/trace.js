@@ -62,7 +62,7 @@ function summarise() {
     else outcomes[s.outcome] = (outcomes[s.outcome] || 0) + 1;
   }
   const { t0, t1 } = waterfall.model;
-  const parts = [`${spans.length.toLocaleString()} spans`, duration((t1 - t0) / 1e6), time(t0)];
+  const parts = [`${spans.length.toLocaleString()} span${spans.length === 1 ? "" : "s"}`, duration((t1 - t0) / 1e6), time(t0)];
   for (const o of names.OUTCOMES) if (o !== names.OUTCOME_OK && outcomes[o]) parts.push(`${count(outcomes[o])} ${o}`);
   if (running) parts.push(`${count(running)} running`);
   setText($("#trace-summary"), parts.join(" · "));
@@ -71,7 +71,7 @@ function summarise() {
 // ---- detail panel ----
 
 function kvTable(entries) {
-  return h("table", {}, h("tbody", {}, entries.map(([k, v]) => h("tr", {}, h("td", {}, k), h("td", {}, v)))));
+  return h("table", {}, h("tbody", {}, entries.map(([k, v]) => h("tr", {}, h("td", { title: k }, k), h("td", {}, v)))));
 }
 
 function section(title, ...body) {
@@ -87,7 +87,8 @@ function eventBlock(span, e) {
   if (e.name === names.EVENT_RETRY) {
     cls += " retry";
     title = `Retry after attempt ${attrs[names.ATTEMPT] ?? "?"}`;
-    body = [h("div", {}, `${attrs[names.EXCEPTION_TYPE] || "error"}: ${attrs[names.EXCEPTION_MESSAGE] ?? ""}`),
+    const message = attrs[names.EXCEPTION_MESSAGE];
+    body = [h("div", {}, message ? `${attrs[names.EXCEPTION_TYPE] || "error"}: ${message}` : attrs[names.EXCEPTION_TYPE] || "error"),
       h("div", { class: "muted" }, `waited ${duration((attrs[names.RETRY_DELAY_S] || 0) * 1000)} before the next attempt`)];
   } else if (e.name === "exception") {
     cls += " exception";

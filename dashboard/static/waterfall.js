@@ -41,11 +41,17 @@ export function layout(spans, nowNs) {
   return { rows, t0, t1: Math.max(t1, t0 + 1) };
 }
 
-/** How long the span's work waited first: for a slot (span attribute) or as a queue item (link attribute). */
+/** A duration in seconds as nanoseconds; 0 when absent. */
+const ns = (v) => (typeof v === "number" && v > 0 ? v * 1e9 : 0);
+
+/** How long the call waited inside its span for a concurrency slot, before its work began. */
+const slotWaitNs = (span) => ns(span.attributes[names.QUEUE_WAIT_S]);
+
+/** How long the item this span handles waited in an AsyncQueue before the span began (link attribute). */
 function queueWaitNs(span) {
-  let wait = span.attributes[names.QUEUE_WAIT_S];
-  for (const link of span.links) wait = Math.max(wait || 0, link.attributes?.[names.QUEUE_WAIT_S] || 0);
-  return typeof wait === "number" && wait > 0 ? wait * 1e9 : 0;
+  let wait = 0;
+  for (const link of span.links) wait = Math.max(wait, ns(link.attributes?.[names.QUEUE_WAIT_S]));
+  return wait;
 }
 
 export class Waterfall {
@@ -69,6 +75,7 @@ export class Waterfall {
     this.model = layout(spans, nowNs);
     this.index = new Map(this.model.rows.map((r, i) => [r.span.span_id, i]));
     this.spacer.style.height = `${this.model.rows.length * ROW}px`;
+    this.viewport.style.setProperty("--wf-rows", this.model.rows.length);
     this.selected = selectedId && this.index.has(selectedId) ? this.index.get(selectedId) : -1;
     this.renderAxis();
     this.render();
@@ -141,11 +148,16 @@ export class Waterfall {
     const outcome = span.state === "started" ? "inflight" : span.outcome || "ok";
     const end = span.end_ns ?? t1;
     const track = h("div", { class: "wf-track" });
-    const wait = queueWaitNs(span);
-    if (wait) {
-      track.append(h("div", { class: "wf-wait", style: `left:${pct(span.start_ns - wait)};width:${pct(t0 + wait)}`, title: `queue wait ${duration(wait / 1e6)}` }));
-    }
-    track.append(h("div", { class: `wf-bar ${outcome}`, "data-outcome": outcome, style: `left:${pct(span.start_ns)};width:${pct(t0 + Math.max(end - span.start_ns, 0))}` }));
+    // Waiting is shaded before the work it delayed: for a queued item before the span, for a slot inside it.
+    const queued = queueWaitNs(span);
+    const slot = Math.min(slotWaitNs(span), Math.max(end - span.start_ns, 0));
+    const shade = (from, wait, what) => track.append(h("div", {
+      class: "wf-wait", style: `left:${pct(from)};width:${pct(t0 + wait)}`, title: `${what} ${duration(wait / 1e6)}`, "data-wait-ms": wait / 1e6,
+    }));
+    if (queued) shade(span.start_ns - queued, queued, "waited in the queue");
+    if (slot) shade(span.start_ns, slot, "waited for a slot");
+    const workStart = span.start_ns + slot;
+    track.append(h("div", { class: `wf-bar ${outcome}`, "data-outcome": outcome, style: `left:${pct(workStart)};width:${pct(t0 + Math.max(end - workStart, 0))}` }));
     for (const e of span.events) {
       if (e.name !== names.EVENT_RETRY) continue;
       const delay = (e.attributes[names.RETRY_DELAY_S] || 0) * 1e9;

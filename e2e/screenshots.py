@@ -1,0 +1,80 @@
+"""`make screenshots`: regenerate docs/images/*.png, every page of the dashboard fed by `make demo`'s workload.
+
+A fresh dashboard on a temporary database receives the demo workload for a while, so the charts
+have history, then Chromium photographs each page in the light theme, and Live and Trace in dark.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from playwright.sync_api import Page, sync_playwright
+
+from harness import Dashboard, launch_chromium
+
+__all__: list[str] = []
+
+OUT = Path(__file__).resolve().parent.parent / "docs" / "images"
+FEED_S = 20  # seconds of demo traffic before the first picture: enough history for the charts
+VIEWPORT = {"width": 1440, "height": 900}
+
+
+def interesting_trace(dashboard: Dashboard) -> str:
+    """The finished trace with the most spans among the recent ones (retries break ties): the richest waterfall."""
+    traces = dashboard.get("/api/traces?limit=200")["traces"]
+    done = [t for t in traces if not t["in_flight"]] or traces
+    return max(done, key=lambda t: (t["span_count"], t["retry_count"]))["trace_id"]
+
+
+def shoot(page: Page, url: str, name: str, ready: str) -> None:
+    page.goto(url)
+    page.locator(ready).first.wait_for()
+    page.wait_for_load_state("networkidle")
+    page.screenshot(path=str(OUT / f"{name}.png"))
+    print(f"docs/images/{name}.png")
+
+
+def main() -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        dashboard = Dashboard(Path(tmp) / "demo.db")
+        dashboard.start()
+        demo = subprocess.Popen([sys.executable, "-m", "opto_dashboard.demo", "--connect", dashboard.url], stdout=subprocess.DEVNULL)
+        try:
+            time.sleep(FEED_S)  # a duration of traffic, not a synchronisation
+            trace_id = interesting_trace(dashboard)
+            pages = [
+                ("live", "/live", "#inflight-table tbody tr"),
+                ("traces", "/traces", "#trace-table tbody tr"),
+                ("trace", f"/traces/{trace_id}", "body[data-ready]"),
+                ("queues", "/queues", "section.queue"),
+                ("retries", "/retries", "#retry-table tbody tr"),
+                ("debug", "/debug", "#debug-table tbody tr"),
+                ("metrics", "/metrics", "#metrics section"),
+            ]
+            with sync_playwright() as playwright:
+                browser = launch_chromium(playwright)
+                for scheme in ("light", "dark"):
+                    page = browser.new_page(viewport=VIEWPORT, color_scheme=scheme, device_scale_factor=1)
+                    for name, path, ready in pages:
+                        if scheme == "light" or name in ("live", "trace"):
+                            shoot(page, dashboard.url + path, name if scheme == "light" else f"{name}-dark", ready)
+                    page.close()
+                browser.close()
+        finally:
+            demo.send_signal(signal.SIGINT)
+            try:
+                demo.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                demo.kill()
+                demo.wait()
+            dashboard.close()
+
+
+if __name__ == "__main__":
+    main()
