@@ -33,6 +33,10 @@ demo: install
 bench: install-test
 	$(BIN)/python bench/overhead.py
 
+# docs/images/*.png: every dashboard page, fed by the demo workload, photographed by Chromium.
+screenshots: install-test chromium
+	$(BIN)/python e2e/screenshots.py
+
 # Side by side with Logfire, Langfuse and Arize Phoenix, offline, in a separate venv (never our deps).
 PEERS_VENV := .venv-peers
 $(PEERS_VENV)/bin/python:
