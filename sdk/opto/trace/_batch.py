@@ -10,18 +10,17 @@ from __future__ import annotations
 import asyncio
 import inspect
 import itertools
-import operator
 import time
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Generic, TypeAlias, TypeVar
+from typing import Any, Generic, TypeAlias, TypeVar, cast
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace as otel_trace
 from opentelemetry.trace import Span
 
 from ..telemetry import _facade, semconv
-from ._context import cancel_and_wait, finish_span
+from ._context import call_source, cancel_and_wait, finish_span
 from ._decorator import Options, _Calls, _wrap_coroutine_function, check_timeout
 from ._retry import PolicyName, RetryPolicy, resolve_policy
 from ._scope import SCOPE, Limiter, Scope
@@ -117,7 +116,7 @@ class AsyncBatchProcessor(Generic[T, R]):
     async def _results(
         self, data: Iterable[T] | AsyncIterable[T], handler: Handler[T, R] | None
     ) -> AsyncGenerator[BatchResult[T, R], None]:
-        attrs = {semconv.SPAN_KIND: semconv.KIND_BATCH, semconv.BATCH_SIZE: self.batch_size, semconv.CONCURRENCY_LIMIT: self.max_concurrent}
+        attrs: dict[str, Any] = {semconv.SPAN_KIND: semconv.KIND_BATCH, semconv.BATCH_SIZE: self.batch_size, semconv.CONCURRENCY_LIMIT: self.max_concurrent}
         span = _facade.TRACER.start_span(self.name, attributes=attrs)
         run = _Run(self, handler, span)
         reader = asyncio.get_running_loop().create_task(run.read(data))
@@ -166,7 +165,7 @@ class _Run:
             retry=proc.retry_policy, timeout=proc.timeout, capture_args=False,
         )  # fmt: skip
         self.call = _batch_call(handler)
-        self.traced = _wrap_coroutine_function(operator.call, opts, _Calls(handler or _identity, opts, semconv.KIND_TASK))
+        self.traced = _wrap_coroutine_function(call_source, opts, _Calls(handler or _identity, opts, semconv.KIND_TASK))
 
     async def read(self, data: Iterable[Any] | AsyncIterable[Any]) -> None:
         """Read the input batch by batch, each once a window slot is free, and start each batch."""
@@ -198,7 +197,7 @@ class _Run:
     async def _batch(self, index: int, items: list[Any]) -> None:
         attempts = 0
 
-        def attempt() -> Awaitable[Any]:
+        def attempt() -> Coroutine[Any, Any, Any]:
             nonlocal attempts
             attempts += 1
             if attempts == 1:
@@ -325,12 +324,12 @@ async def _identity(items: list[T]) -> list[T]:
     return items
 
 
-def _batch_call(handler: Handler[Any, Any] | None) -> Callable[[list[Any]], Awaitable[Any]]:
+def _batch_call(handler: Handler[Any, Any] | None) -> Callable[[list[Any]], Coroutine[Any, Any, Any]]:
     """How one attempt calls the handler: directly when async, in a worker thread when plain."""
     if handler is None:
         return _identity
     if inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(getattr(handler, "__call__", None)):
-        return handler  # type: ignore[return-value]
+        return cast("Callable[[list[Any]], Coroutine[Any, Any, Any]]", handler)
     return lambda items: asyncio.to_thread(handler, items)
 
 

@@ -9,11 +9,10 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import inspect
-import operator
 from collections.abc import Awaitable, Callable, Collection, Coroutine, Iterable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, TypeAlias, TypeVar
+from typing import Any, TypeAlias, TypeVar, cast
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace as otel_trace
@@ -24,7 +23,7 @@ from ._decorator import Options, _Calls, _wrap_coroutine_function, check_timeout
 from ._retry import PolicyName, RetryPolicy, resolve_policy
 from ._scope import SCOPE, Limiter, Scope
 
-__all__ = ["AsyncTraceContext", "ContextStats", "cancel_and_wait", "finish_span"]
+__all__ = ["AsyncTraceContext", "ContextStats", "call_source", "cancel_and_wait", "finish_span"]
 
 T = TypeVar("T")
 Item: TypeAlias = "Awaitable[T] | Callable[[], Awaitable[T]]"
@@ -75,7 +74,7 @@ class AsyncTraceContext:
         self._limiter = Limiter(max_concurrent)
         self._scope: Scope | None = None
         self._span: Span | None = None
-        self._tokens: tuple[contextvars.Token[Any], object] | None = None
+        self._tokens: tuple[contextvars.Token[Any], contextvars.Token[Any]] | None = None
         self._wrappers: dict[tuple[object, bool], Callable[[_Source], Coroutine[Any, Any, Any]]] = {}
 
     @property
@@ -213,7 +212,8 @@ class AsyncTraceContext:
         wrapper = self._wrappers.get(key)
         if wrapper is None:
             opts = Options(name=_label(first), retry=None if retries else _NO_RETRY, capture_args=False)
-            wrapper = _wrap_coroutine_function(operator.call, opts, _Calls(first, opts, semconv.KIND_TASK))
+            described = cast("Callable[..., Any]", first)  # _Calls reads only a coroutine's qualname and cr_code
+            wrapper = _wrap_coroutine_function(call_source, opts, _Calls(described, opts, semconv.KIND_TASK))
             self._wrappers[key] = wrapper
         return wrapper
 
@@ -238,6 +238,11 @@ class _Source:
     def close(self) -> None:
         if inspect.iscoroutine(self.first):
             self.first.close()
+
+
+def call_source(source: Callable[[], Coroutine[Any, Any, T]]) -> Coroutine[Any, Any, T]:
+    """One attempt of work run as a traced call: the wrapper calls this, and so `source`, per attempt."""
+    return source()
 
 
 async def _await(aw: Awaitable[T]) -> T:

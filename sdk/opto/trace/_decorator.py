@@ -9,7 +9,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine
 from contextvars import Token
 from dataclasses import dataclass
-from typing import Any, ParamSpec, TypeVar, overload
+from typing import Any, ParamSpec, TypeGuard, TypeVar, overload
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace as otel_trace
@@ -346,7 +346,7 @@ _WRAPPER_CODE = next(
 )
 
 
-def is_traced_call(obj: object) -> bool:
+def is_traced_call(obj: object) -> TypeGuard[Coroutine[Any, Any, Any]]:
     """True for the coroutine of an `@async_trace` call, which applies timeouts and retries itself."""
     return getattr(obj, "cr_code", None) is _WRAPPER_CODE
 
