@@ -81,7 +81,7 @@ function renderLimits() {
     else g.peak = Math.max(g.peak ?? 0, l.peak);
     groups.set(key, g);
   }
-  fill($("#limits"), [...groups.values()].slice(0, 6).map((g) => h("li", { "data-limit": g.limit, "data-peak": g.peak ?? "" },
+  fill($("#limits"), [...groups.values()].slice(0, 4).map((g) => h("li", { "data-limit": g.limit, "data-peak": g.peak ?? "" },
     h("a", { href: `/traces/${g.trace_id}?span=${g.span_id}` }, g.name),
     " · limit ", h("strong", {}, g.limit),
     g.peak === null ? "" : [" · peak ", h("strong", {}, g.peak)],
