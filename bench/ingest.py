@@ -51,6 +51,11 @@ class Server:
         self.proc = subprocess.Popen([sys.executable, "-c", _SERVE, str(db), str(fd)], pass_fds=[fd])
         httpx.get(self.url + "/api/live", timeout=60).raise_for_status()
 
+    def cpu_s(self) -> float:
+        """CPU seconds the server process has used (user + system, all threads)."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def close(self) -> None:
         self.proc.terminate()
         self.proc.wait(60)
@@ -124,17 +129,20 @@ def bench_ingest(tmp: Path) -> None:
     total = CONNECTIONS * FRAMES * SPANS_PER_FRAME
     server = Server(tmp / "ingest.db")
     try:
+        cpu0 = server.cpu_s()
         t0 = time.perf_counter()
         asyncio.run(_feed_all(server.url, batches))
         elapsed = time.perf_counter() - t0
+        cpu = server.cpu_s() - cpu0
         stored = server.count()
     finally:
         server.close()
     assert stored == total, f"stored {stored} of {total}"
     rate = stored / elapsed
     base = sqlite_baseline(tmp / "baseline.db", batches)
-    print(f"websocket door: {stored} spans stored in {elapsed:.2f} s = {rate:,.0f} spans/s "
-          f"({rate / base:.2f}x a bare sqlite3 insert loop at {base:,.0f} spans/s)")
+    print(f"websocket door: {stored:,} spans stored in {elapsed:.2f} s = {rate:,.0f} spans/s "
+          f"({rate / base:.2f}x a bare sqlite3 insert loop at {base:,.0f} spans/s); the server used "
+          f"{cpu:.2f} CPU s = {stored / cpu:,.0f} spans per CPU second, {cpu / elapsed:.2f} cores busy")
 
 
 async def _feed_all(url: str, batches: list[list[str]]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -209,32 +210,68 @@ _QUEUE_METRICS = (
 )
 
 
+_HISTOGRAM_LE_MS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
+
+
+def _exact_summary(values_ms: list[float]) -> dict[str, Any]:
+    """The `wait_ms` summary of individual waits (from spans)."""
+    values_ms.sort()
+    n = len(values_ms)
+    histogram = [{"le_ms": le, "count": bisect.bisect_right(values_ms, le)} for le in _HISTOGRAM_LE_MS]
+    return {
+        "count": n,
+        "p50": values_ms[min(n - 1, int(0.5 * n))],
+        "p95": values_ms[min(n - 1, int(0.95 * n))],
+        "max": values_ms[-1],
+        "histogram": [*histogram, {"le_ms": None, "count": n}],
+    }
+
+
 async def queues(request: Request) -> dict[str, Any]:
-    """Each AsyncQueue's depth over time, item waits, blocked puts, producers and consumers."""
-    rows = await _store(request).fetch(
+    """Each AsyncQueue's depth over time, item waits, blocked puts, producers and consumers.
+
+    Waits come from the spans (links and events) of the last 20,000 items per kind; a queue known
+    only from OTLP metrics gets its waits from its histogram points instead.
+    """
+    store = _store(request)
+    rows = await store.fetch(
         "SELECT process_id, name, time_ns, json_extract(attributes, '$.\"" + semconv.QUEUE_NAME + "\"') AS queue, "
         f"value, data FROM metrics WHERE name IN ({', '.join('?' * len(_QUEUE_METRICS))}) AND queue IS NOT NULL "
         "ORDER BY time_ns DESC LIMIT 50000", _QUEUE_METRICS,
     )
     found: dict[str, dict[str, Any]] = {}
     for process_id, name, time_ns, queue, value, data in rows:
-        q = found.setdefault(queue, {"depth": [], "latest": {}})
+        q = found.setdefault(queue, {"depth": [], "latest": {}, "waits": {}})
         if name == semconv.METRIC_QUEUE_DEPTH:
             if len(q["depth"]) < 600:
                 q["depth"].append([time_ns, value])
         else:
             q["latest"].setdefault((name, process_id), json.loads(data) if data else value)  # newest first
+    seconds = {"queue_wait": semconv.QUEUE_WAIT_S, "queue_blocked": semconv.QUEUE_BLOCKED_S}
+    for kind, key in seconds.items():
+        for queue, wait in await store.fetch(
+            "SELECT json_extract(attributes, '$.\"" + semconv.QUEUE_NAME + "\"') AS queue, "
+            "json_extract(attributes, '$.\"" + key + "\"') FROM span_events WHERE kind = ? AND queue IS NOT NULL "
+            "ORDER BY time_ns DESC LIMIT 20000", (kind,),
+        ):
+            q = found.setdefault(queue, {"depth": [], "latest": {}, "waits": {}})
+            q["waits"].setdefault(kind, []).append(wait * 1000)
     return {"queues": [
         {
             "name": queue,
             "depth": q["depth"][::-1],
-            "wait_ms": _histogram_summary(_latest(q, semconv.METRIC_QUEUE_WAIT)),
-            "put_blocked_ms": _histogram_summary(_latest(q, semconv.METRIC_QUEUE_PUT_BLOCKED)),
+            "wait_ms": _waits(q, "queue_wait", semconv.METRIC_QUEUE_WAIT),
+            "put_blocked_ms": _waits(q, "queue_blocked", semconv.METRIC_QUEUE_PUT_BLOCKED),
             "producers": sum(_latest(q, semconv.METRIC_QUEUE_PRODUCERS)),
             "consumers": sum(_latest(q, semconv.METRIC_QUEUE_CONSUMERS)),
         }
         for queue, q in sorted(found.items())
     ]}
+
+
+def _waits(queue: dict[str, Any], kind: str, metric: str) -> dict[str, Any]:
+    values = queue["waits"].get(kind)
+    return _exact_summary(values) if values else _histogram_summary(_latest(queue, metric))
 
 
 def _latest(queue: dict[str, Any], metric: str) -> list[Any]:

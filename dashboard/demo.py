@@ -70,6 +70,7 @@ async def optimize_task(task: int) -> int:
         return task * 2
 
 
+@opto.trace.async_trace
 async def producer(queue: AsyncQueue[int | None], count: int) -> None:
     for i in range(count):
         await queue.put(i)

@@ -95,7 +95,9 @@ _UPSERT_PROCESS = """
 INSERT INTO processes (id, service, pid, host, sdk, started_ns, last_seen_ns) VALUES (?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (id) DO UPDATE SET last_seen_ns = excluded.last_seen_ns
 """
-_EVENT_KINDS = {semconv.EVENT_RETRY: "retry", semconv.EVENT_SLOW_CALLBACK: "slow_callback"}
+_EVENT_KINDS = {
+    semconv.EVENT_RETRY: "retry", semconv.EVENT_SLOW_CALLBACK: "slow_callback", semconv.EVENT_QUEUE_BLOCKED: "queue_blocked",
+}
 
 
 def _dumps(value: Any) -> str:
@@ -143,13 +145,18 @@ def _span_rows(spans: Iterable[SpanRecord]) -> list[tuple[Any, ...]]:
 
 
 def _event_rows(r: SpanRecord) -> Iterable[tuple[Any, ...]]:
-    """Retry and debug events, indexed on their own for `/api/retries` and `/api/debug`."""
+    """Retry, debug and queue events, indexed on their own for `/api/retries`, `/api/debug` and
+    `/api/queues` (a queue item's wait is a link attribute on the consumer's span)."""
     if r.state != "ended":
         return
-    for event in r.events:
+    for i, event in enumerate(r.events):
         kind = _EVENT_KINDS.get(event["name"])
         if kind is not None:
-            yield (r.trace_id, r.span_id, r.name, kind, event["time_ns"], _dumps(event.get("attributes", {})))
+            yield (r.trace_id, r.span_id, r.name, kind, event["time_ns"] + i, _dumps(event.get("attributes", {})))
+    for i, link in enumerate(r.links):
+        attrs = link.get("attributes", {})
+        if semconv.QUEUE_WAIT_S in attrs:
+            yield (r.trace_id, r.span_id, r.name, "queue_wait", r.start_ns + i, _dumps(attrs))
     stack = r.attributes.get(semconv.DEBUG_CREATION_STACK)
     if stack is not None:
         yield (r.trace_id, r.span_id, r.name, "creation_stack", r.start_ns, _dumps({semconv.DEBUG_CREATION_STACK: stack}))

@@ -140,8 +140,32 @@ async def test_metric_summaries_and_queue_figures(served: tuple[Dashboard, Feed]
     assert [s for _, s in metrics["history"]["agent"]] == [{"count": 1}, {"count": 2}]
     (jobs,) = d.get("/api/queues")["queues"]
     assert jobs["name"] == "jobs" and jobs["depth"] == [[now, 3], [now + 1, 1]] and jobs["consumers"] == 2
+    # Known from a histogram point only (as OTLP sends it): percentiles come from the bucket bounds.
     assert jobs["wait_ms"]["count"] == 4 and jobs["wait_ms"]["p50"] == 10 and jobs["wait_ms"]["max"] == 50
     assert jobs["wait_ms"]["histogram"] == [{"le_ms": 10, "count": 3}, {"le_ms": 100, "count": 4}, {"le_ms": None, "count": 4}]
+
+
+async def test_queue_waits_come_from_consumer_links_and_producer_events(served: tuple[Dashboard, Feed]) -> None:
+    """The SDK's AsyncQueue puts each item's wait on the consumer span's link, and blocked puts on
+    the producer span's events: the queue view reads them from the spans."""
+    d, feed = served
+    producer = call("producer")
+    producer["events"] = [
+        {"name": semconv.EVENT_QUEUE_BLOCKED, "time_ns": producer["start_ns"] + i, "attributes": {semconv.QUEUE_NAME: "work", semconv.QUEUE_BLOCKED_S: s}}
+        for i, s in enumerate((0.002, 0.004))
+    ]
+    consumers = []
+    for wait_s in (0.001, 0.003, 0.020):
+        consumer = call("consume")
+        consumer["links"] = [{"trace_id": producer["trace_id"], "span_id": producer["span_id"],
+                              "attributes": {semconv.QUEUE_NAME: "work", semconv.QUEUE_WAIT_S: wait_s}}]
+        consumers.append(consumer)
+    await feed.send([producer, *consumers])
+    (work,) = d.get("/api/queues")["queues"]
+    assert work["name"] == "work"
+    assert (work["wait_ms"]["count"], work["wait_ms"]["p50"], work["wait_ms"]["max"]) == (3, 3.0, 20.0)
+    assert work["wait_ms"]["histogram"][:3] == [{"le_ms": 1, "count": 1}, {"le_ms": 5, "count": 2}, {"le_ms": 10, "count": 2}]
+    assert (work["put_blocked_ms"]["count"], work["put_blocked_ms"]["max"]) == (2, 4.0)
 
 
 async def test_live_rates_and_throughput(served: tuple[Dashboard, Feed]) -> None:

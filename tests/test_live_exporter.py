@@ -177,3 +177,29 @@ def test_opto_shutdown_flushes_on_demand(dashboard: Dashboard) -> None:
     result = subprocess.run([sys.executable, "-c", code, dashboard.url], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "10"
+
+
+def test_queue_figures_and_metric_summaries_reach_the_dashboard(dashboard: Dashboard) -> None:
+    """Queue depth (read from live AsyncQueues), item waits (span links) and AsyncMetrics summaries arrive."""
+    code = (
+        "import asyncio, opto, sys\n"
+        "from opto.trace import AsyncMetrics, AsyncQueue\n"
+        "opto.configure(dashboard=sys.argv[1])\n"
+        "@opto.trace.async_trace\n"
+        "async def produce(q):\n"
+        "    for i in range(5): await q.put(i)\n"
+        "@opto.trace.async_trace\n"
+        "async def handle(i):\n"
+        "    async with AsyncMetrics.monitor('handling'): return i\n"
+        "async def main():\n"
+        "    q = AsyncQueue(name='inbox')\n"
+        "    await produce(q)\n"
+        "    for _ in range(5): await handle(await q.get())\n"
+        "    await asyncio.sleep(1.5)  # the program lives past one metrics tick of the exporter\n"
+        "asyncio.run(main())\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code, dashboard.url], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    (inbox,) = dashboard.get("/api/queues")["queues"]
+    assert inbox["name"] == "inbox" and inbox["depth"] and inbox["wait_ms"]["count"] == 5
+    assert [s["name"] for s in dashboard.get("/api/metrics")["summaries"]] == ["handling"]

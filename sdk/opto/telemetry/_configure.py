@@ -88,9 +88,7 @@ def configure(
         processors.append(BatchSpanProcessor(ConsoleSpanExporter()))
     otlp_processors, otlp_readers = otlp.exporters(otlp_endpoint, otlp_headers)
     processors += otlp_processors
-    live_processors, live_readers = live.exporters(dashboard, _service_name(service_name))
-    processors += live_processors
-    readers += live_readers
+    processors += live.processors(dashboard, _service_name(service_name))
     readers += otlp_readers
     attrs: dict[str, Any] = {semconv.SERVICE_NAME: _service_name(service_name)}
     attrs.update(resource_attributes or {})

@@ -23,14 +23,13 @@ from urllib.parse import urlsplit, urlunsplit
 import orjson
 from opentelemetry import context as otel_context
 from opentelemetry.context import Context
-from opentelemetry.sdk.metrics.export import HistogramDataPoint, MetricReader, MetricsData, NumberDataPoint
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from .._version import __version__
 from . import semconv
 from .wire import encode_span
 
-__all__ = ["LiveSpanProcessor", "LiveMetricReader", "ingest_url", "exporters", "DEFAULT_BUFFER", "DEFAULT_FLUSH_TIMEOUT_S"]
+__all__ = ["LiveSpanProcessor", "ingest_url", "processors", "DEFAULT_BUFFER", "DEFAULT_FLUSH_TIMEOUT_S"]
 
 logger = logging.getLogger("opto")
 DEFAULT_BUFFER = 100_000  # span records waiting for the dashboard
@@ -38,7 +37,7 @@ DEFAULT_FLUSH_TIMEOUT_S = 5.0
 _BATCH = 1000  # records per frame
 _WINDOW = 16  # frames sent but not yet acked
 _TICK_S = 0.1  # longest a record waits before it is sent
-_METRICS_EVERY_S = 2.0
+_METRICS_EVERY_S = 1.0
 _BACKOFF_MIN_S = 0.05
 _BACKOFF_MAX_S = 5.0
 _MAX_FRAME = 8 * 1024 * 1024  # the dashboard's limit
@@ -64,73 +63,47 @@ def _env_number(name: str, default: float, kind: type[int] | type[float]) -> Any
         raise ValueError(f"{name} must be a {kind.__name__}, got {raw!r}") from None
 
 
-def exporters(dashboard: str | None, service_name: str) -> tuple[list[SpanProcessor], list[MetricReader]]:
-    """The live processor and its metric reader for `dashboard` (else `OPTO_DASHBOARD_URL`), or none.
+def processors(dashboard: str | None, service_name: str) -> list[SpanProcessor]:
+    """The live processor for `dashboard` (else `OPTO_DASHBOARD_URL`), or none when neither is set.
 
     `OPTO_DASHBOARD_BUFFER`, `OPTO_DASHBOARD_FLUSH_TIMEOUT` (seconds) and `OPTO_DASHBOARD_TOKEN`
     tune it.
     """
     url = dashboard or os.environ.get("OPTO_DASHBOARD_URL")
     if not url:
-        return [], []
-    processor = LiveSpanProcessor(
+        return []
+    return [LiveSpanProcessor(
         url,
         service_name=service_name,
         max_buffer=_env_number("OPTO_DASHBOARD_BUFFER", DEFAULT_BUFFER, int),
         flush_timeout_s=_env_number("OPTO_DASHBOARD_FLUSH_TIMEOUT", DEFAULT_FLUSH_TIMEOUT_S, float),
         token=os.environ.get("OPTO_DASHBOARD_TOKEN") or None,
-    )
-    return [processor], [processor.metric_reader]
+    )]
 
 
-# The OpenTelemetry metrics the dashboard's queue view reads; the rest stay with the app's exporters.
-_SENT_METRICS = frozenset({
-    semconv.METRIC_QUEUE_DEPTH, semconv.METRIC_QUEUE_WAIT, semconv.METRIC_QUEUE_PUT_BLOCKED,
-    semconv.METRIC_QUEUE_PRODUCERS, semconv.METRIC_QUEUE_CONSUMERS,
-})
+def _queue_points() -> list[dict[str, Any]]:
+    """Depth, producers and consumers of every live `AsyncQueue`, read from the queues themselves.
 
-
-class LiveMetricReader(MetricReader):
-    """A pull reader the live exporter's thread collects from on each metrics tick."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._latest: MetricsData | None = None
-
-    def _receive_metrics(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> None:
-        self._latest = metrics_data
-
-    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
-        pass
-
-    def points(self) -> list[dict[str, Any]]:
-        """The queue metrics as dashboard metric points; none until a MeterProvider registered this reader."""
-        if self._collect is None:
-            return []
-        self.collect()
-        data, self._latest = self._latest, None
-        points: list[dict[str, Any]] = []
-        for rm in data.resource_metrics if data else ():
-            for sm in rm.scope_metrics:
-                for metric in sm.metrics:
-                    if metric.name not in _SENT_METRICS:
-                        continue
-                    for dp in metric.data.data_points:
-                        attrs = dict(dp.attributes or {})
-                        if semconv.QUEUE_NAME not in attrs:
-                            continue  # a concurrency-slot wait, not a queue
-                        point: dict[str, Any] = {"name": metric.name, "time_ns": dp.time_unix_nano, "attributes": attrs}
-                        if isinstance(dp, HistogramDataPoint):
-                            point["histogram"] = {
-                                "count": dp.count, "sum": dp.sum, "min": dp.min, "max": dp.max,
-                                "bounds": list(dp.explicit_bounds), "counts": list(dp.bucket_counts),
-                            }
-                        elif isinstance(dp, NumberDataPoint):
-                            point["value"] = dp.value
-                        else:
-                            continue
-                        points.append(point)
-        return points
+    (Item waits and blocked puts travel on spans, as links and events.) Reading the queues costs
+    nothing per item, where an OpenTelemetry MeterProvider would cost every traced call.
+    """
+    try:
+        from ..trace import _queue
+    except ImportError:
+        return []
+    with _queue._live_lock:
+        queues = list(_queue._live)
+    now = time.time_ns()
+    points = []
+    for queue in queues:
+        stats = queue.statistics()
+        attrs = {semconv.QUEUE_NAME: stats.name}
+        points += [
+            {"name": semconv.METRIC_QUEUE_DEPTH, "time_ns": now, "attributes": attrs, "value": stats.size},
+            {"name": semconv.METRIC_QUEUE_PRODUCERS, "time_ns": now, "attributes": attrs, "value": stats.producers},
+            {"name": semconv.METRIC_QUEUE_CONSUMERS, "time_ns": now, "attributes": attrs, "value": stats.consumers},
+        ]
+    return points
 
 
 def _metric_summaries() -> list[dict[str, Any]]:
@@ -148,10 +121,6 @@ def _metric_summaries() -> list[dict[str, Any]]:
     except Exception:
         logger.debug("opto: reading AsyncMetrics summaries failed", exc_info=True)
         return []
-
-
-class _Closed(Exception):
-    """The connection is gone; reconnect."""
 
 
 class LiveSpanProcessor(SpanProcessor):
@@ -192,7 +161,6 @@ class LiveSpanProcessor(SpanProcessor):
         self._connects = 0
         self._failed = False  # the last connection attempt failed
         self._rejected_logged = False
-        self.metric_reader = LiveMetricReader()
         self._thread = threading.Thread(target=self._run, name="opto-live-exporter", daemon=True)
         self._thread.start()
 
@@ -331,9 +299,8 @@ class LiveSpanProcessor(SpanProcessor):
         metrics: list[dict[str, Any]] = []
         if now >= self._next_metrics:
             self._next_metrics = now + _METRICS_EVERY_S
-            metrics = _metric_summaries()
             try:
-                metrics += self.metric_reader.points()
+                metrics = _metric_summaries() + _queue_points()
             except Exception:
                 logger.debug("opto: collecting metrics for the dashboard failed", exc_info=True)
         elif not records:
