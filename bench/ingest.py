@@ -264,9 +264,11 @@ def bench_otlp(tmp: Path, batches: int = 120, batch_size: int = 512, in_flight: 
     bodies = [request(batch) for batch in spans]
     server = Server(tmp / "otlp.db")
     try:
+        cpu0 = server.cpu_s()
         t0 = time.perf_counter()
         asyncio.run(post_all(server.url, bodies))
         elapsed = time.perf_counter() - t0
+        cpu = server.cpu_s() - cpu0
         stored = server.count()
     finally:
         server.close()
@@ -274,8 +276,9 @@ def bench_otlp(tmp: Path, batches: int = 120, batch_size: int = 512, in_flight: 
     assert stored == total, f"stored {stored} of {total}"
     rate = stored / elapsed
     base = sqlite_baseline(tmp / "otlp-baseline.db", [[json.dumps({"spans": batch}) for batch in spans]])
-    print(f"OTLP/HTTP protobuf door (batches of {batch_size}, {in_flight} requests in flight): {stored} spans stored in "
-          f"{elapsed:.2f} s = {rate:,.0f} spans/s ({rate / base:.2f}x a bare sqlite3 insert loop at {base:,.0f} spans/s)")
+    print(f"OTLP/HTTP protobuf door (batches of {batch_size}, {in_flight} requests in flight): {stored:,} spans stored in "
+          f"{elapsed:.2f} s = {rate:,.0f} spans/s ({rate / base:.2f}x a bare sqlite3 insert loop at {base:,.0f} spans/s); "
+          f"the server used {cpu:.2f} CPU s = {stored / cpu:,.0f} spans per CPU second, {cpu / elapsed:.2f} cores busy")
 
 
 def main() -> None:
