@@ -161,6 +161,24 @@ async def test_nested_context_narrows_the_outer_limit_and_timeout(spans: Spans) 
     assert spans.one("inner").attributes[semconv.RETRY_MAX_ATTEMPTS] == 3  # inherited from outer
 
 
+async def test_fan_out_inside_a_slot_holder_is_bounded_by_an_inner_context() -> None:
+    """A traced call holding the outer slot can fan out under an inner limit without deadlock."""
+    gate = Gate(2)
+
+    async def item() -> None:
+        await gate.pass_through()
+
+    @opto.trace.async_trace
+    async def parent() -> None:
+        async with AsyncTraceContext(max_concurrent=2) as inner:
+            await inner.run_parallel([item() for _ in range(5)])
+
+    async with asyncio.timeout(10), AsyncTraceContext(max_concurrent=1) as outer:
+        await parent()
+    assert gate.peak == 2
+    assert outer.stats.completed == 1
+
+
 async def test_decorator_arguments_win_over_the_context() -> None:
     """A decorator's own timeout and retry policy override the context's."""
     set_testing(True)
