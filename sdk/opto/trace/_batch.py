@@ -64,8 +64,8 @@ class AsyncBatchProcessor(Generic[T, R]):
     `handler` (an `async def`, or a plain function, which runs in a worker thread) takes a list of
     items; without one, each batch is its own result. `max_wait` (seconds) flushes a partial
     batch when a slow async stream has not filled it in time. A failing batch is retried per
-    `retry_policy` (else the ambient AsyncTraceContext's), each attempt limited to `timeout`,
-    then reported in its result, or raised when `raise_on_error` is true. Results come as they
+    `retry_policy`, each attempt limited to `timeout` (either, when not given, the enclosing
+    AsyncTraceContext's), then reported in its result, or raised when `raise_on_error` is true. Results come as they
     complete, or in input order with `ordered=True`.
     """
 
@@ -116,7 +116,11 @@ class AsyncBatchProcessor(Generic[T, R]):
     async def _results(
         self, data: Iterable[T] | AsyncIterable[T], handler: Handler[T, R] | None
     ) -> AsyncGenerator[BatchResult[T, R], None]:
-        attrs: dict[str, Any] = {semconv.SPAN_KIND: semconv.KIND_BATCH, semconv.BATCH_SIZE: self.batch_size, semconv.CONCURRENCY_LIMIT: self.max_concurrent}
+        attrs: dict[str, Any] = {
+            semconv.SPAN_KIND: semconv.KIND_BATCH,
+            semconv.BATCH_SIZE: self.batch_size,
+            semconv.CONCURRENCY_LIMIT: self.max_concurrent,
+        }
         span = _facade.TRACER.start_span(self.name, attributes=attrs)
         run = _Run(self, handler, span)
         reader = asyncio.get_running_loop().create_task(run.read(data))
