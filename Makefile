@@ -32,6 +32,8 @@ demo: install
 
 bench: install-test
 	$(BIN)/python bench/overhead.py
+	$(BIN)/python bench/seed_table.py
+	$(BIN)/python bench/batch_memory.py
 
 # docs/images/*.png: every dashboard page, fed by the demo workload, photographed by Chromium.
 screenshots: install-test chromium
