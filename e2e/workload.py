@@ -101,6 +101,7 @@ async def queue(items: int = 60) -> None:
         await asyncio.sleep(0.004 * (item % 5))
         return item
 
+    @async_trace(name="produce")
     async def producer() -> None:
         for i in range(items):
             await q.put(i)
