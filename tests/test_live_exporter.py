@@ -203,3 +203,26 @@ def test_queue_figures_and_metric_summaries_reach_the_dashboard(dashboard: Dashb
     (inbox,) = dashboard.get("/api/queues")["queues"]
     assert inbox["name"] == "inbox" and inbox["depth"] and inbox["wait_ms"]["count"] == 5
     assert [s["name"] for s in dashboard.get("/api/metrics")["summaries"]] == ["handling"]
+
+
+def test_retry_events_and_outcomes_arrive_intact(dashboard: Dashboard) -> None:
+    code = (
+        "import asyncio, opto, sys\n"
+        "opto.configure(dashboard=sys.argv[1])\n"
+        "opto.trace.set_testing(True)  # no real backoff sleeps\n"
+        "tries = 0\n"
+        "@opto.trace.async_trace(retry_attempts=2)\n"
+        "async def flaky():\n"
+        "    global tries\n"
+        "    tries += 1\n"
+        "    if tries < 3: raise opto.RetryableError('try again')\n"
+        "    return 'ok'\n"
+        "asyncio.run(flaky())\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code, dashboard.url], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    retries = dashboard.get("/api/retries")
+    assert [r["attempt"] for r in retries["retries"]] == [2, 1]
+    assert retries["by_function"][0]["retries"] == 2
+    (span,) = dashboard.get(f"/api/traces/{retries['retries'][0]['trace_id']}")["spans"]
+    assert span["outcome"] == "ok" and span["attributes"]["opto.attempts"] == 3

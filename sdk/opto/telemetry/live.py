@@ -289,10 +289,11 @@ class LiveSpanProcessor(SpanProcessor):
                 (span, ended), self._carry = self._carry, None
             else:
                 span, ended = self._buffer.popleft()
-            if resource is not None and span.resource is not resource:
+            span_resource = span.resource
+            if resource is not None and span_resource is not resource:
                 self._carry = (span, ended)  # one resource per frame: this span opens the next one
                 break
-            resource = span.resource
+            resource = span_resource
             if not ended and span.end_time is not None:
                 continue  # already over: its end record follows, so the start adds nothing
             records.append(encode_span(span, ended))

@@ -6,6 +6,8 @@ enums through prepared tables.
 
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import Sequence
 from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
@@ -39,6 +41,14 @@ def _span_attrs(span: ReadableSpan, ended: bool) -> dict[str, Any]:
     return _attrs(span.attributes)
 
 
+def _span_list(span: ReadableSpan, private: str, public: str) -> Sequence[Any]:
+    """A span's events or links: straight from the SDK's deque when it has one (cheap when empty)."""
+    dq = getattr(getattr(span, private, None), "_dq", None)
+    if type(dq) is deque:
+        return tuple(dq) if dq else ()
+    return getattr(span, public)  # type: ignore[no-any-return]
+
+
 def encode_span(span: ReadableSpan, ended: bool) -> dict[str, Any]:
     """The record of a started span (`ended=False`: no end, status or outcome yet) or an ended one.
 
@@ -61,10 +71,10 @@ def encode_span(span: ReadableSpan, ended: bool) -> dict[str, Any]:
     if ended:
         status = span.status
         record["status"] = {"code": _CODES[status.status_code], "message": status.description or ""} if status.description or status.status_code is not StatusCode.UNSET else _UNSET
-    events = span.events
+    events = _span_list(span, "_events", "events")
     if events:
         record["events"] = [{"name": e.name[:MAX_NAME], "time_ns": e.timestamp, "attributes": _attrs(e.attributes)} for e in events]
-    links = span.links
+    links = _span_list(span, "_links", "links")
     if links:
         record["links"] = [
             {"trace_id": "%032x" % link.context.trace_id, "span_id": "%016x" % link.context.span_id, "attributes": _attrs(link.attributes)}
