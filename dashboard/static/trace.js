@@ -162,6 +162,8 @@ onLive((message) => {
   if (message.type === "snapshot" || message.type === "update") clockOffsetNs = message.live.now_ns - Date.now() * 1e6;
   if (message.type === "update" && message.new_spans && (!rendered || spans.some((s) => s.state === "started"))) refresh();
 });
+// Bars of spans still running grow with the clock between refreshes.
+setInterval(() => { if (spans.some((s) => s.state === "started")) { waterfall.setSpans(spans, nowNs()); summarise(); } }, 1000);
 addEventListener("popstate", () => {
   const wanted = new URLSearchParams(location.search).get("span");
   if (wanted) waterfall.selectId(wanted);
