@@ -119,3 +119,17 @@ def test_slot_wait_is_shaded_before_the_work_it_delayed(page: Page, dashboard: D
     first = page.locator(".wf-row", has_text="limited_work").first.locator(".wf-bar").bounding_box()
     assert first is not None
     assert abs(wait_box["x"] - first["x"]) < 5
+
+
+def test_a_link_leads_to_the_linked_span(page: Page, dashboard: Dashboard, workload: Callable[[str], Workload]) -> None:
+    """A consumer's work links to the producer's span; following it opens that trace at that span."""
+    program = workload("queue")
+    program.ready()
+    program.finish()
+    trace_id = dashboard.get("/api/traces?name=handle")["traces"][0]["trace_id"]
+    page.goto(f"{dashboard.url}/traces/{trace_id}")
+    expect(page.locator("#detail-body h2")).to_have_text("handle")
+    expect(page.locator(".wf-row .wf-wait")).to_have_count(1)  # the item's wait in the queue, before the span
+    page.locator("#detail-body a[data-link-span]").first.click()
+    expect(page.locator(".wf-row[aria-selected='true']")).to_contain_text("produce")
+    expect(page.locator("#detail-body h2")).to_have_text("produce")
