@@ -7,15 +7,18 @@ templates and, through an import map, from ES module imports, so a browser never
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
+from starlette.types import Scope
 
 from opto.telemetry import semconv
 
@@ -34,6 +37,17 @@ def static_url(name: str) -> str:
     if name not in _HASHES:
         raise ValueError(f"no static file {name!r} in {_STATIC}; known: {', '.join(sorted(_HASHES))}")
     return f"/static/{name}?v={_HASHES[name]}"
+
+
+class _HashedStatic(StaticFiles):
+    """Static files; a URL naming the file's current hash may be cached for good."""
+
+    def file_response(self, full_path: Any, stat_result: os.stat_result, scope: Scope, status_code: int = 200) -> Response:
+        response = super().file_response(full_path, stat_result, scope, status_code)
+        version = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("v", [None])[0]
+        if version is not None and version == _HASHES.get(Path(full_path).name):
+            response.headers["cache-control"] = "public, max-age=31536000, immutable"
+        return response
 
 
 # ES modules import each other as "/static/x.js"; the import map points those at hashed URLs.
@@ -84,5 +98,5 @@ routes: list[BaseRoute] = [
     Route("/", index, name="index"),
     *(_page(path, template) for path, template, _ in _PAGES),
     Route("/traces/{trace_id}", trace_page, name="trace"),
-    Mount("/static", StaticFiles(directory=str(_STATIC)), name="static"),
+    Mount("/static", _HashedStatic(directory=str(_STATIC)), name="static"),
 ]

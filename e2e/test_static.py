@@ -28,10 +28,14 @@ def test_static_urls_carry_the_content_hash_and_modules_import_through_the_map(d
     for url in urls:
         name, version = re.fullmatch(r"/static/([\w.-]+)\?v=([0-9a-f]{12})", url).groups()  # type: ignore[union-attr]
         assert version == digest(name), url
-        assert httpx.get(dashboard.url + url).content == (STATIC / name).read_bytes()
+        response = httpx.get(dashboard.url + url)
+        assert response.content == (STATIC / name).read_bytes()
+        assert response.headers["cache-control"] == "public, max-age=31536000, immutable"
     imports = json.loads(re.search(r'<script type="importmap">(.*?)</script>', html, re.S)[1])["imports"]  # type: ignore[index]
     modules = sorted(p.name for p in STATIC.glob("*.js"))
     assert imports == {f"/static/{m}": f"/static/{m}?v={digest(m)}" for m in modules}
+    stale = httpx.get(f"{dashboard.url}/static/app.css?v=000000000000")
+    assert stale.status_code == 200 and "cache-control" not in stale.headers  # an old hash is served, not kept
 
 
 def test_malformed_trace_id_gets_a_404_page_that_shows_it_as_text(dashboard: Dashboard) -> None:
