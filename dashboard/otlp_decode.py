@@ -37,6 +37,7 @@ __all__ = [
 Encoding = Literal["protobuf", "json"]
 M = TypeVar("M", bound=Message)
 MAX_STATUS_MESSAGE = 4096  # as `SpanRecord.from_json` allows
+MAX_TIME_NS = 2**63 - 1  # OTLP times are unsigned 64-bit; SQLite integers are signed
 
 _KINDS = {
     Span.SPAN_KIND_UNSPECIFIED: "internal",
@@ -185,15 +186,15 @@ def _record(span: Span, resource: dict[str, Any], scope: dict[str, str]) -> Span
         name=_text(span.name, "span.name"),
         kind=_KINDS.get(span.kind, "internal"),
         state="ended",
-        start_ns=span.start_time_unix_nano,
-        end_ns=end_ns,
+        start_ns=_time(span.start_time_unix_nano, "span.start_ns"),
+        end_ns=_time(end_ns, "span.end_ns"),
         status_code=_STATUS.get(status.code, "unset"),
         status_message=_text(status.message, "span.status.message", MAX_STATUS_MESSAGE),
         attributes=attributes(span.attributes, "span.attributes"),
         events=[] if not events else [
             {
                 "name": _text(e.name, f"span.events[{i}].name"),
-                "time_ns": e.time_unix_nano,
+                "time_ns": _time(e.time_unix_nano, f"span.events[{i}].time_ns"),
                 "attributes": attributes(e.attributes, f"span.events[{i}].attributes"),
             }
             for i, e in enumerate(_limited(events, "span.events"))
@@ -222,6 +223,12 @@ def _text(value: str, path: str, limit: int = MAX_NAME) -> str:
     if len(value) > limit:
         raise RecordError(path, f"longer than {limit} chars")
     return value
+
+
+def _time(ns: int, path: str) -> int:
+    if ns > MAX_TIME_NS:
+        raise RecordError(path, f"{ns} is past the largest time the dashboard stores ({MAX_TIME_NS})")
+    return ns
 
 
 def _limited(items: Any, path: str) -> Any:
@@ -257,7 +264,7 @@ def to_points(request: ExportMetricsServiceRequest) -> Decoded:
                 try:
                     item = {
                         "name": _text(metric.name, "metric.name"),
-                        "time_ns": point.time_unix_nano,
+                        "time_ns": _time(point.time_unix_nano, "metric.time_ns"),
                         "attributes": attributes(point.attributes, "metric.attributes"),
                     }
                 except RecordError as exc:

@@ -183,6 +183,10 @@ def _with_spans(*changes: dict[str, Any]) -> bytes:
         pytest.param({"spanId": "ab" * 9}, "span.span_id: expected a non-zero 8-byte id", id="long-span-id"),
         pytest.param({"endTimeUnixNano": None}, "span.end_ns: an OTLP span needs end_time_unix_nano", id="no-end"),
         pytest.param({"name": "x" * 5000}, "span.name: longer than", id="name-too-long"),
+        pytest.param({"startTimeUnixNano": str(2**64 - 1)}, "span.start_ns: 18446744073709551615 is past", id="time-past-int64"),
+        pytest.param(
+            {"events": [{"name": "e", "timeUnixNano": str(2**63)}]}, "span.events[0].time_ns", id="event-time-past-int64"
+        ),
         pytest.param(
             {"links": [{"traceId": "ab" * 16, "spanId": "00" * 8}]}, "span.links[0].span_id", id="bad-link-id"
         ),
@@ -279,17 +283,18 @@ def test_metric_points_in_the_websocket_door_shape() -> None:
 
 
 def test_invalid_metric_points_are_rejected_and_counted() -> None:
-    """A point whose metric name is too long is rejected alone; a bad resource rejects all its points."""
+    """A point with a name too long or a time past int64 is rejected alone; a bad resource rejects all its points."""
     obj = copy.deepcopy(SPEC_METRICS_EXAMPLE)
     obj["resourceMetrics"][0]["scopeMetrics"][0]["metrics"][1]["name"] = "m" * 5000
+    obj["resourceMetrics"][0]["scopeMetrics"][0]["metrics"][2]["histogram"]["dataPoints"][0]["timeUnixNano"] = str(2**64 - 1)
     decoded = decode_metrics(json.dumps(obj).encode(), "json")
-    assert [p["name"] for p in decoded.items] == ["my.counter", "my.histogram"]
-    assert (decoded.rejected, decoded.error) == (1, f"data point of {'m' * 80!r} rejected: metric.name: longer than 1024 chars")
+    assert [p["name"] for p in decoded.items] == ["my.counter"]
+    assert (decoded.rejected, decoded.error) == (2, f"data point of {'m' * 80!r} rejected: metric.name: longer than 1024 chars")
     obj["resourceMetrics"][0]["resource"]["attributes"] = [
         {"key": f"k{i}", "value": {"intValue": i}} for i in range(MAX_ITEMS + 1)
     ]
     decoded = decode_metrics(json.dumps(obj).encode(), "json")
-    assert (decoded.items, decoded.rejected) == ([], 3)
+    assert (decoded.items, decoded.rejected) == ([], 3)  # every point of the resource
     assert "resource: more than" in decoded.error
 
 
