@@ -135,7 +135,7 @@ async def traces(request: Request) -> dict[str, Any]:
     }
 
 
-async def trace(request: Request) -> JSONResponse:
+async def trace(request: Request) -> Response:
     try:
         trace_id = check_id(request.path_params["trace_id"], 32, "trace_id")
     except RecordError as exc:
@@ -179,8 +179,8 @@ def _quantile(h: dict[str, Any], q: float) -> float | None:
     for bound, count in zip([*h["bounds"], h.get("max") or h["bounds"][-1]], h["counts"]):
         seen += count
         if seen >= rank:
-            return min(bound, h.get("max") or bound) * 1000  # type: ignore[no-any-return]
-    return (h.get("max") or 0) * 1000  # type: ignore[no-any-return]
+            return float(min(bound, h.get("max") or bound) * 1000)
+    return float((h.get("max") or 0) * 1000)
 
 
 def _histogram_summary(parts: list[dict[str, Any]]) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 from starlette.routing import WebSocketRoute
+from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from .pipeline import Pipeline
@@ -114,7 +115,7 @@ class _Connection:
         finally:
             self.slots.release()
 
-    async def handle(self, message: dict[str, Any]) -> None:
+    async def handle(self, message: Message) -> None:
         self.stats.frames += 1
         data = message.get("text")
         if data is None:

@@ -120,8 +120,8 @@ def _links(value: Any, path: str) -> list[dict[str, Any]]:
 def outcome_of(attributes: dict[str, Any], status_code: str) -> str:
     """`opto.outcome` when set, else `error` for an error status, else `ok`."""
     outcome = attributes.get(semconv.OUTCOME)
-    if outcome in semconv.OUTCOMES:
-        return outcome  # type: ignore[no-any-return]
+    if isinstance(outcome, str) and outcome in semconv.OUTCOMES:
+        return outcome
     return semconv.OUTCOME_ERROR if status_code == "error" else semconv.OUTCOME_OK
 
 

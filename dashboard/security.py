@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["AccessMiddleware", "COOKIE", "same_origin"]
 
@@ -70,7 +70,7 @@ class AccessMiddleware:
             await self.app(scope, receive, send)
             return
 
-        async def send_with_cookie(message: dict) -> None:  # type: ignore[type-arg]
+        async def send_with_cookie(message: Message) -> None:
             if message["type"] == "http.response.start":
                 cookie = f"{COOKIE}={self.token}; Path=/; HttpOnly; SameSite=Strict"
                 message = {**message, "headers": [*message.get("headers", []), (b"set-cookie", cookie.encode())]}

@@ -109,7 +109,7 @@ def _queue_points() -> list[dict[str, Any]]:
 def _metric_summaries() -> list[dict[str, Any]]:
     """`AsyncMetrics` summaries as metric points, if the SDK has AsyncMetrics and any were recorded."""
     try:
-        from ..trace import AsyncMetrics  # type: ignore[attr-defined]
+        from ..trace import AsyncMetrics
     except ImportError:
         return []
     now = time.time_ns()
@@ -175,7 +175,7 @@ class LiveSpanProcessor(SpanProcessor):
         if len(self._buffer) >= self._max:
             self.dropped_spans += 1
         self._buffer.append((span, _ENDED))
-        if len(self._buffer) >= _BATCH:
+        if len(self._buffer) >= _BATCH and not self._wake.is_set():
             self._wake.set()
 
     # -- flushing and shutdown ---------------------------------------------------------------------
@@ -248,9 +248,9 @@ class LiveSpanProcessor(SpanProcessor):
                 self._receive(ws, 0 if len(self._unacked) < _WINDOW else _TICK_S)
                 if len(self._unacked) >= _WINDOW:
                     continue
-                frame = self._next_frame()
-                if frame is not None:
-                    ws.send(frame, text=True)
+                batch = self._next_frame()
+                if batch is not None:
+                    ws.send(batch, text=True)
                     continue
                 with self._idle:
                     if not self._buffer and not self._carry and not self._unacked:
@@ -282,7 +282,7 @@ class LiveSpanProcessor(SpanProcessor):
     def _next_frame(self) -> bytes | None:
         """The next batch frame, or None when there is nothing to send."""
         now = time.monotonic()
-        records = []
+        records: list[dict[str, Any]] = []
         resource = None
         while (self._carry or self._buffer) and len(records) < _BATCH:
             if self._carry is not None:

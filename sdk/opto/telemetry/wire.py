@@ -58,8 +58,8 @@ def encode_span(span: ReadableSpan, ended: bool) -> dict[str, Any]:
     parent = span.parent
     name = span.name
     record: dict[str, Any] = {
-        "trace_id": "%032x" % ctx.trace_id,  # type: ignore[union-attr]
-        "span_id": "%016x" % ctx.span_id,  # type: ignore[union-attr]
+        "trace_id": "%032x" % ctx.trace_id,
+        "span_id": "%016x" % ctx.span_id,
         "parent_span_id": None if parent is None else "%016x" % parent.span_id,
         "name": name if len(name) <= MAX_NAME else name[:MAX_NAME],
         "kind": _KINDS[span.kind],
