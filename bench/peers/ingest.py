@@ -2,8 +2,9 @@
 
 The same protobuf load goes to both (default 50,000 spans, 10 per trace, 5 attributes each, batches
 of 512, 4 requests in flight, no retries). Reports the time from the first send until every accepted
-span is stored and queryable, spans/s over that time, the server's peak RSS, and the spans lost
-(refused or never stored). Each server runs under the offline guard.
+span is stored and queryable, spans/s over that time, the server's CPU time over it (steadier than
+wall time on a shared machine), its peak RSS, and the spans lost (refused or never stored). Each
+server runs under the offline guard.
 
     .venv-peers/bin/python bench/peers/ingest.py [--servers opto phoenix] [--runs 3] [--spans 50000]
 """
@@ -110,6 +111,7 @@ class Result:
     refused: int
     stored: int
     seconds: float
+    cpu_s: float
     peak_rss_mb: float
     statuses: dict[int, int]
 
@@ -173,6 +175,12 @@ class Server:
                 pass
             await asyncio.sleep(0.2)
         raise TimeoutError(f"{self.name} not ready after {timeout_s} s; see {self.workdir / 'server.log'}")
+
+    def cpu_s(self) -> float:
+        """User plus system CPU seconds the server process has used so far."""
+        assert self.proc is not None
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def peak_rss_mb(self) -> float:
         """VmHWM (peak resident set) of the server process, in MB."""
@@ -303,12 +311,13 @@ async def run_one(kind: str, load: list[tuple[bytes, int]], in_flight: int) -> t
         try:
             async with httpx.AsyncClient(timeout=120.0) as client:
                 await server.wait_ready(client)
+                cpu0 = server.cpu_s()
                 t0 = time.perf_counter()
                 sending = asyncio.create_task(send(client, f"{server.base}/v1/traces", load, in_flight))
                 sent = sum(n for _, n in load)
                 refused, statuses = await sending
                 stored, done = await wait_stored(server, client, sent - refused)
-            result = Result(server.name, sent, refused, stored, done - t0, server.peak_rss_mb(), statuses)
+            result = Result(server.name, sent, refused, stored, done - t0, server.cpu_s() - cpu0, server.peak_rss_mb(), statuses)
         finally:
             server.stop()
         return result, server.outbound()
@@ -329,20 +338,21 @@ async def main(kinds: list[str], runs: int, spans: int, per_trace: int, batch: i
             results[kind].append(result)
             print(
                 f"run {run + 1} {result.server}: {result.stored}/{result.sent} stored in {result.seconds:.2f} s "
-                f"= {result.rate:,.0f} spans/s, refused {result.refused}, peak RSS {result.peak_rss_mb:.0f} MB, "
+                f"= {result.rate:,.0f} spans/s, server CPU {result.cpu_s:.1f} s, refused {result.refused}, peak RSS {result.peak_rss_mb:.0f} MB, "
                 f"HTTP statuses {json.dumps(result.statuses)}",
                 flush=True,
             )
     print(f"\n{versions()}; {spans} spans, {per_trace} per trace, batches of {batch}, {in_flight} in flight; median of {runs}")
-    print("| server | s to stored and queryable | spans/s | peak RSS (MB) | spans lost |")
-    print("| --- | ---: | ---: | ---: | ---: |")
+    print("| server | s to stored and queryable | spans/s | server CPU s | peak RSS (MB) | spans lost |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
     medians = {}
     for kind, rs in results.items():
         seconds = statistics.median(r.seconds for r in rs)
         rate = statistics.median(r.rate for r in rs)
         medians[kind] = rate
         print(
-            f"| {rs[0].server} | {seconds:.2f} | {rate:,.0f} | {statistics.median(r.peak_rss_mb for r in rs):.0f} "
+            f"| {rs[0].server} | {seconds:.2f} | {rate:,.0f} | {statistics.median(r.cpu_s for r in rs):.1f} "
+            f"| {statistics.median(r.peak_rss_mb for r in rs):.0f} "
             f"| {statistics.median(r.lost for r in rs):.0f} (runs: {', '.join(str(r.lost) for r in rs)}) |"
         )
     if "opto" in medians and "phoenix" in medians and medians["phoenix"]:
