@@ -85,6 +85,7 @@ class Hub:
         browser.offer({"type": "snapshot", "live": self.stats.snapshot()})
         self.browsers.add(browser)
         reader = asyncio.create_task(_drain(ws))
+        waiter: asyncio.Task[bool] | None = None
         try:
             while not reader.done():
                 waiter = asyncio.create_task(browser.ready.wait())
@@ -102,8 +103,10 @@ class Hub:
             pass
         finally:
             self.browsers.discard(browser)
-            reader.cancel()
-            await asyncio.gather(reader, return_exceptions=True)
+            for task in (reader, waiter):
+                if task is not None:
+                    task.cancel()
+            await asyncio.gather(*(t for t in (reader, waiter) if t is not None), return_exceptions=True)
 
 
 async def _drain(ws: WebSocket) -> None:

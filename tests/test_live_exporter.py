@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from dashboard_server import Dashboard, DashboardProcess, listening_socket, run_program
+from opto.telemetry.live import LiveSpanProcessor, processors
 
 # A traced program driven by the test through stdin: each line names a phase to run.
 PROGRAM = """
@@ -226,3 +227,20 @@ def test_retry_events_and_outcomes_arrive_intact(dashboard: Dashboard) -> None:
     assert retries["by_function"][0]["retries"] == 2
     (span,) = dashboard.get(f"/api/traces/{retries['retries'][0]['trace_id']}")["spans"]
     assert span["outcome"] == "ok" and span["attributes"]["opto.attempts"] == 3
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"url": "ftp://127.0.0.1:1"}, "dashboard must be a URL such as http://127.0.0.1:8765"),
+    ({"url": "http://127.0.0.1:1", "max_buffer": 0}, "max_buffer must be an int >= 1"),
+    ({"url": "http://127.0.0.1:1", "flush_timeout_s": 0}, "flush_timeout_s must be > 0 seconds"),
+])
+def test_bad_settings_raise_value_error_naming_the_fix(kwargs: dict[str, object], message: str) -> None:
+    url = kwargs.pop("url")
+    with pytest.raises(ValueError, match=message):
+        LiveSpanProcessor(url, **kwargs)  # type: ignore[arg-type]
+
+
+def test_bad_environment_values_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPTO_DASHBOARD_BUFFER", "lots")
+    with pytest.raises(ValueError, match="OPTO_DASHBOARD_BUFFER must be an int, got 'lots'"):
+        processors("http://127.0.0.1:1", "svc")

@@ -60,7 +60,7 @@ def _env_number(name: str, default: float, kind: type[int] | type[float]) -> Any
     try:
         return kind(raw)
     except ValueError:
-        raise ValueError(f"{name} must be a {kind.__name__}, got {raw!r}") from None
+        raise ValueError(f"{name} must be {'an int' if kind is int else 'a number'}, got {raw!r}") from None
 
 
 def processors(dashboard: str | None, service_name: str) -> list[SpanProcessor]:
