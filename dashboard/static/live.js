@@ -34,9 +34,16 @@ function nowNs() {
   return Date.now() * 1e6 + clockOffsetNs;
 }
 
+const MAX_FUNCTIONS = 10; // rows in the in-flight table, so a burst of new names cannot push the page down
+const MAX_PROCESSES = 4;
+
+/** A last row saying how many more there are than fit. */
+const more = (n, what, columns) => h("tr", { class: "more" }, h("td", { colspan: columns, class: "muted" }, `and ${count(n)} more ${what}`));
+
 function renderInFlight() {
   const now = nowNs();
-  const rows = [...live.in_flight].sort((a, b) => b.count - a.count).map((f) => {
+  const functions = [...live.in_flight].sort((a, b) => b.count - a.count);
+  const rows = functions.slice(0, MAX_FUNCTIONS).map((f) => {
     const oldest = f.spans.reduce((o, s) => (o && o.start_ns <= s.start_ns ? o : s), null);
     const name = oldest ? h("a", { href: `/traces/${oldest.trace_id}?span=${oldest.span_id}` }, f.name) : f.name;
     return h("tr", { "data-name": f.name },
@@ -44,6 +51,7 @@ function renderInFlight() {
       h("td", { class: "num", "data-testid": "in-flight-count" }, count(f.count)),
       h("td", { class: "num" }, duration((now - f.oldest_start_ns) / 1e6)));
   });
+  if (functions.length > MAX_FUNCTIONS) rows.push(more(functions.length - MAX_FUNCTIONS, "functions", 3));
   setRows($("#inflight-table"), rows);
 }
 
@@ -106,15 +114,19 @@ const loadLimits = throttle(async () => {
 
 function renderProcesses() {
   const now = nowNs();
-  setRows($("#process-table"), live.processes.map((p) =>
+  const processes = [...live.processes].sort((a, b) => b.connected - a.connected || b.last_seen_ns - a.last_seen_ns);
+  const processRows = processes.slice(0, MAX_PROCESSES).map((p) =>
     h("tr", {},
       h("td", {}, h("span", { class: `badge ${p.connected ? "ok" : ""}`, title: p.connected ? "connected" : "disconnected" }, p.service || p.id)),
       h("td", { class: "num" }, p.pid ?? "–"),
       h("td", {}, p.host || "–"),
-      h("td", { class: "num" }, p.connected ? "now" : `${duration((now - p.last_seen_ns) / 1e6)} ago`))));
+      h("td", { class: "num" }, p.connected ? "now" : `${duration((now - p.last_seen_ns) / 1e6)} ago`)));
+  if (processes.length > MAX_PROCESSES) processRows.push(more(processes.length - MAX_PROCESSES, "processes", 4));
+  setRows($("#process-table"), processRows);
   const names = new Map(live.processes.map((p) => [p.id, `${p.service || "?"} (${p.pid ?? p.id.slice(0, 8)})`]));
   setRows($("#drop-table"), Object.entries(live.drops)
     .filter(([, d]) => d.spans || d.metrics)
+    .slice(0, MAX_PROCESSES)
     .map(([id, d]) => h("tr", {}, h("td", {}, names.get(id) || id), h("td", { class: "num" }, count(d.spans)), h("td", { class: "num" }, count(d.metrics)))));
 }
 
