@@ -244,3 +244,27 @@ def test_bad_environment_values_are_refused(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("OPTO_DASHBOARD_BUFFER", "lots")
     with pytest.raises(ValueError, match="OPTO_DASHBOARD_BUFFER must be an int, got 'lots'"):
         processors("http://127.0.0.1:1", "svc")
+
+
+def test_a_forked_child_streams_as_its_own_process(dashboard: Dashboard) -> None:
+    code = (
+        "import os, opto, sys\n"
+        "opto.configure(dashboard=sys.argv[1])\n"
+        "@opto.trace\n"
+        "def work(who): return who\n"
+        "work('parent-before')\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    work('child')\n"
+        "    opto.shutdown()\n"
+        "    os._exit(0)\n"
+        "os.waitpid(pid, 0)\n"
+        "work('parent-after')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code, dashboard.url], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    spans = [dashboard.get(f"/api/traces/{t['trace_id']}")["spans"][0] for t in dashboard.get("/api/traces")["traces"]]
+    by_who = {s["attributes"]["opto.arg.who"]: s["process_id"] for s in spans}
+    assert set(by_who) == {"'parent-before'", "'child'", "'parent-after'"}
+    assert by_who["'parent-before'"] == by_who["'parent-after'"] != by_who["'child'"]
+    assert len({p["pid"] for p in dashboard.get("/api/live")["processes"]}) == 2

@@ -16,6 +16,7 @@ import socket
 import threading
 import time
 import uuid
+import weakref
 from collections import OrderedDict, deque
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -141,13 +142,27 @@ class LiveSpanProcessor(SpanProcessor):
             raise ValueError(f"flush_timeout_s must be > 0 seconds, got {flush_timeout_s!r}")
         self.url = ingest_url(url)
         self.flush_timeout_s = flush_timeout_s
-        self.dropped_spans = 0
-        self.dropped_metrics = 0
         self._max = max_buffer
         self._buffer: deque[tuple[ReadableSpan, bool]] = deque(maxlen=max_buffer)
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._service_name = service_name
+        # Imported here, on the caller's thread, not lazily on the exporter's: a fork during that
+        # import would leave the child a half-initialised module.
+        from websockets.sync.client import connect
+
+        self._connect = connect
+        self._start()
+        if hasattr(os, "register_at_fork"):  # a forked child gets its own buffer, process id and thread
+            after_fork = weakref.WeakMethod(self._start)
+            os.register_at_fork(after_in_child=lambda: (start := after_fork()) is not None and start())
+
+    def _start(self) -> None:
+        """Fresh state and a running exporter thread: at construction, and in a forked child."""
+        self.dropped_spans = 0
+        self.dropped_metrics = 0
+        self._buffer.clear()
         self._hello = json.dumps({"type": "hello", "process": {
-            "id": uuid.uuid4().hex, "service": service_name, "pid": os.getpid(), "host": socket.gethostname(),
+            "id": uuid.uuid4().hex, "service": self._service_name, "pid": os.getpid(), "host": socket.gethostname(),
             "sdk": f"opto/{__version__}", "started_ns": time.time_ns(),
         }})
         self._carry: tuple[ReadableSpan, bool] | None = None  # taken from the buffer, for the next frame
@@ -233,9 +248,7 @@ class LiveSpanProcessor(SpanProcessor):
                 break
 
     def _serve(self) -> None:
-        from websockets.sync.client import connect
-
-        with connect(
+        with self._connect(
             self.url, open_timeout=5, close_timeout=1, compression=None, proxy=None, max_size=_MAX_FRAME,
             additional_headers=self._headers, ping_interval=None,
         ) as ws:
