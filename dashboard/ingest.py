@@ -20,13 +20,15 @@ from .pipeline import Pipeline
 from .records import MAX_NAME, ProcessInfo, RecordError, SpanRecord, check_attributes, int_field, list_field, object_field, text_field
 from .stats import Stats
 
-__all__ = ["routes", "MAX_FRAME_BYTES", "MAX_BATCH_SPANS", "parse_batch"]
+__all__ = ["routes", "MAX_FRAME_BYTES", "MAX_BATCH_SPANS", "parse_batch", "FrameError"]
 
 logger = logging.getLogger("opto_dashboard")
 MAX_FRAME_BYTES = 8 * 1024 * 1024
 MAX_BATCH_SPANS = 10_000
 _MAX_UNACKED = 32  # batches of one connection being stored at once
+_MAX_REPLIES = 256  # replies waiting for a client that does not read them
 _TOO_BIG = 1009
+_POLICY = 1008
 
 
 class FrameError(Exception):
@@ -99,6 +101,8 @@ class _Connection:
     def refuse(self, detail: str, seq: int | None = None) -> None:
         self.stats.bad_frames += 1
         self.stats.version += 1
+        if self.replies.qsize() >= _MAX_REPLIES:
+            raise _Closing(_POLICY, f"{_MAX_REPLIES} replies unread: read the error replies")
         self.replies.put_nowait({"type": "error", "seq": seq, "msg": "invalid frame", "detail": detail})
 
     async def send_replies(self) -> None:
@@ -121,13 +125,13 @@ class _Connection:
         if data is None:
             raw = message.get("bytes") or b""
             if len(raw) > MAX_FRAME_BYTES:
-                raise _Oversized(len(raw))
+                raise _oversized(len(raw))
             try:
                 data = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
                 return self.refuse(f"frame is not valid UTF-8 (byte {exc.start})")
         elif len(data) > MAX_FRAME_BYTES:
-            raise _Oversized(len(data))
+            raise _oversized(len(data))
         try:
             frame = orjson.loads(data)
         except orjson.JSONDecodeError as exc:
@@ -160,9 +164,17 @@ class _Connection:
         self.stats.connected(self.process)
 
 
-class _Oversized(Exception):
-    def __init__(self, size: int) -> None:
-        super().__init__(f"frame of {size} bytes is over the {MAX_FRAME_BYTES}-byte limit")
+class _Closing(Exception):
+    """Ends the connection with a close code and a reason."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+def _oversized(size: int) -> _Closing:
+    return _Closing(_TOO_BIG, f"frame of {size} bytes is over the {MAX_FRAME_BYTES}-byte limit")
 
 
 async def ingest(ws: WebSocket) -> None:
@@ -180,9 +192,10 @@ async def ingest(ws: WebSocket) -> None:
                     stats.bad_frames += 1
                 break
             await conn.handle(message)
-    except _Oversized as exc:
-        stats.bad_frames += 1
-        await ws.close(_TOO_BIG, str(exc))
+    except _Closing as exc:
+        if exc.code == _TOO_BIG:
+            stats.bad_frames += 1
+        await ws.close(exc.code, exc.reason)
     except WebSocketDisconnect:
         pass
     finally:

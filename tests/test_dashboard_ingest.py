@@ -207,3 +207,24 @@ async def test_data_survives_a_restart(tmp_path: Path) -> None:
         assert d.get("/api/traces")["traces"][0]["trace_id"] == trace
         assert len(d.get(f"/api/traces/{trace}")["spans"]) == 2
         assert [p["service"] for p in d.get("/api/live")["processes"]] == ["kept"]
+
+
+async def test_a_client_that_never_reads_its_error_replies_is_closed(dashboard: Dashboard, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Error replies do not pile up without bound: past the limit the connection closes with 1008."""
+    from opto_dashboard import ingest
+
+    monkeypatch.setattr(ingest, "_MAX_REPLIES", 3)
+    async with connect(dashboard.ws_url + "/ws/ingest") as ws:
+        closed = None
+        for _ in range(200):  # the server's sender may drain some replies: keep sending until it closes
+            try:
+                await ws.send("not json")
+            except ConnectionClosed as exc:
+                closed = exc
+                break
+        if closed is None:
+            with pytest.raises(ConnectionClosed) as info:
+                while True:
+                    await reply(ws)
+            closed = info.value
+    assert closed.rcvd is not None and closed.rcvd.code == 1008 and "replies unread" in closed.rcvd.reason
