@@ -138,7 +138,8 @@ export class Waterfall {
     for (let i = first; i < last; i++) nodes.push(this.row(i));
     this.rowsNode.style.transform = `translateY(${first * ROW}px)`;
     this.rowsNode.replaceChildren(...nodes);
-    this.viewport.setAttribute("aria-activedescendant", this.selected >= first && this.selected < last ? `wf-row-${this.selected}` : "");
+    if (this.selected >= first && this.selected < last) this.viewport.setAttribute("aria-activedescendant", `wf-row-${this.selected}`);
+    else this.viewport.removeAttribute("aria-activedescendant");
   }
 
   row(i) {
