@@ -48,7 +48,9 @@ class Dashboard:
         try:
             httpx.get(f"{self.url}/api/live", timeout=30).raise_for_status()
         except httpx.HTTPError as exc:
-            raise RuntimeError(f"the dashboard did not start (exit code {self.proc.poll()}): {exc}") from exc
+            code = self.proc.poll()
+            self.stop()
+            raise RuntimeError(f"the dashboard did not start (exit code {code}): {exc}") from exc
 
     def stop(self) -> None:
         if self.proc is not None:
