@@ -26,7 +26,7 @@ __all__ = [
     "OPTIMIZE_NUM_PROPOSALS", "OPTIMIZE_MAX_DEPTH", "OPTIMIZE_MAX_CONCURRENT", "OPTIMIZE_DEPTH",
     "OPTIMIZE_CANDIDATE_ID", "OPTIMIZE_PARENT_ID", "OPTIMIZE_SCORE", "OPTIMIZE_PARAM_PREFIX",
     "OPTIMIZE_CANDIDATES", "OPTIMIZE_BEAM", "OPTIMIZE_BEST_ID", "OPTIMIZE_BEST_SCORE",
-    "KIND_CONTEXT", "KIND_TASK", "KIND_BATCH", "CONCURRENCY_LIMIT", "CONCURRENCY_PEAK", "RETRY_MAX_ATTEMPTS",
+    "KIND_CONTEXT", "SPAN_SLOT_WAIT", "KIND_SLOT_WAIT", "KIND_TASK", "KIND_BATCH", "CONCURRENCY_LIMIT", "CONCURRENCY_PEAK", "RETRY_MAX_ATTEMPTS",
     "TASKS_COMPLETED", "TASKS_FAILED", "TASKS_TIMED_OUT", "TASKS_CANCELLED", "TASKS_RETRIED",
     "BATCH_INDEX", "BATCH_SIZE", "BATCH_COUNT", "BATCH_ITEMS",
 ]
@@ -136,6 +136,10 @@ OPTIMIZE_BEST_SCORE: Final = "opto.optimize.best_score"  # absent while every ca
 # AsyncTraceContext (kind "context"), the work it runs (kind "task": a run_parallel item that is not
 # itself an @async_trace call, or one batch), and AsyncBatchProcessor runs (kind "batch").
 KIND_CONTEXT: Final = "context"
+# A traced call that must wait for a concurrency slot gets a child span covering the wait, so a
+# live view can tell calls waiting for a slot from calls running.
+SPAN_SLOT_WAIT: Final = "opto.slot.wait"
+KIND_SLOT_WAIT: Final = "slot.wait"
 KIND_TASK: Final = "task"
 KIND_BATCH: Final = "batch"
 CONCURRENCY_LIMIT: Final = "opto.concurrency.limit"  # max_concurrent; absent when unlimited

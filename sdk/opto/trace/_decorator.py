@@ -21,7 +21,7 @@ from . import _debug
 from ._capture import DEFAULT_MAX_LENGTH, ArgumentCapture, safe_repr
 from ._loops import run_on_loop
 from ._retry import RetryPolicy, testing
-from ._scope import CALL, HANDOFF, HELD, SCOPE, CallInfo, acquire_slots
+from ._scope import CALL, HANDOFF, HELD, SCOPE, CallInfo, Limiter, acquire_slots
 
 __all__ = ["trace", "async_trace", "Options", "code_attributes", "check_timeout", "is_traced_call"]
 
@@ -268,7 +268,7 @@ async def _call_with_policy(
         attempts.span.set_attribute(semconv.TIMEOUT_S, timeout)
     if attempts.policy is None:
         attempts.policy = scope.retry
-    taken, waited = await acquire_slots(scope.limiters)
+    taken, waited = await _acquire_slots(calls, scope.limiters)
     if not taken:
         return await _attempt_loop(fn, args, kwargs, attempts, timeout)
     attempts.span.set_attribute(semconv.QUEUE_WAIT_S, waited)
@@ -292,6 +292,31 @@ async def _call_with_policy(
         for limiter in taken:
             limiter.release()
             limiter.record(outcome, attempts.count - 1)
+
+
+async def _acquire_slots(calls: _Calls, limiters: tuple[Limiter, ...]) -> tuple[tuple[Limiter, ...], float]:
+    """`acquire_slots`, inside an `opto.slot.wait` child span when some slot is not free now."""
+    held = HELD.get()
+    if not any(limiter not in held and limiter.would_block() for limiter in limiters):
+        return await acquire_slots(limiters)
+    span = _facade.TRACER.start_span(semconv.SPAN_SLOT_WAIT)
+    if span.is_recording():
+        add_attributes(span, {semconv.SPAN_KIND: semconv.KIND_SLOT_WAIT, semconv.FUNCTION: calls.name})
+    try:
+        taken, waited = await acquire_slots(limiters)
+    except BaseException as exc:
+        if span.is_recording():
+            add_attributes(span, {semconv.OUTCOME: _outcome_of(exc)})
+        span.end()
+        raise
+    if span.is_recording():
+        add_attributes(span, {semconv.OUTCOME: semconv.OUTCOME_OK, semconv.QUEUE_WAIT_S: waited})
+    span.end()
+    return taken, waited
+
+
+def _outcome_of(exc: BaseException) -> str:
+    return semconv.OUTCOME_CANCELLED if isinstance(exc, asyncio.CancelledError) else semconv.OUTCOME_ERROR
 
 
 def _wrap_coroutine_function(

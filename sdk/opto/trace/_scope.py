@@ -49,6 +49,10 @@ class Limiter:
         self.outcomes = dict.fromkeys(semconv.OUTCOMES, 0)
         self.retried = 0
 
+    def would_block(self) -> bool:
+        """Whether `acquire()` would have to wait now."""
+        return self._sem is not None and self._sem.locked()
+
     async def acquire(self) -> float:
         """Take a slot; return the seconds spent waiting for it."""
         if self._sem is None:
