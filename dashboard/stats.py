@@ -40,11 +40,32 @@ class _Process:
     drops: dict[str, int] = field(default_factory=lambda: {"spans": 0, "metrics": 0})
 
 
+@dataclass(frozen=True, slots=True)
+class _InFlight:
+    """A started span not yet ended. A slot wait (`opto.slot.wait`) is named after its call."""
+
+    name: str
+    start_ns: int
+    process_id: str | None
+    parent_span_id: str | None
+    slot_wait: bool
+
+
+def _in_flight(name: str, start_ns: int, process_id: str | None, parent: str | None, attributes: dict[str, Any]) -> _InFlight:
+    if attributes.get(semconv.SPAN_KIND) == semconv.KIND_SLOT_WAIT:
+        return _InFlight(str(attributes.get(semconv.FUNCTION, name)), start_ns, process_id, parent, True)
+    return _InFlight(name, start_ns, process_id, parent, False)
+
+
 class Stats:
-    """In-flight spans, per-second counts, concurrency samples, processes and ingest counters."""
+    """In-flight spans, per-second counts, concurrency samples, processes and ingest counters.
+
+    Concurrency counts calls running; a call whose `opto.slot.wait` child is in flight is waiting
+    for a concurrency slot and is counted apart, so a limited function plateaus at its limit.
+    """
 
     def __init__(self) -> None:
-        self.in_flight: dict[tuple[str, str], tuple[str, int, str | None]] = {}
+        self.in_flight: dict[tuple[str, str], _InFlight] = {}
         self.processes: dict[str, _Process] = {}
         self.frames = 0
         self.bad_frames = 0
@@ -55,11 +76,13 @@ class Stats:
 
     async def load(self, store: Store) -> None:
         """Start from what the database holds: its in-flight spans and known processes."""
-        for trace_id, span_id, name, start_ns, process_id in await store.fetch(
-            "SELECT trace_id, span_id, name, start_ns, process_id FROM spans WHERE state = 'started' "
-            f"ORDER BY start_ns DESC LIMIT {_MAX_IN_FLIGHT}"
+        for trace_id, span_id, name, start_ns, process_id, parent, kind, function in await store.fetch(
+            "SELECT trace_id, span_id, name, start_ns, process_id, parent_span_id, "
+            f"json_extract(attributes, '$.\"{semconv.SPAN_KIND}\"'), json_extract(attributes, '$.\"{semconv.FUNCTION}\"') "
+            f"FROM spans WHERE state = 'started' ORDER BY start_ns DESC LIMIT {_MAX_IN_FLIGHT}"
         ):
-            self.in_flight[(trace_id, span_id)] = (name, start_ns, process_id)
+            attrs = {semconv.SPAN_KIND: kind, semconv.FUNCTION: function or name}
+            self.in_flight[(trace_id, span_id)] = _in_flight(name, start_ns, process_id, parent, attrs)
         for pid, service, os_pid, host, sdk, started_ns, last_seen, drop_spans, drop_metrics in await store.fetch(
             "SELECT id, service, pid, host, sdk, started_ns, last_seen_ns, drop_spans, drop_metrics FROM processes"
         ):
@@ -101,7 +124,7 @@ class Stats:
                 key = (r.trace_id, r.span_id)
                 if r.state == "started":
                     if len(self.in_flight) < _MAX_IN_FLIGHT:
-                        self.in_flight[key] = (r.name, r.start_ns, r.process_id)
+                        self.in_flight[key] = _in_flight(r.name, r.start_ns, r.process_id, r.parent_span_id, r.attributes)
                     continue
                 self.in_flight.pop(key, None)
                 sec.calls += 1
@@ -113,34 +136,54 @@ class Stats:
             self.spans_stored += len(w.spans)
         self.version += 1
 
-    def _live_spans(self) -> list[tuple[str, str, str, int, str | None]]:
-        """In-flight spans of connected processes (and of processes that never said hello)."""
+    def _live_spans(self) -> tuple[list[tuple[str, str, _InFlight]], set[tuple[str, str]]]:
+        """In-flight calls of connected processes (and of processes that never said hello), and
+        the (trace id, span id) of those waiting for a concurrency slot."""
         live = {pid for pid, p in self.processes.items() if p.connections}
-        return [
-            (trace_id, span_id, name, start_ns, pid)
-            for (trace_id, span_id), (name, start_ns, pid) in self.in_flight.items()
-            if pid is None or pid in live
-        ]
+        calls: list[tuple[str, str, _InFlight]] = []
+        waiting: set[tuple[str, str]] = set()
+        for (trace_id, span_id), span in self.in_flight.items():
+            if span.process_id is not None and span.process_id not in live:
+                continue
+            if span.slot_wait:
+                if span.parent_span_id is not None:
+                    waiting.add((trace_id, span.parent_span_id))
+            else:
+                calls.append((trace_id, span_id, span))
+        return calls, waiting
 
     def sample(self) -> None:
-        """Record the current concurrency; the hub calls this on each tick."""
-        by_name = Counter(name for _, _, name, _, _ in self._live_spans())
-        self._samples.append({"t_ns": time.time_ns(), "total": sum(by_name.values()), "by_name": dict(by_name)})
+        """Record the current concurrency, running and waiting; the hub calls this on each tick."""
+        calls, waiting = self._live_spans()
+        by_name: Counter[str] = Counter()
+        waiting_by_name: Counter[str] = Counter()
+        for trace_id, span_id, span in calls:
+            (waiting_by_name if (trace_id, span_id) in waiting else by_name)[span.name] += 1
+        self._samples.append({
+            "t_ns": time.time_ns(), "total": sum(by_name.values()), "by_name": dict(by_name),
+            "waiting": sum(waiting_by_name.values()), "waiting_by_name": dict(waiting_by_name),
+        })
 
     def snapshot(self) -> dict[str, Any]:
         """The `/api/live` document."""
         now = time.time_ns()
-        groups: dict[str, list[tuple[str, str, str, int, str | None]]] = {}
-        for span in self._live_spans():
-            groups.setdefault(span[2], []).append(span)
+        calls, waiting = self._live_spans()
+        groups: dict[str, list[tuple[str, str, _InFlight]]] = {}
+        for call in calls:
+            groups.setdefault(call[2].name, []).append(call)
         in_flight = []
         for name, spans in sorted(groups.items(), key=lambda kv: -len(kv[1])):
-            spans.sort(key=lambda s: s[3])
+            spans.sort(key=lambda c: c[2].start_ns)
             in_flight.append({
                 "name": name,
                 "count": len(spans),
-                "oldest_start_ns": spans[0][3],
-                "spans": [{"trace_id": t, "span_id": s, "start_ns": st, "process_id": p} for t, s, _, st, p in spans[:_SPANS_PER_NAME]],
+                "waiting": sum((t, s) in waiting for t, s, _ in spans),
+                "oldest_start_ns": spans[0][2].start_ns,
+                "spans": [
+                    {"trace_id": t, "span_id": s, "start_ns": c.start_ns, "process_id": c.process_id,
+                     "waiting": (t, s) in waiting}
+                    for t, s, c in spans[:_SPANS_PER_NAME]
+                ],
             })
         cutoff = int(time.time()) - _WINDOW_S
         seconds = [s for s in self._seconds if s.t > cutoff]

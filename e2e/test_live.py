@@ -27,17 +27,23 @@ def test_in_flight_count_rises_while_calls_run_and_falls_after(page: Page, dashb
 
 
 def test_concurrency_chart_shows_max_concurrent(page: Page, dashboard: Dashboard, workload: Callable[[str], Workload]) -> None:
-    """48 calls under AsyncTraceContext(max_concurrent=4): the chart draws the limit of 4, and the
-    context reports it held at most 4 slots while more calls than that were in flight."""
+    """12 held calls under AsyncTraceContext(max_concurrent=4): 4 run and 8 wait for a slot; the
+    function's line plateaus at the limit of 4 drawn beside it, and the waiting ones have their own line."""
     page.goto(f"{dashboard.url}/live")
     program = workload("concurrency")
     program.ready()
-    program.finish()
+    row = page.locator("#inflight-table tr[data-name='limited_work']")
+    expect(row.get_by_test_id("in-flight-count")).to_have_text("4")
+    expect(row.get_by_test_id("waiting-count")).to_have_text("8")
+    expect(page.locator("#concurrency-legend li[data-series='limited_work']")).to_have_attribute("data-peak", "4")
+    expect(page.locator("#concurrency-legend li[data-series='waiting for a slot']")).to_have_attribute("data-peak", "8")
+    expect(page.locator("#concurrency-chart path.line.dotted[data-series='waiting for a slot']")).to_have_count(1)
     expect(page.locator("#concurrency-chart line.marker[data-limit='4']")).to_have_count(1)
     expect(page.locator("#concurrency-chart text.marker-label")).to_have_text("max_concurrent 4")
+    program.release()
+    program.finish()
     expect(page.locator("#limits li[data-limit='4']")).to_have_attribute("data-peak", "4")
-    expect(page.locator("#concurrency-chart path.line[data-series='limited_work']")).to_have_count(1)
-    assert int(page.get_by_test_id("concurrency-peak").inner_text()) > 4
+    expect(row).to_have_count(0)
 
 
 def test_page_reconnects_after_dashboard_restart(page: Page, dashboard: Dashboard, workload: Callable[[str], Workload]) -> None:

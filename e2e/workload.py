@@ -46,17 +46,25 @@ async def inflight(count: int = 12) -> None:
     await calls
 
 
-async def concurrency(limit: int = 4) -> None:
+async def concurrency(limit: int = 4, count: int = 12) -> None:
+    """`count` held calls under max_concurrent=`limit`: `limit` run, the rest wait for a slot."""
     from opto.trace import AsyncTraceContext
+
+    release = asyncio.Event()
 
     @async_trace(name="limited_work")
     async def limited_work(i: int) -> int:
-        await asyncio.sleep(0.05)
+        await release.wait()
         return i
 
     async with AsyncTraceContext(max_concurrent=limit) as ctx:
-        await ctx.run_parallel([limited_work(i) for i in range(48)])
-    ready()
+        calls = asyncio.gather(*(limited_work(i) for i in range(count)))
+        while ctx.statistics().waiting < count - limit:
+            await asyncio.sleep(0)  # let every call start: `limit` take slots, the rest queue
+        ready()
+        await until_told()
+        release.set()
+        await calls
 
 
 async def trace_shapes() -> None:

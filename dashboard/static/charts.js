@@ -33,7 +33,8 @@ function yAxis(svg, f, top, format) {
 
 /**
  * A line chart of `series` ([{name, color, points: [[x, y]]}]) over x in [x0, x1].
- * The first series gets a soft area fill. Returns the highest y drawn.
+ * The first series gets a soft area fill; a series with `dotted: true` is drawn dotted.
+ * Returns the highest y drawn.
  */
 export function lineChart(svg, { series, x0, x1, formatX, formatY = String, minTop = 1, markers = [] }) {
   const f = frame(svg);
@@ -61,7 +62,7 @@ export function lineChart(svg, { series, x0, x1, formatX, formatY = String, minT
       const first = s.points[0][0];
       svg.append(h("svg:path", { class: "area", fill: s.color, d: `${d}L${X(last).toFixed(1)},${Y(0)}L${X(first).toFixed(1)},${Y(0)}Z` }));
     }
-    svg.append(h("svg:path", { class: "line", stroke: s.color, d, "data-series": s.name }));
+    svg.append(h("svg:path", { class: s.dotted ? "line dotted" : "line", stroke: s.color, d, "data-series": s.name }));
   });
   return peak;
 }

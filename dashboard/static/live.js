@@ -46,12 +46,14 @@ function renderInFlight() {
   const rows = functions.slice(0, MAX_FUNCTIONS).map((f) => {
     const oldest = f.spans.reduce((o, s) => (o && o.start_ns <= s.start_ns ? o : s), null);
     const name = oldest ? h("a", { href: `/traces/${oldest.trace_id}?span=${oldest.span_id}` }, f.name) : f.name;
+    const waiting = f.waiting || 0;
     return h("tr", { "data-name": f.name },
       h("td", {}, name),
-      h("td", { class: "num", "data-testid": "in-flight-count" }, count(f.count)),
+      h("td", { class: "num", "data-testid": "in-flight-count" }, count(f.count - waiting)),
+      h("td", { class: `num ${waiting ? "warn" : "muted"}`, "data-testid": "waiting-count" }, count(waiting)),
       h("td", { class: "num" }, duration((now - f.oldest_start_ns) / 1e6)));
   });
-  if (functions.length > MAX_FUNCTIONS) rows.push(more(functions.length - MAX_FUNCTIONS, "functions", 3));
+  if (functions.length > MAX_FUNCTIONS) rows.push(more(functions.length - MAX_FUNCTIONS, "functions", 4));
   setRows($("#inflight-table"), rows);
 }
 
@@ -66,6 +68,9 @@ function renderConcurrency() {
     { name: "total", color: cssColor("--series-1"), points: points.map((p) => [p.t_ns, p.total]) },
     ...names.map((name, i) => ({ name, color: cssColor(SERIES_VARS[i]), points: points.map((p) => [p.t_ns, p.by_name[name] || 0]) })),
   ];
+  if (points.some((p) => p.waiting)) {
+    series.push({ name: "waiting for a slot", color: cssColor("--muted"), dotted: true, points: points.map((p) => [p.t_ns, p.waiting || 0]) });
+  }
   const x0 = points[0].t_ns;
   const x1 = points[points.length - 1].t_ns;
   const markers = [...new Set(limits.map((l) => l.limit))].map((y) => ({ y, label: `max_concurrent ${y}` }));
