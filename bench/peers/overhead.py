@@ -37,11 +37,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider  # noqa: E402
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult  # noqa: E402
 
 import opto  # noqa: E402
-
-try:
-    from opto.trace import async_stream  # noqa: E402
-except ImportError:  # not landed yet: the stream rows for OpenTrace are skipped
-    async_stream = None
+from opto.trace import async_stream  # noqa: E402
 
 __all__: list[str] = []
 
@@ -156,7 +152,7 @@ class Variant:
 
 
 def coroutine_variants() -> list[Variant]:
-    variants = [
+    return [
         Variant("bare `async def`", coroutine("bare"), None),
         Variant("hand-written `start_as_current_span`", otel_wrap(coroutine("hand")), "hand"),
         Variant("OpenTrace `@async_trace` (default capture)", opto.trace.async_trace(coroutine("opto_default")), "opto_default"),
@@ -178,23 +174,18 @@ def coroutine_variants() -> list[Variant]:
             "langfuse_nocapture",
         ),
     ]
-    return variants
 
 
 def stream_variants() -> list[Variant]:
-    variants = [
+    return [
         Variant("bare async generator", stream("s_bare"), None),
         Variant("hand-written `start_as_current_span`", otel_wrap_stream(stream("s_hand")), "s_hand"),
-    ]
-    if async_stream is not None:
-        variants.append(Variant("OpenTrace `@async_stream` (default capture)", async_stream(stream("s_opto_default")), "s_opto_default"))
-        try:
-            no_capture = async_stream(capture_args=False, capture_result=False)(stream("s_opto_nocapture"))
-        except TypeError:
-            no_capture = None
-        if no_capture is not None:
-            variants.append(Variant("OpenTrace `@async_stream` (capture off)", no_capture, "s_opto_nocapture"))
-    variants += [
+        Variant("OpenTrace `@async_stream` (default capture)", async_stream(stream("s_opto_default")), "s_opto_default"),
+        Variant(
+            "OpenTrace `@async_stream` (capture off)",
+            async_stream(capture_args=False, capture_result=False)(stream("s_opto_nocapture")),
+            "s_opto_nocapture",
+        ),
         Variant(
             "Logfire `@instrument(allow_generator=True)`",
             LOGFIRE.instrument(allow_generator=True)(stream("s_logfire_default")),
@@ -212,7 +203,6 @@ def stream_variants() -> list[Variant]:
             "s_langfuse_nocapture",
         ),
     ]
-    return variants
 
 
 async def time_coroutine(fn: Callable[..., Any], calls: int) -> float:
@@ -286,8 +276,6 @@ async def main(calls: int, rounds: int) -> int:
     print(f"Python {platform.python_version()}, {versions()}; {calls} calls x {rounds} rounds")
     report("Trivial `async def`", coros)
     report(f"Async generator of {ITEMS} items (one span per iteration)", streams)
-    if async_stream is None:
-        print("\n(OpenTrace `@async_stream` is not importable yet: its rows are missing)")
     problems = lost_spans(coros + streams)
     for problem in problems:
         print(f"LOST: {problem}", file=sys.stderr)
