@@ -1,24 +1,29 @@
 """The dashboard's SQLite database: schema, the batched write, retention, and the read queries.
 
-One aiosqlite connection writes (used only by the pipeline's writer task) and another reads, so
-in WAL mode reads never wait for writes.
+One sqlite3 connection writes, on a thread of its own, each batch of writes in one call to it (one
+thread hop per transaction: the writer then contends for the GIL with ingest's parsing a handful of
+times per batch, not once per row); an aiosqlite connection reads, so in WAL mode reads never wait.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
+import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 import orjson
 
 from opto.telemetry import semconv
 
-from .records import ProcessInfo, SpanRecord
+from .records import ProcessInfo, SpanRecord, outcome_of
 
 __all__ = ["Store", "Write", "SPAN_COLUMNS", "row_to_record"]
 
@@ -64,8 +69,9 @@ SPAN_COLUMNS = (
     "trace_id, span_id, parent_span_id, name, kind, state, start_ns, end_ns, status_code, "
     "status_message, outcome, attempts, process_id, service, attributes, events, links, resource, scope"
 )
-_UPSERT_SPAN = f"""
-INSERT INTO spans ({SPAN_COLUMNS}) VALUES ({", ".join("?" * 19)})
+_ROWS_PER_INSERT = 256  # spans per INSERT statement: 4,864 parameters, under SQLite's 32,766
+_UPSERT_SPANS = """
+INSERT INTO spans ({columns}) VALUES {values}
 ON CONFLICT (trace_id, span_id) DO UPDATE SET
     parent_span_id = excluded.parent_span_id, name = excluded.name, kind = excluded.kind,
     state = excluded.state, start_ns = excluded.start_ns, end_ns = excluded.end_ns,
@@ -75,6 +81,7 @@ ON CONFLICT (trace_id, span_id) DO UPDATE SET
     links = excluded.links, resource = excluded.resource, scope = excluded.scope
 WHERE spans.state = 'started' AND excluded.state = 'ended'
 """
+_T = TypeVar("_T")
 # Recomputes the summary row of every trace named in the JSON list bound to `?`; the root is the
 # earliest span without a parent (else the earliest span: its parent has not arrived).
 _REFRESH_TRACES = """
@@ -130,24 +137,43 @@ class _Repeats:
         return self.text
 
 
-def _span_rows(spans: Iterable[SpanRecord]) -> list[tuple[Any, ...]]:
+def _span_params(spans: Iterable[SpanRecord]) -> list[Any]:
+    """The 19 column values of every span, flat, in `SPAN_COLUMNS` order (bound to multi-row INSERTs)."""
     resources, scopes = _Repeats(), _Repeats()
-    rows = []
+    params: list[Any] = []
+    add = params.extend
     for r in spans:
-        attempts = r.attributes.get(semconv.ATTEMPTS)
-        rows.append((
+        attrs = r.attributes
+        attempts = attrs.get(semconv.ATTEMPTS)
+        service = r.resource.get(semconv.SERVICE_NAME)
+        add((
             r.trace_id, r.span_id, r.parent_span_id, r.name, r.kind, r.state, r.start_ns, r.end_ns,
-            r.status_code, r.status_message, r.outcome, attempts if type(attempts) is int else None,
-            r.process_id, r.service, _dumps(r.attributes), _dumps(r.events) if r.events else None,
-            _dumps(r.links) if r.links else None, resources.dumps(r.resource), scopes.dumps(r.scope),
+            r.status_code, r.status_message, None if r.state == "started" else outcome_of(attrs, r.status_code),
+            attempts if type(attempts) is int else None, r.process_id, service if type(service) is str else None,
+            _dumps(attrs), _dumps(r.events) if r.events else None, _dumps(r.links) if r.links else None,
+            resources.dumps(r.resource), scopes.dumps(r.scope),
         ))
-    return rows
+    return params
+
+
+@functools.lru_cache(maxsize=16)
+def _upsert_spans(rows: int) -> str:
+    """The upsert of `rows` spans in one statement (one GIL release for SQLite's work on all of them)."""
+    return _UPSERT_SPANS.format(columns=SPAN_COLUMNS, values=", ".join([f"({', '.join('?' * 19)})"] * rows))
+
+
+def _insert_spans(db: sqlite3.Connection, spans: Sequence[SpanRecord]) -> None:
+    width = 19 * _ROWS_PER_INSERT
+    params = _span_params(spans)
+    for i in range(0, len(params), width):
+        chunk = params[i:i + width]
+        db.execute(_upsert_spans(len(chunk) // 19), chunk)
 
 
 def _event_rows(r: SpanRecord) -> Iterable[tuple[Any, ...]]:
     """Retry, debug and queue events, indexed on their own for `/api/retries`, `/api/debug` and
     `/api/queues` (a queue item's wait is a link attribute on the consumer's span)."""
-    if r.state != "ended":
+    if r.state != "ended" or not (r.events or r.links or semconv.DEBUG_CREATION_STACK in r.attributes):
         return
     for i, event in enumerate(r.events):
         kind = _EVENT_KINDS.get(event["name"])
@@ -160,6 +186,24 @@ def _event_rows(r: SpanRecord) -> Iterable[tuple[Any, ...]]:
     stack = r.attributes.get(semconv.DEBUG_CREATION_STACK)
     if stack is not None:
         yield (r.trace_id, r.span_id, r.name, "creation_stack", r.start_ns, _dumps({semconv.DEBUG_CREATION_STACK: stack}))
+
+
+def _write_process(db: sqlite3.Connection, w: Write, now: int) -> None:
+    p = w.process
+    if p is None:
+        return
+    db.execute(_UPSERT_PROCESS, (p.id, p.service, p.pid, p.host, p.sdk, p.started_ns, now))
+    if w.drops is not None:
+        db.execute(
+            "UPDATE processes SET drop_spans = ?, drop_metrics = ? WHERE id = ?",
+            (w.drops.get("spans", 0), w.drops.get("metrics", 0), p.id),
+        )
+    if w.metrics:
+        db.executemany(_INSERT_METRIC, [
+            (p.id, m["name"], m["time_ns"], _dumps(m.get("attributes", {})), m.get("value"),
+             _dumps(m.get("summary") or m.get("histogram")) if "value" not in m else None)
+            for m in w.metrics
+        ])
 
 
 def row_to_record(row: Sequence[Any]) -> SpanRecord:
@@ -183,23 +227,39 @@ class Store:
         self.path = Path(path)
         self.max_spans = max_spans
         self.retention_s = retention_s
-        self._writer: aiosqlite.Connection | None = None
+        self._thread: ThreadPoolExecutor | None = None
+        self._writer: sqlite3.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._writer = await aiosqlite.connect(self.path, isolation_level=None)
-        await self._writer.execute("PRAGMA journal_mode = WAL")
-        await self._writer.execute("PRAGMA synchronous = NORMAL")
-        await self._writer.executescript(_SCHEMA)
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="opto-dashboard-writer")
+        await self._run(self._open_writer)
         self._reader = await aiosqlite.connect(self.path, isolation_level=None)
         await self._reader.execute("PRAGMA query_only = ON")
 
+    def _open_writer(self) -> None:
+        db = self._writer = sqlite3.connect(self.path, isolation_level=None)
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = NORMAL")
+        db.execute("PRAGMA cache_size = -65536")  # 64 MiB: index pages of a big file stay cached
+        db.execute("PRAGMA temp_store = MEMORY")
+        db.executescript(_SCHEMA)
+
     async def close(self) -> None:
-        for conn in (self._reader, self._writer):
-            if conn is not None:
-                await conn.close()
-        self._reader = self._writer = None
+        if self._reader is not None:
+            await self._reader.close()
+        if self._writer is not None:
+            await self._run(self._writer.close)
+        if self._thread is not None:
+            self._thread.shutdown()
+        self._reader = self._writer = self._thread = None
+
+    async def _run(self, fn: Callable[..., _T], *args: Any) -> _T:
+        """`fn(*args)` on the writer's thread, where the write connection lives."""
+        if self._thread is None:
+            raise RuntimeError("Store is not open; call `await store.open()` first")
+        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
 
     @property
     def reader(self) -> aiosqlite.Connection:
@@ -209,73 +269,56 @@ class Store:
 
     async def write(self, writes: Sequence[Write]) -> None:
         """Store several writes in one transaction: spans upserted, their traces re-summarised."""
+        await self._run(self._write, writes)
+
+    def _write(self, writes: Sequence[Write]) -> None:
         db = self._writer
-        if db is None:
-            raise RuntimeError("Store is not open; call `await store.open()` first")
+        assert db is not None, "write() before open()"
         spans = [r for w in writes for r in w.spans]
         now = time.time_ns()
-        await db.execute("BEGIN")
+        db.execute("BEGIN")
         try:
             if spans:
-                await db.executemany(_UPSERT_SPAN, _span_rows(spans))
-                await db.execute(_REFRESH_TRACES, (_dumps(list({r.trace_id for r in spans})),))
+                _insert_spans(db, spans)
+                db.execute(_REFRESH_TRACES, (_dumps(list({r.trace_id for r in spans})),))
                 events = [row for r in spans for row in _event_rows(r)]
                 if events:
-                    await db.executemany(_INSERT_EVENT, events)
+                    db.executemany(_INSERT_EVENT, events)
             for w in writes:
-                await self._write_process(db, w, now)
-            await db.execute("COMMIT")
+                _write_process(db, w, now)
+            db.execute("COMMIT")
         except BaseException:
-            await db.execute("ROLLBACK")
+            db.execute("ROLLBACK")
             raise
-
-    async def _write_process(self, db: aiosqlite.Connection, w: Write, now: int) -> None:
-        p = w.process
-        if p is None:
-            return
-        await db.execute(_UPSERT_PROCESS, (p.id, p.service, p.pid, p.host, p.sdk, p.started_ns, now))
-        if w.drops is not None:
-            await db.execute(
-                "UPDATE processes SET drop_spans = ?, drop_metrics = ? WHERE id = ?",
-                (w.drops.get("spans", 0), w.drops.get("metrics", 0), p.id),
-            )
-        if w.metrics:
-            await db.executemany(_INSERT_METRIC, [
-                (p.id, m["name"], m["time_ns"], _dumps(m.get("attributes", {})), m.get("value"),
-                 _dumps(m.get("summary") or m.get("histogram")) if "value" not in m else None)
-                for m in w.metrics
-            ])
 
     async def prune(self) -> int:
         """Drop finished traces older than the retention, then the oldest past `max_spans`."""
+        return await self._run(self._prune)
+
+    def _prune(self) -> int:
         db = self._writer
         assert db is not None, "prune() before open()"
         victims: list[str] = []
         if self.retention_s is not None:
             cutoff = time.time_ns() - int(self.retention_s * 1e9)
-            async with db.execute("SELECT trace_id FROM traces WHERE in_flight = 0 AND start_ns < ?", (cutoff,)) as cur:
-                victims.extend(row[0] for row in await cur.fetchall())
-        async with db.execute("SELECT count(*) FROM spans") as cur:
-            (total,) = await cur.fetchone()  # type: ignore[misc]
+            victims.extend(row[0] for row in db.execute("SELECT trace_id FROM traces WHERE in_flight = 0 AND start_ns < ?", (cutoff,)))
+        (total,) = db.execute("SELECT count(*) FROM spans").fetchone()
         excess = total - self.max_spans
         if excess > 0:
-            async with db.execute(
-                "SELECT trace_id, span_count FROM traces WHERE in_flight = 0 ORDER BY start_ns"
-            ) as cur:
-                async for trace_id, count in cur:
-                    if excess <= 0:
-                        break
-                    victims.append(trace_id)
-                    excess -= count
+            for trace_id, count in db.execute("SELECT trace_id, span_count FROM traces WHERE in_flight = 0 ORDER BY start_ns"):
+                if excess <= 0:
+                    break
+                victims.append(trace_id)
+                excess -= count
         if not victims:
             return 0
         ids = _dumps(victims)
-        await db.execute("BEGIN")
+        db.execute("BEGIN")
         for table in ("spans", "traces", "span_events"):
-            await db.execute(f"DELETE FROM {table} WHERE trace_id IN (SELECT value FROM json_each(?))", (ids,))
+            db.execute(f"DELETE FROM {table} WHERE trace_id IN (SELECT value FROM json_each(?))", (ids,))
         if self.retention_s is not None:
-            await db.execute("DELETE FROM metrics WHERE time_ns < ?", (time.time_ns() - int(self.retention_s * 1e9),))
-        await db.execute("COMMIT")
+            db.execute("DELETE FROM metrics WHERE time_ns < ?", (time.time_ns() - int(self.retention_s * 1e9),))
+        db.execute("COMMIT")
         return len(victims)
 
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
