@@ -22,14 +22,20 @@ except ImportError:  # only the API installed: every span takes the public path
 __all__ = ["add_attributes", "fast_path_available"]
 
 
+_FAST_TYPES: set[type] = set()  # span classes seen to keep attributes in a BoundedAttributes
+
+
 def _bounded(span: Span) -> Any:
     """The span's attribute map, if it can take a direct update."""
-    if _SdkSpan is None or not isinstance(span, _SdkSpan):
-        return None
-    bounded = getattr(span, "_attributes", None)
-    if bounded is None or getattr(bounded, "max_value_len", 0) is not None or not hasattr(bounded, "_dict"):
-        return None
-    return bounded
+    if type(span) not in _FAST_TYPES:
+        if _SdkSpan is None or not isinstance(span, _SdkSpan):
+            return None
+        bounded = getattr(span, "_attributes", None)
+        if not hasattr(bounded, "_dict") or not hasattr(bounded, "max_value_len") or not hasattr(bounded, "_lock"):
+            return None
+        _FAST_TYPES.add(type(span))
+    bounded = span._attributes  # type: ignore[attr-defined]
+    return bounded if bounded is not None and bounded.max_value_len is None else None
 
 
 def add_attributes(span: Span, attributes: Mapping[str, str | int | float | bool]) -> None:

@@ -139,7 +139,7 @@ class _Calls:
             if task is not None:
                 attrs[semconv.TASK_NAME] = task.get_name()
             if self.capture is not None:
-                attrs.update(self.capture.attributes(args, kwargs))
+                self.capture.add(attrs, args, kwargs)
             if debug:
                 attrs[semconv.DEBUG_CREATION_STACK] = _debug.creation_stack()
             add_attributes(span, attrs)
