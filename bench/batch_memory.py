@@ -70,7 +70,7 @@ async def gathered(n: int) -> int:
 
 def child(mode: str, n: int) -> None:
     """In a fresh process: set up telemetry, then print starting RSS, peak RSS (MB) and seconds for one run."""
-    from seed_table import install_providers
+    from providers import install_providers
 
     import opto  # noqa: F401  (imported before the starting RSS is taken)
 

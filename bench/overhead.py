@@ -15,7 +15,9 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
+
+from providers import install_tracer_provider
 
 CALLS = 5_000
 ROUNDS = 7
@@ -52,28 +54,6 @@ def _no_sdk() -> None:
     asyncio.run(run())
 
 
-def _provider() -> object:
-    """One TracerProvider with a batch processor and a counting no-op exporter, set globally."""
-    from opentelemetry import trace
-    from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
-
-    class CountingExporter(SpanExporter):
-        def __init__(self) -> None:
-            self.count = 0
-
-        def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-            self.count += len(spans)
-            return SpanExportResult.SUCCESS
-
-    exporter = CountingExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(BatchSpanProcessor(exporter, max_queue_size=1 << 20))
-    trace.set_tracer_provider(provider)
-    provider.exporter = exporter  # type: ignore[attr-defined]
-    return provider
-
-
 def _variants() -> dict[str, Callable[[str], Awaitable[str]]]:
     from opentelemetry import trace
 
@@ -96,7 +76,7 @@ def _variants() -> dict[str, Callable[[str], Awaitable[str]]]:
 def _count_child(variant: str, calls: int, sdk: bool) -> None:
     """Child process for --instructions: make `calls` calls of one variant, nothing else."""
     if sdk:
-        _provider()
+        install_tracer_provider()
     fn = _variants()[variant]
 
     async def run() -> None:
@@ -119,8 +99,7 @@ def _instructions(variant: str, sdk: bool, calls: int) -> float:
 
 
 def main() -> None:
-    provider = _provider()
-    exporter = provider.exporter  # type: ignore[attr-defined]
+    provider, exporter = install_tracer_provider(max_queue_size=1 << 20)
     variants = _variants()
 
     async def run() -> dict[str, float]:
@@ -132,7 +111,7 @@ def main() -> None:
         return {k: statistics.median(v) for k, v in results.items()}
 
     r = asyncio.run(run())
-    provider.force_flush()  # type: ignore[attr-defined]
+    provider.force_flush()
     expected = 3 * 3 * (ROUNDS * CALLS + 500)
     child = subprocess.run([sys.executable, __file__, "--no-sdk"], capture_output=True, text=True, check=True)
     nosdk_bare, nosdk_opto = map(float, child.stdout.split())

@@ -20,6 +20,8 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
+from providers import install_providers
+
 LATENCY_S = 0.1  # the page's 2.5 s per call, scaled by 1/25
 SCALE_LATENCY_S = 2.5  # the page's latency, unscaled
 JITTER = 0.10
@@ -82,30 +84,6 @@ def plain_asyncio(units: list[list[float]], concurrency: int, rounds: int) -> fl
         return time.perf_counter() - t0
 
     return best_of(rounds, run)
-
-
-def install_providers(max_queue_size: int = 1 << 16) -> object:
-    """A real TracerProvider (BatchSpanProcessor, counting exporter) and MeterProvider, set globally."""
-    from opentelemetry import metrics, trace
-    from opentelemetry.sdk.metrics import MeterProvider
-    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-    from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
-
-    class CountingExporter(SpanExporter):
-        def __init__(self) -> None:
-            self.count = 0
-
-        def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-            self.count += len(spans)
-            return SpanExportResult.SUCCESS
-
-    exporter = CountingExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(BatchSpanProcessor(exporter, max_queue_size=max_queue_size))
-    trace.set_tracer_provider(provider)
-    metrics.set_meter_provider(MeterProvider(metric_readers=[InMemoryMetricReader()]))
-    return provider
 
 
 def llm_calls(n: int, concurrency: int, mean: float, run_sync: bool, rounds: int = ROUNDS) -> Row:
