@@ -16,11 +16,12 @@ from starlette.routing import WebSocketRoute
 from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from .batch import decode_batch
 from .pipeline import Pipeline
 from .records import MAX_NAME, ProcessInfo, RecordError, SpanRecord, check_attributes, int_field, list_field, object_field, text_field
 from .stats import Stats
 
-__all__ = ["routes", "MAX_FRAME_BYTES", "MAX_BATCH_SPANS", "parse_batch", "FrameError"]
+__all__ = ["routes", "MAX_FRAME_BYTES", "MAX_BATCH_SPANS", "parse_batch", "quick_batch", "FrameError"]
 
 logger = logging.getLogger("opto_dashboard")
 MAX_FRAME_BYTES = 8 * 1024 * 1024
@@ -62,7 +63,10 @@ def _metric(obj: Any, path: str) -> dict[str, Any]:
     return m
 
 
-def parse_batch(frame: dict[str, Any]) -> tuple[int, list[SpanRecord], list[dict[str, Any]], dict[str, int]]:
+Parsed = tuple[int, list[SpanRecord], list[dict[str, Any]], dict[str, int]]
+
+
+def parse_batch(frame: dict[str, Any]) -> Parsed:
     """A validated `batch` frame's seq, spans, metrics and drop counters."""
     seq = frame.get("seq")
     if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
@@ -72,18 +76,34 @@ def parse_batch(frame: dict[str, Any]) -> tuple[int, list[SpanRecord], list[dict
         if len(spans) > MAX_BATCH_SPANS:
             raise RecordError("spans", f"more than {MAX_BATCH_SPANS} spans in one batch; send smaller batches")
         records = [SpanRecord.from_json(s, f"spans[{i}]") for i, s in enumerate(spans)]
-        resource = check_attributes(frame.get("resource", {}), "resource")
-        if resource:
-            for r in records:
-                if not r.resource:
-                    r.resource = resource
-        metrics = [_metric(m, f"metrics[{i}]") for i, m in enumerate(list_field(frame.get("metrics", []), "metrics"))]
-        drops = object_field(frame.get("drops", {}), "drops")
-        for key in ("spans", "metrics"):
-            int_field(drops, key, "drops", optional=True)
+        return seq, *_rest(records, frame.get("resource", {}), frame.get("metrics", []), frame.get("drops", {}))
     except RecordError as exc:
         raise FrameError(str(exc), seq) from None
-    return seq, records, metrics, {"spans": drops.get("spans") or 0, "metrics": drops.get("metrics") or 0}
+
+
+def quick_batch(data: str) -> Parsed | None:
+    """`parse_batch` of a plainly valid batch frame, decoded and checked in one pass; else None."""
+    batch = decode_batch(data)
+    if batch is None or len(batch.spans) > MAX_BATCH_SPANS:
+        return None
+    try:
+        return batch.seq, *_rest(batch.spans, batch.resource, batch.metrics, batch.drops)
+    except RecordError:
+        return None
+
+
+def _rest(records: list[SpanRecord], resource: Any, metrics: Any, drops: Any) -> tuple[list[SpanRecord], list[dict[str, Any]], dict[str, int]]:
+    """The frame's resource given to spans without one, its metrics and drop counters checked."""
+    resource = check_attributes(resource, "resource")
+    if resource:
+        for r in records:
+            if not r.resource:
+                r.resource = resource
+    checked = [_metric(m, f"metrics[{i}]") for i, m in enumerate(list_field(metrics, "metrics"))]
+    drops = object_field(drops, "drops")
+    for key in ("spans", "metrics"):
+        int_field(drops, key, "drops", optional=True)
+    return records, checked, {"spans": drops.get("spans") or 0, "metrics": drops.get("metrics") or 0}
 
 
 class _Connection:
@@ -132,6 +152,18 @@ class _Connection:
                 return self.refuse(f"frame is not valid UTF-8 (byte {exc.start})")
         elif len(data) > MAX_FRAME_BYTES:
             raise _oversized(len(data))
+        batch = quick_batch(data) if self.process is not None else None
+        if batch is None:
+            batch = self.parse(data)
+            if batch is None:
+                return
+        await self.slots.acquire()
+        task = asyncio.create_task(self.store(*batch))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def parse(self, data: str) -> Parsed | None:
+        """The detailed path: a hello is taken, a batch validated field by field; a bad frame refused."""
         try:
             frame = orjson.loads(data)
         except orjson.JSONDecodeError as exc:
@@ -146,13 +178,10 @@ class _Connection:
         if self.process is None:
             return self.refuse("send a hello frame first", frame.get("seq") if isinstance(frame.get("seq"), int) else None)
         try:
-            batch = parse_batch(frame)
+            return parse_batch(frame)
         except FrameError as exc:
-            return self.refuse(exc.detail, exc.seq)
-        await self.slots.acquire()
-        task = asyncio.create_task(self.store(*batch))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+            self.refuse(exc.detail, exc.seq)
+            return None
 
     def hello(self, frame: dict[str, Any]) -> None:
         if self.process is not None:

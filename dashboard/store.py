@@ -69,7 +69,7 @@ SPAN_COLUMNS = (
     "trace_id, span_id, parent_span_id, name, kind, state, start_ns, end_ns, status_code, "
     "status_message, outcome, attempts, process_id, service, attributes, events, links, resource, scope"
 )
-_ROWS_PER_INSERT = 256  # spans per INSERT statement: 4,864 parameters, under SQLite's 32,766
+_ROWS_PER_INSERT = (1024, 512, 256, 128, 64, 32, 16, 8, 4, 2, 1)  # statement sizes: 1,024 x 19 parameters < 32,766
 _UPSERT_SPANS = """
 INSERT INTO spans ({columns}) VALUES {values}
 ON CONFLICT (trace_id, span_id) DO UPDATE SET
@@ -156,18 +156,21 @@ def _span_params(spans: Iterable[SpanRecord]) -> list[Any]:
     return params
 
 
-@functools.lru_cache(maxsize=16)
+@functools.lru_cache(maxsize=len(_ROWS_PER_INSERT))
 def _upsert_spans(rows: int) -> str:
     """The upsert of `rows` spans in one statement (one GIL release for SQLite's work on all of them)."""
     return _UPSERT_SPANS.format(columns=SPAN_COLUMNS, values=", ".join([f"({', '.join('?' * 19)})"] * rows))
 
 
 def _insert_spans(db: sqlite3.Connection, spans: Sequence[SpanRecord]) -> None:
-    width = 19 * _ROWS_PER_INSERT
+    """Upsert in the fewest statements of a few fixed sizes, so each is prepared once and cached."""
     params = _span_params(spans)
-    for i in range(0, len(params), width):
-        chunk = params[i:i + width]
-        db.execute(_upsert_spans(len(chunk) // 19), chunk)
+    i = 0
+    for rows in _ROWS_PER_INSERT:
+        width = 19 * rows
+        while len(params) - i >= width:
+            db.execute(_upsert_spans(rows), params[i:i + width])
+            i += width
 
 
 def _event_rows(r: SpanRecord) -> Iterable[tuple[Any, ...]]:
@@ -188,22 +191,26 @@ def _event_rows(r: SpanRecord) -> Iterable[tuple[Any, ...]]:
         yield (r.trace_id, r.span_id, r.name, "creation_stack", r.start_ns, _dumps({semconv.DEBUG_CREATION_STACK: stack}))
 
 
-def _write_process(db: sqlite3.Connection, w: Write, now: int) -> None:
-    p = w.process
-    if p is None:
-        return
-    db.execute(_UPSERT_PROCESS, (p.id, p.service, p.pid, p.host, p.sdk, p.started_ns, now))
-    if w.drops is not None:
-        db.execute(
-            "UPDATE processes SET drop_spans = ?, drop_metrics = ? WHERE id = ?",
-            (w.drops.get("spans", 0), w.drops.get("metrics", 0), p.id),
-        )
-    if w.metrics:
-        db.executemany(_INSERT_METRIC, [
+def _write_processes(db: sqlite3.Connection, writes: Sequence[Write], now: int) -> None:
+    """Each process seen once per transaction (its latest drop counters), metrics in one statement."""
+    latest: dict[str, tuple[ProcessInfo, dict[str, int] | None]] = {}
+    metrics = []
+    for w in writes:
+        p = w.process
+        if p is None:
+            continue
+        latest[p.id] = (p, w.drops if w.drops is not None else latest.get(p.id, (p, None))[1])
+        metrics.extend(
             (p.id, m["name"], m["time_ns"], _dumps(m.get("attributes", {})), m.get("value"),
              _dumps(m.get("summary") or m.get("histogram")) if "value" not in m else None)
             for m in w.metrics
-        ])
+        )
+    for p, drops in latest.values():
+        db.execute(_UPSERT_PROCESS, (p.id, p.service, p.pid, p.host, p.sdk, p.started_ns, now))
+        if drops is not None:
+            db.execute("UPDATE processes SET drop_spans = ?, drop_metrics = ? WHERE id = ?", (drops.get("spans", 0), drops.get("metrics", 0), p.id))
+    if metrics:
+        db.executemany(_INSERT_METRIC, metrics)
 
 
 def row_to_record(row: Sequence[Any]) -> SpanRecord:
@@ -284,8 +291,7 @@ class Store:
                 events = [row for r in spans for row in _event_rows(r)]
                 if events:
                     db.executemany(_INSERT_EVENT, events)
-            for w in writes:
-                _write_process(db, w, now)
+            _write_processes(db, writes, now)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")

@@ -1,0 +1,103 @@
+"""A `batch` frame decoded and checked in one C pass (msgspec), straight into span records.
+
+The websocket door tries every batch frame here first. The schema is docs/api.md's, as strict as
+`SpanRecord.from_json`; a frame it declines goes to `ingest.parse_batch`, which accepts it or
+names the bad field, so the error replies come from one validator only.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta, Struct, field
+
+from .records import MAX_ITEMS, MAX_MESSAGE, MAX_NAME, Kind, RecordError, SpanRecord, State, StatusCode, check_events, check_links
+
+__all__ = ["Batch", "decode_batch"]
+
+_Name = Annotated[str, Meta(max_length=MAX_NAME)]
+_Id16 = Annotated[str, Meta(min_length=16, max_length=16)]  # lowercase hex: checked by `_hex`
+_Id32 = Annotated[str, Meta(min_length=32, max_length=32)]
+_Count = Annotated[int, Meta(ge=0)]
+_Scalar = str | int | float | bool
+_Attributes = Annotated[dict[_Name, _Scalar | list[_Scalar]], Meta(max_length=MAX_ITEMS)]
+_Items = Annotated[list[Any], Meta(max_length=MAX_ITEMS)]  # events and links: checked by records
+_hex = re.compile(r"[0-9a-f]*").fullmatch
+
+
+class _Status(Struct, gc=False):
+    code: StatusCode = "unset"
+    message: Annotated[str, Meta(max_length=MAX_MESSAGE)] = ""
+
+
+class _Scope(Struct, gc=False):
+    name: _Name = ""
+    version: _Name = ""
+
+
+class _Span(Struct, gc=False):
+    trace_id: _Id32
+    span_id: _Id16
+    name: _Name
+    state: State
+    start_ns: _Count
+    end_ns: _Count | None = None
+    parent_span_id: _Id16 | None = None
+    kind: Kind = "internal"
+    status: _Status = field(default_factory=_Status)
+    attributes: _Attributes = {}
+    events: _Items = []
+    links: _Items = []
+    resource: _Attributes = {}
+    scope: _Scope = field(default_factory=_Scope)
+
+
+class _Frame(Struct, gc=False):
+    type: Literal["batch"]
+    seq: _Count
+    spans: list[_Span] = []
+    metrics: list[Any] = []
+    drops: dict[str, Any] = {}
+    resource: _Attributes = {}
+
+
+class Batch(Struct, gc=False):
+    """A decoded batch frame: its spans as records; metrics and drops still to be checked."""
+
+    seq: int
+    spans: list[SpanRecord]
+    metrics: list[Any]
+    drops: dict[str, Any]
+    resource: dict[str, Any]
+
+
+_decoder = msgspec.json.Decoder(_Frame)
+
+
+def decode_batch(data: str | bytes) -> Batch | None:
+    """The batch frame in `data` if it is plainly valid, else None (the detailed path decides)."""
+    try:
+        frame = _decoder.decode(data)
+    except msgspec.DecodeError:  # ValidationError included
+        return None
+    records = []
+    add = records.append
+    for s in frame.spans:
+        parent = s.parent_span_id
+        if not (_hex(s.trace_id) and _hex(s.span_id) and (parent is None or _hex(parent))) or (s.end_ns is None) is (s.state == "ended"):
+            return None
+        events, links = s.events, s.links
+        if events or links:
+            try:
+                check_events(events, "events")
+                check_links(links, "links")
+            except RecordError:
+                return None
+        status, scope = s.status, s.scope
+        add(SpanRecord(
+            s.trace_id, s.span_id, s.name, s.start_ns, s.state, s.end_ns, parent, s.kind, status.code, status.message,
+            s.attributes, events, links, s.resource, {"name": scope.name, "version": scope.version},
+        ))
+    return Batch(frame.seq, records, frame.metrics, frame.drops, frame.resource)
