@@ -82,7 +82,7 @@ def decode_batch(data: str | bytes) -> Batch | None:
         frame = _decoder.decode(data)
     except msgspec.DecodeError:  # ValidationError included
         return None
-    records = []
+    records: list[SpanRecord] = []
     add = records.append
     for s in frame.spans:
         parent = s.parent_span_id

@@ -167,21 +167,23 @@ class _Connection:
         try:
             frame = orjson.loads(data)
         except orjson.JSONDecodeError as exc:
-            return self.refuse(f"malformed JSON: {exc}")
-        if not isinstance(frame, dict):
-            return self.refuse(f"expected a JSON object, got {type(frame).__name__}")
-        kind = frame.get("type")
-        if kind == "hello":
-            return self.hello(frame)
-        if kind != "batch":
-            return self.refuse(f"type: expected 'hello' or 'batch', got {kind!r}"[:120])
-        if self.process is None:
-            return self.refuse("send a hello frame first", frame.get("seq") if isinstance(frame.get("seq"), int) else None)
-        try:
-            return parse_batch(frame)
-        except FrameError as exc:
-            self.refuse(exc.detail, exc.seq)
+            self.refuse(f"malformed JSON: {exc}")
             return None
+        kind = frame.get("type") if isinstance(frame, dict) else None
+        if not isinstance(frame, dict):
+            self.refuse(f"expected a JSON object, got {type(frame).__name__}")
+        elif kind == "hello":
+            self.hello(frame)
+        elif kind != "batch":
+            self.refuse(f"type: expected 'hello' or 'batch', got {kind!r}"[:120])
+        elif self.process is None:
+            self.refuse("send a hello frame first", frame.get("seq") if isinstance(frame.get("seq"), int) else None)
+        else:
+            try:
+                return parse_batch(frame)
+            except FrameError as exc:
+                self.refuse(exc.detail, exc.seq)
+        return None
 
     def hello(self, frame: dict[str, Any]) -> None:
         if self.process is not None:

@@ -194,7 +194,7 @@ def _event_rows(r: SpanRecord) -> Iterable[tuple[Any, ...]]:
 def _write_processes(db: sqlite3.Connection, writes: Sequence[Write], now: int) -> None:
     """Each process seen once per transaction (its latest drop counters), metrics in one statement."""
     latest: dict[str, tuple[ProcessInfo, dict[str, int] | None]] = {}
-    metrics = []
+    metrics: list[tuple[Any, ...]] = []
     for w in writes:
         p = w.process
         if p is None:
