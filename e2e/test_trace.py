@@ -105,11 +105,14 @@ def test_slot_wait_is_shaded_before_the_work_it_delayed(page: Page, dashboard: D
     """Calls that waited for an AsyncTraceContext slot show the wait, then their bar starting where it ends."""
     program = workload("concurrency")
     program.ready()
+    program.release()
     program.finish()
     trace_id = dashboard.get("/api/traces?name=limited_work")["traces"][0]["trace_id"]
     page.goto(f"{dashboard.url}/traces/{trace_id}")
-    waited = page.locator(".wf-row", has=page.locator(".wf-wait")).last
+    waited = page.locator(".wf-row", has=page.locator(".wf-wait")).filter(has_text="limited_work").last
     expect(waited).to_contain_text("limited_work")
+    # The wait is also its own child span, drawn as waiting from start to end.
+    expect(page.locator(".wf-row", has=page.locator(".wf-wait")).filter(has_text="opto.slot.wait")).to_have_count(8)
     wait_box = waited.locator(".wf-wait").bounding_box()
     bar_box = waited.locator(".wf-bar").bounding_box()
     assert wait_box is not None and bar_box is not None
