@@ -1,4 +1,4 @@
-"""The JSON API of docs/api.md: traces, one trace, live figures, queues, retries, metrics, debug events."""
+"""The JSON API of docs/api.md: traces, one trace, live figures, queues, retries, metrics, debug events, searches."""
 
 from __future__ import annotations
 
@@ -371,6 +371,139 @@ async def limits(request: Request) -> dict[str, Any]:
     return {"limits": [dict(zip(keys, row)) for row in rows]}
 
 
+_SEARCH_ATTRS = {
+    "workflow": semconv.FUNCTION, "strategy": semconv.OPTIMIZE_STRATEGY, "beam_width": semconv.OPTIMIZE_BEAM_WIDTH,
+    "num_proposals": semconv.OPTIMIZE_NUM_PROPOSALS, "max_depth": semconv.OPTIMIZE_MAX_DEPTH,
+    "max_concurrent": semconv.OPTIMIZE_MAX_CONCURRENT,
+}
+_SEARCH_FIELDS = "trace_id, span_id, state, start_ns, end_ns, outcome, service, attributes"
+_STEP_FIELDS = "span_id, parent_span_id, state, start_ns, end_ns, outcome, status_message, attributes, events"
+
+
+_KIND = "json_extract(attributes, '$.\"" + semconv.SPAN_KIND + "\"')"
+
+
+async def optimize_searches(request: Request) -> dict[str, Any]:
+    """`@trace.optimize` searches, newest first, each with its best score and parameters so far."""
+    limit = _limit(request.query_params, 50)
+    store = _store(request)
+    rows = await store.fetch(
+        f"SELECT {_SEARCH_FIELDS} FROM spans WHERE name = ? AND {_KIND} = ? ORDER BY start_ns DESC LIMIT ?",
+        (semconv.SPAN_OPTIMIZE, semconv.KIND_OPTIMIZE, limit),
+    )
+    steps = await _search_steps(store, sorted({r[0] for r in rows}))
+    return {"searches": [_search(row, steps.get(row[0], []))["search"] for row in rows]}
+
+
+async def optimize_search(request: Request) -> Response:
+    """One search: its depths with their candidates (params, score, error, parent, kept), history and best."""
+    try:
+        trace_id = check_id(request.path_params["trace_id"], 32, "trace_id")
+        span_id = check_id(request.path_params["span_id"], 16, "span_id")
+    except RecordError as exc:
+        return JSONResponse({"msg": "invalid parameter", "detail": str(exc)}, status_code=400)
+    store = _store(request)
+    rows = await store.fetch(
+        f"SELECT {_SEARCH_FIELDS} FROM spans WHERE trace_id = ? AND span_id = ? AND {_KIND} = ?",
+        (trace_id, span_id, semconv.KIND_OPTIMIZE),
+    )
+    if not rows:
+        return JSONResponse({"msg": "not found", "detail": f"no search {trace_id}/{span_id}"}, status_code=404)
+    steps = await _search_steps(store, [trace_id])
+    return JSONResponse(_search(rows[0], steps.get(trace_id, [])))
+
+
+async def _search_steps(store: Store, trace_ids: Sequence[str]) -> dict[str, list[Any]]:
+    """The depth and candidate spans of the given traces, by trace id."""
+    found: dict[str, list[Any]] = {}
+    if not trace_ids:
+        return found
+    rows = await store.fetch(
+        f"SELECT trace_id, {_STEP_FIELDS} FROM spans WHERE trace_id IN ({', '.join('?' * len(trace_ids))}) "
+        "AND name IN (?, ?) ORDER BY start_ns, rowid",
+        [*trace_ids, semconv.SPAN_OPTIMIZE_DEPTH, semconv.SPAN_OPTIMIZE_CANDIDATE],
+    )
+    for trace_id, *step in rows:
+        found.setdefault(trace_id, []).append(step)
+    return found
+
+
+def _params(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    prefix = semconv.OPTIMIZE_PARAM_PREFIX
+    return {k.removeprefix(prefix): v for k, v in attrs.items() if k.startswith(prefix)}
+
+
+def _timing(state: str, start_ns: int, end_ns: int | None) -> dict[str, Any]:
+    done = state == "ended" and end_ns is not None
+    return {"state": state, "start_ns": start_ns, "end_ns": end_ns, "duration_ms": (end_ns - start_ns) / 1e6 if done else None}
+
+
+def _candidate(step: Sequence[Any], attrs: Mapping[str, Any]) -> dict[str, Any]:
+    span_id, _, state, start_ns, end_ns, outcome, message, _, events = step
+    error = None
+    if state == "ended" and outcome == semconv.OUTCOME_ERROR:
+        exc = next((e.get("attributes", {}) for e in json.loads(events or "[]") if e.get("name") == "exception"), {})
+        error = {"type": attrs.get(semconv.ERROR_TYPE) or exc.get(semconv.EXCEPTION_TYPE),
+                 "message": exc.get(semconv.EXCEPTION_MESSAGE, message)}
+    return {
+        "id": attrs.get(semconv.OPTIMIZE_CANDIDATE_ID), "parent_id": attrs.get(semconv.OPTIMIZE_PARENT_ID),
+        "depth": attrs.get(semconv.OPTIMIZE_DEPTH), "span_id": span_id, **_timing(state, start_ns, end_ns),
+        "outcome": outcome if state == "ended" else None, "score": attrs.get(semconv.OPTIMIZE_SCORE),
+        "params": _params(attrs), "error": error, "kept": None,
+    }
+
+
+def _depth(index: int, span_id: str | None, state: str, start_ns: int, end_ns: int | None) -> dict[str, Any]:
+    return {"depth": index, "span_id": span_id, **_timing(state, start_ns, end_ns), "beam": None, "candidates": []}
+
+
+def _search(row: Sequence[Any], steps: list[Any]) -> dict[str, Any]:
+    """A search span and the trace's depth and candidate spans as the `/api/optimize/...` document.
+
+    Only steps under this search count (a trace may hold several); the best so far comes from the
+    ended candidates, so it is known while the search runs.
+    """
+    trace_id, span_id, state, start_ns, end_ns, outcome, service, attributes = row
+    attrs = json.loads(attributes)
+    children = ((s, json.loads(s[7])) for s in steps if s[1] == span_id)
+    depth_spans = {s[0]: (s, a) for s, a in children if a.get(semconv.SPAN_KIND) == semconv.KIND_OPTIMIZE_DEPTH}
+    depths: dict[int, dict[str, Any]] = {}
+    for depth_id, (step, a) in depth_spans.items():
+        depth = depths[a.get(semconv.OPTIMIZE_DEPTH, 0)] = _depth(a.get(semconv.OPTIMIZE_DEPTH, 0), depth_id, *step[2:5])
+        depth["beam"] = a.get(semconv.OPTIMIZE_BEAM) if step[2] == "ended" else None
+    for step in steps:
+        a = json.loads(step[7])
+        if a.get(semconv.SPAN_KIND) == semconv.KIND_OPTIMIZE_CANDIDATE and (step[1] == span_id or step[1] in depth_spans):
+            candidate = _candidate(step, a)
+            index = candidate["depth"] or 0
+            if index not in depths:  # the start (depth 0) has no depth span; any other arrives before its candidates
+                depths[index] = _depth(index, None, step[2], step[3], step[4])
+                depths[index]["beam"] = [candidate["id"]] if index == 0 and step[2] == "ended" else None
+            depths[index]["candidates"].append(candidate)
+    best: dict[str, Any] | None = None
+    history = []
+    for index in sorted(depths):
+        depth = depths[index]
+        depth["candidates"].sort(key=lambda c: c["id"] or 0)
+        scored = [c for c in depth["candidates"] if c["score"] is not None]
+        for c in depth["candidates"]:
+            c["kept"] = None if depth.get("beam") is None else c["id"] in depth["beam"]
+        top = max(scored, key=lambda c: c["score"], default=None)
+        if top is not None and (best is None or top["score"] > best["score"]):
+            best = top
+        depth["best_score"] = None if top is None else top["score"]
+        history.append({"depth": index, "best_score": None if best is None else best["score"], "depth_best": depth["best_score"]})
+    summary = {
+        "trace_id": trace_id, "span_id": span_id, "service": service,
+        **{key: attrs.get(name) for key, name in _SEARCH_ATTRS.items()},
+        **_timing(state, start_ns, end_ns), "outcome": outcome if state == "ended" else None,
+        "best_id": None if best is None else best["id"], "best_score": None if best is None else best["score"],
+        "best_params": {} if best is None else best["params"],
+        "depths": max(depths, default=0), "candidates": sum(len(d["candidates"]) for d in depths.values()),
+    }
+    return {"search": summary, "depths": [depths[i] for i in sorted(depths)], "history": history}
+
+
 routes = [
     Route("/api/traces", _endpoint(traces)),
     Route("/api/traces/{trace_id}", trace),
@@ -380,4 +513,6 @@ routes = [
     Route("/api/metrics", _endpoint(metrics)),
     Route("/api/limits", _endpoint(limits)),
     Route("/api/debug", _endpoint(debug)),
+    Route("/api/optimize", _endpoint(optimize_searches)),
+    Route("/api/optimize/{trace_id}/{span_id}", optimize_search),
 ]

@@ -147,7 +147,35 @@ async def xss() -> None:
     await call
 
 
-SCENARIOS = {"inflight": inflight, "concurrency": concurrency, "trace": trace_shapes, "queue": queue, "xss": xss}
+async def optimize() -> None:
+    """A small deterministic beam search, held while its first proposal runs; one choice holds markup, one candidate fails.
+
+    From (plain, 1) scoring 0.2 it keeps two of each depth's candidates and ends at (bullet, 3)
+    scoring 0.8 after three depths; (markup, 2), depth 3's only candidate, raises.
+    """
+    release = asyncio.Event()
+    style = opto.trace.param("plain", name="style", choices=["plain", "bullet", XSS_NAME])
+    level = opto.trace.param(1, name="level", choices=[1, 2, 3])
+    points = {"plain": 0.1, "bullet": 0.5, XSS_NAME: 0.3}
+
+    @opto.trace.optimize(strategy="async_beam_search", beam_width=2, num_proposals=3, max_depth=3, max_concurrent=8)
+    async def answer(question: int) -> tuple[str, int]:
+        if style.value == XSS_NAME and level.value == 2:
+            raise RuntimeError(f"model overloaded by {XSS_TEXT}")
+        if style.value == "bullet" and not release.is_set():
+            held.append(question)
+            if len(held) == 2:
+                ready()
+            await release.wait()
+        return style.value, level.value
+
+    held: list[int] = []
+    search = asyncio.create_task(answer.optimize([1, 2], guide=lambda question, out: points[out[0]] + out[1] / 10))
+    await until_told()
+    release.set()
+    await search
+
+SCENARIOS = {"inflight": inflight, "concurrency": concurrency, "trace": trace_shapes, "queue": queue, "xss": xss, "optimize": optimize}
 
 if __name__ == "__main__":
     url, scenario = sys.argv[1], sys.argv[2]
