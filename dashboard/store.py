@@ -14,7 +14,8 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -114,12 +115,20 @@ def _dumps(value: Any) -> str:
 
 @dataclass(slots=True)
 class Write:
-    """What one ingest frame (or OTLP request) stores, in one transaction with its neighbours."""
+    """What one ingest frame (or OTLP request) stores, in one transaction with its neighbours.
+
+    The spans' column values are made with the write, on the event loop, while the writer thread
+    is busy in SQLite (which runs without the GIL) with the writes before it.
+    """
 
     spans: Sequence[SpanRecord]
     process: ProcessInfo | None = None
     metrics: Sequence[dict[str, Any]] = ()
     drops: dict[str, int] | None = None
+    params: list[Any] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.params = _span_params(self.spans)
 
 
 class _Repeats:
@@ -162,9 +171,9 @@ def _upsert_spans(rows: int) -> str:
     return _UPSERT_SPANS.format(columns=SPAN_COLUMNS, values=", ".join([f"({', '.join('?' * 19)})"] * rows))
 
 
-def _insert_spans(db: sqlite3.Connection, spans: Sequence[SpanRecord]) -> None:
+def _insert_spans(db: sqlite3.Connection, writes: Sequence[Write]) -> None:
     """Upsert in the fewest statements of a few fixed sizes, so each is prepared once and cached."""
-    params = _span_params(spans)
+    params = list(chain.from_iterable(w.params for w in writes))
     i = 0
     for rows in _ROWS_PER_INSERT:
         width = 19 * rows
@@ -286,7 +295,7 @@ class Store:
         db.execute("BEGIN")
         try:
             if spans:
-                _insert_spans(db, spans)
+                _insert_spans(db, writes)
                 db.execute(_REFRESH_TRACES, (_dumps(list({r.trace_id for r in spans})),))
                 events = [row for r in spans for row in _event_rows(r)]
                 if events:

@@ -41,6 +41,8 @@ GOOD = {
 BAD = {
     "id not hex": frame(span_record(T, "B" * 16)),
     "id too short": frame(span_record(T, "b" * 15)),
+    "id with a trailing newline": frame(span_record(T, "b" * 16 + "\n")),
+    "trace id with a trailing newline": frame(span_record("a" * 32 + "\n", S)),
     "parent not hex": frame(span_record(T, S, parent="x" * 16)),
     "span id an int": frame(span_record(T, S, span_id=5)),
     "missing name": frame({k: v for k, v in span_record(T, S).items() if k != "name"}),
