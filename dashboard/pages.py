@@ -27,6 +27,7 @@ __all__ = ["routes", "templates", "static_url"]
 _HERE = Path(__file__).parent
 _STATIC = _HERE / "static"
 _TRACE_ID = re.compile(r"[0-9a-f]{32}")
+_SPAN_ID = re.compile(r"[0-9a-f]{16}")
 
 # Name -> content hash, computed once at import: the files ship with the package and do not change.
 _HASHES = {p.name: hashlib.sha256(p.read_bytes()).hexdigest()[:12] for p in _STATIC.iterdir() if p.is_file()}
@@ -66,6 +67,7 @@ _PAGES = [
     ("/retries", "retries.html", "Retries"),
     ("/debug", "debug.html", "Debug"),
     ("/metrics", "metrics.html", "Metrics"),
+    ("/optimize", "optimize.html", "Optimization"),
 ]
 templates.env.globals["nav"] = [(path, label) for path, _, label in _PAGES]
 
@@ -94,9 +96,19 @@ async def trace_page(request: Request) -> Response:
     return _render(request, "trace.html", "/traces", trace_id=trace_id, page_data={"trace_id": trace_id})
 
 
+async def search_page(request: Request) -> Response:
+    """One `@trace.optimize` search: its beams by depth, scores and best so far."""
+    trace_id, span_id = request.path_params["trace_id"], request.path_params["span_id"]
+    if _TRACE_ID.fullmatch(trace_id) is None or _SPAN_ID.fullmatch(span_id) is None:
+        what = f"{trace_id!r}/{span_id!r} is not a search id (32 and 16 lowercase hex chars)"
+        return _render(request, "not_found.html", "/optimize", 404, what=what)
+    return _render(request, "optimize_search.html", "/optimize", page_data={"trace_id": trace_id, "span_id": span_id})
+
+
 routes: list[BaseRoute] = [
     Route("/", index, name="index"),
     *(_page(path, template) for path, template, _ in _PAGES),
     Route("/traces/{trace_id}", trace_page, name="trace"),
+    Route("/optimize/{trace_id}/{span_id}", search_page, name="optimize_search"),
     Mount("/static", _HashedStatic(directory=str(_STATIC)), name="static"),
 ]
