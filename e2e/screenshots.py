@@ -1,4 +1,5 @@
-"""`make screenshots`: regenerate docs/images/*.png, every page of the dashboard fed by `make demo`'s workload.
+"""`make screenshots`: regenerate docs/images/*.png, every page of the dashboard fed by `make demo`'s workload
+(and, for the Optimization page, `examples/optimize_prompt.py`).
 
 A fresh dashboard on a temporary database receives the demo workload for a while, so the charts
 have history, then Chromium photographs each page in the light theme, and Live and Trace in dark.
@@ -6,6 +7,7 @@ have history, then Chromium photographs each page in the light theme, and Live a
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -19,7 +21,8 @@ from harness import Dashboard, launch_chromium
 
 __all__: list[str] = []
 
-OUT = Path(__file__).resolve().parent.parent / "docs" / "images"
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "docs" / "images"
 FEED_S = 20  # seconds of demo traffic before the first picture: enough history for the charts
 VIEWPORT = {"width": 1440, "height": 900}
 
@@ -46,8 +49,12 @@ def main() -> None:
         dashboard.start()
         demo = subprocess.Popen([sys.executable, "-m", "opto_dashboard.demo", "--connect", dashboard.url], stdout=subprocess.DEVNULL)
         try:
+            # The prompt-search example streams its search to the dashboard: the Optimization pages' content.
+            example = [sys.executable, str(ROOT / "examples" / "optimize_prompt.py")]
+            subprocess.run(example, env={**os.environ, "OPTO_DASHBOARD_URL": dashboard.url}, stdout=subprocess.DEVNULL, check=True)
             time.sleep(FEED_S)  # a duration of traffic, not a synchronisation
             trace_id = interesting_trace(dashboard)
+            search = dashboard.get("/api/optimize")["searches"][0]
             pages = [
                 ("live", "/live", "#inflight-table tbody tr"),
                 ("traces", "/traces", "#trace-table tbody tr"),
@@ -56,6 +63,7 @@ def main() -> None:
                 ("retries", "/retries", "#retry-table tbody tr"),
                 ("debug", "/debug", "#debug-table tbody tr"),
                 ("metrics", "/metrics", "#metrics section"),
+                ("optimize", f"/optimize/{search['trace_id']}/{search['span_id']}", "body[data-ready]"),
             ]
             with sync_playwright() as playwright:
                 browser = launch_chromium(playwright)

@@ -1,6 +1,6 @@
 // One @trace.optimize search: best score by depth, and the beams by depth as columns of candidate
 // cards, updated in place as spans arrive so focus, scroll and layout stay where they are.
-import { $, h, fill, pageData, setText } from "/static/dom.js";
+import { $, h, fill, pageData, setRows, setText } from "/static/dom.js";
 import { count, duration, time } from "/static/format.js";
 import { latest, report, throttle } from "/static/api.js";
 import { ticks } from "/static/charts.js";
@@ -94,7 +94,7 @@ function chart(doc) {
   const candidates = doc.depths.flatMap((d) => d.candidates);
   const scores = candidates.map((c) => c.score).filter((s) => s !== null);
   const lo = Math.min(0, ...scores);
-  const axis = ticks((Math.max(lo, ...scores) - lo) * 1.05 || 1).map((t) => t + lo);
+  const axis = ticks(Math.max(lo, ...scores) - lo || 1).map((t) => t + lo);
   const top = axis.at(-1);
   const last = Math.max(doc.search.max_depth || 0, doc.depths.at(-1)?.depth || 0, 1);
   const X = (d) => PAD.left + (d / last) * w;
@@ -133,6 +133,12 @@ function best(doc) {
   setText($("#best-where"), found ? (found.depth ? ` found at depth ${found.depth}` : " the starting values") : "");
   params($("#best-params"), found ? found.params : {});
   $("#best-empty").hidden = Boolean(found);
+  setRows($("#depth-table"), doc.depths.map((d) => h("tr", {},
+    h("td", {}, d.depth ? `Depth ${d.depth}` : "Start"),
+    h("td", { class: "num" }, count(d.candidates.length)),
+    h("td", { class: "num" }, count(d.candidates.filter((c) => status(c) === "failed").length)),
+    h("td", { class: "num" }, score(d.best_score)),
+    h("td", { class: "mono" }, d.beam ? d.beam.map((id) => `#${id}`).join(" ") : "deciding…"))));
 }
 
 function render(doc) {
