@@ -145,3 +145,15 @@ def test_unknown_or_malformed_search_ids_are_refused(dashboard: Dashboard, path:
     response = httpx.get(dashboard.url + path, timeout=30)
     assert response.status_code == status
     assert response.json()["msg"] == ("not found" if status == 404 else "invalid parameter")
+
+
+def test_pages_render_with_the_nav_link_and_hashed_scripts(dashboard: Dashboard) -> None:
+    listing = httpx.get(f"{dashboard.url}/optimize", timeout=30)
+    assert listing.status_code == 200
+    assert '<a href="/optimize" aria-current="page">Optimization</a>' in listing.text
+    assert "/static/optimize.js?v=" in listing.text
+    one = httpx.get(f"{dashboard.url}/optimize/{'ab' * 16}/{'c' * 16}", timeout=30)
+    assert one.status_code == 200 and "/static/optimize_search.js?v=" in one.text
+    assert '"span_id": "' + "c" * 16 + '"' in one.text
+    bad = httpx.get(f"{dashboard.url}/optimize/{'ab' * 16}/<script>", timeout=30)
+    assert bad.status_code == 404 and "<script>" not in bad.text.split("<main", 1)[1].split("</main>")[0]
