@@ -434,15 +434,15 @@ def _params(attrs: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _timing(state: str, start_ns: int, end_ns: int | None) -> dict[str, Any]:
-    done = state == "ended" and end_ns is not None
-    return {"state": state, "start_ns": start_ns, "end_ns": end_ns, "duration_ms": (end_ns - start_ns) / 1e6 if done else None}
+    duration_ms = (end_ns - start_ns) / 1e6 if state == "ended" and end_ns is not None else None
+    return {"state": state, "start_ns": start_ns, "end_ns": end_ns, "duration_ms": duration_ms}
 
 
 def _candidate(step: Sequence[Any], attrs: Mapping[str, Any]) -> dict[str, Any]:
     span_id, _, state, start_ns, end_ns, outcome, message, _, events = step
     error = None
     if state == "ended" and outcome == semconv.OUTCOME_ERROR:
-        exc = next((e.get("attributes", {}) for e in json.loads(events or "[]") if e.get("name") == "exception"), {})
+        exc: dict[str, Any] = next((e.get("attributes", {}) for e in json.loads(events or "[]") if e.get("name") == "exception"), {})
         error = {"type": attrs.get(semconv.ERROR_TYPE) or exc.get(semconv.EXCEPTION_TYPE),
                  "message": exc.get(semconv.EXCEPTION_MESSAGE, message)}
     return {
