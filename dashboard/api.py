@@ -378,8 +378,6 @@ _SEARCH_ATTRS = {
 }
 _SEARCH_FIELDS = "trace_id, span_id, state, start_ns, end_ns, outcome, service, attributes"
 _STEP_FIELDS = "span_id, parent_span_id, state, start_ns, end_ns, outcome, status_message, attributes, events"
-
-
 _KIND = "json_extract(attributes, '$.\"" + semconv.SPAN_KIND + "\"')"
 
 
