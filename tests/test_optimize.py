@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from opentelemetry import trace as otel_trace
+from opentelemetry.sdk.trace import SpanProcessor
 
 import opto
 from opto import trace
@@ -50,6 +51,32 @@ def _candidates(spans: Any, depth: int | None = None) -> list[Any]:
 
 
 # --- the search -------------------------------------------------------------------------------
+
+
+class StartedCandidates(SpanProcessor):
+    """Records the attributes candidate spans carry when they start, while `on` is set."""
+
+    def __init__(self) -> None:
+        self.on = False
+        self.started: list[dict[str, Any]] = []
+
+    def on_start(self, span: Any, parent_context: Any = None) -> None:
+        if self.on and span.name == semconv.SPAN_OPTIMIZE_CANDIDATE:
+            self.started.append(dict(span.attributes))
+
+
+async def test_a_candidate_span_names_its_values_when_it_starts() -> None:
+    """A live view can show what a running candidate evaluates, before its score exists."""
+    recorder = StartedCandidates()
+    otel_trace.get_tracer_provider().add_span_processor(recorder)  # type: ignore[attr-defined]
+    recorder.on = True
+    try:
+        await make_workflow(max_depth=1).optimize([1], guide=distance)
+    finally:
+        recorder.on = False
+    proposed = [a for a in recorder.started if a[semconv.OPTIMIZE_DEPTH] == 1]
+    assert proposed and all(f"{semconv.OPTIMIZE_PARAM_PREFIX}x" in a for a in proposed)
+    assert not any(semconv.OPTIMIZE_SCORE in a for a in proposed)
 
 
 @pytest.mark.parametrize("strategy", ["async_beam_search", "beam_search"])

@@ -283,7 +283,9 @@ class _Search:
 
     async def _evaluate(self, depth: int, candidate_id: int, parent: Candidate, values: dict[str, Any]) -> Candidate:
         """Run the workflow with `values` bound on every example, and score it."""
-        with _span(semconv.SPAN_OPTIMIZE_CANDIDATE, self._candidate_attributes(candidate_id, parent, depth)) as span:
+        # The values go on the span as it starts, so a live view shows what is being evaluated.
+        attrs = self._candidate_attributes(candidate_id, parent, depth) | self._param_attributes(values)
+        with _span(semconv.SPAN_OPTIMIZE_CANDIDATE, attrs) as span:
             runs = await self._runs({self.params[name]: value for name, value in values.items()})
             return self._scored(span, candidate_id, parent, depth, values, runs)
 
