@@ -22,7 +22,7 @@ _Id32 = Annotated[str, Meta(pattern=r"^[0-9a-f]{32}\Z")]
 _Count = Annotated[int, Meta(ge=0)]
 _Scalar = str | int | float | bool
 _Attributes = Annotated[dict[_Name, _Scalar | list[_Scalar]], Meta(max_length=MAX_ITEMS)]
-_Items = Annotated[list[Any], Meta(max_length=MAX_ITEMS)]  # events and links: checked by records
+_Items = Annotated[tuple[Any, ...], Meta(max_length=MAX_ITEMS)]  # events and links: checked by records
 
 
 class _Status(Struct, gc=False):
@@ -46,8 +46,8 @@ class _Span(Struct, gc=False):
     kind: Kind = "internal"
     status: _Status = field(default_factory=_Status)
     attributes: _Attributes = {}
-    events: _Items = []
-    links: _Items = []
+    events: _Items = ()  # a tuple: most spans have none, and an empty tuple costs no allocation
+    links: _Items = ()
     resource: _Attributes = {}
     scope: _Scope = field(default_factory=_Scope)
 
@@ -89,8 +89,7 @@ def decode_batch(data: str | bytes) -> Batch | None:
         events, links = s.events, s.links
         if events or links:
             try:
-                check_events(events, "events")
-                check_links(links, "links")
+                events, links = check_events(list(events), "events"), check_links(list(links), "links")
             except RecordError:
                 return None
         status, scope = s.status, s.scope

@@ -9,6 +9,7 @@ hands anything it declines to this validator for the message.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
@@ -153,8 +154,8 @@ class SpanRecord(msgspec.Struct, gc=False):
     status_code: str = "unset"
     status_message: str = ""
     attributes: dict[str, Any] = msgspec.field(default_factory=dict)
-    events: list[dict[str, Any]] = msgspec.field(default_factory=list)
-    links: list[dict[str, Any]] = msgspec.field(default_factory=list)
+    events: Sequence[dict[str, Any]] = ()  # an empty tuple, not a list: no allocation, nothing for the GC to track
+    links: Sequence[dict[str, Any]] = ()
     resource: dict[str, Any] = msgspec.field(default_factory=dict)
     scope: dict[str, Any] = msgspec.field(default_factory=dict)
     process_id: str | None = None
@@ -222,8 +223,8 @@ class SpanRecord(msgspec.Struct, gc=False):
             "end_ns": self.end_ns,
             "status": {"code": self.status_code, "message": self.status_message},
             "attributes": self.attributes,
-            "events": self.events,
-            "links": self.links,
+            "events": list(self.events),
+            "links": list(self.links),
             "resource": self.resource,
             "scope": self.scope,
             "duration_ms": None if self.end_ns is None else (self.end_ns - self.start_ns) / 1e6,
