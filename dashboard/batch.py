@@ -7,6 +7,7 @@ names the bad field, so the error replies come from one validator only.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -83,10 +84,10 @@ def decode_batch(data: str | bytes) -> Batch | None:
     records: list[SpanRecord] = []
     add = records.append
     for s in frame.spans:
-        parent = s.parent_span_id
         if (s.end_ns is None) is (s.state == "ended"):
             return None
-        events, links = s.events, s.links
+        events: Sequence[dict[str, Any]] = s.events
+        links: Sequence[dict[str, Any]] = s.links
         if events or links:
             try:
                 events, links = check_events(list(events), "events"), check_links(list(links), "links")
@@ -94,7 +95,7 @@ def decode_batch(data: str | bytes) -> Batch | None:
                 return None
         status, scope = s.status, s.scope
         add(SpanRecord(
-            s.trace_id, s.span_id, s.name, s.start_ns, s.state, s.end_ns, parent, s.kind, status.code, status.message,
+            s.trace_id, s.span_id, s.name, s.start_ns, s.state, s.end_ns, s.parent_span_id, s.kind, status.code, status.message,
             s.attributes, events, links, s.resource, {"name": scope.name, "version": scope.version},
         ))
     return Batch(frame.seq, records, frame.metrics, frame.drops, frame.resource)
