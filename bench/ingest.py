@@ -3,7 +3,8 @@
 Run: .venv/bin/python bench/ingest.py
 1. Websocket door: a load generator sends pre-built batch frames (1,000 spans each, up to 16 unacked
    per connection) to a real dashboard subprocess; spans stored per second are counted from its
-   SQLite file. Baseline: the same rows inserted by one plain sqlite3 `executemany` loop.
+   SQLite file, median of 5 runs with the load average. Baseline: the same rows inserted by one
+   plain sqlite3 `executemany` loop.
 2. Live exporter: a traced program makes 10,000 spans per second (100 ms ticks of 1,000 sync traced
    calls); its CPU time with the live exporter streaming to a real dashboard, against the same
    program with the SDK and no exporter. Then the highest rate an SDK process pushes through the
@@ -55,6 +56,14 @@ class Server:
         """CPU seconds the server process has used (user + system, all threads)."""
         fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def thread_cpu_s(self) -> dict[str, float]:
+        """CPU seconds of each of the server's threads, by thread id."""
+        out: dict[str, float] = {}
+        for task in Path(f"/proc/{self.proc.pid}/task").iterdir():
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            out[task.name] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return out
 
     def close(self) -> None:
         self.proc.terminate()
@@ -124,25 +133,33 @@ def sqlite_baseline(db: Path, batches: list[list[str]]) -> float:
     return len(rows) / elapsed
 
 
-def bench_ingest(tmp: Path) -> None:
+def bench_ingest(tmp: Path, rounds: int = 5) -> None:
+    """Median of `rounds` runs, each on a fresh server and database; the load average is printed
+    alongside, since other work on the machine takes cores from the server."""
     batches = [frames(c) for c in range(CONNECTIONS)]
     total = CONNECTIONS * FRAMES * SPANS_PER_FRAME
-    server = Server(tmp / "ingest.db")
-    try:
-        cpu0 = server.cpu_s()
-        t0 = time.perf_counter()
-        asyncio.run(_feed_all(server.url, batches))
-        elapsed = time.perf_counter() - t0
-        cpu = server.cpu_s() - cpu0
-        stored = server.count()
-    finally:
-        server.close()
-    assert stored == total, f"stored {stored} of {total}"
-    rate = stored / elapsed
+    runs = []
+    for r in range(rounds):
+        server = Server(tmp / f"ingest{r}.db")
+        try:
+            cpu0, threads0 = server.cpu_s(), server.thread_cpu_s()
+            t0 = time.perf_counter()
+            asyncio.run(_feed_all(server.url, batches))
+            elapsed = time.perf_counter() - t0
+            cpu = server.cpu_s() - cpu0
+            busiest = max(c - threads0.get(tid, 0.0) for tid, c in server.thread_cpu_s().items())
+            stored = server.count()
+        finally:
+            server.close()
+        assert stored == total, f"stored {stored} of {total}"
+        runs.append((stored / elapsed, stored / cpu, cpu / elapsed, os.getloadavg()[0], stored / busiest))
+    rate, per_cpu, cores, load, per_thread = (sorted(run[i] for run in runs)[rounds // 2] for i in range(5))
     base = sqlite_baseline(tmp / "baseline.db", batches)
-    print(f"websocket door: {stored:,} spans stored in {elapsed:.2f} s = {rate:,.0f} spans/s "
-          f"({rate / base:.2f}x a bare sqlite3 insert loop at {base:,.0f} spans/s); the server used "
-          f"{cpu:.2f} CPU s = {stored / cpu:,.0f} spans per CPU second, {cpu / elapsed:.2f} cores busy")
+    print(f"websocket door, median of {rounds} runs of {total:,} spans: {rate:,.0f} spans/s stored (runs: "
+          f"{', '.join(f'{run[0]:,.0f}' for run in runs)}; {rate / base:.2f}x a bare sqlite3 insert loop at {base:,.0f} spans/s); "
+          f"the server: {per_cpu:,.0f} spans per CPU second, {cores:.2f} cores busy, its busiest thread (event loop or "
+          f"SQLite writer) {per_thread:,.0f} spans per CPU second; load average {load:.2f} "
+          f"({min(run[3] for run in runs):.2f} to {max(run[3] for run in runs):.2f})")
 
 
 async def _feed_all(url: str, batches: list[list[str]]) -> None:
