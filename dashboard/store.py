@@ -70,7 +70,10 @@ SPAN_COLUMNS = (
     "trace_id, span_id, parent_span_id, name, kind, state, start_ns, end_ns, status_code, "
     "status_message, outcome, attempts, process_id, service, attributes, events, links, resource, scope"
 )
-_ROWS_PER_INSERT = (1024, 512, 256, 128, 64, 32, 16, 8, 4, 2, 1)  # statement sizes: 1,024 x 19 parameters < 32,766
+# Statement sizes in spans: the largest under SQLite's 32,766 parameters (19 per span), then powers
+# of two. Each statement is one wait for the GIL when the writer comes back from SQLite, and the
+# event loop holds the GIL through a whole frame's decoding: fewer statements, fewer such waits.
+_ROWS_PER_INSERT = (32_766 // 19, 1024, 512, 256, 128, 64, 32, 16, 8, 4, 2, 1)
 _UPSERT_SPANS = """
 INSERT INTO spans ({columns}) VALUES {values}
 ON CONFLICT (trace_id, span_id) DO UPDATE SET

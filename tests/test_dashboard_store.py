@@ -14,7 +14,7 @@ import pytest
 from dashboard_server import span_record
 from opto_dashboard.pipeline import Pipeline
 from opto_dashboard.records import SpanRecord
-from opto_dashboard.store import Store
+from opto_dashboard.store import Store, Write
 
 
 def record(start_ns: int, ended: bool = True, name: str = "work") -> SpanRecord:
@@ -91,3 +91,22 @@ def test_bad_settings_are_refused(tmp_path: Path) -> None:
         Store(tmp_path / "x.db", max_spans=0)
     with pytest.raises(ValueError, match="retention must be > 0"):
         Store(tmp_path / "x.db", retention_s=0)
+
+
+async def test_a_large_write_is_stored_whole_and_a_span_ended_in_it_is_not_in_flight(tmp_path: Path) -> None:
+    """Spans go in multi-row statements of several sizes: 2,001 spans and the start of one of them
+    (in the same statement as its end) are all stored, and the end replaces the start."""
+    store = Store(tmp_path / "opto.db")
+    await store.open()
+    try:
+        now = time.time_ns()
+        spans = [record(now + i) for i in range(2000)]
+        started = SpanRecord.from_json(span_record(spans[0].trace_id, "f" * 16, "late", ended=False, start_ns=now))
+        ended = SpanRecord.from_json(span_record(spans[0].trace_id, "f" * 16, "late", start_ns=now, end_ns=now + 5))
+        await store.write([Write([started, ended, *spans])])
+        with sqlite3.connect(store.path) as conn:
+            assert conn.execute("SELECT count(*) FROM spans").fetchone() == (2001,)
+            assert conn.execute("SELECT state, end_ns FROM spans WHERE span_id = ?", ("f" * 16,)).fetchone() == ("ended", now + 5)
+            assert conn.execute("SELECT sum(span_count), sum(in_flight) FROM traces").fetchone() == (2001, 0)
+    finally:
+        await store.close()
