@@ -13,15 +13,16 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta, Struct, field
 
-from .records import MAX_ITEMS, MAX_MESSAGE, MAX_NAME, Kind, RecordError, SpanRecord, State, StatusCode, check_events, check_links
+from .records import MAX_INT, MAX_ITEMS, MAX_MESSAGE, MAX_NAME, Kind, RecordError, SpanRecord, State, StatusCode, check_events, check_links
 
 __all__ = ["Batch", "decode_batch"]
 
 _Name = Annotated[str, Meta(max_length=MAX_NAME)]
 _Id16 = Annotated[str, Meta(pattern=r"^[0-9a-f]{16}\Z")]  # \Z: `$` would let a trailing newline in
 _Id32 = Annotated[str, Meta(pattern=r"^[0-9a-f]{32}\Z")]
-_Count = Annotated[int, Meta(ge=0)]
-_Scalar = str | int | float | bool
+_Count = Annotated[int, Meta(ge=0, le=MAX_INT)]
+_Int64 = Annotated[int, Meta(ge=-(2**63), le=MAX_INT)]
+_Scalar = str | _Int64 | float | bool
 _Attributes = Annotated[dict[_Name, _Scalar | list[_Scalar]], Meta(max_length=MAX_ITEMS)]
 _Items = Annotated[tuple[Any, ...], Meta(max_length=MAX_ITEMS)]  # events and links: checked by records
 

@@ -66,12 +66,17 @@ def text_field(obj: dict[str, Any], key: str, path: str, *, default: str | None 
     return value
 
 
+MAX_INT = 2**63 - 1  # SQLite's INTEGER: a larger value would fail the whole shared write
+
+
 def int_field(obj: dict[str, Any], key: str, path: str, *, optional: bool = False) -> int | None:
     value = obj.get(key)
     if value is None and optional:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise RecordError(f"{path}.{key}", "missing" if value is None else f"expected a non-negative int, got {_show(value)}")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_INT:
+        raise RecordError(
+            f"{path}.{key}", "missing" if value is None else f"expected a non-negative int below 2**63, got {_show(value)}"
+        )
     return value
 
 
@@ -97,8 +102,11 @@ def check_attributes(value: Any, path: str) -> dict[str, Any]:
         if len(key) > MAX_NAME:
             raise RecordError(path, f"attribute name longer than {MAX_NAME} chars")
         if isinstance(item, _SCALARS):
+            if type(item) is int and not -MAX_INT - 1 <= item <= MAX_INT:
+                attrs[key] = float(item)  # past 64 bits, as the quick path reads it (OTLP has no such int)
             continue
         if isinstance(item, list) and all(isinstance(x, _SCALARS) for x in item):
+            attrs[key] = [float(x) if type(x) is int and not -MAX_INT - 1 <= x <= MAX_INT else x for x in item]
             continue
         raise RecordError(f"{path}.{key}", f"expected a string, number, bool or list of them, got {_show(item)}")
     return attrs

@@ -24,7 +24,7 @@ import orjson
 
 from opto.telemetry import semconv
 
-from .records import ProcessInfo, SpanRecord, outcome_of
+from .records import MAX_INT, ProcessInfo, SpanRecord, outcome_of
 
 __all__ = ["Store", "Write", "SPAN_COLUMNS", "row_to_record"]
 
@@ -161,7 +161,7 @@ def _span_params(spans: Iterable[SpanRecord]) -> list[Any]:
         add((
             r.trace_id, r.span_id, r.parent_span_id, r.name, r.kind, r.state, r.start_ns, r.end_ns,
             r.status_code, r.status_message, None if r.state == "started" else outcome_of(attrs, r.status_code),
-            attempts if type(attempts) is int else None, r.process_id, service if type(service) is str else None,
+            attempts if type(attempts) is int and 0 <= attempts <= MAX_INT else None, r.process_id, service if type(service) is str else None,
             _dumps(attrs), _dumps(r.events) if r.events else None, _dumps(r.links) if r.links else None,
             resources.dumps(r.resource), scopes.dumps(r.scope),
         ))

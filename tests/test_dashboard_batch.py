@@ -52,6 +52,7 @@ BAD = {
     "negative start": frame(span_record(T, S, start_ns=-1)),
     "bool start": frame(span_record(T, S, start_ns=True)),
     "float start": frame(span_record(T, S, start_ns=1.0)),
+    "start past SQLite's integers": frame(span_record(T, S, start_ns=2**63)),
     "unknown kind": frame(span_record(T, S, kind="weird")),
     "unknown status": frame(span_record(T, S, status={"code": "bad"})),
     "nested attribute": frame(span_record(T, S, attributes={"k": {"nested": 1}})),

@@ -74,6 +74,10 @@ BAD_FRAMES = {
         json.dumps({"type": "batch", "seq": 4, "spans": [span_record("a" * 32, "c" * 16, end_ns=None)]}),
         "spans[0].end_ns: an ended span needs end_ns",
     ),
+    "time past SQLite's integers": (
+        json.dumps({"type": "batch", "seq": 6, "spans": [span_record("a" * 32, "c" * 16, start_ns=2**63)]}),
+        "spans[0].start_ns: expected a non-negative int below 2**63",
+    ),
     "bad attribute value": (
         json.dumps({"type": "batch", "seq": 5, "spans": [span_record("a" * 32, "c" * 16, attributes={"k": {"nested": 1}})]}),
         "spans[0].attributes.k: expected a string, number, bool or list",
@@ -94,6 +98,20 @@ async def test_bad_frame_gets_error_naming_the_problem_and_connection_goes_on(da
         assert (await send_batch(ws, 9, [span_record(trace, new_span())]))["type"] == "ack"
     assert dashboard.get("/api/live")["ingest"]["bad_frames"] == 1
     assert dashboard.get("/api/traces")["total"] == 1
+
+
+async def test_an_int_attribute_past_64_bits_is_stored_as_a_float(dashboard: Dashboard) -> None:
+    """No SQLite column or JSON encoder can take it: it is kept as a float, and the write goes through."""
+    trace = new_trace()
+    async with connect(dashboard.ws_url + "/ws/ingest") as ws:
+        await ws.send(hello_frame())
+        span = span_record(trace, new_span(), attributes={"opto.attempts": 2**70, "sizes": [1, 2**64]})
+        answer = await send_batch(ws, 1, [span, span_record(trace, new_span())])
+        assert answer["type"] == "ack", answer
+    spans = dashboard.get(f"/api/traces/{trace}")["spans"]
+    assert len(spans) == 2
+    (big,) = [s for s in spans if "sizes" in s["attributes"]]
+    assert big["attributes"]["opto.attempts"] == float(2**70) and big["attributes"]["sizes"] == [1, float(2**64)]
 
 
 async def test_invalid_utf8_in_a_binary_frame_is_refused(dashboard: Dashboard) -> None:
