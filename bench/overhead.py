@@ -128,10 +128,10 @@ def main() -> None:
     print("goals (<= 1.25x the OpenTelemetry wrapper; <= 2 µs over bare without an SDK):", "met" if ok else "MISSED")
     if "--instructions" in sys.argv:
         print(f"\n{'instructions per call (valgrind)':<44}{'count':>10}{'ratio':>9}")
-        counts = {v: _instructions(v, True, 2000) for v in ("bare", "otel", "opto", "opto_nocap")}
+        counts = {v: _instructions(v, True, 10_000) for v in ("bare", "otel", "opto", "opto_nocap")}
         for v, label in (("bare", "bare coroutine"), ("otel", "hand-written wrapper"), ("opto", "@async_trace (default capture)"), ("opto_nocap", "@async_trace (capture off)")):
             print(f"{label:<44}{counts[v]:>10.0f}{counts[v] / counts['otel']:>9.2f}")
-        nosdk = _instructions("opto", False, 20000) - _instructions("bare", False, 20000)
+        nosdk = _instructions("opto", False, 100_000) - _instructions("bare", False, 100_000)
         print(f"{'no SDK: @async_trace over bare':<44}{nosdk:>10.0f}")
 
 
