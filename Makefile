@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 CHROMIUM_EXECUTABLE ?= /usr/bin/chromium
 export CHROMIUM_EXECUTABLE
 
-.PHONY: demo test test-unit test-e2e install install-test chromium bench bench-peers screenshots clean
+.PHONY: demo test install install-test chromium bench bench-peers screenshots clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,10 +30,13 @@ test: install-test chromium
 demo: install
 	$(BIN)/python -m opto_dashboard.demo
 
+# Every benchmark of docs/benchmarks.md but the peers' (bench-peers); each prints its ratios.
 bench: install-test
-	$(BIN)/python bench/overhead.py
+	$(BIN)/python bench/overhead.py --instructions
 	$(BIN)/python bench/seed_table.py
 	$(BIN)/python bench/batch_memory.py
+	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/optimize.py
 
 # docs/images/*.png: every dashboard page, fed by the demo workload, photographed by Chromium.
 screenshots: install-test chromium
