@@ -11,11 +11,12 @@ import os
 import opentelemetry.trace as _trace_api
 from opentelemetry import metrics, trace
 from opentelemetry.metrics import _internal as _metrics_api
+from opentelemetry.trace import Tracer
 
 from .._version import __version__
 from . import semconv
 
-__all__ = ["TRACER", "METER", "SECONDS_BUCKETS", "call_duration", "retries", "queue_wait", "inactive"]
+__all__ = ["TRACER", "METER", "SECONDS_BUCKETS", "call_duration", "retries", "queue_wait", "inactive", "tracer"]
 
 TRACER = trace.get_tracer("opto", __version__)
 METER = metrics.get_meter("opto", __version__)
@@ -48,3 +49,16 @@ def inactive() -> bool:
         and _trace_api._TRACER_PROVIDER is None
         and _metrics_api._METER_PROVIDER is None
     )
+
+
+_tracer_of: tuple[object, Tracer] = (None, TRACER)
+
+
+def tracer() -> Tracer:
+    """The tracer of the provider set now: the SDK's own once there is one, so the hot path skips
+    the proxy's per-call indirection; TRACER (the proxy) until then."""
+    global _tracer_of
+    provider = _trace_api._TRACER_PROVIDER if _PEEKABLE else None
+    if provider is not _tracer_of[0]:
+        _tracer_of = (provider, provider.get_tracer("opto", __version__) if provider is not None else TRACER)
+    return _tracer_of[1]

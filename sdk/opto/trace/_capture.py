@@ -81,10 +81,15 @@ def _flat(value: Any) -> bool:
     """Whether the builtin repr of `value` is safe and short: few scalar items, no secret keys."""
     if len(value) > _FLAT_ITEMS:
         return False
-    items = value.items() if type(value) is dict else ((None, v) for v in value)
-    for k, v in items:
+    if type(value) is dict:
+        for k, v in value.items():
+            t = type(v)
+            if not (t in _SCALAR_TYPES or (t is str and len(v) <= _FLAT_STR)) or looks_secret(k):
+                return False
+        return True
+    for v in value:
         t = type(v)
-        if not (t in _SCALAR_TYPES or (t is str and len(v) <= _FLAT_STR)) or looks_secret(k):
+        if not (t in _SCALAR_TYPES or (t is str and len(v) <= _FLAT_STR)):
             return False
     return True
 

@@ -132,10 +132,11 @@ class _Calls:
 
     def start(self, args: tuple[Any, ...], kwargs: dict[str, Any], debug: bool, task: asyncio.Task[Any] | None) -> Span:
         handoff = HANDOFF.get()  # an item this task got from an AsyncQueue: link to its producer
-        span = _facade.TRACER.start_span(self.name, links=handoff.links() if handoff is not None else None)
+        span = _facade.tracer().start_span(self.name, links=handoff.links() if handoff is not None else None)
         self.active += 1
         if span.is_recording():
-            attrs: dict[str, Any] = {**self.static, semconv.CONCURRENCY: self.active}
+            attrs: dict[str, Any] = self.static.copy()
+            attrs[semconv.CONCURRENCY] = self.active
             if task is not None:
                 attrs[semconv.TASK_NAME] = task.get_name()
             if self.capture is not None:
