@@ -16,10 +16,11 @@ from typing import Any, TypeAlias, TypeVar, cast
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace as otel_trace
-from opentelemetry.trace import Span, Status, StatusCode
+from opentelemetry.trace import Span
 
 from ..telemetry import _facade, semconv
 from ._decorator import Options, _Calls, _wrap_coroutine_function, check_timeout, is_traced_call
+from ._outcome import failed_outcome, record_error
 from ._retry import PolicyName, RetryPolicy, resolve_policy
 from ._scope import SCOPE, Limiter, Scope
 
@@ -298,10 +299,8 @@ def finish_span(span: Span, exc: BaseException | None) -> None:
     if span.is_recording():
         if exc is None or isinstance(exc, GeneratorExit):
             span.set_attribute(semconv.OUTCOME, semconv.OUTCOME_OK)
-        elif isinstance(exc, asyncio.CancelledError):
-            span.set_attribute(semconv.OUTCOME, semconv.OUTCOME_CANCELLED)
         else:
-            span.set_attributes({semconv.OUTCOME: semconv.OUTCOME_ERROR, semconv.ERROR_TYPE: type(exc).__qualname__})
-            span.record_exception(exc, escaped=True)
-            span.set_status(Status(StatusCode.ERROR, f"{type(exc).__qualname__}: {exc}"))
+            span.set_attribute(semconv.OUTCOME, failed_outcome(exc))
+            if not isinstance(exc, asyncio.CancelledError):
+                record_error(span, exc)
     span.end()

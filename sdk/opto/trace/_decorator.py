@@ -20,6 +20,7 @@ from ..telemetry._attributes import add_attributes
 from . import _debug
 from ._capture import DEFAULT_MAX_LENGTH, ArgumentCapture, safe_repr
 from ._loops import run_on_loop
+from ._outcome import failed_outcome, record_error
 from ._retry import RetryPolicy, testing
 from ._scope import CALL, HANDOFF, HELD, SCOPE, CallInfo, Limiter, acquire_slots
 
@@ -164,9 +165,7 @@ class _Calls:
                 span.set_status(Status(StatusCode.ERROR, f"timed out after {attempts} attempt(s)"))
             else:
                 assert exc is not None
-                attrs[semconv.ERROR_TYPE] = type(exc).__qualname__
-                span.record_exception(exc, escaped=True)
-                span.set_status(Status(StatusCode.ERROR, f"{type(exc).__qualname__}: {exc}"))
+                record_error(span, exc)
             add_attributes(span, attrs)
         span.end()
         _facade.call_duration.record(time.perf_counter() - t0, self.metric_attrs[outcome])
@@ -307,17 +306,13 @@ async def _acquire_slots(calls: _Calls, limiters: tuple[Limiter, ...]) -> tuple[
         taken, waited = await acquire_slots(limiters)
     except BaseException as exc:
         if span.is_recording():
-            add_attributes(span, {semconv.OUTCOME: _outcome_of(exc)})
+            add_attributes(span, {semconv.OUTCOME: failed_outcome(exc)})
         span.end()
         raise
     if span.is_recording():
         add_attributes(span, {semconv.OUTCOME: semconv.OUTCOME_OK, semconv.QUEUE_WAIT_S: waited})
     span.end()
     return taken, waited
-
-
-def _outcome_of(exc: BaseException) -> str:
-    return semconv.OUTCOME_CANCELLED if isinstance(exc, asyncio.CancelledError) else semconv.OUTCOME_ERROR
 
 
 def _wrap_coroutine_function(

@@ -16,11 +16,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
-from opentelemetry.trace import Span, Status, StatusCode
+from opentelemetry.trace import Span
 
 from ..telemetry import _facade, semconv
 from ._capture import MASK, looks_secret, safe_repr
 from ._decorator import _DEFAULTS, Options, _options_from, _wrap_coroutine_function
+from ._outcome import record_error
 from ._param import Param, bound, recording
 from ._scope import Limiter
 
@@ -365,9 +366,8 @@ def _span(name: str, attributes: Mapping[str, Any]) -> Iterator[Span]:
 
 
 def _mark_failed(span: Span, exc: BaseException, *, escaped: bool) -> None:
-    span.set_attributes({semconv.OUTCOME: semconv.OUTCOME_ERROR, semconv.ERROR_TYPE: type(exc).__qualname__})
-    span.record_exception(exc, escaped=escaped)
-    span.set_status(Status(StatusCode.ERROR, f"{type(exc).__qualname__}: {exc}"))
+    span.set_attribute(semconv.OUTCOME, semconv.OUTCOME_ERROR)
+    record_error(span, exc, escaped=escaped)
 
 
 async def _gather(steps: Sequence[Callable[[], Coroutine[Any, Any, T]]], concurrent: bool) -> list[T]:

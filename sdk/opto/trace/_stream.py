@@ -16,6 +16,7 @@ from ..telemetry import semconv
 from . import _debug
 from ._capture import DEFAULT_MAX_LENGTH
 from ._decorator import Options, _Calls, _label, _options_from
+from ._outcome import failed_outcome
 
 __all__ = ["async_stream"]
 
@@ -54,10 +55,6 @@ def _check_options(options: dict[str, Any]) -> None:
         f"async_stream got unknown option(s) {', '.join(sorted(options))}; "
         "known: name, debug, capture_args, capture_result, max_repr"
     )
-
-
-def _failed(exc: BaseException) -> str:
-    return semconv.OUTCOME_CANCELLED if isinstance(exc, asyncio.CancelledError) else semconv.OUTCOME_ERROR
 
 
 def _wrap_async_generator_function(
@@ -110,7 +107,7 @@ def _wrap_async_generator_function(
             try:
                 await inner.aclose()
             except BaseException as exc:  # the body's cleanup failed or was cancelled
-                calls.finish(span, t0, _failed(exc), 1, exc=exc, debug=debug)
+                calls.finish(span, t0, failed_outcome(exc), 1, exc=exc, debug=debug)
                 raise
             finally:
                 if token is not None:
@@ -119,7 +116,7 @@ def _wrap_async_generator_function(
             raise
         except BaseException as exc:
             span.set_attribute(semconv.STREAM_ITEMS, items)
-            calls.finish(span, t0, _failed(exc), 1, exc=exc, debug=debug)
+            calls.finish(span, t0, failed_outcome(exc), 1, exc=exc, debug=debug)
             raise
 
     return wrapper
