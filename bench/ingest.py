@@ -32,11 +32,6 @@ FRAMES = 60
 SPANS_PER_FRAME = 1000
 CONNECTIONS = 2
 WINDOW = 16
-_SERVE = """
-import sys, uvicorn
-from opto_dashboard.app import create_app
-uvicorn.run(create_app(sys.argv[1]), fd=int(sys.argv[2]), log_level="warning", ws_max_size=2**24, ws_ping_interval=None)
-"""
 
 
 class Server:
@@ -49,7 +44,9 @@ class Server:
         self.sock.listen(128)
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
         fd = self.sock.fileno()
-        self.proc = subprocess.Popen([sys.executable, "-c", _SERVE, str(db), str(fd)], pass_fds=[fd])
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "opto_dashboard", "--db", str(db), "--fd", str(fd)], pass_fds=[fd], stdout=subprocess.DEVNULL
+        )
         httpx.get(self.url + "/api/live", timeout=60).raise_for_status()
 
     def cpu_s(self) -> float:

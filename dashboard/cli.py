@@ -6,6 +6,7 @@ import argparse
 import ipaddress
 import os
 import re
+import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -59,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--db", type=Path, default=None, help=f"SQLite database file, created if missing (default {default_db_path()})")
     parser.add_argument("--max-spans", type=int, default=1_000_000, metavar="N", help="keep at most about N spans; the oldest finished traces go first (default 1000000)")
     parser.add_argument("--retention", default="7d", metavar="DURATION", help="drop finished traces older than this, e.g. 90s, 30m, 12h, 7d (default 7d)")
+    parser.add_argument("--fd", type=int, default=None, metavar="N", help="serve on the listening socket inherited as file descriptor N, as a supervisor or a test harness passes one; --host and --port are then read from it")
     parser.add_argument("--token", default=os.environ.get("OPTO_DASHBOARD_TOKEN"), help="secret asked of every client (Bearer header or ?token=); default $OPTO_DASHBOARD_TOKEN")
     return parser
 
@@ -67,7 +69,7 @@ def server_config(args: argparse.Namespace) -> uvicorn.Config:
     """The uvicorn configuration for parsed arguments."""
     app = create_app(args.db or default_db_path(), max_spans=args.max_spans, retention_s=parse_duration(args.retention), token=args.token or None)
     return uvicorn.Config(
-        app, host=args.host, port=args.port, log_level="warning",
+        app, host=args.host, port=args.port, fd=args.fd, log_level="warning",
         ws_max_size=2 * MAX_FRAME_BYTES, ws_ping_interval=None, lifespan="on",
     )
 
@@ -75,6 +77,13 @@ def server_config(args: argparse.Namespace) -> uvicorn.Config:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.fd is not None:
+        try:
+            inherited = socket.socket(fileno=args.fd)
+        except OSError as exc:
+            parser.error(f"--fd {args.fd}: not an open socket ({exc.strerror})")
+        args.host, args.port = inherited.getsockname()[:2]
+        inherited.detach()  # uvicorn takes the descriptor over
     if not _is_loopback(args.host) and not args.token:
         parser.error(f"--host {args.host} exposes the dashboard beyond this machine; add --token SECRET")
     if args.max_spans < 1:

@@ -43,7 +43,9 @@ class Dashboard:
 
     def start(self) -> None:
         fd = self.sock.fileno()
-        self.proc = subprocess.Popen([sys.executable, str(HERE / "_serve.py"), str(self.db_path), str(fd)], pass_fds=[fd])
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "opto_dashboard", "--db", str(self.db_path), "--fd", str(fd)], pass_fds=[fd], stdout=subprocess.DEVNULL
+        )
         # The socket already listens, so this request waits in the backlog until the app serves it.
         try:
             httpx.get(f"{self.url}/api/live", timeout=30).raise_for_status()

@@ -24,16 +24,14 @@ import uvicorn
 from opto_dashboard.app import create_app
 from opto_dashboard.ingest import MAX_FRAME_BYTES
 
-__all__ = ["Dashboard", "DashboardProcess", "listening_socket", "run_program", "span_record", "hello_frame", "ROOT"]
+__all__ = ["Dashboard", "DashboardProcess", "listening_socket", "serve_command", "run_program", "span_record", "hello_frame", "ROOT"]
 
 ROOT = Path(__file__).resolve().parent.parent
-_SERVE = """
-import json, sys, uvicorn
-from opto_dashboard.app import create_app
-from opto_dashboard.ingest import MAX_FRAME_BYTES
-db, fd, options = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
-uvicorn.run(create_app(db, **options), fd=fd, log_level="warning", ws_max_size=2 * MAX_FRAME_BYTES, ws_ping_interval=None)
-"""
+
+
+def serve_command(db_path: Path | str, sock: socket.socket, *options: str) -> list[str]:
+    """`opto-dashboard` serving `db_path` on the listening socket `sock` (pass its fd to the child)."""
+    return [sys.executable, "-m", "opto_dashboard", "--db", str(db_path), "--fd", str(sock.fileno()), *options]
 
 
 def listening_socket() -> socket.socket:
@@ -76,18 +74,14 @@ class Dashboard:
 class DashboardProcess:
     """The dashboard in a subprocess on a socket this process keeps; `kill()` then `start()` again."""
 
-    def __init__(self, db_path: Path, **options: Any) -> None:
+    def __init__(self, db_path: Path) -> None:
         self.db_path = db_path
-        self.options = options
         self.sock = listening_socket()
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        fd = self.sock.fileno()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", _SERVE, str(self.db_path), str(fd), json.dumps(self.options)], pass_fds=[fd]
-        )
+        self.proc = subprocess.Popen(serve_command(self.db_path, self.sock), pass_fds=[self.sock.fileno()], stdout=subprocess.DEVNULL)
         # The socket already listens: this request waits in the backlog until the app serves it.
         httpx.get(f"{self.url}/api/live", timeout=30).raise_for_status()
 

@@ -17,7 +17,7 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
 
 def test_help_explains_every_option() -> None:
     out = run_cli("--help").stdout
-    for option in ("--host", "--port", "--db", "--max-spans", "--retention", "--token"):
+    for option in ("--host", "--port", "--db", "--max-spans", "--retention", "--token", "--fd"):
         assert option in out
 
 
@@ -25,6 +25,28 @@ def test_non_loopback_host_needs_a_token() -> None:
     result = run_cli("--host", "0.0.0.0")
     assert result.returncode == 2
     assert "--host 0.0.0.0 exposes the dashboard beyond this machine; add --token SECRET" in result.stderr
+
+
+def test_fd_must_be_an_open_socket() -> None:
+    result = run_cli("--fd", "987")
+    assert result.returncode == 2 and "--fd 987: not an open socket" in result.stderr
+
+
+def test_an_inherited_non_loopback_socket_needs_a_token(tmp_path: Path) -> None:
+    """The loopback rule reads the address of the socket handed over, not --host."""
+    import socket
+
+    sock = socket.socket()
+    sock.bind(("0.0.0.0", 0))
+    sock.listen(1)
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "opto_dashboard", "--db", str(tmp_path / "x.db"), "--fd", str(sock.fileno())],
+            capture_output=True, text=True, timeout=60, pass_fds=[sock.fileno()],
+        )
+    finally:
+        sock.close()
+    assert result.returncode == 2 and "--host 0.0.0.0 exposes the dashboard beyond this machine" in result.stderr
 
 
 def test_bad_retention_is_refused() -> None:
