@@ -7,6 +7,7 @@ names the bad field, so the error replies come from one validator only.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
@@ -18,8 +19,11 @@ from .records import MAX_INT, MAX_ITEMS, MAX_MESSAGE, MAX_NAME, Kind, RecordErro
 __all__ = ["Batch", "decode_batch"]
 
 _Name = Annotated[str, Meta(max_length=MAX_NAME)]
-_Id16 = Annotated[str, Meta(pattern=r"^[0-9a-f]{16}\Z")]  # \Z: `$` would let a trailing newline in
-_Id32 = Annotated[str, Meta(pattern=r"^[0-9a-f]{32}\Z")]
+# Ids: their length checked here, their digits by one regex over all of a frame's ids at once
+# (three regex matches a span cost more than the rest of its decoding).
+_Id16 = Annotated[str, Meta(min_length=16, max_length=16)]
+_Id32 = Annotated[str, Meta(min_length=32, max_length=32)]
+_HEX = re.compile(r"[0-9a-f]*")
 _Count = Annotated[int, Meta(ge=0, le=MAX_INT)]
 _Int64 = Annotated[int, Meta(ge=-(2**63), le=MAX_INT)]
 _Scalar = str | _Int64 | float | bool
@@ -84,6 +88,8 @@ def decode_batch(data: str | bytes) -> Batch | None:
         return None
     records: list[SpanRecord] = []
     add = records.append
+    ids: list[str] = []
+    add_id = ids.append
     for s in frame.spans:
         if (s.end_ns is None) is (s.state == "ended"):
             return None
@@ -95,8 +101,14 @@ def decode_batch(data: str | bytes) -> Batch | None:
             except RecordError:
                 return None
         status, scope = s.status, s.scope
+        add_id(s.trace_id)
+        add_id(s.span_id)
+        if s.parent_span_id is not None:
+            add_id(s.parent_span_id)
         add(SpanRecord(
             s.trace_id, s.span_id, s.name, s.start_ns, s.state, s.end_ns, s.parent_span_id, s.kind, status.code, status.message,
             s.attributes, events, links, s.resource, {"name": scope.name, "version": scope.version},
         ))
+    if _HEX.fullmatch("".join(ids)) is None:
+        return None
     return Batch(frame.seq, records, frame.metrics, frame.drops, frame.resource)

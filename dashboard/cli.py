@@ -95,7 +95,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     config = server_config(args)
     host = f"[{args.host}]" if ":" in args.host else args.host
     print(f"opto-dashboard: http://{host}:{args.port}/  (database {args.db or default_db_path()})", flush=True)
-    uvicorn.Server(config).run()
+    try:
+        uvicorn.Server(config).run()
+    except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C once it has shut down cleanly
+        print("opto-dashboard: stopped", flush=True)
 
 
 if __name__ == "__main__":

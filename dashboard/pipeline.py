@@ -120,7 +120,10 @@ class Pipeline:
                     logger.exception("opto-dashboard: listener %r failed", listener)
 
     async def _run(self) -> None:
+        """Commit batch after batch, the next one queued at the store while the last is stored, so
+        the writer goes straight on to it; listeners still hear of commits in order."""
         last_prune = time.monotonic()
+        committing: asyncio.Task[None] | None = None
         while not (self._stopping and not self._queue):
             if not self._queue:
                 self._work.clear()
@@ -130,10 +133,15 @@ class Pipeline:
                 except TimeoutError:
                     pass
             if self._queue:
-                await self._commit(self._take())
+                following = asyncio.create_task(self._commit(self._take()))
+                if committing is not None:
+                    await committing
+                committing = following
             if not self._stopping and time.monotonic() - last_prune >= _PRUNE_EVERY_S:
                 last_prune = time.monotonic()
                 try:
                     await self.store.prune()
                 except Exception:
                     logger.exception("opto-dashboard: pruning old spans failed")
+        if committing is not None:
+            await committing

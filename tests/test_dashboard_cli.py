@@ -68,3 +68,42 @@ def test_server_config_binds_loopback_by_default(tmp_path: Path) -> None:
     args = cli.build_parser().parse_args(["--db", str(tmp_path / "x.db")])
     config = cli.server_config(args)
     assert (config.host, config.port) == ("127.0.0.1", 8765)
+
+
+async def test_ctrl_c_stops_the_server_after_storing_what_it_acked(tmp_path: Path) -> None:
+    """Ctrl-C reaches the whole process group, the SQLite writer process included: the writer
+    waits for the server's shutdown, so every acked span is in the file and no process is left."""
+    import json
+    import os
+    import signal
+    import sqlite3
+
+    from websockets.asyncio.client import connect
+
+    from dashboard_server import hello_frame, listening_socket, serve_command, span_record
+
+    sock = listening_socket()
+    server = subprocess.Popen(
+        serve_command(tmp_path / "opto.db", sock), pass_fds=[sock.fileno()], start_new_session=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        url = f"ws://127.0.0.1:{sock.getsockname()[1]}/ws/ingest"
+        async with connect(url) as ws:
+            await ws.send(hello_frame())
+            spans = [span_record(f"{i:032x}", f"{i:016x}") for i in range(1, 501)]
+            await ws.send(json.dumps({"type": "batch", "seq": 1, "spans": spans}))
+            assert json.loads(await ws.recv()) == {"type": "ack", "seq": 1, "stored": 500}
+        os.killpg(server.pid, signal.SIGINT)
+        _, err = server.communicate(timeout=30)
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+        sock.close()
+    assert server.returncode == 0, err
+    assert "Traceback" not in err, err
+    with sqlite3.connect(tmp_path / "opto.db") as conn:
+        assert conn.execute("SELECT count(*) FROM spans").fetchone() == (500,)
+    with pytest.raises(ProcessLookupError):
+        os.killpg(server.pid, 0)  # the group is empty: the writer exited too

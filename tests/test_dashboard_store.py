@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
+import signal
 import sqlite3
 import time
 from collections.abc import AsyncIterator
@@ -14,7 +16,7 @@ import pytest
 from dashboard_server import span_record
 from opto_dashboard.pipeline import Pipeline
 from opto_dashboard.records import SpanRecord
-from opto_dashboard.store import Store, Write
+from opto_dashboard.store import Store, StoreError, Write
 
 
 def record(start_ns: int, ended: bool = True, name: str = "work") -> SpanRecord:
@@ -108,5 +110,58 @@ async def test_a_large_write_is_stored_whole_and_a_span_ended_in_it_is_not_in_fl
             assert conn.execute("SELECT count(*) FROM spans").fetchone() == (2001,)
             assert conn.execute("SELECT state, end_ns FROM spans WHERE span_id = ?", ("f" * 16,)).fetchone() == ("ended", now + 5)
             assert conn.execute("SELECT sum(span_count), sum(in_flight) FROM traces").fetchone() == (2001, 0)
+    finally:
+        await store.close()
+
+
+def writer_pids(db: Path) -> list[int]:
+    """The SQLite writer processes this test process started for `db`."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+            ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == os.getpid() and b"opto_dashboard.writer" in cmdline and str(db).encode() in cmdline:
+            pids.append(int(proc.name))
+    return pids
+
+
+async def test_a_killed_writer_process_is_started_again_and_the_write_is_stored(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    store = Store(tmp_path / "opto.db")
+    await store.open()
+    try:
+        (pid,) = writer_pids(store.path)
+        os.kill(pid, signal.SIGKILL)
+        assert await store.write([Write([record(time.time_ns())])]) == 1
+        assert names(store) == ["work"]
+        assert [p for p in writer_pids(store.path) if p != pid]
+        assert "starting it again" in caplog.text
+    finally:
+        await store.close()
+    assert writer_pids(store.path) == []
+
+
+async def test_a_database_that_cannot_be_opened_is_refused_naming_the_file(tmp_path: Path) -> None:
+    (tmp_path / "opto.db").mkdir()
+    store = Store(tmp_path / "opto.db")
+    with pytest.raises(StoreError, match=r"cannot open .*opto\.db"):
+        await store.open()
+    with pytest.raises(RuntimeError, match="not open"):
+        await store.prune()
+
+
+async def test_a_write_the_database_refuses_is_undone_whole_and_the_writer_serves_on(tmp_path: Path) -> None:
+    """A span past SQLite's limits fails its transaction: nothing of it stays, and the next write works."""
+    store = Store(tmp_path / "opto.db")
+    await store.open()
+    try:
+        good, bad = record(time.time_ns()), record(time.time_ns())
+        bad.start_ns = 2**63  # only the validators stop this; here it reaches SQLite
+        with pytest.raises(StoreError, match="OverflowError: .*too large"):
+            await store.write([Write([good, bad])])
+        assert names(store) == []
+        assert await store.write([Write([good])]) == 1
     finally:
         await store.close()

@@ -1,0 +1,247 @@
+"""The dashboard's one SQLite writer: a process of its own, fed ready-to-bind rows over a pipe.
+
+SQLite's work on a span (about 13 µs: the row, its indexes, its trace's summary) runs on a core
+of its own instead of contending for the GIL with ingest's parsing. The dashboard (`store.Store`)
+starts `python -m opto_dashboard.writer DB`, sends length-prefixed msgpack requests on its stdin
+and reads one reply per request on its stdout; end of input closes the database. This module
+imports only the standard library and msgspec, so the process starts in a few tens of ms.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import signal
+import sqlite3
+import struct
+import sys
+import time
+from typing import Any, BinaryIO
+
+import msgspec
+
+__all__ = ["SCHEMA", "SPAN_COLUMNS", "SpanWrite", "Prune", "Reply", "HEADER", "open_database", "serve"]
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS spans (
+    trace_id TEXT NOT NULL, span_id TEXT NOT NULL, parent_span_id TEXT, name TEXT NOT NULL,
+    kind TEXT NOT NULL, state TEXT NOT NULL, start_ns INTEGER NOT NULL, end_ns INTEGER,
+    status_code TEXT NOT NULL, status_message TEXT NOT NULL, outcome TEXT, attempts INTEGER,
+    process_id TEXT, service TEXT, attributes TEXT NOT NULL, events TEXT, links TEXT,
+    resource TEXT NOT NULL, scope TEXT NOT NULL,
+    PRIMARY KEY (trace_id, span_id)
+);
+-- The key (trace_id, span_id) serves a trace's spans and, within it, a span's children.
+CREATE INDEX IF NOT EXISTS spans_start ON spans (start_ns);
+CREATE INDEX IF NOT EXISTS spans_name ON spans (name, start_ns);
+CREATE INDEX IF NOT EXISTS spans_in_flight ON spans (start_ns) WHERE state = 'started';
+CREATE TABLE IF NOT EXISTS traces (
+    trace_id TEXT PRIMARY KEY, root_name TEXT NOT NULL, service TEXT, start_ns INTEGER NOT NULL,
+    end_ns INTEGER, span_count INTEGER NOT NULL, in_flight INTEGER NOT NULL, outcome TEXT,
+    error_count INTEGER NOT NULL, retry_count INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS traces_start ON traces (start_ns);
+CREATE INDEX IF NOT EXISTS traces_root ON traces (root_name, start_ns);
+CREATE INDEX IF NOT EXISTS traces_outcome ON traces (outcome, start_ns);
+CREATE TABLE IF NOT EXISTS span_events (
+    trace_id TEXT NOT NULL, span_id TEXT NOT NULL, span_name TEXT NOT NULL, kind TEXT NOT NULL,
+    time_ns INTEGER NOT NULL, attributes TEXT NOT NULL,
+    UNIQUE (span_id, kind, time_ns)
+);
+CREATE INDEX IF NOT EXISTS span_events_kind ON span_events (kind, time_ns);
+CREATE TABLE IF NOT EXISTS metrics (
+    process_id TEXT, name TEXT NOT NULL, time_ns INTEGER NOT NULL, attributes TEXT NOT NULL,
+    value REAL, data TEXT  -- data: an AsyncMetrics summary or a histogram, as JSON
+);
+CREATE INDEX IF NOT EXISTS metrics_name ON metrics (name, time_ns);
+CREATE TABLE IF NOT EXISTS processes (
+    id TEXT PRIMARY KEY, service TEXT, pid INTEGER, host TEXT, sdk TEXT, started_ns INTEGER,
+    last_seen_ns INTEGER, drop_spans INTEGER NOT NULL DEFAULT 0, drop_metrics INTEGER NOT NULL DEFAULT 0
+);
+"""
+
+SPAN_COLUMNS = (
+    "trace_id, span_id, parent_span_id, name, kind, state, start_ns, end_ns, status_code, "
+    "status_message, outcome, attempts, process_id, service, attributes, events, links, resource, scope"
+)
+_WIDTH = SPAN_COLUMNS.count(",") + 1
+# Statement sizes in spans: the largest under SQLite's 32,766 parameters, then powers of two, so
+# a few statements, each prepared once and cached, store any number of spans.
+_ROWS_PER_INSERT = (32_766 // _WIDTH, 1024, 512, 256, 128, 64, 32, 16, 8, 4, 2, 1)
+_UPSERT_SPANS = """
+INSERT INTO spans ({columns}) VALUES {values}
+ON CONFLICT (trace_id, span_id) DO UPDATE SET
+    parent_span_id = excluded.parent_span_id, name = excluded.name, kind = excluded.kind,
+    state = excluded.state, start_ns = excluded.start_ns, end_ns = excluded.end_ns,
+    status_code = excluded.status_code, status_message = excluded.status_message,
+    outcome = excluded.outcome, attempts = excluded.attempts, process_id = excluded.process_id,
+    service = excluded.service, attributes = excluded.attributes, events = excluded.events,
+    links = excluded.links, resource = excluded.resource, scope = excluded.scope
+WHERE spans.state = 'started' AND excluded.state = 'ended'
+"""
+# Recomputes the summary row of every trace named in the JSON list bound to `?`; the root is the
+# earliest span without a parent (else the earliest span: its parent has not arrived).
+_REFRESH_TRACES = """
+INSERT OR REPLACE INTO traces
+SELECT g.trace_id, r.name, r.service, g.start_ns, g.end_ns, g.n, g.open, r.outcome, g.errors, g.retries
+FROM (
+    SELECT trace_id, min(start_ns) AS start_ns, max(end_ns) AS end_ns, count(*) AS n,
+           sum(state = 'started') AS open, sum(coalesce(outcome IN ('error', 'timeout'), 0)) AS errors,
+           sum(max(coalesce(attempts, 1) - 1, 0)) AS retries,
+           (SELECT x.rowid FROM spans x WHERE x.trace_id = s.trace_id
+            ORDER BY x.parent_span_id IS NOT NULL, x.start_ns LIMIT 1) AS root
+    FROM spans s WHERE trace_id IN (SELECT value FROM json_each(?)) GROUP BY trace_id
+) g JOIN spans r ON r.rowid = g.root
+"""
+_INSERT_EVENT = "INSERT OR IGNORE INTO span_events VALUES (?, ?, ?, ?, ?, ?)"
+_INSERT_METRIC = "INSERT INTO metrics VALUES (?, ?, ?, ?, ?, ?)"
+_UPSERT_PROCESS = """
+INSERT INTO processes (id, service, pid, host, sdk, started_ns, last_seen_ns) VALUES (?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET last_seen_ns = excluded.last_seen_ns
+"""
+_SET_DROPS = "UPDATE processes SET drop_spans = ?, drop_metrics = ? WHERE id = ?"
+HEADER = struct.Struct("!I")  # each message: its length, then its msgpack body
+
+
+class SpanWrite(msgspec.Struct, array_like=True, tag=True):
+    """One transaction: span column values flat in `SPAN_COLUMNS` order, the touched traces as a
+    JSON list, and event, process, drop-counter and metric rows."""
+
+    spans: list[Any]
+    trace_ids: str
+    events: list[tuple[Any, ...]]
+    processes: list[tuple[Any, ...]]
+    drops: list[tuple[Any, ...]]
+    metrics: list[tuple[Any, ...]]
+
+
+class Prune(msgspec.Struct, array_like=True, tag=True):
+    """Drop finished traces older than `retention_s`, then the oldest past `max_spans`."""
+
+    max_spans: int
+    retention_s: float | None
+
+
+class Reply(msgspec.Struct, array_like=True):
+    """The writer's answer: a count (spans stored, traces pruned), or the error that undid the request."""
+
+    value: int = 0
+    error: str | None = None
+
+
+def open_database(path: str) -> sqlite3.Connection:
+    """The write connection, in WAL mode, with the schema created."""
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA busy_timeout = 10000")  # a writer left by a killed dashboard may finish its last write
+    db.execute("PRAGMA journal_mode = WAL")
+    db.execute("PRAGMA synchronous = NORMAL")
+    db.execute("PRAGMA cache_size = -65536")  # 64 MiB: index pages of a big file stay cached
+    db.execute("PRAGMA temp_store = MEMORY")
+    db.executescript(SCHEMA)
+    return db
+
+
+@functools.lru_cache(maxsize=len(_ROWS_PER_INSERT))
+def _upsert_spans(rows: int) -> str:
+    return _UPSERT_SPANS.format(columns=SPAN_COLUMNS, values=", ".join([f"({', '.join('?' * _WIDTH)})"] * rows))
+
+
+def _write(db: sqlite3.Connection, w: SpanWrite) -> int:
+    params, i = w.spans, 0
+    for rows in _ROWS_PER_INSERT:
+        width = _WIDTH * rows
+        while len(params) - i >= width:
+            db.execute(_upsert_spans(rows), params[i:i + width])
+            i += width
+    if params:
+        db.execute(_REFRESH_TRACES, (w.trace_ids,))
+    if w.events:
+        db.executemany(_INSERT_EVENT, w.events)
+    if w.processes:
+        db.executemany(_UPSERT_PROCESS, w.processes)
+    if w.drops:
+        db.executemany(_SET_DROPS, w.drops)
+    if w.metrics:
+        db.executemany(_INSERT_METRIC, w.metrics)
+    return len(params) // _WIDTH
+
+
+def _prune(db: sqlite3.Connection, p: Prune) -> int:
+    victims: list[str] = []
+    cutoff = None if p.retention_s is None else time.time_ns() - int(p.retention_s * 1e9)
+    if cutoff is not None:
+        victims.extend(row[0] for row in db.execute("SELECT trace_id FROM traces WHERE in_flight = 0 AND start_ns < ?", (cutoff,)))
+    (total,) = db.execute("SELECT count(*) FROM spans").fetchone()
+    excess = total - p.max_spans
+    if excess > 0:
+        for trace_id, count in db.execute("SELECT trace_id, span_count FROM traces WHERE in_flight = 0 ORDER BY start_ns"):
+            if excess <= 0:
+                break
+            victims.append(trace_id)
+            excess -= count
+    if not victims:
+        return 0
+    ids = json.dumps(victims)
+    for table in ("spans", "traces", "span_events"):
+        db.execute(f"DELETE FROM {table} WHERE trace_id IN (SELECT value FROM json_each(?))", (ids,))
+    if cutoff is not None:
+        db.execute("DELETE FROM metrics WHERE time_ns < ?", (cutoff,))
+    return len(victims)
+
+
+def _transaction(db: sqlite3.Connection, request: SpanWrite | Prune) -> Reply:
+    """Carry out one request in one transaction; on failure nothing of it stays, and the reply says why."""
+    try:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            value = _write(db, request) if isinstance(request, SpanWrite) else _prune(db, request)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+    except Exception as exc:  # the request's data, not the writer: it serves on
+        return Reply(error=f"{type(exc).__name__}: {exc}")
+    return Reply(value)
+
+
+def _read(stream: BinaryIO, size: int) -> bytes | None:
+    data = stream.read(size)
+    return data if len(data) == size else None
+
+
+def serve(path: str, requests: BinaryIO, replies: BinaryIO) -> None:
+    """Open the database, reply once (ready, or why not), then answer requests until end of input."""
+    encode = msgspec.msgpack.Encoder().encode
+    decode = msgspec.msgpack.Decoder(SpanWrite | Prune).decode
+
+    def reply(r: Reply) -> None:
+        body = encode(r)
+        replies.write(HEADER.pack(len(body)) + body)
+        replies.flush()
+
+    try:
+        db = open_database(path)
+    except sqlite3.Error as exc:
+        return reply(Reply(error=f"cannot open {path}: {exc}"))
+    reply(Reply())
+    try:
+        while (header := _read(requests, HEADER.size)) is not None:
+            body = _read(requests, HEADER.unpack(header)[0])
+            if body is None:
+                break
+            reply(_transaction(db, decode(body)))
+    finally:
+        db.close()
+
+
+def main() -> None:
+    """`python -m opto_dashboard.writer DB`: requests on stdin, replies on stdout, logs on stderr."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the dashboard, which then closes our input
+    replies = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # a stray print must not corrupt the replies
+    serve(sys.argv[1], sys.stdin.buffer, replies)
+
+
+if __name__ == "__main__":
+    main()
