@@ -147,7 +147,10 @@ class LiveSpanProcessor(SpanProcessor):
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._service_name = service_name
         # Imported here, on the caller's thread, not lazily on the exporter's: a fork during that
-        # import would leave the child a half-initialised module.
+        # import would leave the child a half-initialised module (the idna codec: connecting
+        # from the child would fail with "unknown encoding: idna").
+        import encodings.idna  # noqa: F401
+
         from websockets.sync.client import connect
 
         self._connect = connect
@@ -261,7 +264,8 @@ class LiveSpanProcessor(SpanProcessor):
                 self._receive(ws, 0 if len(self._unacked) < _WINDOW else _TICK_S)
                 if len(self._unacked) >= _WINDOW:
                     continue
-                batch = self._next_frame()
+                with self._idle:  # a flush must not see records between the buffer and `_unacked`
+                    batch = self._next_frame()
                 if batch is not None:
                     ws.send(batch, text=True)
                     continue
