@@ -115,7 +115,8 @@ def parse(body: bytes, encoding: Encoding, message: M) -> M:
         raise DecodeError(f"body must be a JSON object (an OTLP/JSON {kind}), got {type(obj).__name__}")
     _hex_ids_to_base64(obj)
     try:
-        return json_format.ParseDict(obj, message, ignore_unknown_fields=True)
+        json_format.ParseDict(obj, message, ignore_unknown_fields=True)
+        return message
     except json_format.ParseError as exc:
         raise DecodeError(f"body is not an OTLP/JSON {kind}: {exc}") from None
 

@@ -188,20 +188,20 @@ class Stats:
         cutoff = int(time.time()) - _WINDOW_S
         seconds = [s for s in self._seconds if s.t > cutoff]
         span_count = sum(s.spans for s in seconds)
-        calls = sum(s.calls for s in seconds)
+        call_count = sum(s.calls for s in seconds)
         outcomes: Counter[str] = Counter()
         for s in seconds:
             outcomes.update(s.outcomes)
         elapsed = max(1, int(time.time()) - seconds[0].t + 1) if seconds else 1
 
         def rate(n: int) -> float:
-            return n / calls if calls else 0.0
+            return n / call_count if call_count else 0.0
 
         return {
             "now_ns": now,
             "in_flight": in_flight,
             "concurrency": list(self._samples),
-            "throughput": {"spans_per_s": span_count / elapsed, "calls_per_s": calls / elapsed},
+            "throughput": {"spans_per_s": span_count / elapsed, "calls_per_s": call_count / elapsed},
             "rates": {
                 "error": rate(outcomes[semconv.OUTCOME_ERROR]),
                 "retry": rate(sum(s.retried for s in seconds)),

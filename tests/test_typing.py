@@ -1,4 +1,4 @@
-"""Type checkers see through our decorators, and the SDK itself passes `mypy --strict`."""
+"""Type checkers see through our decorators, and the SDK and the dashboard pass `mypy --strict`."""
 
 from __future__ import annotations
 
@@ -63,4 +63,10 @@ def test_decorated_functions_keep_their_signatures(tmp_path: Path) -> None:
 @pytest.mark.timeout(600)
 def test_sdk_passes_mypy_strict() -> None:
     proc = mypy("-p", "opto", cwd=ROOT / "sdk")
+    assert proc.returncode == 0, proc.stdout
+
+
+@pytest.mark.timeout(600)
+def test_dashboard_passes_mypy_strict() -> None:
+    proc = mypy("dashboard", cwd=ROOT)
     assert proc.returncode == 0, proc.stdout
