@@ -3,8 +3,8 @@
 Run: .venv/bin/python bench/ingest.py
 1. Websocket door: a load generator sends pre-built batch frames (1,000 spans each, up to 16 unacked
    per connection) to a real dashboard subprocess; spans stored per second are counted from its
-   SQLite file, median of 5 runs with the load average. Baseline: the same rows inserted by one
-   plain sqlite3 `executemany` loop.
+   SQLite file, median of 5 runs with the load average and the CPU time of the server and its
+   SQLite writer process. Baseline: the same rows inserted by one plain sqlite3 `executemany` loop.
 2. Live exporter: a traced program makes 10,000 spans per second (100 ms ticks of 1,000 sync traced
    calls); its CPU time with the live exporter streaming to a real dashboard, against the same
    program with the SDK and no exporter. Then the highest rate an SDK process pushes through the
@@ -158,8 +158,8 @@ def bench_ingest(tmp: Path, rounds: int = 5) -> None:
     base = sqlite_baseline(tmp / "baseline.db", batches)
     print(f"websocket door, median of {rounds} runs of {total:,} spans: {rate:,.0f} spans/s stored (runs: "
           f"{', '.join(f'{run[0]:,.0f}' for run in runs)}; {rate / base:.2f}x a bare sqlite3 insert loop at {base:,.0f} spans/s); "
-          f"the server: {per_cpu:,.0f} spans per CPU second, {cores:.2f} cores busy, its busiest thread (event loop or "
-          f"SQLite writer) {per_thread:,.0f} spans per CPU second; load average {load:.2f} "
+          f"the server and its writer process: {per_cpu:,.0f} spans per CPU second, {cores:.2f} cores busy, the busiest "
+          f"thread (event loop or SQLite writer) {per_thread:,.0f} spans per CPU second; load average {load:.2f} "
           f"({min(run[3] for run in runs):.2f} to {max(run[3] for run in runs):.2f})")
 
 

@@ -71,7 +71,7 @@ class Write:
 
     def __post_init__(self) -> None:
         self.params = _span_params(self.spans)
-        self.events = [row for r in self.spans for row in _event_rows(r)]
+        self.events = _event_rows(self.spans)
 
 
 class _Repeats:
@@ -84,7 +84,7 @@ class _Repeats:
         self.text = ""
 
     def dumps(self, value: dict[str, Any]) -> str:
-        if value != self.value:
+        if value is not self.value and value != self.value:
             self.value, self.text = value, _dumps(value)
         return self.text
 
@@ -102,28 +102,31 @@ def _span_params(spans: Iterable[SpanRecord]) -> list[Any]:
             r.trace_id, r.span_id, r.parent_span_id, r.name, r.kind, r.state, r.start_ns, r.end_ns,
             r.status_code, r.status_message, None if r.state == "started" else outcome_of(attrs, r.status_code),
             attempts if type(attempts) is int and 0 <= attempts <= MAX_INT else None, r.process_id, service if type(service) is str else None,
-            _dumps(attrs), _dumps(r.events) if r.events else None, _dumps(r.links) if r.links else None,
+            orjson.dumps(attrs).decode(), _dumps(r.events) if r.events else None, _dumps(r.links) if r.links else None,
             resources.dumps(r.resource), scopes.dumps(r.scope),
         ))
     return params
 
 
-def _event_rows(r: SpanRecord) -> Iterable[tuple[Any, ...]]:
+def _event_rows(spans: Iterable[SpanRecord]) -> list[tuple[Any, ...]]:
     """Retry, debug and queue events, indexed on their own for `/api/retries`, `/api/debug` and
     `/api/queues` (a queue item's wait is a link attribute on the consumer's span)."""
-    if r.state != "ended" or not (r.events or r.links or semconv.DEBUG_CREATION_STACK in r.attributes):
-        return
-    for i, event in enumerate(r.events):
-        kind = _EVENT_KINDS.get(event["name"])
-        if kind is not None:
-            yield (r.trace_id, r.span_id, r.name, kind, event["time_ns"] + i, _dumps(event.get("attributes", {})))
-    for i, link in enumerate(r.links):
-        attrs = link.get("attributes", {})
-        if semconv.QUEUE_WAIT_S in attrs:
-            yield (r.trace_id, r.span_id, r.name, "queue_wait", r.start_ns + i, _dumps(attrs))
-    stack = r.attributes.get(semconv.DEBUG_CREATION_STACK)
-    if stack is not None:
-        yield (r.trace_id, r.span_id, r.name, "creation_stack", r.start_ns, _dumps({semconv.DEBUG_CREATION_STACK: stack}))
+    rows: list[tuple[Any, ...]] = []
+    for r in spans:
+        if r.state != "ended" or not (r.events or r.links or semconv.DEBUG_CREATION_STACK in r.attributes):
+            continue
+        for i, event in enumerate(r.events):
+            kind = _EVENT_KINDS.get(event["name"])
+            if kind is not None:
+                rows.append((r.trace_id, r.span_id, r.name, kind, event["time_ns"] + i, _dumps(event.get("attributes", {}))))
+        for i, link in enumerate(r.links):
+            attrs = link.get("attributes", {})
+            if semconv.QUEUE_WAIT_S in attrs:
+                rows.append((r.trace_id, r.span_id, r.name, "queue_wait", r.start_ns + i, _dumps(attrs)))
+        stack = r.attributes.get(semconv.DEBUG_CREATION_STACK)
+        if stack is not None:
+            rows.append((r.trace_id, r.span_id, r.name, "creation_stack", r.start_ns, _dumps({semconv.DEBUG_CREATION_STACK: stack})))
+    return rows
 
 
 def _request(writes: Sequence[Write], now: int) -> SpanWrite:
