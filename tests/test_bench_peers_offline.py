@@ -81,3 +81,21 @@ def test_run_wrapper_guards_the_program_it_starts(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "offline bench: refused socket.connect '192.0.2.1'" in done.stdout
+
+
+def test_the_guard_reaches_the_python_processes_a_guarded_program_starts(tmp_path: Path) -> None:
+    """A server's helper processes (opto-dashboard's SQLite writer) are guarded and logged too."""
+    log = tmp_path / "audit.log"
+    child = "import sys\ntry:\n    sys.audit('socket.connect', None, ('192.0.2.9', 80))\nexcept ConnectionRefusedError:\n    print('refused')\n"
+    (tmp_path / "parent.py").write_text(
+        "import subprocess, sys\n"
+        f"def main():\n    return subprocess.run([sys.executable, '-c', {child!r}]).returncode\n"
+    )
+    done = subprocess.run(
+        [sys.executable, str(PEERS / "offline_run.py"), "parent:main"],
+        capture_output=True, text=True, timeout=30, cwd=tmp_path,
+        env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin", "OFFLINE_AUDIT_LOG": str(log)},
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "refused"
+    assert [line.split(" ", 1)[1] for line in log.read_text().splitlines()] == ["socket.connect '192.0.2.9'"]

@@ -176,17 +176,30 @@ class Server:
             await asyncio.sleep(0.2)
         raise TimeoutError(f"{self.name} not ready after {timeout_s} s; see {self.workdir / 'server.log'}")
 
-    def cpu_s(self) -> float:
-        """User plus system CPU seconds the server process has used so far."""
+    def pids(self) -> list[int]:
+        """The server process and its descendants (opto-dashboard's SQLite writer, for one)."""
         assert self.proc is not None
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        pids, i = [self.proc.pid], 0
+        while i < len(pids):
+            for task in Path(f"/proc/{pids[i]}/task").iterdir():
+                pids.extend(int(pid) for pid in (task / "children").read_text().split())
+            i += 1
+        return pids
+
+    def cpu_s(self) -> float:
+        """User plus system CPU seconds the server and its descendants have used so far."""
+        total = 0
+        for pid in self.pids():
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        return total / os.sysconf("SC_CLK_TCK")
 
     def peak_rss_mb(self) -> float:
-        """VmHWM (peak resident set) of the server process, in MB."""
-        assert self.proc is not None
-        status = Path(f"/proc/{self.proc.pid}/status").read_text()
-        kb = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:"))
+        """VmHWM (peak resident set) of the server and its descendants, summed, in MB."""
+        kb = 0
+        for pid in self.pids():
+            status = Path(f"/proc/{pid}/status").read_text()
+            kb += next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:"))
         return kb / 1024
 
     def stop(self) -> None:

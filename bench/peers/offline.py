@@ -1,7 +1,8 @@
 """Refuse and count every network attempt that leaves this machine, so a bench proves it ran offline.
 
-`install()` adds a `sys.addaudithook` hook: connects, sends and name lookups aimed at anything but
-loopback raise `OfflineError` and are counted; with `OFFLINE_AUDIT_LOG` set, each is appended there.
+`install()` adds a `sys.addaudithook` hook, here and in the Python processes started from here:
+connects, sends and name lookups aimed at anything but loopback raise `OfflineError` and are
+counted; with `OFFLINE_AUDIT_LOG` set, each is appended there.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ __all__ = ["OfflineError", "install", "refused", "read_log"]
 LOG_ENV = "OFFLINE_AUDIT_LOG"
 _LOCAL_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"}
 _refused: list[str] = []
+_GUARD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "guard")
 
 
 class OfflineError(ConnectionRefusedError):
@@ -61,8 +63,12 @@ def _hook(event: str, args: tuple[Any, ...]) -> None:
 
 
 def install() -> None:
-    """Start refusing non-loopback network attempts in this process (audit hooks cannot be removed)."""
+    """Start refusing non-loopback network attempts in this process (audit hooks cannot be removed),
+    and in the Python processes it starts, through `guard/sitecustomize.py` on their PYTHONPATH."""
     sys.addaudithook(_hook)
+    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if _GUARD not in paths:
+        os.environ["PYTHONPATH"] = os.pathsep.join([_GUARD, *paths])
 
 
 def refused() -> list[str]:
