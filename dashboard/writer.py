@@ -180,13 +180,12 @@ def _prune(db: sqlite3.Connection, p: Prune) -> int:
                 break
             victims.append(trace_id)
             excess -= count
-    if not victims:
-        return 0
-    ids = json.dumps(victims)
-    for table in ("spans", "traces", "span_events"):
-        db.execute(f"DELETE FROM {table} WHERE trace_id IN (SELECT value FROM json_each(?))", (ids,))
     if cutoff is not None:
         db.execute("DELETE FROM metrics WHERE time_ns < ?", (cutoff,))
+    if victims:
+        ids = json.dumps(victims)
+        for table in ("spans", "traces", "span_events"):
+            db.execute(f"DELETE FROM {table} WHERE trace_id IN (SELECT value FROM json_each(?))", (ids,))
     return len(victims)
 
 

@@ -15,7 +15,7 @@ import pytest
 
 from dashboard_server import span_record
 from opto_dashboard.pipeline import Pipeline
-from opto_dashboard.records import SpanRecord
+from opto_dashboard.records import ProcessInfo, SpanRecord
 from opto_dashboard.store import Store, StoreError, Write
 
 
@@ -163,5 +163,20 @@ async def test_a_write_the_database_refuses_is_undone_whole_and_the_writer_serve
             await store.write([Write([good, bad])])
         assert names(store) == []
         assert await store.write([Write([good])]) == 1
+    finally:
+        await store.close()
+
+
+async def test_metrics_older_than_retention_go_even_with_no_trace_to_prune(tmp_path: Path) -> None:
+    store = Store(tmp_path / "opto.db", retention_s=3600)
+    await store.open()
+    try:
+        process = ProcessInfo(secrets.token_hex(16), "test", 1, "host", "sdk", time.time_ns())
+        old, new = time.time_ns() - int(2 * 3600e9), time.time_ns()
+        points = [{"name": "opto.calls", "time_ns": t, "value": 1.0} for t in (old, new)]
+        await store.write([Write([], process, points)])
+        assert await store.prune() == 0
+        with sqlite3.connect(store.path) as conn:
+            assert conn.execute("SELECT time_ns FROM metrics").fetchall() == [(new,)]
     finally:
         await store.close()
