@@ -25,31 +25,29 @@ __all__ = ["add_attributes", "fast_path_available"]
 _FAST_TYPES: set[type] = set()  # span classes seen to keep attributes in a BoundedAttributes
 
 
-def _bounded(span: Span) -> Any:
-    """The span's attribute map, if it can take a direct update."""
-    if type(span) not in _FAST_TYPES:
-        if _SdkSpan is None or not isinstance(span, _SdkSpan):
-            return None
-        bounded = getattr(span, "_attributes", None)
-        if not hasattr(bounded, "_dict") or not hasattr(bounded, "max_value_len") or not hasattr(bounded, "_lock"):
-            return None
-        _FAST_TYPES.add(type(span))
-    bounded = span._attributes  # type: ignore[attr-defined]
-    return bounded if bounded is not None and bounded.max_value_len is None else None
+def _fast_type(span: Span) -> bool:
+    """Whether spans of this type keep their attributes in a BoundedAttributes we can update."""
+    if _SdkSpan is None or not isinstance(span, _SdkSpan):
+        return False
+    bounded = getattr(span, "_attributes", None)
+    if not hasattr(bounded, "_dict") or not hasattr(bounded, "maxlen") or not hasattr(bounded, "max_value_len") or not hasattr(bounded, "_lock"):
+        return False
+    _FAST_TYPES.add(type(span))
+    return True
 
 
 def add_attributes(span: Span, attributes: Mapping[str, str | int | float | bool]) -> None:
     """Add valid attributes to a recording span that has not ended."""
-    bounded = _bounded(span)
-    if bounded is not None:
-        items = bounded._dict
-        if bounded.maxlen is None or len(items) + len(attributes) <= bounded.maxlen:
+    if type(span) in _FAST_TYPES or _fast_type(span):
+        bounded: Any = span._attributes  # type: ignore[attr-defined]
+        maxlen = bounded.maxlen
+        if bounded.max_value_len is None and (maxlen is None or len(bounded._dict) + len(attributes) <= maxlen):
             with bounded._lock:
-                items.update(attributes)
+                bounded._dict.update(attributes)
             return
     span.set_attributes(attributes)
 
 
 def fast_path_available(span: Span) -> bool:
     """Whether `add_attributes` skips validation for this span (tests check our SDK range keeps it)."""
-    return _bounded(span) is not None
+    return (type(span) in _FAST_TYPES or _fast_type(span)) and span._attributes.max_value_len is None  # type: ignore[attr-defined]

@@ -1,4 +1,8 @@
-"""Turn call arguments and results into short, secret-free span attribute strings."""
+"""Turn call arguments and results into short, secret-free span attribute strings.
+
+This runs on every traced call, so the common shapes (a short string, a number, a small dict or
+list of those) take the builtin `repr` after a few checks; anything else takes the careful walk.
+"""
 
 from __future__ import annotations
 
@@ -15,32 +19,33 @@ MASK = "[masked]"
 DEFAULT_MAX_LENGTH = 1000
 _SECRET = re.compile(r"pass(word|wd|phrase)?|token|api[-_]?key|authori[sz]ation|secret|cookie|credential", re.I)
 _SCALARS = (int, float, bool, type(None))
+_SCALAR_TYPES = frozenset(_SCALARS)
+_FLAT_TYPES = frozenset({dict, list, tuple})
+_FLAT_ITEMS = 32  # a container this small, of short scalars only, takes the builtin repr
+_FLAT_STR = 256
 
-
-_verdicts: dict[str, bool] = {}  # names repeat call after call: decide each once
+# Names repeat call after call, so each is judged once; the sets stop growing at _KNOWN_MAX names.
+_PLAIN: set[str] = set()
+_SECRETS: set[str] = set()
+_KNOWN_MAX = 4096
 
 
 def looks_secret(key: object) -> bool:
     """True for names such as password, token, api_key, Authorization, client_secret."""
-    if not isinstance(key, str):
+    if not isinstance(key, str) or key in _PLAIN:
         return False
-    verdict = _verdicts.get(key)
-    if verdict is None:
-        verdict = _SECRET.search(key) is not None
-        if len(_verdicts) < 4096:
-            _verdicts[key] = verdict
-    return verdict
-
-
-def _shorten(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: max(limit - 1, 0)] + "…"
+    if key in _SECRETS:
+        return True
+    secret = _SECRET.search(key) is not None
+    known = _SECRETS if secret else _PLAIN
+    if len(known) < _KNOWN_MAX:
+        known.add(key)
+    return secret
 
 
 def _repr(value: Any, limit: int, depth: int) -> str:
     if isinstance(value, str):
         return repr(value[:limit])
-    if isinstance(value, _SCALARS):
-        return repr(value)
     if depth > 0 and isinstance(value, Mapping):
         parts = []
         used = 2
@@ -69,45 +74,42 @@ def _repr(value: Any, limit: int, depth: int) -> str:
         return f"[{inner}]"
     try:
         return repr(value)
-    except Exception as exc:  # a broken __repr__ must not break the traced call
+    except Exception as exc:  # a broken __repr__, or an int past Python's digit limit, must not break the call
         return f"<{type(value).__qualname__} repr failed: {type(exc).__name__}>"
-
-
-_FLAT_ITEMS = 32  # a container this small, of short scalars only, takes the builtin repr
-_FLAT_STR = 256
-
-
-def _flat(value: Any) -> bool:
-    """Whether the builtin repr of `value` is safe and short: few scalar items, no secret keys."""
-    if len(value) > _FLAT_ITEMS:
-        return False
-    if type(value) is dict:
-        for k, v in value.items():
-            t = type(v)
-            if not (t in _SCALAR_TYPES or (t is str and len(v) <= _FLAT_STR)) or looks_secret(k):
-                return False
-        return True
-    for v in value:
-        t = type(v)
-        if not (t in _SCALAR_TYPES or (t is str and len(v) <= _FLAT_STR)):
-            return False
-    return True
-
-
-_SCALAR_TYPES = frozenset({int, float, bool, type(None)})
-_FLAT_TYPES = frozenset({dict, list, tuple})
 
 
 def safe_repr(value: Any, limit: int = DEFAULT_MAX_LENGTH) -> str:
     """A `repr` cut to `limit` characters, with the values of secret-looking mapping keys masked."""
     t = type(value)
-    if t is str:
-        text = repr(value if len(value) <= limit else value[:limit])
-    elif t in _SCALAR_TYPES or (t in _FLAT_TYPES and _flat(value)):
-        text = repr(value)
-    else:
-        text = _repr(value, limit, depth=3)
+    try:
+        if t is str:
+            text = repr(value if len(value) <= limit else value[:limit])
+        elif t in _SCALAR_TYPES:
+            text = repr(value)
+        elif t in _FLAT_TYPES and _flat(value):
+            text = repr(value)
+        else:
+            text = _repr(value, limit, 3)
+    except ValueError:  # an int too long for str(): the careful walk names it instead
+        text = _repr(value, limit, 3)
     return text if len(text) <= limit else text[: max(limit - 1, 0)] + "…"
+
+
+def _flat(value: dict[Any, Any] | list[Any] | tuple[Any, ...]) -> bool:
+    """Whether the builtin repr of `value` is safe and short: few items, each a scalar or a short
+    string, and for a dict, keys all already judged plain (`_repr` judges new ones, so a shape seen
+    once takes this path from then on)."""
+    if len(value) > _FLAT_ITEMS:
+        return False
+    if type(value) is dict:
+        if not _PLAIN.issuperset(value):
+            return False
+        value = value.values()  # type: ignore[assignment]
+    for v in value:
+        t = type(v)
+        if not (t in _SCALAR_TYPES or (t is str and len(v) <= _FLAT_STR)):
+            return False
+    return True
 
 
 class ArgumentCapture:
@@ -138,8 +140,10 @@ class ArgumentCapture:
             out[key] = MASK if masked else safe_repr(value, limit)
         if len(args) > len(self._positional):
             out[self._var_positional] = safe_repr(args[len(self._positional):], limit)
-        for name, value in kwargs.items():
-            plan = self._keyword.get(name)
-            if plan is None:
-                plan = self._keyword[name] = (semconv.ARG_PREFIX + name, looks_secret(name))
-            out[plan[0]] = MASK if plan[1] else safe_repr(value, limit)
+        if kwargs:
+            keyword = self._keyword
+            for name, value in kwargs.items():
+                plan = keyword.get(name)
+                if plan is None:
+                    plan = keyword[name] = (semconv.ARG_PREFIX + name, looks_secret(name))
+                out[plan[0]] = MASK if plan[1] else safe_repr(value, limit)

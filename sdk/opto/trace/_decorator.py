@@ -15,7 +15,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace as otel_trace
 from opentelemetry.trace import Span, Status, StatusCode
 
-from ..telemetry import _facade, semconv
+from ..telemetry import _current, _facade, semconv
 from ..telemetry._attributes import add_attributes
 from . import _debug
 from ._capture import DEFAULT_MAX_LENGTH, ArgumentCapture, safe_repr
@@ -150,11 +150,22 @@ class _Calls:
         return span
 
     def finish(
-        self, span: Span, t0: float, outcome: str, attempts: int, result: Any = None, exc: BaseException | None = None, debug: bool = False
+        self,
+        span: Span,
+        t0: float,
+        outcome: str,
+        attempts: int,
+        result: Any = None,
+        exc: BaseException | None = None,
+        debug: bool = False,
+        more: dict[str, Any] | None = None,
     ) -> None:
+        """End the call's span with its outcome (and `more` attributes), and record its duration."""
         self.active -= 1
         if span.is_recording():
             attrs: dict[str, Any] = {semconv.OUTCOME: outcome, semconv.ATTEMPTS: attempts}
+            if more:
+                attrs.update(more)
             if outcome == semconv.OUTCOME_OK:
                 if self.opts.capture_result:
                     attrs[semconv.RESULT] = safe_repr(result, self.opts.max_repr)
@@ -175,8 +186,8 @@ class _Calls:
 
 def _activate(span: Span) -> Token[otel_context.Context] | None:
     """Make `span` current; a span with no valid context (no SDK configured) changes nothing."""
-    if span.get_span_context().is_valid:
-        return otel_context.attach(otel_trace.set_span_in_context(span))
+    if span.is_recording() or span.get_span_context().is_valid:
+        return _current.attach(otel_trace.set_span_in_context(span))
     return None
 
 
@@ -357,7 +368,7 @@ def _wrap_coroutine_function(
             return result
         finally:
             if token is not None:
-                otel_context.detach(token)
+                _current.detach(token)
 
     return wrapper
 
@@ -400,7 +411,7 @@ def _wrap_function(fn: Callable[P, R], opts: Options) -> Callable[P, R]:
             return result
         finally:
             if token is not None:
-                otel_context.detach(token)
+                _current.detach(token)
 
     return wrapper
 

@@ -9,10 +9,10 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any, ParamSpec, TypeVar, overload
 
-from opentelemetry import context as otel_context
 from opentelemetry import trace as otel_trace
 
-from ..telemetry import semconv
+from ..telemetry import _current, semconv
+from ..telemetry._attributes import add_attributes
 from . import _debug
 from ._capture import DEFAULT_MAX_LENGTH
 from ._decorator import Options, _Calls, _label, _options_from
@@ -80,14 +80,14 @@ def _wrap_async_generator_function(
             while True:
                 # The span is current only while the body runs: attached and detached within one
                 # step of the consumer's task, never across a yield.
-                token = otel_context.attach(ctx) if ctx is not None else None
+                token = _current.attach(ctx) if ctx is not None else None
                 try:
                     item = await (inner.asend(sent) if thrown is None else inner.athrow(thrown))
                 finally:
                     if token is not None:
-                        otel_context.detach(token)
-                if not items:
-                    span.set_attribute(semconv.STREAM_FIRST_ITEM_S, time.perf_counter() - t0)
+                        _current.detach(token)
+                if not items and span.is_recording():
+                    add_attributes(span, {semconv.STREAM_FIRST_ITEM_S: time.perf_counter() - t0})
                 items += 1
                 if opts.capture_result:
                     last = item
@@ -98,25 +98,23 @@ def _wrap_async_generator_function(
                 except BaseException as exc:  # athrow(): forwarded into the body
                     sent, thrown = None, exc
         except StopAsyncIteration:
-            span.set_attributes({semconv.STREAM_ITEMS: items, semconv.STREAM_CLOSED_EARLY: False})
-            calls.finish(span, t0, semconv.OUTCOME_OK, 1, last, debug=debug)
+            calls.finish(span, t0, semconv.OUTCOME_OK, 1, last, debug=debug, more={semconv.STREAM_ITEMS: items, semconv.STREAM_CLOSED_EARLY: False})
         except GeneratorExit:
             # aclose(), a consumer's break, or the loop finalizing an abandoned generator.
-            span.set_attributes({semconv.STREAM_ITEMS: items, semconv.STREAM_CLOSED_EARLY: True})
-            token = otel_context.attach(ctx) if ctx is not None else None
+            more = {semconv.STREAM_ITEMS: items, semconv.STREAM_CLOSED_EARLY: True}
+            token = _current.attach(ctx) if ctx is not None else None
             try:
                 await inner.aclose()
             except BaseException as exc:  # the body's cleanup failed or was cancelled
-                calls.finish(span, t0, failed_outcome(exc), 1, exc=exc, debug=debug)
+                calls.finish(span, t0, failed_outcome(exc), 1, exc=exc, debug=debug, more=more)
                 raise
             finally:
                 if token is not None:
-                    otel_context.detach(token)
-            calls.finish(span, t0, semconv.OUTCOME_OK, 1, last, debug=debug)
+                    _current.detach(token)
+            calls.finish(span, t0, semconv.OUTCOME_OK, 1, last, debug=debug, more=more)
             raise
         except BaseException as exc:
-            span.set_attribute(semconv.STREAM_ITEMS, items)
-            calls.finish(span, t0, failed_outcome(exc), 1, exc=exc, debug=debug)
+            calls.finish(span, t0, failed_outcome(exc), 1, exc=exc, debug=debug, more={semconv.STREAM_ITEMS: items})
             raise
 
     return wrapper

@@ -1,0 +1,47 @@
+"""Make an OpenTelemetry context current, and restore the previous one, at the cost of a ContextVar call.
+
+`opentelemetry.context.attach`/`detach` reach the runtime context's ContextVar through two Python
+calls each; a traced call pays them once and a traced stream once per item. With the default
+runtime context (contextvars) we use its variable directly; any other runtime (set through
+OTEL_PYTHON_CONTEXT) keeps the API's functions.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from contextvars import ContextVar, Token
+
+from opentelemetry import context as otel_context
+from opentelemetry.context import Context
+from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
+
+__all__ = ["attach", "detach", "fast_path_available"]
+
+logger = logging.getLogger("opentelemetry.context")
+
+_runtime = getattr(otel_context, "_RUNTIME_CONTEXT", None)
+_var = getattr(_runtime, "_current_context", None) if type(_runtime) is ContextVarsRuntimeContext else None
+
+attach: Callable[[Context], Token[Context]]
+detach: Callable[[Token[Context]], None]
+
+if isinstance(_var, ContextVar):
+    attach = _var.set
+    _reset = _var.reset
+
+    def detach(token: Token[Context]) -> None:
+        """Restore the context current before `attach` returned `token`; log, as the API does, if that fails."""
+        try:
+            _reset(token)
+        except Exception:  # a token from another context: the API logs it and carries on
+            logger.exception("Failed to detach context")
+
+else:
+    attach = otel_context.attach
+    detach = otel_context.detach
+
+
+def fast_path_available() -> bool:
+    """Whether `attach` and `detach` use the ContextVar directly (tests check our API range keeps it)."""
+    return isinstance(_var, ContextVar)
