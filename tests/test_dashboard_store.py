@@ -180,3 +180,21 @@ async def test_metrics_older_than_retention_go_even_with_no_trace_to_prune(tmp_p
             assert conn.execute("SELECT time_ns FROM metrics").fetchall() == [(new,)]
     finally:
         await store.close()
+
+
+async def test_writes_queued_back_to_back_are_stored_in_order(running: tuple[Store, Pipeline]) -> None:
+    """The next batch goes to the writer while one is being stored: a span's start and its end,
+    submitted one after the other, still end up as the ended span."""
+    store, pipeline = running
+    now = time.time_ns()
+    trace_id = secrets.token_hex(16)
+    submits = []
+    for i in range(4):  # each submit its own commit, the start before its end every time
+        started = SpanRecord.from_json(span_record(trace_id, f"{i:016x}", f"s{i}", ended=False, start_ns=now + i))
+        ended = SpanRecord.from_json(span_record(trace_id, f"{i:016x}", f"s{i}", start_ns=now + i, end_ns=now + i + 1))
+        submits += [asyncio.ensure_future(pipeline.submit([started])), asyncio.ensure_future(pipeline.submit([ended]))]
+        await asyncio.sleep(0)
+    assert await asyncio.gather(*submits) == [1] * 8
+    with sqlite3.connect(store.path) as conn:
+        assert conn.execute("SELECT count(*), sum(state = 'ended') FROM spans WHERE trace_id = ?", (trace_id,)).fetchone() == (4, 4)
+        assert conn.execute("SELECT in_flight FROM traces WHERE trace_id = ?", (trace_id,)).fetchone() == (0,)
