@@ -3,17 +3,7 @@ can be set only once per process, and these tests are about which one gets set."
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import textwrap
-
-
-def run_python(code: str) -> str:
-    proc = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=60
-    )
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout
+from conftest import run_python
 
 
 def test_configure_installs_an_sdk_provider_when_the_app_has_none() -> None:

@@ -19,7 +19,7 @@ try:
 except ImportError:  # only the API installed: every span takes the public path
     _SdkSpan = None  # type: ignore[assignment,misc]
 
-__all__ = ["add_attributes", "fast_path_available"]
+__all__ = ["add_attributes", "writable", "fast_path_available"]
 
 
 _FAST_TYPES: set[type] = set()  # span classes seen to keep attributes in a BoundedAttributes
@@ -46,6 +46,20 @@ def add_attributes(span: Span, attributes: Mapping[str, str | int | float | bool
                 bounded._dict.update(attributes)
             return
     span.set_attributes(attributes)
+
+
+def writable(span: Span, room: int) -> dict[str, Any] | None:
+    """The attribute map of a span just started, to write up to `room` valid attributes into
+    directly; None when `add_attributes` must be used (not the SDK's span type, or limits apply).
+
+    Only for a span no other code holds yet, so no lock is taken.
+    """
+    if type(span) in _FAST_TYPES or _fast_type(span):
+        bounded: Any = span._attributes  # type: ignore[attr-defined]
+        maxlen = bounded.maxlen
+        if bounded.max_value_len is None and (maxlen is None or len(bounded._dict) + room <= maxlen):
+            return bounded._dict  # type: ignore[no-any-return]
+    return None
 
 
 def fast_path_available(span: Span) -> bool:

@@ -15,8 +15,10 @@ from contextvars import ContextVar, Token
 from opentelemetry import context as otel_context
 from opentelemetry.context import Context
 from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
+from opentelemetry.trace import Span, set_span_in_context
+from opentelemetry.trace.propagation import _SPAN_KEY
 
-__all__ = ["attach", "detach", "fast_path_available"]
+__all__ = ["attach", "attach_span", "detach", "fast_path_available"]
 
 logger = logging.getLogger("opentelemetry.context")
 
@@ -37,9 +39,21 @@ if isinstance(_var, ContextVar):
         except Exception:  # a token from another context: the API logs it and carries on
             logger.exception("Failed to detach context")
 
+    _get = _var.get
+
+    def attach_span(span: Span) -> Token[Context]:
+        """`attach(set_span_in_context(span))` in one step: the current context, plus `span`."""
+        values = _get().copy()  # a Context is a dict that refuses item assignment; its copy is a dict
+        values[_SPAN_KEY] = span
+        return attach(Context(values))
+
 else:
     attach = otel_context.attach
     detach = otel_context.detach
+
+    def attach_span(span: Span) -> Token[Context]:
+        """`attach(set_span_in_context(span))`."""
+        return attach(set_span_in_context(span))
 
 
 def fast_path_available() -> bool:

@@ -11,12 +11,13 @@ import os
 import opentelemetry.trace as _trace_api
 from opentelemetry import metrics, trace
 from opentelemetry.metrics import _internal as _metrics_api
+from opentelemetry.metrics import Histogram
 from opentelemetry.trace import Tracer
 
 from .._version import __version__
 from . import semconv
 
-__all__ = ["TRACER", "METER", "SECONDS_BUCKETS", "call_duration", "retries", "queue_wait", "inactive", "tracer"]
+__all__ = ["TRACER", "METER", "SECONDS_BUCKETS", "call_duration", "retries", "queue_wait", "inactive", "tracer", "live"]
 
 TRACER = trace.get_tracer("opto", __version__)
 METER = metrics.get_meter("opto", __version__)
@@ -62,3 +63,22 @@ def tracer() -> Tracer:
     if provider is not _tracer_of[0]:
         _tracer_of = (provider, provider.get_tracer("opto", __version__) if provider is not None else TRACER)
     return _tracer_of[1]
+
+
+
+_live_of: tuple[object, object, tuple[Tracer, Histogram | None] | None] = (object(), object(), None)
+
+
+def live() -> tuple[Tracer, Histogram | None] | None:
+    """What a traced call records to now, asked once per call: None while `inactive()`; else
+    `tracer()` and the call-duration histogram, None while no meter provider would record it."""
+    global _live_of
+    if not _PEEKABLE or _ENV_PROVIDER:
+        return tracer(), call_duration
+    tracer_provider = _trace_api._TRACER_PROVIDER
+    meter_provider = _metrics_api._METER_PROVIDER
+    cached = _live_of
+    if tracer_provider is not cached[0] or meter_provider is not cached[1]:
+        now = None if inactive() else (tracer(), call_duration if meter_provider is not None else None)
+        cached = _live_of = (tracer_provider, meter_provider, now)
+    return cached[2]

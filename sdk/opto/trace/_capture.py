@@ -115,7 +115,7 @@ def _flat(value: dict[Any, Any] | list[Any] | tuple[Any, ...]) -> bool:
 class ArgumentCapture:
     """Maps a call's arguments to `opto.arg.<name>` attributes, for one function's signature."""
 
-    __slots__ = ("_positional", "_var_positional", "_keyword", "_limit")
+    __slots__ = ("positional", "_var_positional", "_keyword", "_limit")
 
     def __init__(self, fn: Callable[..., Any], limit: int) -> None:
         positional: list[tuple[str, bool]] = []
@@ -129,17 +129,17 @@ class ArgumentCapture:
                 positional.append((semconv.ARG_PREFIX + p.name, looks_secret(p.name)))
             elif p.kind is p.VAR_POSITIONAL:
                 self._var_positional = semconv.ARG_PREFIX + p.name
-        self._positional = tuple(positional)  # (attribute key, masked) per positional parameter
+        self.positional = tuple(positional)  # (attribute key, masked) per positional parameter
         self._keyword: dict[str, tuple[str, bool]] = {}  # the same for keyword names, as they are seen
         self._limit = limit
 
     def add(self, out: dict[str, Any], args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
         """Add the call's `opto.arg.<name>` attributes to `out`."""
         limit = self._limit
-        for (key, masked), value in zip(self._positional, args):
+        for (key, masked), value in zip(self.positional, args):
             out[key] = MASK if masked else safe_repr(value, limit)
-        if len(args) > len(self._positional):
-            out[self._var_positional] = safe_repr(args[len(self._positional):], limit)
+        if len(args) > len(self.positional):
+            out[self._var_positional] = safe_repr(args[len(self.positional):], limit)
         if kwargs:
             keyword = self._keyword
             for name, value in kwargs.items():

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 import threading
 import time
 import traceback
 from collections.abc import Coroutine, Generator
+from types import FrameType
 from typing import Any, TypeVar
 
 from opentelemetry.trace import Span
@@ -24,6 +26,7 @@ T = TypeVar("T")
 logger = logging.getLogger("opto")
 _enabled = False
 _STACK_LIMIT = 12
+_SDK_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep  # sdk/opto/
 
 
 def set_async_debug(enabled: bool) -> None:
@@ -47,7 +50,9 @@ def is_enabled() -> bool:
 
 def creation_stack() -> str:
     """Where the traced coroutine was awaited from, plus where its task was created (asyncio debug)."""
-    frame = sys._getframe(3)  # creation_stack <- _Calls.start <- the traced wrapper <- its caller
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename.startswith(_SDK_DIR):
+        frame = frame.f_back  # skip OpenTrace's own frames: the stack starts at the user's await
     lines = traceback.format_list(traceback.extract_stack(frame, limit=_STACK_LIMIT))
     task = asyncio.current_task()
     source = getattr(task, "_source_traceback", None)  # recorded by asyncio in debug mode

@@ -6,17 +6,17 @@ import asyncio
 import functools
 import inspect
 import time
+from asyncio import current_task
 from collections.abc import Awaitable, Callable, Coroutine
 from contextvars import Token
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeGuard, TypeVar, overload
 
 from opentelemetry import context as otel_context
-from opentelemetry import trace as otel_trace
-from opentelemetry.trace import Span, Status, StatusCode
+from opentelemetry.trace import Span, Status, StatusCode, Tracer
 
 from ..telemetry import _current, _facade, semconv
-from ..telemetry._attributes import add_attributes
+from ..telemetry._attributes import add_attributes, writable
 from . import _debug
 from ._capture import DEFAULT_MAX_LENGTH, ArgumentCapture, safe_repr
 from ._loops import run_on_loop
@@ -117,7 +117,7 @@ def code_attributes(fn: Callable[..., Any], name: str, kind: str) -> dict[str, A
 class _Calls:
     """Per-function bookkeeping shared by all calls of one traced function."""
 
-    __slots__ = ("name", "opts", "static", "capture", "active", "metric_attrs")
+    __slots__ = ("name", "opts", "static", "capture", "active", "metric_attrs", "room")
 
     def __init__(self, fn: Callable[..., Any], opts: Options, kind: str) -> None:
         self.name = opts.name or fn.__qualname__
@@ -130,24 +130,38 @@ class _Calls:
         self.metric_attrs = {
             o: {semconv.FUNCTION: self.name, semconv.OUTCOME: o} for o in semconv.OUTCOMES
         }
+        # Most attributes a call writes, but for one per keyword argument: static ones, concurrency,
+        # task, outcome, attempts, result, *args and the positional parameters.
+        self.room = len(self.static) + 6 + (len(self.capture.positional) if self.capture is not None else 0)
 
-    def start(self, args: tuple[Any, ...], kwargs: dict[str, Any], debug: bool, task: asyncio.Task[Any] | None) -> Span:
+    def describe(self, attrs: dict[str, Any], args: tuple[Any, ...], kwargs: dict[str, Any], task: asyncio.Task[Any] | None) -> None:
+        """Write what a call starts with into `attrs`: its code, concurrency, task and arguments."""
+        attrs.update(self.static)
+        attrs[semconv.CONCURRENCY] = self.active
+        if task is not None:
+            attrs[semconv.TASK_NAME] = task.get_name()
+        if self.capture is not None:
+            self.capture.add(attrs, args, kwargs)
+
+    def start(
+        self, tracer: Tracer, args: tuple[Any, ...], kwargs: dict[str, Any], debug: bool, task: asyncio.Task[Any] | None
+    ) -> Span:
         handoff = HANDOFF.get()  # an item this task got from an AsyncQueue: link to its producer
-        span = _facade.tracer().start_span(self.name, links=handoff.links() if handoff is not None else None)
+        span = tracer.start_span(self.name, links=handoff.links() if handoff is not None else None)
         self.active += 1
+        self.annotate(span, args, kwargs, debug, task)
+        return span
+
+    def annotate(self, span: Span, args: tuple[Any, ...], kwargs: dict[str, Any], debug: bool, task: asyncio.Task[Any] | None) -> None:
+        """Give a call's new span what it starts with (`describe`, and in debug mode its creation stack)."""
         if span.is_recording():
-            attrs: dict[str, Any] = self.static.copy()
-            attrs[semconv.CONCURRENCY] = self.active
-            if task is not None:
-                attrs[semconv.TASK_NAME] = task.get_name()
-            if self.capture is not None:
-                self.capture.add(attrs, args, kwargs)
+            attrs: dict[str, Any] = {}
+            self.describe(attrs, args, kwargs, task)
             if debug:
                 attrs[semconv.DEBUG_CREATION_STACK] = _debug.creation_stack()
             add_attributes(span, attrs)
         if debug:
             _debug.logger.debug("call %s start args=%s kwargs=%s", self.name, safe_repr(args, 200), safe_repr(kwargs, 200))
-        return span
 
     def finish(
         self,
@@ -187,7 +201,7 @@ class _Calls:
 def _activate(span: Span) -> Token[otel_context.Context] | None:
     """Make `span` current; a span with no valid context (no SDK configured) changes nothing."""
     if span.is_recording() or span.get_span_context().is_valid:
-        return _current.attach(otel_trace.set_span_in_context(span))
+        return _current.attach_span(span)
     return None
 
 
@@ -265,10 +279,36 @@ async def _attempt_loop(
         await asyncio.sleep(delay)
 
 
-async def _call_with_policy(
+async def _traced_call(calls: _Calls, fn: Callable[..., Awaitable[R]], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
+    """A call with a policy to apply (retries, timeout, an AsyncTraceContext's scope) or in debug mode."""
+    debug = calls.opts.debug or _debug._enabled
+    if debug:
+        _debug.enable_loop_debug(asyncio.get_running_loop())
+    t0 = time.perf_counter()
+    span = calls.start(_facade.tracer(), args, kwargs, debug, current_task())
+    token = _activate(span)
+    attempts = _Attempts(calls, span, calls.opts.retry, debug)
+    try:
+        result = await _call_in_scope(calls, fn, args, kwargs, attempts)
+    except asyncio.CancelledError:
+        calls.finish(span, t0, semconv.OUTCOME_CANCELLED, attempts.count, debug=debug)
+        raise
+    except BaseException as exc:
+        outcome = semconv.OUTCOME_TIMEOUT if attempts.own_timeout else semconv.OUTCOME_ERROR
+        calls.finish(span, t0, outcome, attempts.count, exc=exc, debug=debug)
+        raise
+    else:
+        calls.finish(span, t0, semconv.OUTCOME_OK, attempts.count, result, debug=debug)
+        return result
+    finally:
+        if token is not None:
+            _current.detach(token)
+
+
+async def _call_in_scope(
     calls: _Calls, fn: Callable[..., Awaitable[R]], args: tuple[Any, ...], kwargs: dict[str, Any], attempts: _Attempts
 ) -> R:
-    """The slow path: ambient scope (limits, timeout, retries), decorator policy, debug."""
+    """The attempts, under the ambient scope's limits, timeout and retries where the decorator sets none."""
     scope = SCOPE.get()
     opts = calls.opts
     timeout = opts.timeout
@@ -334,41 +374,56 @@ def _wrap_coroutine_function(
         calls = _Calls(fn, opts, "call")
     loop = opts.loop
     simple = opts.retry is None and opts.timeout is None and not opts.debug
+    capture_result, max_repr = opts.capture_result, opts.max_repr
 
     @functools.wraps(fn)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         if loop is not None and asyncio.get_running_loop() is not loop:
             return await run_on_loop(loop, wrapper(*args, **kwargs))
-        if simple and _facade.inactive() and not _debug._enabled and SCOPE.get() is None:
-            return await fn(*args, **kwargs)  # nothing to record and no policy to apply
-        debug = opts.debug or _debug._enabled
-        if debug:
-            _debug.enable_loop_debug(asyncio.get_running_loop())
+        if not simple or _debug._enabled or SCOPE.get() is not None:
+            return await _traced_call(calls, fn, args, kwargs)
+        # The common case, kept flat because every traced call runs it and each Python-level call
+        # here costs about as much as writing an attribute: `start`, `_activate` and `finish`, with
+        # the new span's attribute map written directly when the SDK allows it.
+        now = _facade.live()
+        if now is None:
+            return await fn(*args, **kwargs)  # nothing to record
+        tracer, durations = now
         t0 = time.perf_counter()
-        span = calls.start(args, kwargs, debug, asyncio.current_task())
-        token = _activate(span)
-        attempts = None
+        handoff = HANDOFF.get()
+        span = tracer.start_span(calls.name, links=handoff.links() if handoff is not None else None)
+        calls.active += 1
+        out = writable(span, calls.room + len(kwargs))
+        if out is not None:
+            calls.describe(out, args, kwargs, current_task())
+            written = len(out)
+            token: Token[otel_context.Context] | None = _current.attach_span(span)
+        else:
+            calls.annotate(span, args, kwargs, False, current_task())
+            token = _activate(span)
         try:
-            if simple and not debug and SCOPE.get() is None:
-                result = await fn(*args, **kwargs)
-            else:
-                attempts = _Attempts(calls, span, opts.retry, debug)
-                result = await _call_with_policy(calls, fn, args, kwargs, attempts)
+            result = await fn(*args, **kwargs)
         except asyncio.CancelledError:
-            calls.finish(span, t0, semconv.OUTCOME_CANCELLED, attempts.count if attempts else 1, debug=debug)
+            calls.finish(span, t0, semconv.OUTCOME_CANCELLED, 1)
             raise
         except BaseException as exc:
-            if attempts is not None and attempts.own_timeout:
-                calls.finish(span, t0, semconv.OUTCOME_TIMEOUT, attempts.count, exc=exc, debug=debug)
-            else:
-                calls.finish(span, t0, semconv.OUTCOME_ERROR, attempts.count if attempts else 1, exc=exc, debug=debug)
+            calls.finish(span, t0, semconv.OUTCOME_ERROR, 1, exc=exc)
             raise
-        else:
-            calls.finish(span, t0, semconv.OUTCOME_OK, attempts.count if attempts else 1, result, debug=debug)
-            return result
         finally:
             if token is not None:
                 _current.detach(token)
+        if out is None or len(out) != written or not span.is_recording():
+            calls.finish(span, t0, semconv.OUTCOME_OK, 1, result)  # others wrote to the span: the careful way
+            return result
+        calls.active -= 1
+        out[semconv.OUTCOME] = semconv.OUTCOME_OK
+        out[semconv.ATTEMPTS] = 1
+        if capture_result:
+            out[semconv.RESULT] = safe_repr(result, max_repr)
+        span.end()
+        if durations is not None:
+            durations.record(time.perf_counter() - t0, calls.metric_attrs[semconv.OUTCOME_OK])
+        return result
 
     return wrapper
 
@@ -390,7 +445,7 @@ def _wrap_function(fn: Callable[P, R], opts: Options) -> Callable[P, R]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         debug = opts.debug or _debug._enabled
         t0 = time.perf_counter()
-        span = calls.start(args, kwargs, debug, None)
+        span = calls.start(_facade.tracer(), args, kwargs, debug, None)
         token = _activate(span)
         attempts = _Attempts(calls, span, opts.retry, debug)
         try:

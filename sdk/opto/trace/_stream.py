@@ -11,7 +11,7 @@ from typing import Any, ParamSpec, TypeVar, overload
 
 from opentelemetry import trace as otel_trace
 
-from ..telemetry import _current, semconv
+from ..telemetry import _current, _facade, semconv
 from ..telemetry._attributes import add_attributes
 from . import _debug
 from ._capture import DEFAULT_MAX_LENGTH
@@ -70,7 +70,7 @@ def _wrap_async_generator_function(
         if debug:
             _debug.enable_loop_debug(asyncio.get_running_loop())
         t0 = time.perf_counter()
-        span = calls.start(args, kwargs, debug, asyncio.current_task())
+        span = calls.start(_facade.tracer(), args, kwargs, debug, asyncio.current_task())
         ctx = otel_trace.set_span_in_context(span) if span.get_span_context().is_valid else None
         items = 0
         last: Any = None
