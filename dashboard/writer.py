@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import signal
 import sqlite3
@@ -39,7 +40,7 @@ CREATE INDEX IF NOT EXISTS spans_in_flight ON spans (start_ns) WHERE state = 'st
 CREATE TABLE IF NOT EXISTS traces (
     trace_id TEXT PRIMARY KEY, root_name TEXT NOT NULL, service TEXT, start_ns INTEGER NOT NULL,
     end_ns INTEGER, span_count INTEGER NOT NULL, in_flight INTEGER NOT NULL, outcome TEXT,
-    error_count INTEGER NOT NULL, retry_count INTEGER NOT NULL
+    error_count INTEGER NOT NULL, retry_count INTEGER NOT NULL, root_span_id TEXT
 );
 CREATE INDEX IF NOT EXISTS traces_start ON traces (start_ns);
 CREATE INDEX IF NOT EXISTS traces_root ON traces (root_name, start_ns);
@@ -83,8 +84,9 @@ WHERE spans.state = 'started' AND excluded.state = 'ended'
 # Recomputes the summary row of every trace named in the JSON list bound to `?`; the root is the
 # earliest span without a parent (else the earliest span: its parent has not arrived).
 _REFRESH_TRACES = """
-INSERT OR REPLACE INTO traces
-SELECT g.trace_id, r.name, r.service, g.start_ns, g.end_ns, g.n, g.open, r.outcome, g.errors, g.retries
+INSERT OR REPLACE INTO traces (trace_id, root_name, service, start_ns, end_ns, span_count, in_flight,
+                               outcome, error_count, retry_count, root_span_id)
+SELECT g.trace_id, r.name, r.service, g.start_ns, g.end_ns, g.n, g.open, r.outcome, g.errors, g.retries, r.span_id
 FROM (
     SELECT trace_id, min(start_ns) AS start_ns, max(end_ns) AS end_ns, count(*) AS n,
            sum(state = 'started') AS open, sum(coalesce(outcome IN ('error', 'timeout'), 0)) AS errors,
@@ -94,6 +96,27 @@ FROM (
     FROM spans s WHERE trace_id IN (SELECT value FROM json_each(?)) GROUP BY trace_id
 ) g JOIN spans r ON r.rowid = g.root
 """
+# A trace this big has its summary updated from the write's spans instead of recounted: a recount
+# reads every span of the trace, so one trace growing by many writes would cost quadratic time.
+_BIG = 512
+_BIG_TRACES = """
+SELECT trace_id, root_span_id FROM traces
+WHERE trace_id IN (SELECT value FROM json_each(?)) AND span_count >= ? AND root_span_id IS NOT NULL
+"""
+_STORED = """
+SELECT span_id, state, outcome, attempts FROM spans
+WHERE trace_id = ? AND span_id IN (SELECT value FROM json_each(?))
+"""
+_ROOT_KEY = "SELECT parent_span_id IS NOT NULL, start_ns FROM spans WHERE trace_id = ? AND span_id = ?"
+_UPDATE_TRACE = """
+UPDATE traces SET start_ns = min(start_ns, ?), end_ns = coalesce(max(end_ns, ?), end_ns, ?),
+    span_count = span_count + ?, in_flight = in_flight + ?, error_count = error_count + ?,
+    retry_count = retry_count + ?, root_span_id = ?,
+    (root_name, service, outcome) = (SELECT name, service, outcome FROM spans WHERE trace_id = ? AND span_id = ?)
+WHERE trace_id = ?
+"""
+# Column positions in a span row (SPAN_COLUMNS order).
+_TRACE, _SPAN, _PARENT, _STATE, _START, _END, _OUTCOME, _ATTEMPTS = 0, 1, 2, 5, 6, 7, 10, 11
 _INSERT_EVENT = "INSERT OR IGNORE INTO span_events VALUES (?, ?, ?, ?, ?, ?)"
 _INSERT_METRIC = "INSERT INTO metrics VALUES (?, ?, ?, ?, ?, ?)"
 _UPSERT_PROCESS = """
@@ -131,7 +154,8 @@ class Reply(msgspec.Struct, array_like=True):
 
 
 def open_database(path: str) -> sqlite3.Connection:
-    """The write connection, in WAL mode, with the schema created."""
+    """The write connection, in WAL mode, with the schema created (and a database of an earlier
+    version given the columns it lacks)."""
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("PRAGMA busy_timeout = 10000")  # a writer left by a killed dashboard may finish its last write
     db.execute("PRAGMA journal_mode = WAL")
@@ -139,6 +163,8 @@ def open_database(path: str) -> sqlite3.Connection:
     db.execute("PRAGMA cache_size = -65536")  # 64 MiB: index pages of a big file stay cached
     db.execute("PRAGMA temp_store = MEMORY")
     db.executescript(SCHEMA)
+    if "root_span_id" not in {row[1] for row in db.execute("PRAGMA table_info(traces)")}:
+        db.execute("ALTER TABLE traces ADD COLUMN root_span_id TEXT")  # filled as each trace is next written
     return db
 
 
@@ -148,14 +174,26 @@ def _upsert_spans(rows: int) -> str:
 
 
 def _write(db: sqlite3.Connection, w: SpanWrite) -> int:
-    params, i = w.spans, 0
-    for rows in _ROWS_PER_INSERT:
-        width = _WIDTH * rows
+    params = w.spans
+    big = dict(db.execute(_BIG_TRACES, (w.trace_ids, _BIG)).fetchall()) if params else {}
+    rows: dict[str, list[list[Any]]] = {t: [] for t in big}
+    if big:
+        for i in range(0, len(params), _WIDTH):
+            if params[i] in rows:
+                rows[params[i]].append(params[i:i + _WIDTH])
+    stored = {t: _stored(db, t, rows[t]) for t in big}
+    i = 0
+    for count in _ROWS_PER_INSERT:
+        width = _WIDTH * count
         while len(params) - i >= width:
-            db.execute(_upsert_spans(rows), params[i:i + width])
+            db.execute(_upsert_spans(count), params[i:i + width])
             i += width
     if params:
-        db.execute(_REFRESH_TRACES, (w.trace_ids,))
+        small = [t for t in json.loads(w.trace_ids) if t not in big] if big else None
+        if small is None or small:
+            db.execute(_REFRESH_TRACES, (w.trace_ids if small is None else json.dumps(small),))
+        for trace_id, root in big.items():
+            _update_trace(db, trace_id, root, rows[trace_id], stored[trace_id])
     if w.events:
         db.executemany(_INSERT_EVENT, w.events)
     if w.processes:
@@ -165,6 +203,51 @@ def _write(db: sqlite3.Connection, w: SpanWrite) -> int:
     if w.metrics:
         db.executemany(_INSERT_METRIC, w.metrics)
     return len(params) // _WIDTH
+
+
+def _stored(db: sqlite3.Connection, trace_id: str, rows: list[list[Any]]) -> dict[str, tuple[Any, ...]]:
+    """(state, outcome, attempts) of the rows' spans already stored, before the write replaces them."""
+    ids = json.dumps([r[_SPAN] for r in rows])
+    return {span_id: rest for span_id, *rest in db.execute(_STORED, (trace_id, ids))}
+
+
+def _counts(state: str, outcome: str | None, attempts: int | None) -> tuple[int, int, int]:
+    """What a span adds to its trace's in-flight, error and retry counts (as `_REFRESH_TRACES` counts)."""
+    return state == "started", outcome in ("error", "timeout"), max((1 if attempts is None else attempts) - 1, 0)
+
+
+def _update_trace(db: sqlite3.Connection, trace_id: str, root: str, rows: list[list[Any]], stored: dict[str, Any]) -> None:
+    """Bring a big trace's summary up to date from the write's rows, as `_REFRESH_TRACES` would.
+
+    A row counts as the upsert treats it: new, or a started span now ended, or else ignored.
+    """
+    added = in_flight = errors = retries = 0
+    start, end = None, None
+    found = db.execute(_ROOT_KEY, (trace_id, root)).fetchone()
+    root_key = tuple(found) if found else (True, math.inf)
+    for r in rows:
+        state, outcome, attempts = r[_STATE], r[_OUTCOME], r[_ATTEMPTS]
+        before = stored.get(r[_SPAN])
+        if before is None:
+            added += 1
+            old = (0, 0, 0)
+        elif before[0] == "started" and state == "ended":
+            old = _counts(*before)
+        else:
+            continue  # the upsert keeps the stored row
+        stored[r[_SPAN]] = (state, outcome, attempts)
+        new = _counts(state, outcome, attempts)
+        in_flight += new[0] - old[0]
+        errors += new[1] - old[1]
+        retries += new[2] - old[2]
+        start = r[_START] if start is None else min(start, r[_START])
+        if r[_END] is not None:
+            end = r[_END] if end is None else max(end, r[_END])
+        key = (r[_PARENT] is not None, r[_START])
+        if key < root_key:
+            root, root_key = r[_SPAN], key
+    if start is not None:
+        db.execute(_UPDATE_TRACE, (start, end, end, added, in_flight, errors, retries, root, trace_id, root, trace_id))
 
 
 def _prune(db: sqlite3.Connection, p: Prune) -> int:
