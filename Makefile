@@ -36,6 +36,7 @@ bench: install-test
 	$(BIN)/python bench/seed_table.py
 	$(BIN)/python bench/batch_memory.py
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/big_trace.py
 	$(BIN)/python bench/optimize.py
 
 # docs/images/*.png: every dashboard page, fed by the demo workload, photographed by Chromium.
