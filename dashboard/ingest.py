@@ -226,6 +226,7 @@ async def ingest(ws: WebSocket) -> None:
     except _Closing as exc:
         if exc.code == _TOO_BIG:
             stats.bad_frames += 1
+        logger.warning("closing an ingest connection (%d): %s", exc.code, exc.reason)
         await ws.close(exc.code, exc.reason)
     except WebSocketDisconnect:
         pass

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import logging
+import os
 import secrets
+import socket
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -227,22 +232,50 @@ async def test_data_survives_a_restart(tmp_path: Path) -> None:
         assert [p["service"] for p in d.get("/api/live")["processes"]] == ["kept"]
 
 
-async def test_a_client_that_never_reads_its_error_replies_is_closed(dashboard: Dashboard, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Error replies do not pile up without bound: past the limit the connection closes with 1008."""
+def test_a_client_that_never_reads_its_error_replies_is_closed(dashboard: Dashboard, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Error replies do not pile up without bound: past the limit the connection closes with 1008.
+
+    A raw socket floods bad frames and reads nothing until the server says it is closing, so the
+    replies can only pile up, whatever the timing; then the close frame is read."""
     from opto_dashboard import ingest
 
     monkeypatch.setattr(ingest, "_MAX_REPLIES", 3)
-    async with connect(dashboard.ws_url + "/ws/ingest") as ws:
-        closed = None
-        for _ in range(200):  # the server's sender may drain some replies: keep sending until it closes
-            try:
-                await ws.send("not json")
-            except ConnectionClosed as exc:
-                closed = exc
-                break
-        if closed is None:
-            with pytest.raises(ConnectionClosed) as info:
-                while True:
-                    await reply(ws)
-            closed = info.value
-    assert closed.rcvd is not None and closed.rcvd.code == 1008 and "replies unread" in closed.rcvd.reason
+    closing = threading.Event()
+
+    class Watch(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "replies unread" in record.getMessage():
+                closing.set()
+
+    watch = Watch()
+    logging.getLogger("opto_dashboard").addHandler(watch)
+    try:
+        with socket.create_connection(dashboard.sock.getsockname(), timeout=30) as sock:
+            sock.sendall(
+                b"GET /ws/ingest HTTP/1.1\r\nHost: " + dashboard.url.split("//")[1].encode()
+                + b"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                + b"Sec-WebSocket-Key: " + base64.b64encode(os.urandom(16)) + b"\r\n\r\n"
+            )
+            stream = sock.makefile("rb")
+            assert stream.readline().startswith(b"HTTP/1.1 101")
+            while stream.readline() != b"\r\n":
+                pass
+            bad = bytes([0x81, 0x88, 0, 0, 0, 0]) + b"not json"  # a masked text frame (zero mask)
+            for _ in range(20_000):  # 2,000,000 frames at most: the limit is 3 unread replies
+                if closing.is_set():
+                    break
+                sock.sendall(bad * 100)
+            assert closing.is_set(), "the server kept serving a client that reads none of its replies"
+            opcode, payload = 0, b""
+            while opcode != 0x8:  # the error replies the server got to send, then its close frame
+                opcode, size = stream.read(2)
+                opcode &= 0x0F
+                size &= 0x7F
+                if size >= 126:
+                    size = int.from_bytes(stream.read(2 if size == 126 else 8), "big")
+                payload = stream.read(size)
+    finally:
+        logging.getLogger("opto_dashboard").removeHandler(watch)
+    assert int.from_bytes(payload[:2], "big") == 1008 and b"replies unread" in payload[2:]
+
+
