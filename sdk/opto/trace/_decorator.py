@@ -206,17 +206,28 @@ def _activate(span: Span) -> Token[otel_context.Context] | None:
 
 
 class _Attempts:
-    """Decides, after a failed attempt, whether to retry and how long to wait; records why."""
+    """One call on the policy path: its span, started and made current when the call begins; and,
+    after a failed attempt, whether to retry and how long to wait, with why recorded on the span."""
 
-    __slots__ = ("calls", "span", "policy", "debug", "count", "own_timeout")
+    __slots__ = ("calls", "t0", "span", "token", "policy", "debug", "count", "own_timeout")
 
-    def __init__(self, calls: _Calls, span: Span, policy: RetryPolicy | None, debug: bool) -> None:
+    def __init__(self, calls: _Calls, args: tuple[Any, ...], kwargs: dict[str, Any], task: asyncio.Task[Any] | None) -> None:
         self.calls = calls
-        self.span = span
-        self.policy = policy
-        self.debug = debug
+        self.debug = calls.opts.debug or _debug._enabled
+        self.t0 = time.perf_counter()
+        self.span = calls.start(_facade.tracer(), args, kwargs, self.debug, task)
+        self.token = _activate(self.span)
+        self.policy = calls.opts.retry
         self.count = 1
         self.own_timeout = False
+
+    def end(self, outcome: str, result: Any = None, exc: BaseException | None = None) -> None:
+        """End the call: `finish` its span, and restore the context current before it."""
+        try:
+            self.calls.finish(self.span, self.t0, outcome, self.count, result, exc, self.debug)
+        finally:
+            if self.token is not None:
+                _current.detach(self.token)
 
     def timed_out(self, timeout: float) -> None:
         self.own_timeout = True
@@ -281,28 +292,19 @@ async def _attempt_loop(
 
 async def _traced_call(calls: _Calls, fn: Callable[..., Awaitable[R]], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
     """A call with a policy to apply (retries, timeout, an AsyncTraceContext's scope) or in debug mode."""
-    debug = calls.opts.debug or _debug._enabled
-    if debug:
+    if calls.opts.debug or _debug._enabled:
         _debug.enable_loop_debug(asyncio.get_running_loop())
-    t0 = time.perf_counter()
-    span = calls.start(_facade.tracer(), args, kwargs, debug, current_task())
-    token = _activate(span)
-    attempts = _Attempts(calls, span, calls.opts.retry, debug)
+    attempts = _Attempts(calls, args, kwargs, current_task())
     try:
         result = await _call_in_scope(calls, fn, args, kwargs, attempts)
     except asyncio.CancelledError:
-        calls.finish(span, t0, semconv.OUTCOME_CANCELLED, attempts.count, debug=debug)
+        attempts.end(semconv.OUTCOME_CANCELLED)
         raise
     except BaseException as exc:
-        outcome = semconv.OUTCOME_TIMEOUT if attempts.own_timeout else semconv.OUTCOME_ERROR
-        calls.finish(span, t0, outcome, attempts.count, exc=exc, debug=debug)
+        attempts.end(semconv.OUTCOME_TIMEOUT if attempts.own_timeout else semconv.OUTCOME_ERROR, exc=exc)
         raise
-    else:
-        calls.finish(span, t0, semconv.OUTCOME_OK, attempts.count, result, debug=debug)
-        return result
-    finally:
-        if token is not None:
-            _current.detach(token)
+    attempts.end(semconv.OUTCOME_OK, result)
+    return result
 
 
 async def _call_in_scope(
@@ -443,11 +445,7 @@ def _wrap_function(fn: Callable[P, R], opts: Options) -> Callable[P, R]:
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        debug = opts.debug or _debug._enabled
-        t0 = time.perf_counter()
-        span = calls.start(_facade.tracer(), args, kwargs, debug, None)
-        token = _activate(span)
-        attempts = _Attempts(calls, span, opts.retry, debug)
+        attempts = _Attempts(calls, args, kwargs, None)
         try:
             while True:
                 try:
@@ -459,14 +457,10 @@ def _wrap_function(fn: Callable[P, R], opts: Options) -> Callable[P, R]:
                         raise
                 time.sleep(delay)
         except BaseException as exc:
-            calls.finish(span, t0, semconv.OUTCOME_ERROR, attempts.count, exc=exc, debug=debug)
+            attempts.end(semconv.OUTCOME_ERROR, exc=exc)
             raise
-        else:
-            calls.finish(span, t0, semconv.OUTCOME_OK, attempts.count, result, debug=debug)
-            return result
-        finally:
-            if token is not None:
-                _current.detach(token)
+        attempts.end(semconv.OUTCOME_OK, result)
+        return result
 
     return wrapper
 
