@@ -73,13 +73,23 @@ def traces(body: bytes) -> list[dict[str, Any]]:
 
 
 def metrics(body: bytes) -> list[dict[str, Any]]:
+    """Each metric's name, resource and kind; for a histogram, also its temporality and points."""
     request = ExportMetricsServiceRequest.FromString(body)
-    return [
-        {"resource": attrs(rm.resource.attributes), "name": m.name, "data": m.WhichOneof("data")}
-        for rm in request.resource_metrics
-        for sm in rm.scope_metrics
-        for m in sm.metrics
-    ]
+    found = []
+    for rm in request.resource_metrics:
+        for sm in rm.scope_metrics:
+            for m in sm.metrics:
+                metric: dict[str, Any] = {"resource": attrs(rm.resource.attributes), "scope": sm.scope.name, "name": m.name,
+                                          "data": m.WhichOneof("data")}
+                if metric["data"] == "histogram":
+                    metric["temporality"] = m.histogram.aggregation_temporality
+                    metric["points"] = [
+                        {"attributes": attrs(p.attributes), "count": p.count, "sum": p.sum, "buckets": list(p.bucket_counts),
+                         "bounds": list(p.explicit_bounds)}
+                        for p in m.histogram.data_points
+                    ]
+                found.append(metric)
+    return found
 
 
 class Handler(BaseHTTPRequestHandler):

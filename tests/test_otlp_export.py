@@ -88,8 +88,23 @@ def test_spans_reach_the_collector_with_opto_attributes_and_events_unchanged(rec
     assert all(r["headers"]["x-api-key"] == "k1" for r in requests)
     assert all(r["headers"]["content-type"] == "application/x-protobuf" for r in requests)
     metrics = {m["name"]: m for r in requests for m in r.get("metrics", [])}
-    assert metrics["opto.call.duration"]["data"] == "histogram"
-    assert metrics["opto.call.duration"]["resource"]["service.name"] == "exporter-test"
+    duration = metrics["opto.call.duration"]
+    assert duration["data"] == "histogram" and duration["scope"] == "opto"
+    assert duration["resource"]["service.name"] == "exporter-test"
+    assert duration["temporality"] == 2  # cumulative, the exporter's default
+    # Kept in process (not by the SDK's instrument), one point per function and outcome; the
+    # retried agent is one call.
+    counts = {(p["attributes"]["opto.function"], p["attributes"]["opto.outcome"]): p["count"] for p in duration["points"]}
+    assert counts == {("workflow", "ok"): 1, ("agent", "ok"): 1, ("broken", "error"): 1}
+    assert all(sum(p["buckets"]) == p["count"] and len(p["buckets"]) == len(p["bounds"]) + 1 for p in duration["points"])
+    assert metrics["opto.calls.active"]["data"] == "sum"
+
+
+def test_call_durations_follow_the_exporters_temporality(receiver: Receiver) -> None:
+    env = clean_env(OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE="delta")
+    run(TRACED_PROGRAM, {"otlp_endpoint": receiver.url}, env)
+    (duration,) = [m for r in receiver.requests() for m in r.get("metrics", []) if m["name"] == "opto.call.duration"]
+    assert duration["temporality"] == 1 and sum(p["count"] for p in duration["points"]) == 3
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,8 @@ from opentelemetry.sdk.resources import OTELResourceDetector, Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
 
-from . import live, otlp, semconv
+from . import _facade, live, otlp, semconv
+from ._durations import CallDurations
 
 __all__ = ["configure", "shutdown"]
 
@@ -82,20 +83,22 @@ def configure(
     "http://127.0.0.1:8765", streams span starts and ends to opto-dashboard. Calling it is optional: without it, spans go to
     whatever the app set up.
     """
+    attrs: dict[str, Any] = {semconv.SERVICE_NAME: _service_name(service_name)}
+    attrs.update(resource_attributes or {})
+    resource = Resource.create(attrs)
     processors: list[SpanProcessor] = []
     readers: list[MetricReader] = []
+    durations = CallDurations()
     if console:
         processors.append(BatchSpanProcessor(ConsoleSpanExporter()))
-    otlp_processors, otlp_readers = otlp.exporters(otlp_endpoint, otlp_headers)
+    otlp_processors, otlp_readers = otlp.exporters(otlp_endpoint, otlp_headers, durations, resource)
     processors += otlp_processors
     processors += live.processors(dashboard, _service_name(service_name))
     readers += otlp_readers
-    attrs: dict[str, Any] = {semconv.SERVICE_NAME: _service_name(service_name)}
-    attrs.update(resource_attributes or {})
-    _install(Resource.create(attrs), processors, readers)
+    _install(resource, processors, readers, durations)
 
 
-def _install(resource: Resource, processors: list[SpanProcessor], readers: list[MetricReader]) -> None:
+def _install(resource: Resource, processors: list[SpanProcessor], readers: list[MetricReader], durations: CallDurations) -> None:
     with _lock:
         provider = _app_tracer_provider()
         if provider is None:
@@ -114,6 +117,7 @@ def _install(resource: Resource, processors: list[SpanProcessor], readers: list[
         if readers:
             if _app_meter_provider() is None:
                 meter_provider = MeterProvider(resource=resource, metric_readers=readers, shutdown_on_exit=False)
+                _facade.record_in_process(meter_provider, durations)  # its readers export `durations`
                 metrics.set_meter_provider(meter_provider)
                 _installed.meter_provider = meter_provider
             else:

@@ -7,17 +7,18 @@ whatever provider the application sets up, even one set up after `import opto`.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 import opentelemetry.trace as _trace_api
 from opentelemetry import metrics, trace
 from opentelemetry.metrics import _internal as _metrics_api
-from opentelemetry.metrics import Histogram
 from opentelemetry.trace import Tracer
 
 from .._version import __version__
 from . import semconv
 
-__all__ = ["TRACER", "METER", "SECONDS_BUCKETS", "call_duration", "retries", "queue_wait", "inactive", "tracer", "live"]
+__all__ = ["TRACER", "METER", "SECONDS_BUCKETS", "call_duration", "retries", "queue_wait", "inactive", "tracer", "live", "DurationRecorder", "record_in_process"]
 
 TRACER = trace.get_tracer("opto", __version__)
 METER = metrics.get_meter("opto", __version__)
@@ -66,12 +67,26 @@ def tracer() -> Tracer:
 
 
 
-_live_of: tuple[object, object, tuple[Tracer, Histogram | None] | None] = (object(), object(), None)
+class DurationRecorder(Protocol):
+    """Where a traced call's duration goes: the SDK's histogram, or `_durations.CallDurations`."""
+
+    def record(self, amount: float, attributes: Mapping[str, Any]) -> None: ...
 
 
-def live() -> tuple[Tracer, Histogram | None] | None:
+_in_process: tuple[object, DurationRecorder | None] = (object(), None)
+_live_of: tuple[object, object, tuple[Tracer, DurationRecorder | None] | None] = (object(), object(), None)
+
+
+def record_in_process(meter_provider: object, durations: DurationRecorder) -> None:
+    """Send call durations to `durations` instead of the SDK's histogram while `meter_provider` is set."""
+    global _in_process, _live_of
+    _in_process = (meter_provider, durations)
+    _live_of = (object(), object(), None)
+
+
+def live() -> tuple[Tracer, DurationRecorder | None] | None:
     """What a traced call records to now, asked once per call: None while `inactive()`; else
-    `tracer()` and the call-duration histogram, None while no meter provider would record it."""
+    `tracer()` and where call durations go, None while no meter provider would record them."""
     global _live_of
     if not _PEEKABLE or _ENV_PROVIDER:
         return tracer(), call_duration
@@ -79,6 +94,9 @@ def live() -> tuple[Tracer, Histogram | None] | None:
     meter_provider = _metrics_api._METER_PROVIDER
     cached = _live_of
     if tracer_provider is not cached[0] or meter_provider is not cached[1]:
-        now = None if inactive() else (tracer(), call_duration if meter_provider is not None else None)
+        durations: DurationRecorder | None = None
+        if meter_provider is not None:
+            durations = _in_process[1] if meter_provider is _in_process[0] else call_duration
+        now = None if inactive() else (tracer(), durations)
         cached = _live_of = (tracer_provider, meter_provider, now)
     return cached[2]

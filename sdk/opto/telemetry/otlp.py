@@ -10,8 +10,11 @@ import os
 from collections.abc import Mapping
 
 from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+from ._durations import CallDurations, DurationsExporter
 
 __all__ = ["exporters"]
 
@@ -23,12 +26,13 @@ PROTOCOL = "http/protobuf"
 
 
 def exporters(
-    endpoint: str | None, headers: Mapping[str, str] | None
+    endpoint: str | None, headers: Mapping[str, str] | None, durations: CallDurations, resource: Resource
 ) -> tuple[list[SpanProcessor], list[MetricReader]]:
     """Batch span processors and metric readers exporting over OTLP/HTTP; none if OTLP is not asked for.
 
     `endpoint` is the collector's base URL (as `OTEL_EXPORTER_OTLP_ENDPOINT`): `/v1/traces` and
-    `/v1/metrics` are appended. Without it, the environment variables decide.
+    `/v1/metrics` are appended. Without it, the environment variables decide. Metric exports
+    also carry `durations` (for `resource` when nothing else is exported).
     """
     _check(endpoint, headers)
     want_traces = bool(endpoint or os.environ.get(ENDPOINT_ENV) or os.environ.get(TRACES_ENDPOINT_ENV))
@@ -59,7 +63,7 @@ def exporters(
         processors.append(BatchSpanProcessor(span_exporter))
     if want_metrics:
         metric_exporter = OTLPMetricExporter(endpoint=base and f"{base}/v1/metrics", headers=headers)
-        readers.append(PeriodicExportingMetricReader(metric_exporter))
+        readers.append(PeriodicExportingMetricReader(DurationsExporter(metric_exporter, durations, resource)))
     return processors, readers
 
 

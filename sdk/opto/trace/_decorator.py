@@ -6,13 +6,15 @@ import asyncio
 import functools
 import inspect
 import time
+import weakref
 from asyncio import current_task
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextvars import Token
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeGuard, TypeVar, overload
 
 from opentelemetry import context as otel_context
+from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.trace import Span, Status, StatusCode, Tracer
 
 from ..telemetry import _current, _facade, semconv
@@ -117,7 +119,7 @@ def code_attributes(fn: Callable[..., Any], name: str, kind: str) -> dict[str, A
 class _Calls:
     """Per-function bookkeeping shared by all calls of one traced function."""
 
-    __slots__ = ("name", "opts", "static", "capture", "active", "metric_attrs", "room")
+    __slots__ = ("name", "opts", "static", "capture", "active", "metric_attrs", "room", "__weakref__")
 
     def __init__(self, fn: Callable[..., Any], opts: Options, kind: str) -> None:
         self.name = opts.name or fn.__qualname__
@@ -133,6 +135,7 @@ class _Calls:
         # Most attributes a call writes, but for one per keyword argument: static ones, concurrency,
         # task, outcome, attempts, result, *args and the positional parameters.
         self.room = len(self.static) + 6 + (len(self.capture.positional) if self.capture is not None else 0)
+        _ALL_CALLS.add(self)
 
     def describe(self, attrs: dict[str, Any], args: tuple[Any, ...], kwargs: dict[str, Any], task: asyncio.Task[Any] | None) -> None:
         """Write what a call starts with into `attrs`: its code, concurrency, task and arguments."""
@@ -193,9 +196,29 @@ class _Calls:
                 record_error(span, exc)
             add_attributes(span, attrs)
         span.end()
-        _facade.call_duration.record(time.perf_counter() - t0, self.metric_attrs[outcome])
+        now = _facade.live()
+        if now is not None and now[1] is not None:
+            now[1].record(time.perf_counter() - t0, self.metric_attrs[outcome])
         if debug:
             _debug.logger.debug("call %s end outcome=%s attempts=%d", self.name, outcome, attempts)
+
+
+_ALL_CALLS: weakref.WeakSet[_Calls] = weakref.WeakSet()
+
+
+def _observe_active(options: CallbackOptions) -> Iterator[Observation]:
+    """Traced calls in flight now, by function: zero for a function with none, so a metric reader
+    always has this to collect once anything is traced (the in-process durations ride on its export)."""
+    active: dict[str, int] = {}
+    for calls in list(_ALL_CALLS):
+        active[calls.name] = active.get(calls.name, 0) + calls.active
+    for name, count in active.items():
+        yield Observation(count, {semconv.FUNCTION: name})
+
+
+_facade.METER.create_observable_up_down_counter(
+    semconv.METRIC_CALLS_ACTIVE, [_observe_active], unit="{call}", description="Traced calls in flight, by function"
+)
 
 
 def _activate(span: Span) -> Token[otel_context.Context] | None:
