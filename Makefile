@@ -32,7 +32,7 @@ demo: install
 
 # Every benchmark of docs/benchmarks.md but the peers' (bench-peers); each prints its ratios.
 bench: install-test
-	$(BIN)/python bench/overhead.py --instructions
+	$(BIN)/python bench/overhead.py --instructions --metrics
 	$(BIN)/python bench/seed_table.py
 	$(BIN)/python bench/batch_memory.py
 	$(BIN)/python bench/ingest.py

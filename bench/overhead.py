@@ -1,23 +1,25 @@
 """Per-call cost of @async_trace against a bare coroutine and a hand-written OpenTelemetry wrapper.
 
-Run: .venv/bin/python bench/overhead.py [--instructions]
+Run: .venv/bin/python bench/overhead.py [--instructions] [--metrics]
 All traced variants share one TracerProvider (BatchSpanProcessor, counting no-op exporter), so they
 pay the same export cost; the no-SDK figure runs in a child process with no provider at all.
 Times are CPU time per call (process-wide, so the export thread counts), interleaved across
 variants. `--instructions` also counts instructions per call under valgrind, which a busy
-machine does not disturb.
+machine does not disturb. `--metrics` repeats the timing with a MeterProvider: the application's
+own (an SDK provider with a reader), and the one `opto.configure()` installs for OTLP export.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
 
-from providers import install_tracer_provider
+from providers import install_providers, install_tracer_provider
 
 CALLS = 5_000
 ROUNDS = 7
@@ -98,19 +100,43 @@ def _instructions(variant: str, sdk: bool, calls: int) -> float:
     return (total(calls) - total(0)) / calls
 
 
+async def _interleaved(variants: dict[str, Callable[[str], Awaitable[str]]]) -> dict[str, float]:
+    """Median µs per call of each variant, the variants interleaved so drift hits all alike."""
+    results: dict[str, list[float]] = {k: [] for k in variants}
+    for _ in range(3):
+        for name, fn in variants.items():
+            results[name].append(await _measure(fn))
+    return {k: statistics.median(v) for k, v in results.items()}
+
+
+def _metrics_child(setup: str) -> None:
+    """Child process for --metrics: the wrapper and @async_trace timed with one MeterProvider set-up."""
+    if setup == "app":
+        install_providers(max_queue_size=1 << 20)
+    else:
+        import opto
+
+        install_tracer_provider(max_queue_size=1 << 20)
+        # Metrics only, to a port nothing listens on, collected only at exit (after the timing).
+        os.environ.update(OTEL_EXPORTER_OTLP_METRICS_ENDPOINT="http://127.0.0.1:9/v1/metrics", OTEL_METRIC_EXPORT_INTERVAL="3600000")
+        opto.configure()
+    variants = _variants()
+    r = asyncio.run(_interleaved({k: variants[k] for k in ("otel", "opto", "opto_nocap")}))
+    print(f"{r['otel']:.3f} {r['opto']:.3f} {r['opto_nocap']:.3f}", flush=True)
+    os._exit(0)  # skip the exit-time export to nowhere
+
+
+def _metrics_table() -> None:
+    print(f"\n{'with a MeterProvider (CPU µs per call)':<44}{'wrapper':>10}{'default':>9}{'ratio':>7}{'no capture':>12}{'ratio':>7}")
+    for setup, label in (("app", "the application's SDK MeterProvider"), ("configure", "opto.configure()'s MeterProvider")):
+        child = subprocess.run([sys.executable, __file__, "--metrics-child", setup], capture_output=True, text=True, check=True)
+        otel, traced, nocap = map(float, child.stdout.split())
+        print(f"{label:<44}{otel:>10.2f}{traced:>9.2f}{traced / otel:>7.2f}{nocap:>12.2f}{nocap / otel:>7.2f}")
+
+
 def main() -> None:
     provider, exporter = install_tracer_provider(max_queue_size=1 << 20)
-    variants = _variants()
-
-    async def run() -> dict[str, float]:
-        # Interleave the variants so drift on a shared machine hits all of them alike.
-        results: dict[str, list[float]] = {k: [] for k in variants}
-        for _ in range(3):
-            for name, fn in variants.items():
-                results[name].append(await _measure(fn))
-        return {k: statistics.median(v) for k, v in results.items()}
-
-    r = asyncio.run(run())
+    r = asyncio.run(_interleaved(_variants()))
     provider.force_flush()
     expected = 3 * 3 * (ROUNDS * CALLS + 500)
     child = subprocess.run([sys.executable, __file__, "--no-sdk"], capture_output=True, text=True, check=True)
@@ -133,11 +159,15 @@ def main() -> None:
             print(f"{label:<44}{counts[v]:>10.0f}{counts[v] / counts['otel']:>9.2f}")
         nosdk = _instructions("opto", False, 100_000) - _instructions("bare", False, 100_000)
         print(f"{'no SDK: @async_trace over bare':<44}{nosdk:>10.0f}")
+    if "--metrics" in sys.argv:
+        _metrics_table()
 
 
 if __name__ == "__main__":
     if "--no-sdk" in sys.argv:
         _no_sdk()
+    elif "--metrics-child" in sys.argv:
+        _metrics_child(sys.argv[-1])
     elif "--count" in sys.argv:
         _, _, variant, n, sdk = sys.argv
         _count_child(variant, int(n), sdk == "sdk")
