@@ -3,6 +3,7 @@ against the SDK's own histogram aggregation fed the same values."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from opentelemetry.sdk.metrics import MeterProvider
@@ -60,3 +61,20 @@ def test_cumulative_keeps_counting_and_delta_starts_again() -> None:
     durations.record(0.2, ATTRS[0])
     again = our_points(durations, AggregationTemporality.DELTA)[("agent", "ok")]
     assert again.count == 1 and again.start_time_unix_nano >= first.time_unix_nano
+
+
+def test_a_forked_child_starts_its_own_counts() -> None:
+    durations = CallDurations()
+    durations.record(0.2, ATTRS[0])
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: nothing of the parent's, and recording works
+        durations.record(0.3, ATTRS[1])
+        points = our_points(durations, AggregationTemporality.CUMULATIVE)
+        os.write(write, repr(sorted((k, p.count) for k, p in points.items())).encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as child:
+        assert child.read() == "[(('agent', 'error'), 1)]"
+    os.waitpid(pid, 0)
+    assert our_points(durations, AggregationTemporality.CUMULATIVE)[("agent", "ok")].count == 1

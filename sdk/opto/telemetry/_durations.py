@@ -9,6 +9,7 @@ the SDK would have sent. An app that sets its own MeterProvider keeps the SDK's 
 
 from __future__ import annotations
 
+import os
 import threading
 from bisect import bisect_left
 from collections.abc import Mapping
@@ -55,6 +56,10 @@ class CallDurations:
     """Call durations by function and outcome: explicit buckets (`SECONDS_BUCKETS`), count, sum, min, max."""
 
     def __init__(self) -> None:
+        self._start()
+        os.register_at_fork(after_in_child=self._start)  # a lock held at fork time, the parent's counts: not the child's
+
+    def _start(self) -> None:
         self._lock = threading.Lock()  # traced calls may run on several threads
         self._points: dict[tuple[str, str], _Point] = {}
         self._start_ns = time_ns()

@@ -66,7 +66,6 @@ def tracer() -> Tracer:
     return _tracer_of[1]
 
 
-
 class DurationRecorder(Protocol):
     """Where a traced call's duration goes: the SDK's histogram, or `_durations.CallDurations`."""
 
