@@ -19,6 +19,7 @@ from opentelemetry.trace import Span, Status, StatusCode, Tracer
 
 from ..telemetry import _current, _facade, semconv
 from ..telemetry._attributes import add_attributes, writable
+from ..telemetry._facade import DurationRecorder
 from . import _debug
 from ._capture import DEFAULT_MAX_LENGTH, ArgumentCapture, safe_repr
 from ._loops import run_on_loop
@@ -165,6 +166,37 @@ class _Calls:
             add_attributes(span, attrs)
         if debug:
             _debug.logger.debug("call %s start args=%s kwargs=%s", self.name, safe_repr(args, 200), safe_repr(kwargs, 200))
+
+    def open(
+        self, tracer: Tracer, args: tuple[Any, ...], kwargs: dict[str, Any], task: asyncio.Task[Any] | None
+    ) -> tuple[Span, dict[str, Any] | None, int, Token[otel_context.Context] | None]:
+        """`start` and `_activate` for a call with no policy: the span, its attribute map if written
+        in place (`writable`), how many attributes that map then held, and the context token."""
+        handoff = HANDOFF.get()
+        span = tracer.start_span(self.name, links=handoff.links() if handoff is not None else None)
+        self.active += 1
+        out = writable(span, self.room + len(kwargs))
+        if out is None:
+            self.annotate(span, args, kwargs, False, task)
+            return span, None, 0, _activate(span)
+        self.describe(out, args, kwargs, task)
+        return span, out, len(out), _current.attach_span(span)
+
+    def close(
+        self, span: Span, out: dict[str, Any] | None, written: int, t0: float, durations: DurationRecorder | None, result: Any
+    ) -> None:
+        """`finish` for a call opened by `open` that returned `result`."""
+        if out is None or len(out) != written or not span.is_recording():
+            self.finish(span, t0, semconv.OUTCOME_OK, 1, result)  # others wrote to the span: the careful way
+            return
+        self.active -= 1
+        out[semconv.OUTCOME] = semconv.OUTCOME_OK
+        out[semconv.ATTEMPTS] = 1
+        if self.opts.capture_result:
+            out[semconv.RESULT] = safe_repr(result, self.opts.max_repr)
+        span.end()
+        if durations is not None:
+            durations.record(time.perf_counter() - t0, self.metric_attrs[semconv.OUTCOME_OK])
 
     def finish(
         self,
@@ -399,7 +431,6 @@ def _wrap_coroutine_function(
         calls = _Calls(fn, opts, "call")
     loop = opts.loop
     simple = opts.retry is None and opts.timeout is None and not opts.debug
-    capture_result, max_repr = opts.capture_result, opts.max_repr
 
     @functools.wraps(fn)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -407,25 +438,13 @@ def _wrap_coroutine_function(
             return await run_on_loop(loop, wrapper(*args, **kwargs))
         if not simple or _debug._enabled or SCOPE.get() is not None:
             return await _traced_call(calls, fn, args, kwargs)
-        # The common case, kept flat because every traced call runs it and each Python-level call
-        # here costs about as much as writing an attribute: `start`, `_activate` and `finish`, with
-        # the new span's attribute map written directly when the SDK allows it.
+        # The common case: every traced call without a policy runs these lines, so `open` and
+        # `close` do `start`, `_activate` and `finish` in as few Python-level calls as they can.
         now = _facade.live()
         if now is None:
             return await fn(*args, **kwargs)  # nothing to record
-        tracer, durations = now
         t0 = time.perf_counter()
-        handoff = HANDOFF.get()
-        span = tracer.start_span(calls.name, links=handoff.links() if handoff is not None else None)
-        calls.active += 1
-        out = writable(span, calls.room + len(kwargs))
-        if out is not None:
-            calls.describe(out, args, kwargs, current_task())
-            written = len(out)
-            token: Token[otel_context.Context] | None = _current.attach_span(span)
-        else:
-            calls.annotate(span, args, kwargs, False, current_task())
-            token = _activate(span)
+        span, out, written, token = calls.open(now[0], args, kwargs, current_task())
         try:
             result = await fn(*args, **kwargs)
         except asyncio.CancelledError:
@@ -437,17 +456,7 @@ def _wrap_coroutine_function(
         finally:
             if token is not None:
                 _current.detach(token)
-        if out is None or len(out) != written or not span.is_recording():
-            calls.finish(span, t0, semconv.OUTCOME_OK, 1, result)  # others wrote to the span: the careful way
-            return result
-        calls.active -= 1
-        out[semconv.OUTCOME] = semconv.OUTCOME_OK
-        out[semconv.ATTEMPTS] = 1
-        if capture_result:
-            out[semconv.RESULT] = safe_repr(result, max_repr)
-        span.end()
-        if durations is not None:
-            durations.record(time.perf_counter() - t0, calls.metric_attrs[semconv.OUTCOME_OK])
+        calls.close(span, out, written, t0, now[1], result)
         return result
 
     return wrapper
@@ -465,27 +474,49 @@ def is_traced_call(obj: object) -> TypeGuard[Coroutine[Any, Any, Any]]:
 
 def _wrap_function(fn: Callable[P, R], opts: Options) -> Callable[P, R]:
     calls = _Calls(fn, opts, "call")
+    simple = opts.retry is None and not opts.debug
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        attempts = _Attempts(calls, args, kwargs, None)
+        if not simple or _debug._enabled:
+            return _traced_sync_call(calls, fn, args, kwargs)
+        now = _facade.live()
+        if now is None:
+            return fn(*args, **kwargs)  # nothing to record
+        t0 = time.perf_counter()
+        span, out, written, token = calls.open(now[0], args, kwargs, None)
         try:
-            while True:
-                try:
-                    result = fn(*args, **kwargs)
-                    break
-                except Exception as exc:
-                    delay = attempts.retry_delay(exc)
-                    if delay is None:
-                        raise
-                time.sleep(delay)
+            result = fn(*args, **kwargs)
         except BaseException as exc:
-            attempts.end(semconv.OUTCOME_ERROR, exc=exc)
+            calls.finish(span, t0, semconv.OUTCOME_ERROR, 1, exc=exc)
             raise
-        attempts.end(semconv.OUTCOME_OK, result)
+        finally:
+            if token is not None:
+                _current.detach(token)
+        calls.close(span, out, written, t0, now[1], result)
         return result
 
     return wrapper
+
+
+def _traced_sync_call(calls: _Calls, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
+    """A plain function's call with retries, or in debug mode."""
+    attempts = _Attempts(calls, args, kwargs, None)
+    try:
+        while True:
+            try:
+                result = fn(*args, **kwargs)
+                break
+            except Exception as exc:
+                delay = attempts.retry_delay(exc)
+                if delay is None:
+                    raise
+            time.sleep(delay)
+    except BaseException as exc:
+        attempts.end(semconv.OUTCOME_ERROR, exc=exc)
+        raise
+    attempts.end(semconv.OUTCOME_OK, result)
+    return result
 
 
 @overload
