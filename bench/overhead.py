@@ -67,11 +67,29 @@ def _variants() -> dict[str, Callable[[str], Awaitable[str]]]:
         with tracer.start_as_current_span("hand_written"):
             return await bare(query)
 
+    def plain(query: str) -> str:
+        return query
+
+    def hand_written_plain(query: str) -> str:
+        with tracer.start_as_current_span("hand_written_plain"):
+            return plain(query)
+
+    traced_plain = opto.trace(plain)
+
+    # A plain function's variants are awaited through the same one-line coroutine: both pay it.
+    async def otel_plain(query: str) -> str:
+        return hand_written_plain(query)
+
+    async def opto_plain(query: str) -> str:
+        return traced_plain(query)
+
     return {
         "bare": bare,
         "otel": hand_written,
         "opto": opto.trace.async_trace(bare),
         "opto_nocap": opto.trace.async_trace(capture_args=False, capture_result=False)(bare),
+        "otel_plain": otel_plain,
+        "opto_plain": opto_plain,
     }
 
 
@@ -138,7 +156,7 @@ def main() -> None:
     provider, exporter = install_tracer_provider(max_queue_size=1 << 20)
     r = asyncio.run(_interleaved(_variants()))
     provider.force_flush()
-    expected = 3 * 3 * (ROUNDS * CALLS + 500)
+    expected = 5 * 3 * (ROUNDS * CALLS + 500)
     child = subprocess.run([sys.executable, __file__, "--no-sdk"], capture_output=True, text=True, check=True)
     nosdk_bare, nosdk_opto = map(float, child.stdout.split())
 
@@ -147,6 +165,8 @@ def main() -> None:
     print(f"{'hand-written start_as_current_span wrapper':<44}{r['otel']:>10.2f}{1.0:>9.2f}")
     print(f"{'@async_trace (default capture)':<44}{r['opto']:>10.2f}{r['opto'] / r['otel']:>9.2f}")
     print(f"{'@async_trace (capture off)':<44}{r['opto_nocap']:>10.2f}{r['opto_nocap'] / r['otel']:>9.2f}")
+    print(f"{'plain function: hand-written wrapper':<44}{r['otel_plain']:>10.2f}{1.0:>9.2f}")
+    print(f"{'plain function: @opto.trace':<44}{r['opto_plain']:>10.2f}{r['opto_plain'] / r['otel_plain']:>9.2f}")
     print(f"{'no SDK: bare coroutine':<44}{nosdk_bare:>10.2f}")
     print(f"{'no SDK: @async_trace':<44}{nosdk_opto:>10.2f}   (+{nosdk_opto - nosdk_bare:.2f} µs)")
     print(f"spans exported: {exporter.count} of {expected}")
