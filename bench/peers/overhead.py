@@ -4,9 +4,10 @@ One process, one event loop. Every tool's spans reach a BatchSpanProcessor over 
 no-op exporter, so all pay the same export cost; each tool keeps the span pipeline it installs by
 default (Logfire's processor wrappers, Langfuse's own batch processor). Prints µs per call and the
 ratio to a hand-written `start_as_current_span` wrapper measured in the same run, and fails if any
-tool lost a span or anything tried to leave the machine.
+tool lost a span or anything tried to leave the machine. It measures in 3 fresh processes and
+reports medians over them.
 
-    .venv-peers/bin/python bench/peers/overhead.py [--calls 500] [--rounds 25]
+    .venv-peers/bin/python bench/peers/overhead.py [--processes 3] [--calls 500] [--rounds 25]
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ import argparse
 import asyncio
 import functools
 import gc
+import json
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from collections import Counter
@@ -253,14 +256,16 @@ def lost_spans(variants: list[Variant]) -> list[str]:
     return problems
 
 
-def report(title: str, variants: list[Variant]) -> None:
-    base = statistics.median(next(v for v in variants if v.label.startswith("hand-written")).times)
+def report(title: str, runs: list[dict[str, float]]) -> None:
+    """Per variant: µs per call and ratio to the wrapper, each the median over the processes."""
+    hand = next(label for label in runs[0] if label.startswith("hand-written"))
     print(f"\n{title}")
-    print("| | µs per call (median) | ratio to hand-written OTel wrapper |")
-    print("| --- | ---: | ---: |")
-    for v in variants:
-        med = statistics.median(v.times)
-        print(f"| {v.label} | {med * 1e6:.1f} | {med / base:.2f}x |")
+    print("| | µs per call | ratio to hand-written OTel wrapper | ratio in each process |")
+    print("| --- | ---: | ---: | --- |")
+    for label in runs[0]:
+        ratios = [run[label] / run[hand] for run in runs]
+        each = ", ".join(f"{r:.2f}" for r in ratios)
+        print(f"| {label} | {statistics.median(run[label] for run in runs) * 1e6:.1f} | {statistics.median(ratios):.2f}x | {each} |")
 
 
 def versions() -> str:
@@ -268,30 +273,54 @@ def versions() -> str:
     return ", ".join(f"{n} {metadata.version(n)}" for n in names)
 
 
-async def main(calls: int, rounds: int) -> int:
+async def child(calls: int, rounds: int) -> None:
+    """One process's measurement, printed as JSON: median seconds per call by variant, and checks."""
     coros = coroutine_variants()
     streams = stream_variants()
     await measure(coros, time_coroutine, calls, rounds)
     await measure(streams, time_stream, max(calls // 4, 1), rounds)
-    print(f"Python {platform.python_version()}, {versions()}; {calls} calls x {rounds} rounds")
-    report("Trivial `async def`", coros)
-    report(f"Async generator of {ITEMS} items (one span per iteration)", streams)
-    problems = lost_spans(coros + streams)
+    print(json.dumps({
+        "coros": {v.label: statistics.median(v.times) for v in coros},
+        "streams": {v.label: statistics.median(v.times) for v in streams},
+        "spans": sum(EXPORTER.counts.values()),
+        "lost": lost_spans(coros + streams),
+        "refused": [str(attempt) for attempt in offline.refused()],
+    }))
+
+
+def main(processes: int, calls: int, rounds: int) -> int:
+    """Measure in `processes` fresh processes: a process's memory layout and garbage-collector
+    rhythm can slow one variant for its whole life, so one process alone can mislead."""
+    runs = []
+    for _ in range(processes):
+        out = subprocess.run([sys.executable, __file__, "--child", "--calls", str(calls), "--rounds", str(rounds)],
+                             capture_output=True, text=True, check=True).stdout
+        runs.append(json.loads(out.splitlines()[-1]))
+    print(f"Python {platform.python_version()}, {versions()}; {processes} processes x {calls} calls x {rounds} rounds")
+    report("Trivial `async def`", [run["coros"] for run in runs])
+    report(f"Async generator of {ITEMS} items (one span per iteration)", [run["streams"] for run in runs])
+    problems = [problem for run in runs for problem in run["lost"]]
+    refused = [attempt for run in runs for attempt in run["refused"]] + [str(a) for a in offline.refused()]
     for problem in problems:
         print(f"LOST: {problem}", file=sys.stderr)
-    refused = offline.refused()
-    print(f"\nspans exported: {sum(EXPORTER.counts.values())}, all accounted for: {not problems}; "
-          f"outbound network attempts refused: {len(refused)}")
     for attempt in refused:
         print(f"OUTBOUND: {attempt}", file=sys.stderr)
+    print(f"\nspans exported: {sum(run['spans'] for run in runs)}, all accounted for: {not problems}; "
+          f"outbound network attempts refused: {len(refused)}")
     return 1 if problems or refused else 0
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--processes", type=int, default=3, help="fresh processes; medians over them are reported")
     parser.add_argument("--calls", type=int, default=500, help="calls per variant per round")
-    parser.add_argument("--rounds", type=int, default=25, help="rounds; the median round is reported")
+    parser.add_argument("--rounds", type=int, default=25, help="rounds; each process takes the median round")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ns = parser.parse_args()
-    code = asyncio.run(main(ns.calls, ns.rounds))
+    if ns.child:
+        asyncio.run(child(ns.calls, ns.rounds))
+        code = 0
+    else:
+        code = main(ns.processes, ns.calls, ns.rounds)
     LANGFUSE.shutdown()
     sys.exit(code)
