@@ -52,7 +52,8 @@ def writable(span: Span, room: int) -> dict[str, Any] | None:
     """The attribute map of a span just started, to write up to `room` valid attributes into
     directly; None when `add_attributes` must be used (not the SDK's span type, or limits apply).
 
-    Only for a span no other code holds yet, so no lock is taken.
+    No lock is taken: the caller writes while no other code holds the span yet, and at the span's
+    end only if the map still holds just what it wrote (each single write is atomic under the GIL).
     """
     if type(span) in _FAST_TYPES or _fast_type(span):
         bounded: Any = span._attributes  # type: ignore[attr-defined]
