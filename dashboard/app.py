@@ -38,6 +38,7 @@ def create_app(
     pipeline = Pipeline(store)
     pipeline.listeners.append(stats.stored)
     live_hub = Hub(stats)
+    pipeline.listeners.append(live_hub.nudge)  # after stats: the hub reads what stats just counted
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

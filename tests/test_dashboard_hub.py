@@ -49,3 +49,28 @@ def test_ticks_sample_concurrency_of_in_flight_spans() -> None:
     hub.tick()
     (sample,) = stats.snapshot()["concurrency"]
     assert sample["total"] == 1 and sample["by_name"] == {"busy": 1}
+
+
+def test_a_commit_after_a_quiet_tick_ticks_at_once_and_one_after_a_busy_tick_waits() -> None:
+    stats = Stats()
+    hub = Hub(stats)
+    browser = _Browser()
+    hub.browsers.add(browser)
+    hub.tick()  # the first snapshot goes out
+    hub.tick()  # nothing new: a quiet tick
+    stored(stats, 1)
+    hub.nudge([])
+    assert hub._woken.is_set()  # the run loop ticks now, not at the end of its period
+    hub._woken.clear()
+    hub.tick()  # pushed the commit: a busy tick
+    stored(stats, 1)
+    hub.nudge([])
+    assert not hub._woken.is_set()  # at most one push per period: this waits for the next tick
+
+
+def test_commits_with_no_browser_watching_do_not_wake_the_hub() -> None:
+    stats = Stats()
+    hub = Hub(stats)
+    stored(stats, 1)
+    hub.nudge([])
+    assert not hub._woken.is_set()
