@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import random
 import statistics
 import sys
 import tempfile
@@ -50,7 +51,8 @@ def _in_flight(message: str, name: str) -> bool:
 async def opto_delays(server: Server, trials: int) -> tuple[list[float], list[float]]:
     """Start a traced coroutine that waits; time until /ws/live shows it in flight. Trials alternate:
     one starts as soon as the last was seen (in step with the hub's tick), the next after QUIET_S
-    with nothing new (work starting after a quiet spell)."""
+    and a random part of a tick with nothing new (work starting after a quiet spell, at any phase)."""
+    phases = random.Random(trials)
     import opto
 
     opto.configure(service_name="bench-visibility", dashboard=server.base)
@@ -59,7 +61,7 @@ async def opto_delays(server: Server, trials: int) -> tuple[list[float], list[fl
     async with websockets.connect(ws_url, max_size=None) as ws:
         for i in range(2 * trials):
             if i % 2:
-                await asyncio.sleep(QUIET_S)  # a bench's pause, not a synchronisation wait
+                await asyncio.sleep(QUIET_S + phases.uniform(0.0, 0.25))  # a bench's pause, not a synchronisation wait
             name = f"visible-{i}"
             release = asyncio.Event()
 
@@ -110,7 +112,7 @@ async def measure(kind: str, trials: int) -> dict[str, list[float]]:
                     back_to_back, after_quiet = await opto_delays(server, trials)
                     delays = {
                         "opto-dashboard (span start to /ws/live in flight, trials back to back)": back_to_back,
-                        f"opto-dashboard (the same, after {QUIET_S} s with nothing new)": after_quiet,
+                        f"opto-dashboard (the same, after {QUIET_S} to {QUIET_S + 0.25} s with nothing new)": after_quiet,
                     }
                 else:
                     delays = {"phoenix serve (span end to GraphQL count)": await phoenix_delays(server, client, trials)}
