@@ -347,9 +347,9 @@ async def _attempt_loop(
 
 async def _traced_call(calls: _Calls, fn: Callable[..., Awaitable[R]], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
     """A call with a policy to apply (retries, timeout, an AsyncTraceContext's scope) or in debug mode."""
-    if calls.opts.debug or _debug._enabled:
-        _debug.enable_loop_debug(asyncio.get_running_loop())
     attempts = _Attempts(calls, args, kwargs, current_task())
+    if attempts.debug:
+        _debug.enable_loop_debug(asyncio.get_running_loop())
     try:
         result = await _call_in_scope(calls, fn, args, kwargs, attempts)
     except asyncio.CancelledError:
