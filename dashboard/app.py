@@ -34,8 +34,8 @@ def create_app(
     if token is not None and not token:
         raise ValueError("token must be a non-empty string, or None for no token")
     store = Store(db_path, max_spans=max_spans, retention_s=retention_s)
-    stats = Stats()
     pipeline = Pipeline(store)
+    stats = Stats(pipeline.health)
     pipeline.listeners.append(stats.stored)
     live_hub = Hub(stats)
     pipeline.listeners.append(live_hub.nudge)  # after stats: the hub reads what stats just counted

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta, Struct, field
 
-from .records import MAX_INT, MAX_ITEMS, MAX_MESSAGE, MAX_NAME, Kind, RecordError, SpanRecord, State, StatusCode, check_events, check_links
+from .records import MAX_INT, MAX_ITEMS, MAX_MESSAGE, MAX_NAME, MAX_VALUE, Kind, RecordError, SpanRecord, State, StatusCode, check_events, check_links
 
 __all__ = ["Batch", "decode_batch"]
 
@@ -26,8 +26,8 @@ _Id32 = Annotated[str, Meta(min_length=32, max_length=32)]
 _HEX = re.compile(r"[0-9a-f]*")
 _Count = Annotated[int, Meta(ge=0, le=MAX_INT)]
 _Int64 = Annotated[int, Meta(ge=-(2**63), le=MAX_INT)]
-_Scalar = str | _Int64 | float | bool
-_Attributes = Annotated[dict[_Name, _Scalar | list[_Scalar]], Meta(max_length=MAX_ITEMS)]
+_Scalar = Annotated[str, Meta(max_length=MAX_VALUE)] | _Int64 | float | bool
+_Attributes = Annotated[dict[_Name, _Scalar | Annotated[list[_Scalar], Meta(max_length=MAX_ITEMS)]], Meta(max_length=MAX_ITEMS)]
 _Items = Annotated[tuple[Any, ...], Meta(max_length=MAX_ITEMS)]  # events and links: checked by records
 
 

@@ -1,6 +1,9 @@
 """`/ws/ingest`: the SDK's websocket door. Every frame is validated; good batches are acked once stored.
 
-A bad frame gets an `error` reply naming what was wrong and is counted, and the connection keeps
+A span that breaks the contract is refused alone: the ack lists it by index with the reason, and
+the rest of its frame is stored. A frame whose envelope is bad gets an `error` reply naming what
+was wrong (`retry: false`); one the store could not take for now (disk full, database locked)
+gets `retry: true`, and the SDK sends it again. Refusals are counted and the connection keeps
 serving; a frame over `MAX_FRAME_BYTES` closes the connection with code 1009 and a reason.
 """
 
@@ -9,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -16,24 +20,26 @@ from starlette.routing import WebSocketRoute
 from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from opto.telemetry.limits import MAX_BATCH_SPANS, MAX_DEPTH, MAX_FRAME_BYTES, depth_within
+
 from .batch import decode_batch
 from .pipeline import Pipeline
-from .records import MAX_NAME, ProcessInfo, RecordError, SpanRecord, check_attributes, int_field, list_field, object_field, text_field
+from .records import MAX_INT, MAX_NAME, ProcessInfo, RecordError, SpanRecord, check_attributes, int_field, list_field, object_field, text_field
 from .stats import Stats
+from .store import StoreError
 
-__all__ = ["routes", "MAX_FRAME_BYTES", "MAX_BATCH_SPANS", "parse_batch", "quick_batch", "FrameError"]
+__all__ = ["routes", "MAX_FRAME_BYTES", "MAX_BATCH_SPANS", "Parsed", "parse_batch", "quick_batch", "FrameError"]
 
 logger = logging.getLogger("opto_dashboard")
-MAX_FRAME_BYTES = 8 * 1024 * 1024
-MAX_BATCH_SPANS = 10_000
 _MAX_UNACKED = 32  # batches of one connection being stored at once
-_MAX_REPLIES = 256  # replies waiting for a client that does not read them
+_MAX_REPLIES = 256  # replies waiting for a client that does not read them: then reading stops
+_MAX_REASONS = 16  # drop reasons an SDK may report
 _TOO_BIG = 1009
 _POLICY = 1008
 
 
 class FrameError(Exception):
-    """A frame refused with an error reply; the connection goes on."""
+    """A frame refused whole with an error reply (its envelope is malformed); the connection goes on."""
 
     def __init__(self, detail: str, seq: int | None = None) -> None:
         super().__init__(detail)
@@ -48,7 +54,8 @@ def _metric(obj: Any, path: str) -> dict[str, Any]:
     int_field(m, "time_ns", path)
     check_attributes(m.get("attributes", {}), f"{path}.attributes")
     if "summary" in m:
-        object_field(m["summary"], f"{path}.summary")
+        if not depth_within(object_field(m["summary"], f"{path}.summary")):
+            raise RecordError(f"{path}.summary", f"nested more than {MAX_DEPTH} deep")
     elif "histogram" in m:
         h = object_field(m["histogram"], f"{path}.histogram")
         int_field(h, "count", f"{path}.histogram")
@@ -56,6 +63,8 @@ def _metric(obj: Any, path: str) -> dict[str, Any]:
             values = list_field(h.get(key), f"{path}.histogram.{key}")
             if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
                 raise RecordError(f"{path}.histogram.{key}", "expected a list of numbers")
+        if not depth_within(h):
+            raise RecordError(f"{path}.histogram", f"nested more than {MAX_DEPTH} deep")
     else:
         value = m.get("value")
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -63,47 +72,86 @@ def _metric(obj: Any, path: str) -> dict[str, Any]:
     return m
 
 
-Parsed = tuple[int, list[SpanRecord], list[dict[str, Any]], dict[str, int]]
+@dataclass(slots=True)
+class Parsed:
+    """A batch frame's valid spans and metric points, and what was refused of it one by one."""
+
+    seq: int
+    spans: list[SpanRecord]
+    metrics: list[dict[str, Any]]
+    drops: dict[str, Any]
+    refused: list[dict[str, Any]] = field(default_factory=list)  # {"index", "reason"} of each refused span
+    refused_metrics: int = 0
 
 
 def parse_batch(frame: dict[str, Any]) -> Parsed:
-    """A validated `batch` frame's seq, spans, metrics and drop counters."""
+    """A `batch` frame, each span checked alone: a span that breaks the contract is refused by itself."""
     seq = frame.get("seq")
-    if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
+    if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq <= MAX_INT:
         raise FrameError(f"seq: expected a non-negative int, got {seq!r}"[:120])
     try:
-        spans = list_field(frame.get("spans", []), "spans")
-        if len(spans) > MAX_BATCH_SPANS:
-            raise RecordError("spans", f"more than {MAX_BATCH_SPANS} spans in one batch; send smaller batches")
-        records = [SpanRecord.from_json(s, f"spans[{i}]") for i, s in enumerate(spans)]
-        return seq, *_rest(records, frame.get("resource", {}), frame.get("metrics", []), frame.get("drops", {}))
+        spans = frame.get("spans", [])
+        if not isinstance(spans, list) or len(spans) > MAX_BATCH_SPANS:
+            raise RecordError("spans", f"expected a list of at most {MAX_BATCH_SPANS} spans; send smaller batches")
+        records: list[SpanRecord] = []
+        refused: list[dict[str, Any]] = []
+        for i, span in enumerate(spans):
+            try:
+                records.append(SpanRecord.from_json(span, f"spans[{i}]"))
+            except RecordError as exc:
+                refused.append({"index": i, "reason": str(exc)[:200]})
+        parsed = _finish(seq, records, frame.get("resource", {}), frame.get("metrics", []), frame.get("drops", {}))
     except RecordError as exc:
         raise FrameError(str(exc), seq) from None
+    parsed.refused = refused
+    return parsed
 
 
 def quick_batch(data: str) -> Parsed | None:
     """`parse_batch` of a plainly valid batch frame, decoded and checked in one pass; else None."""
-    batch = decode_batch(data)
+    try:
+        batch = decode_batch(data)
+    except RecursionError:  # nested past the decoder's depth: the detailed path names the field
+        return None
     if batch is None or len(batch.spans) > MAX_BATCH_SPANS:
         return None
     try:
-        return batch.seq, *_rest(batch.spans, batch.resource, batch.metrics, batch.drops)
+        parsed = _finish(batch.seq, batch.spans, batch.resource, batch.metrics, batch.drops)
     except RecordError:
         return None
+    return parsed if not parsed.refused_metrics else None
 
 
-def _rest(records: list[SpanRecord], resource: Any, metrics: Any, drops: Any) -> tuple[list[SpanRecord], list[dict[str, Any]], dict[str, int]]:
-    """The frame's resource given to spans without one, its metrics and drop counters checked."""
+def _finish(seq: int, records: list[SpanRecord], resource: Any, metrics: Any, drops: Any) -> Parsed:
+    """The frame's resource given to spans without one; its metric points checked one by one, and
+    its drop counters."""
     resource = check_attributes(resource, "resource")
     if resource:
         for r in records:
             if not r.resource:
                 r.resource = resource
-    checked = [_metric(m, f"metrics[{i}]") for i, m in enumerate(list_field(metrics, "metrics"))]
-    drops = object_field(drops, "drops")
-    for key in ("spans", "metrics"):
-        int_field(drops, key, "drops", optional=True)
-    return records, checked, {"spans": drops.get("spans") or 0, "metrics": drops.get("metrics") or 0}
+    points = []
+    refused = 0
+    for i, m in enumerate(list_field(metrics, "metrics")):
+        try:
+            points.append(_metric(m, f"metrics[{i}]"))
+        except RecordError:
+            refused += 1
+    return Parsed(seq, records, points, _drops(drops), refused_metrics=refused)
+
+
+def _drops(value: Any) -> dict[str, Any]:
+    """An SDK's cumulative drop counters: spans and metric points lost, and spans by reason."""
+    drops = object_field(value, "drops")
+    out: dict[str, Any] = {key: int_field(drops, key, "drops", optional=True) or 0 for key in ("spans", "metrics", "starts")}
+    reasons = object_field(drops.get("reasons", {}), "drops.reasons")
+    if len(reasons) > _MAX_REASONS:
+        raise RecordError("drops.reasons", f"more than {_MAX_REASONS} reasons")
+    for key in reasons:
+        text_field({"name": key}, "name", "drops.reasons", limit=64)
+        int_field(reasons, key, "drops.reasons")
+    out["reasons"] = reasons
+    return out
 
 
 class _Connection:
@@ -114,28 +162,46 @@ class _Connection:
         self.pipeline = pipeline
         self.stats = stats
         self.process: ProcessInfo | None = None
-        self.replies: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        # Bounded: a client that reads no replies fills it, its stores then wait to reply and hold
+        # their slots, and the connection stops reading frames, which pushes back on the client.
+        self.replies: asyncio.Queue[dict[str, Any]] = asyncio.Queue(_MAX_REPLIES)
         self.slots = asyncio.Semaphore(_MAX_UNACKED)
         self.tasks: set[asyncio.Task[None]] = set()
+        self.closed = False
 
     def refuse(self, detail: str, seq: int | None = None) -> None:
         self.stats.bad_frames += 1
         self.stats.version += 1
-        if self.replies.qsize() >= _MAX_REPLIES:
-            raise _Closing(_POLICY, f"{_MAX_REPLIES} replies unread: read the error replies")
-        self.replies.put_nowait({"type": "error", "seq": seq, "msg": "invalid frame", "detail": detail})
+        try:
+            self.replies.put_nowait({"type": "error", "seq": seq, "msg": "invalid frame", "detail": detail, "retry": False})
+        except asyncio.QueueFull:
+            raise _Closing(_POLICY, f"{_MAX_REPLIES} replies unread: read the replies") from None
 
     async def send_replies(self) -> None:
-        while (reply := await self.replies.get()) is not None:
-            await self.ws.send_text(json.dumps(reply))
+        while True:
+            await self.ws.send_text(json.dumps(await self.replies.get()))
 
-    async def store(self, seq: int, records: list[SpanRecord], metrics: list[dict[str, Any]], drops: dict[str, int]) -> None:
+    async def reply(self, message: dict[str, Any]) -> None:
+        if not self.closed:
+            await self.replies.put(message)
+
+    async def store(self, batch: Parsed) -> None:
         try:
-            stored = await self.pipeline.submit(records, process=self.process, metrics=metrics, drops=drops)
-        except Exception as exc:
-            self.replies.put_nowait({"type": "error", "seq": seq, "msg": "not stored", "detail": str(exc)[:200]})
-        else:
-            self.replies.put_nowait({"type": "ack", "seq": seq, "stored": stored})
+            if batch.refused or batch.refused_metrics:
+                self.stats.refused(len(batch.refused), batch.refused_metrics)
+            try:
+                stored = await self.pipeline.submit(batch.spans, process=self.process, metrics=batch.metrics, drops=batch.drops)
+            except StoreError as exc:
+                if not exc.transient:
+                    self.stats.refused(len(batch.spans), len(batch.metrics))
+                await self.reply({"type": "error", "seq": batch.seq, "msg": "not stored", "detail": str(exc)[:300], "retry": exc.transient})
+                return
+            ack: dict[str, Any] = {"type": "ack", "seq": batch.seq, "stored": stored}
+            if batch.refused:
+                ack["refused"] = batch.refused
+            if batch.refused_metrics:
+                ack["refused_metrics"] = batch.refused_metrics
+            await self.reply(ack)
         finally:
             self.slots.release()
 
@@ -158,7 +224,7 @@ class _Connection:
             if batch is None:
                 return
         await self.slots.acquire()
-        task = asyncio.create_task(self.store(*batch))
+        task = asyncio.create_task(self.store(batch))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
@@ -167,7 +233,7 @@ class _Connection:
         try:
             frame = orjson.loads(data)
         except orjson.JSONDecodeError as exc:
-            self.refuse(f"malformed JSON: {exc}")
+            self.refuse(f"malformed JSON: {exc}"[:300])
             return None
         kind = frame.get("type") if isinstance(frame, dict) else None
         if not isinstance(frame, dict):
@@ -233,10 +299,13 @@ async def ingest(ws: WebSocket) -> None:
     finally:
         if conn.process is not None:
             stats.disconnected(conn.process.id)
-        if conn.tasks:
-            await asyncio.wait(conn.tasks)  # batches being stored stay stored; unacked ones are resent
+        conn.closed = True
         sender.cancel()
         await asyncio.gather(sender, return_exceptions=True)
+        while not conn.replies.empty():  # stores waiting to reply go on: nobody will read it
+            conn.replies.get_nowait()
+        if conn.tasks:
+            await asyncio.wait(conn.tasks)  # batches being stored stay stored; unacked ones are resent
 
 
 routes = [WebSocketRoute("/ws/ingest", ingest)]

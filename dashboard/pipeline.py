@@ -11,17 +11,53 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from .records import ProcessInfo, SpanRecord
-from .store import Store, Write
+from .store import Store, StoreError, Write
 
-__all__ = ["Pipeline", "Listener"]
+__all__ = ["Pipeline", "Listener", "WriteHealth"]
 
 logger = logging.getLogger("opto_dashboard")
 Listener = Callable[[Sequence[Write]], None]
 _PRUNE_EVERY_S = 10.0
 _MAX_TRANSACTION_SPANS = 20_000
+
+
+@dataclass(slots=True)
+class WriteHealth:
+    """Whether writes are being stored: the failure going on (since when, how many spans it has
+    refused so far) and the totals. A transient failure's spans are resent by their senders."""
+
+    failing: bool = False
+    transient: bool = False
+    error: str = ""
+    since_ns: int | None = None
+    spans_not_stored: int = 0  # since the failure began
+    failed_writes: int = 0  # since the dashboard started
+    failed_spans: int = 0
+
+    def stored(self) -> None:
+        if self.failing:
+            logger.warning("opto-dashboard: storing works again after %d spans were not stored", self.spans_not_stored)
+            self.failing, self.since_ns, self.spans_not_stored = False, None, 0
+
+    def failed(self, error: StoreError, spans: int) -> None:
+        if not self.failing or str(error) != self.error:
+            logger.error("opto-dashboard: storing failed%s: %s", " (to be resent)" if error.transient else "", error)
+        if not self.failing:
+            self.failing, self.since_ns = True, time.time_ns()
+        self.error, self.transient = str(error), error.transient
+        self.spans_not_stored += spans
+        self.failed_writes += 1
+        self.failed_spans += spans
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "failing": self.failing, "transient": self.transient, "error": self.error, "since_ns": self.since_ns,
+            "spans_not_stored": self.spans_not_stored, "failed_writes": self.failed_writes, "failed_spans": self.failed_spans,
+        }
 
 
 class Pipeline:
@@ -40,6 +76,7 @@ class Pipeline:
         self._room.set()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self.health = WriteHealth()
 
     @property
     def full(self) -> bool:
@@ -96,26 +133,42 @@ class Pipeline:
             n += len(item[0].spans)
         return batch
 
-    async def _commit(self, batch: list[tuple[Write, asyncio.Future[int]]]) -> None:
-        writes = [w for w, _ in batch]
-        error: BaseException | None = None
+    async def _store(self, writes: list[Write]) -> list[StoreError | None]:
+        """Each write's failure, or None once stored. Writes share a transaction; when the database
+        refuses one's data, each is stored alone, so only that one fails."""
         try:
             await self.store.write(writes)
+            return [None] * len(writes)
         except Exception as exc:
-            logger.exception("opto-dashboard: storing %d writes failed", len(writes))
-            error = exc
+            error = exc if isinstance(exc, StoreError) else StoreError(f"{type(exc).__name__}: {exc}")
+            if error.transient or len(writes) == 1:
+                return [error] * len(writes)
+        results: list[StoreError | None] = []
+        for write in writes:
+            results.extend(await self._store([write]))
+        return results
+
+    async def _commit(self, batch: list[tuple[Write, asyncio.Future[int]]]) -> None:
+        writes = [w for w, _ in batch]
+        errors = await self._store(writes)
         self._pending -= sum(len(w.spans) for w in writes)
         self._room.set()
-        for write, future in batch:
+        stored = []
+        for (write, future), error in zip(batch, errors):
+            if error is None:
+                stored.append(write)
+                self.health.stored()
+            else:
+                self.health.failed(error, len(write.spans))
             if not future.done():
                 if error is None:
                     future.set_result(len(write.spans))
                 else:
                     future.set_exception(error)
-        if error is None:
+        if stored:
             for listener in self.listeners:
                 try:
-                    listener(writes)
+                    listener(stored)
                 except Exception:
                     logger.exception("opto-dashboard: listener %r failed", listener)
 

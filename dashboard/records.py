@@ -16,9 +16,10 @@ from typing import Any, Literal, get_args
 import msgspec
 
 from opto.telemetry import semconv
+from opto.telemetry.limits import MAX_ITEMS, MAX_MESSAGE, MAX_NAME, MAX_VALUE
 
 __all__ = [
-    "Kind", "State", "StatusCode", "KINDS", "STATES", "STATUS_CODES", "MAX_NAME", "MAX_ITEMS", "MAX_MESSAGE",
+    "Kind", "State", "StatusCode", "KINDS", "STATES", "STATUS_CODES", "MAX_NAME", "MAX_ITEMS", "MAX_MESSAGE", "MAX_VALUE",
     "RecordError", "SpanRecord", "check_id", "outcome_of", "ProcessInfo", "text_field", "int_field", "object_field",
     "list_field", "check_attributes", "check_events", "check_links",
 ]
@@ -29,9 +30,6 @@ StatusCode = Literal["unset", "ok", "error"]
 KINDS = frozenset(get_args(Kind))
 STATES = frozenset(get_args(State))
 STATUS_CODES = frozenset(get_args(StatusCode))
-MAX_NAME = 1024  # longest span, event or attribute name accepted
-MAX_ITEMS = 1024  # most attributes, events or links on one span
-MAX_MESSAGE = 4096  # longest status message
 _HEX = {16: re.compile(r"[0-9a-f]{16}"), 32: re.compile(r"[0-9a-f]{32}")}
 _SCALARS = (str, bool, int, float)
 
@@ -104,8 +102,12 @@ def check_attributes(value: Any, path: str) -> dict[str, Any]:
         if isinstance(item, _SCALARS):
             if type(item) is int and not -MAX_INT - 1 <= item <= MAX_INT:
                 attrs[key] = float(item)  # past 64 bits, as the quick path reads it (OTLP has no such int)
+            elif type(item) is str and len(item) > MAX_VALUE:
+                raise RecordError(f"{path}.{key}", f"value longer than {MAX_VALUE} chars")
             continue
         if isinstance(item, list) and all(isinstance(x, _SCALARS) for x in item):
+            if len(item) > MAX_ITEMS or any(type(x) is str and len(x) > MAX_VALUE for x in item):
+                raise RecordError(f"{path}.{key}", f"list of more than {MAX_ITEMS} items, or with a string longer than {MAX_VALUE} chars")
             attrs[key] = [float(x) if type(x) is int and not -MAX_INT - 1 <= x <= MAX_INT else x for x in item]
             continue
         raise RecordError(f"{path}.{key}", f"expected a string, number, bool or list of them, got {_show(item)}")

@@ -10,6 +10,7 @@ from typing import Any
 
 from opto.telemetry import semconv
 
+from .pipeline import WriteHealth
 from .records import ProcessInfo
 from .store import Store, Write
 
@@ -17,8 +18,13 @@ __all__ = ["Stats"]
 
 _WINDOW_S = 60  # throughput and rates cover the last minute
 _SAMPLES = 240  # concurrency samples kept (a minute at the hub's tick)
-_MAX_IN_FLIGHT = 100_000  # in-flight spans tracked; more are stored but not listed live
+_MAX_IN_FLIGHT = 50_000  # in-flight spans tracked; more are stored but only counted live
+_MAX_IN_FLIGHT_PER_PROCESS = 10_000  # so that one process cannot take them all
 _SPANS_PER_NAME = 20  # in-flight spans listed per function
+_NAMES = 50  # functions listed in flight, and named in each concurrency sample; the rest are summed
+_OTHERS = "(other functions)"
+PROCESS_IDLE_S = 15 * 60  # a process gone this long leaves the live view (it stays in the database)
+_PRUNE_EVERY_S = 10
 
 
 @dataclass(slots=True)
@@ -37,7 +43,8 @@ class _Process:
     info: ProcessInfo
     connections: int = 0
     last_seen_ns: int = 0
-    drops: dict[str, int] = field(default_factory=lambda: {"spans": 0, "metrics": 0})
+    drops: dict[str, Any] = field(default_factory=lambda: {"spans": 0, "metrics": 0})
+    in_flight: int = 0  # of its spans tracked in `Stats.in_flight`
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,30 +71,73 @@ class Stats:
     for a concurrency slot and is counted apart, so a limited function plateaus at its limit.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, health: WriteHealth | None = None) -> None:
         self.in_flight: dict[tuple[str, str], _InFlight] = {}
+        self.in_flight_untracked = 0  # started spans past the caps: stored, counted, not listed
         self.processes: dict[str, _Process] = {}
+        self.health = health or WriteHealth()
         self.frames = 0
         self.bad_frames = 0
         self.spans_stored = 0
+        self.spans_refused = 0
+        self.metrics_refused = 0
         self.version = 0  # bumped by every change the live view shows
         self._seconds: deque[_Second] = deque(maxlen=_WINDOW_S)
         self._samples: deque[dict[str, Any]] = deque(maxlen=_SAMPLES)
+        self._pruned_at = time.monotonic()
 
     async def load(self, store: Store) -> None:
-        """Start from what the database holds: its in-flight spans and known processes."""
+        """Start from what the database holds: processes seen lately and their in-flight spans."""
+        for pid, service, os_pid, host, sdk, started_ns, last_seen, drop_spans, drop_metrics in await store.fetch(
+            "SELECT id, service, pid, host, sdk, started_ns, last_seen_ns, drop_spans, drop_metrics FROM processes "
+            "WHERE last_seen_ns >= ?", (time.time_ns() - int(PROCESS_IDLE_S * 1e9),)
+        ):
+            info = ProcessInfo(pid, service or "", os_pid or 0, host or "", sdk or "", started_ns or 0)
+            self.processes[pid] = _Process(info, 0, last_seen or 0, {"spans": drop_spans, "metrics": drop_metrics})
         for trace_id, span_id, name, start_ns, process_id, parent, kind, function in await store.fetch(
             "SELECT trace_id, span_id, name, start_ns, process_id, parent_span_id, "
             f"json_extract(attributes, '$.\"{semconv.SPAN_KIND}\"'), json_extract(attributes, '$.\"{semconv.FUNCTION}\"') "
             f"FROM spans WHERE state = 'started' ORDER BY start_ns DESC LIMIT {_MAX_IN_FLIGHT}"
         ):
-            attrs = {semconv.SPAN_KIND: kind, semconv.FUNCTION: function or name}
-            self.in_flight[(trace_id, span_id)] = _in_flight(name, start_ns, process_id, parent, attrs)
-        for pid, service, os_pid, host, sdk, started_ns, last_seen, drop_spans, drop_metrics in await store.fetch(
-            "SELECT id, service, pid, host, sdk, started_ns, last_seen_ns, drop_spans, drop_metrics FROM processes"
-        ):
-            info = ProcessInfo(pid, service or "", os_pid or 0, host or "", sdk or "", started_ns or 0)
-            self.processes[pid] = _Process(info, 0, last_seen or 0, {"spans": drop_spans, "metrics": drop_metrics})
+            if process_id is None or process_id in self.processes:
+                attrs = {semconv.SPAN_KIND: kind, semconv.FUNCTION: function or name}
+                self._track((trace_id, span_id), _in_flight(name, start_ns, process_id, parent, attrs))
+
+    def _track(self, key: tuple[str, str], span: _InFlight) -> None:
+        """List a started span as in flight, unless past the caps (then it is only counted)."""
+        proc = self.processes.get(span.process_id) if span.process_id is not None else None
+        if len(self.in_flight) >= _MAX_IN_FLIGHT or (proc is not None and proc.in_flight >= _MAX_IN_FLIGHT_PER_PROCESS):
+            self.in_flight_untracked += 1
+            return
+        if key not in self.in_flight and proc is not None:
+            proc.in_flight += 1
+        self.in_flight[key] = span
+
+    def _untrack(self, key: tuple[str, str]) -> None:
+        span = self.in_flight.pop(key, None)
+        if span is not None and span.process_id is not None and (proc := self.processes.get(span.process_id)) is not None:
+            proc.in_flight -= 1
+
+    def refused(self, spans: int, metrics: int) -> None:
+        """Count spans and metric points refused one by one (or whole writes refused for good)."""
+        self.spans_refused += spans
+        self.metrics_refused += metrics
+        self.version += 1
+
+    def _prune_processes(self) -> None:
+        """Forget processes gone for PROCESS_IDLE_S, and the in-flight spans they never ended."""
+        if time.monotonic() - self._pruned_at < _PRUNE_EVERY_S:
+            return
+        self._pruned_at = time.monotonic()
+        cutoff = time.time_ns() - int(PROCESS_IDLE_S * 1e9)
+        gone = {pid for pid, p in self.processes.items() if not p.connections and p.last_seen_ns < cutoff}
+        if not gone:
+            return
+        for pid in gone:
+            del self.processes[pid]
+        for key in [k for k, span in self.in_flight.items() if span.process_id in gone]:
+            del self.in_flight[key]
+        self.version += 1
 
     def connected(self, info: ProcessInfo) -> None:
         proc = self.processes.get(info.id)
@@ -119,14 +169,13 @@ class Stats:
                 if proc is not None:
                     proc.last_seen_ns = time.time_ns()
                     if w.drops is not None:
-                        proc.drops = {"spans": w.drops.get("spans", 0), "metrics": w.drops.get("metrics", 0)}
+                        proc.drops = w.drops
             for r in w.spans:
                 key = (r.trace_id, r.span_id)
                 if r.state == "started":
-                    if len(self.in_flight) < _MAX_IN_FLIGHT:
-                        self.in_flight[key] = _in_flight(r.name, r.start_ns, r.process_id, r.parent_span_id, r.attributes)
+                    self._track(key, _in_flight(r.name, r.start_ns, r.process_id, r.parent_span_id, r.attributes))
                     continue
-                self.in_flight.pop(key, None)
+                self._untrack(key)
                 sec.calls += 1
                 sec.outcomes[r.outcome or semconv.OUTCOME_OK] += 1
                 attempts = r.attributes.get(semconv.ATTEMPTS)
@@ -154,14 +203,15 @@ class Stats:
 
     def sample(self) -> None:
         """Record the current concurrency, running and waiting; the hub calls this on each tick."""
+        self._prune_processes()
         calls, waiting = self._live_spans()
         by_name: Counter[str] = Counter()
         waiting_by_name: Counter[str] = Counter()
         for trace_id, span_id, span in calls:
             (waiting_by_name if (trace_id, span_id) in waiting else by_name)[span.name] += 1
         self._samples.append({
-            "t_ns": time.time_ns(), "total": sum(by_name.values()), "by_name": dict(by_name),
-            "waiting": sum(waiting_by_name.values()), "waiting_by_name": dict(waiting_by_name),
+            "t_ns": time.time_ns(), "total": sum(by_name.values()), "by_name": _top(by_name),
+            "waiting": sum(waiting_by_name.values()), "waiting_by_name": _top(waiting_by_name),
         })
 
     def snapshot(self) -> dict[str, Any]:
@@ -172,7 +222,11 @@ class Stats:
         for call in calls:
             groups.setdefault(call[2].name, []).append(call)
         in_flight = []
-        for name, spans in sorted(groups.items(), key=lambda kv: -len(kv[1])):
+        ranked = sorted(groups.items(), key=lambda kv: -len(kv[1]))
+        if len(ranked) > _NAMES:  # past the cap, the least busy functions are summed in one row
+            rest = [call for _, spans in ranked[_NAMES - 1:] for call in spans]
+            ranked = [*ranked[:_NAMES - 1], (_OTHERS, rest)]
+        for name, spans in ranked:
             spans.sort(key=lambda c: c[2].start_ns)
             in_flight.append({
                 "name": name,
@@ -214,5 +268,19 @@ class Stats:
                 for pid, p in self.processes.items()
             ],
             "drops": {pid: dict(p.drops) for pid, p in self.processes.items()},
-            "ingest": {"frames": self.frames, "bad_frames": self.bad_frames, "spans_stored": self.spans_stored},
+            "ingest": {
+                "frames": self.frames, "bad_frames": self.bad_frames, "spans_stored": self.spans_stored,
+                "spans_refused": self.spans_refused, "metrics_refused": self.metrics_refused,
+                "in_flight_untracked": self.in_flight_untracked,
+            },
+            "writes": self.health.to_json(),
         }
+
+
+def _top(counts: Counter[str]) -> dict[str, int]:
+    """The `_NAMES` largest counts by name, the rest summed under `_OTHERS`."""
+    if len(counts) <= _NAMES:
+        return dict(counts)
+    top = dict(counts.most_common(_NAMES - 1))
+    top[_OTHERS] = sum(counts.values()) - sum(top.values())
+    return top

@@ -42,7 +42,12 @@ _decode_reply = msgspec.msgpack.Decoder(Reply).decode
 
 
 class StoreError(Exception):
-    """A write or prune the database refused, or the writer process ended; nothing of it was stored."""
+    """A write or prune that was not stored, nothing of it; `transient` when the same request may
+    succeed later (disk full, database locked, writer restarting), so the sender should resend it."""
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 class _WriterEnded(Exception):
@@ -65,13 +70,21 @@ class Write:
     spans: Sequence[SpanRecord]
     process: ProcessInfo | None = None
     metrics: Sequence[dict[str, Any]] = ()
-    drops: dict[str, int] | None = None
+    drops: dict[str, Any] | None = None
     params: list[Any] = field(init=False)
     events: list[tuple[Any, ...]] = field(init=False)
+    metric_rows: list[tuple[Any, ...]] = field(init=False)
 
     def __post_init__(self) -> None:
+        """Raises (orjson's error) for data that cannot be encoded: that write alone is refused."""
         self.params = _span_params(self.spans)
         self.events = _event_rows(self.spans)
+        p = self.process
+        self.metric_rows = [] if p is None else [
+            (p.id, m["name"], m["time_ns"], _dumps(m.get("attributes", {})), m.get("value"),
+             _dumps(m.get("summary") or m.get("histogram")) if "value" not in m else None)
+            for m in self.metrics
+        ]
 
 
 class _Repeats:
@@ -131,18 +144,14 @@ def _event_rows(spans: Iterable[SpanRecord]) -> list[tuple[Any, ...]]:
 
 def _request(writes: Sequence[Write], now: int) -> SpanWrite:
     """The writer's request for a batch of writes: each process once (its latest drop counters)."""
-    latest: dict[str, tuple[ProcessInfo, dict[str, int] | None]] = {}
+    latest: dict[str, tuple[ProcessInfo, dict[str, Any] | None]] = {}
     metrics: list[tuple[Any, ...]] = []
     for w in writes:
         p = w.process
         if p is None:
             continue
         latest[p.id] = (p, w.drops if w.drops is not None else latest.get(p.id, (p, None))[1])
-        metrics.extend(
-            (p.id, m["name"], m["time_ns"], _dumps(m.get("attributes", {})), m.get("value"),
-             _dumps(m.get("summary") or m.get("histogram")) if "value" not in m else None)
-            for m in w.metrics
-        )
+        metrics.extend(w.metric_rows)
     return SpanWrite(
         spans=list(chain.from_iterable(w.params for w in writes)),
         trace_ids=_dumps(list({r.trace_id for w in writes for r in w.spans})),
@@ -204,10 +213,10 @@ class Store:
         try:
             reply = self._exchange(None)
         except _WriterEnded as exc:
-            raise StoreError(f"{exc} as it started; its error is in the log above") from None
+            raise StoreError(f"{exc} as it started; its error is in the log above", transient=True) from None
         if reply.error is not None:
             self._stop_writer()
-            raise StoreError(reply.error)
+            raise StoreError(reply.error, transient=True)  # the file may come back (a disk remounted, a lock freed)
 
     def _stop_writer(self) -> None:
         """End of input: the writer finishes its request, closes the database and exits."""
@@ -243,7 +252,8 @@ class Store:
 
     def _call(self, request: SpanWrite | Prune) -> int:
         """One request to the writer, on the writer thread. A writer that has ended is started
-        again and sent the request once more (spans and events are upserts: a repeat changes nothing)."""
+        again and sent the request once more (spans and events are upserts: a repeat changes
+        nothing); if that one ends too, the failure is transient: the sender resends later."""
         if self._writer is None:  # its last start failed
             self._start_writer()
         try:
@@ -254,9 +264,9 @@ class Store:
             try:
                 reply = self._exchange(request)
             except _WriterEnded as again:
-                raise StoreError(str(again)) from None
+                raise StoreError(str(again), transient=True) from None
         if reply.error is not None:
-            raise StoreError(reply.error)
+            raise StoreError(reply.error, transient=reply.transient)
         return reply.value
 
     async def close(self) -> None:

@@ -147,10 +147,19 @@ class Prune(msgspec.Struct, array_like=True, tag=True):
 
 
 class Reply(msgspec.Struct, array_like=True):
-    """The writer's answer: a count (spans stored, traces pruned), or the error that undid the request."""
+    """The writer's answer: a count (spans stored, traces pruned), or the error that undid the
+    request and whether the same request may succeed later (disk full, database locked)."""
 
     value: int = 0
     error: str | None = None
+    transient: bool = False
+
+
+# SQLite's primary result codes for a database that cannot take a write now but may later.
+_TRANSIENT = {
+    sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_NOMEM, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_FULL,
+    sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_PROTOCOL,
+}
 
 
 def open_database(path: str) -> sqlite3.Connection:
@@ -280,9 +289,17 @@ def _transaction(db: sqlite3.Connection, request: SpanWrite | Prune) -> Reply:
             value = _write(db, request) if isinstance(request, SpanWrite) else _prune(db, request)
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            if db.in_transaction:  # SQLite has already rolled back after some errors (disk full)
+                try:
+                    db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass  # the error that matters is the one that stopped the write
             raise
-    except Exception as exc:  # the request's data, not the writer: it serves on
+    except sqlite3.Error as exc:  # the database, or the request's data: the writer serves on
+        code = getattr(exc, "sqlite_errorcode", None)
+        name = getattr(exc, "sqlite_errorname", type(exc).__name__)
+        return Reply(error=f"{name}: {exc}", transient=code is not None and code & 0xFF in _TRANSIENT)
+    except Exception as exc:
         return Reply(error=f"{type(exc).__name__}: {exc}")
     return Reply(value)
 

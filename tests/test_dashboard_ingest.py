@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import logging
 import os
@@ -20,6 +21,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from dashboard_server import Dashboard, hello_frame, span_record
+from opto.telemetry.limits import MAX_ITEMS, MAX_MESSAGE, MAX_VALUE
 from opto_dashboard.ingest import MAX_FRAME_BYTES
 
 
@@ -67,42 +69,79 @@ BAD_FRAMES = {
     "not an object": ("[1, 2]", "expected a JSON object"),
     "unknown type": ('{"type": "spans"}', "type: expected 'hello' or 'batch'"),
     "seq not an int": ('{"type": "batch", "seq": "7", "spans": []}', "seq: expected a non-negative int"),
-    "wrong type of span id": (
-        json.dumps({"type": "batch", "seq": 2, "spans": [span_record("a" * 32, "b" * 16), span_record("a" * 32, "b" * 16, span_id=5)]}),
-        "spans[1].span_id: expected 16 lowercase hex chars",
-    ),
-    "missing name": (
-        json.dumps({"type": "batch", "seq": 3, "spans": [{k: v for k, v in span_record("a" * 32, "c" * 16).items() if k != "name"}]}),
-        "spans[0].name: missing",
-    ),
-    "ended without end_ns": (
-        json.dumps({"type": "batch", "seq": 4, "spans": [span_record("a" * 32, "c" * 16, end_ns=None)]}),
-        "spans[0].end_ns: an ended span needs end_ns",
-    ),
-    "time past SQLite's integers": (
-        json.dumps({"type": "batch", "seq": 6, "spans": [span_record("a" * 32, "c" * 16, start_ns=2**63)]}),
-        "spans[0].start_ns: expected a non-negative int below 2**63",
-    ),
-    "bad attribute value": (
-        json.dumps({"type": "batch", "seq": 5, "spans": [span_record("a" * 32, "c" * 16, attributes={"k": {"nested": 1}})]}),
-        "spans[0].attributes.k: expected a string, number, bool or list",
-    ),
+    "spans not a list": ('{"type": "batch", "seq": 7, "spans": {}}', "spans: expected a list"),
+    "bad resource": ('{"type": "batch", "seq": 7, "spans": [], "resource": {"k": {}}}', "resource.k: expected a string"),
+    "drops not ints": ('{"type": "batch", "seq": 7, "spans": [], "drops": {"spans": "x"}}', "drops.spans: expected a non-negative int"),
 }
 
 
 @pytest.mark.parametrize("frame, detail", BAD_FRAMES.values(), ids=BAD_FRAMES.keys())
 async def test_bad_frame_gets_error_naming_the_problem_and_connection_goes_on(dashboard: Dashboard, frame: str, detail: str) -> None:
-    """A bad frame is answered with an error naming what was wrong, counted, and the same connection still stores."""
+    """A frame whose envelope is bad is answered with a final error naming what was wrong, counted, and the same connection still stores."""
     async with connect(dashboard.ws_url + "/ws/ingest") as ws:
         await ws.send(hello_frame())
         await ws.send(frame)
         error = await reply(ws)
-        assert error["type"] == "error" and error["msg"] == "invalid frame"
+        assert error["type"] == "error" and error["msg"] == "invalid frame" and error["retry"] is False
         assert detail in error["detail"]
         trace = new_trace()
         assert (await send_batch(ws, 9, [span_record(trace, new_span())]))["type"] == "ack"
     assert dashboard.get("/api/live")["ingest"]["bad_frames"] == 1
     assert dashboard.get("/api/traces")["total"] == 1
+
+
+BAD_SPANS = {
+    "wrong type of span id": ({"span_id": 5}, "spans[1].span_id: expected 16 lowercase hex chars"),
+    "missing name": ({"name": None}, "spans[1].name: missing"),
+    "ended without end_ns": ({"end_ns": None}, "spans[1].end_ns: an ended span needs end_ns"),
+    "time past SQLite's integers": ({"start_ns": 2**63}, "spans[1].start_ns: expected a non-negative int below 2**63"),
+    "bad attribute value": ({"attributes": {"k": {"nested": 1}}}, "spans[1].attributes.k: expected a string, number, bool or list"),
+    "value over the limit": ({"attributes": {"k": "x" * (MAX_VALUE + 1)}}, f"spans[1].attributes.k: value longer than {MAX_VALUE} chars"),
+    "list over the limit": ({"attributes": {"k": [1] * (MAX_ITEMS + 1)}}, f"spans[1].attributes.k: list of more than {MAX_ITEMS} items"),
+    "status message over the limit": (
+        {"status": {"code": "error", "message": "m" * (MAX_MESSAGE + 1)}}, f"spans[1].status.message: longer than {MAX_MESSAGE} chars",
+    ),
+}
+
+
+@pytest.mark.parametrize("fields, reason", BAD_SPANS.values(), ids=BAD_SPANS.keys())
+async def test_a_bad_span_is_refused_alone_and_the_rest_of_its_frame_is_stored(dashboard: Dashboard, fields: dict[str, object], reason: str) -> None:
+    """The ack lists the refused span by index with the reason; its neighbours are stored, and it is counted."""
+    trace = new_trace()
+    spans = [span_record(trace, new_span(), "first"), span_record(trace, new_span(), "bad"), span_record(trace, new_span(), "third")]
+    spans[1].update(fields)
+    async with connect(dashboard.ws_url + "/ws/ingest") as ws:
+        await ws.send(hello_frame())
+        ack = await send_batch(ws, 1, spans)
+    assert ack["type"] == "ack" and ack["stored"] == 2
+    assert [r["index"] for r in ack["refused"]] == [1] and reason in ack["refused"][0]["reason"]
+    assert sorted(s["name"] for s in dashboard.get(f"/api/traces/{trace}")["spans"]) == ["first", "third"]
+    ingest = dashboard.get("/api/live")["ingest"]
+    assert ingest["spans_refused"] == 1 and ingest["bad_frames"] == 0
+
+
+async def test_a_metric_nested_too_deep_is_refused_alone_and_never_fails_other_clients(dashboard: Dashboard) -> None:
+    """A summary nested 300 deep passes for valid JSON but could not be stored: it is refused at the door, by itself."""
+    deep: dict[str, object] = {}
+    for _ in range(300):
+        deep = {"d": deep}
+    bad = {"name": "opto.metrics.summary", "time_ns": 1, "attributes": {}, "summary": deep}
+    good = {"name": "opto.metrics.summary", "time_ns": 1, "attributes": {}, "summary": {"count": 1}}
+    traces = [new_trace() for _ in range(5)]
+    async with contextlib.AsyncExitStack() as stack:
+        sockets = [await stack.enter_async_context(connect(dashboard.ws_url + "/ws/ingest")) for _ in traces]
+        for ws in sockets:
+            await ws.send(hello_frame())
+        frames = [
+            json.dumps({"type": "batch", "seq": 1, "spans": [span_record(t, new_span())], "metrics": [bad if i == 0 else good], "drops": {}})
+            for i, t in enumerate(traces)
+        ]
+        await asyncio.gather(*(ws.send(f) for ws, f in zip(sockets, frames)))
+        acks = [await reply(ws) for ws in sockets]
+    assert all(a["type"] == "ack" and a["stored"] == 1 for a in acks)
+    assert acks[0]["refused_metrics"] == 1 and all("refused_metrics" not in a for a in acks[1:])
+    assert dashboard.get("/api/traces")["total"] == 5
+    assert dashboard.get("/api/live")["ingest"]["metrics_refused"] == 1
 
 
 async def test_an_int_attribute_past_64_bits_is_stored_as_a_float(dashboard: Dashboard) -> None:
@@ -131,7 +170,7 @@ async def test_invalid_utf8_in_a_binary_frame_is_refused(dashboard: Dashboard) -
 async def test_batch_before_hello_is_refused(dashboard: Dashboard) -> None:
     async with connect(dashboard.ws_url + "/ws/ingest") as ws:
         error = await send_batch(ws, 1, [span_record(new_trace(), new_span())])
-    assert error == {"type": "error", "seq": 1, "msg": "invalid frame", "detail": "send a hello frame first"}
+    assert error == {"type": "error", "seq": 1, "msg": "invalid frame", "detail": "send a hello frame first", "retry": False}
 
 
 async def test_refused_frames_do_not_disturb_another_connection(dashboard: Dashboard) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import sqlite3
 import subprocess
 import sys
@@ -143,7 +144,8 @@ def test_program_runs_on_without_a_dashboard_and_counts_drops() -> None:
     program = Program(url, OPTO_DASHBOARD_BUFFER="100")
     program.run("jobs 100")
     err = program.finish()
-    assert "did not get 800 span records: 700 dropped" in err
+    dropped, unsent = map(int, re.search(r"did not get 400 spans: (\d+) dropped \(buffer_full \d+\), (\d+) unsent", err).groups())
+    assert dropped + unsent == 400 and unsent <= 100  # the buffer keeps the last 100 records: each span dropped or unsent
 
 
 def test_drops_reach_the_dashboard_when_it_comes(tmp_path: Path) -> None:
@@ -158,8 +160,8 @@ def test_drops_reach_the_dashboard_when_it_comes(tmp_path: Path) -> None:
         err = program.finish()
         drops = server.get("/api/live")["drops"]
         (counted,) = [d["spans"] for d in drops.values()]
-        assert counted >= 120 and f"{counted} dropped" in err  # 120 before the dashboard served, maybe more after
-        assert stored(db, "job") + stored(db, "leaf") <= 44
+        assert counted >= 60 and f"{counted} dropped" in err  # ends of 60 spans pushed out before the dashboard served
+        assert stored(db, "job") + stored(db, "leaf") + counted == 84  # 21 jobs of 4 spans: each stored or counted
     finally:
         server.close()
 

@@ -27,7 +27,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from .._version import __version__
-from . import semconv
+from . import limits, semconv
 from .wire import encode_span
 
 __all__ = ["LiveSpanProcessor", "ingest_url", "processors", "DEFAULT_BUFFER", "DEFAULT_FLUSH_TIMEOUT_S"]
@@ -41,8 +41,9 @@ _TICK_S = 0.1  # longest a record waits before it is sent
 _METRICS_EVERY_S = 1.0
 _BACKOFF_MIN_S = 0.05
 _BACKOFF_MAX_S = 5.0
-_MAX_FRAME = 8 * 1024 * 1024  # the dashboard's limit
+_ENVELOPE = 512 * 1024  # a frame's room for all but its span records
 _STARTED, _ENDED = False, True
+_dumps = orjson.dumps
 
 
 def ingest_url(url: str) -> str:
@@ -143,7 +144,7 @@ class LiveSpanProcessor(SpanProcessor):
         self.url = ingest_url(url)
         self.flush_timeout_s = flush_timeout_s
         self._max = max_buffer
-        self._buffer: deque[tuple[ReadableSpan, bool]] = deque(maxlen=max_buffer)
+        self._buffer: deque[tuple[ReadableSpan, bool]] = deque()  # at most max_buffer: see `_evict`
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._service_name = service_name
         # Imported here, on the caller's thread, not lazily on the exporter's: a fork during that
@@ -161,7 +162,8 @@ class LiveSpanProcessor(SpanProcessor):
 
     def _start(self) -> None:
         """Fresh state and a running exporter thread: at construction, and in a forked child."""
-        self.dropped_spans = 0
+        self.drops = {"buffer_full": 0, "refused": 0, "invalid_frame": 0}  # spans lost, by reason
+        self.dropped_starts = 0  # start records dropped from a full buffer (their spans' ends may still come)
         self.dropped_metrics = 0
         self._buffer.clear()
         self._hello = json.dumps({"type": "hello", "process": {
@@ -170,7 +172,8 @@ class LiveSpanProcessor(SpanProcessor):
         }})
         self._carry: tuple[ReadableSpan, bool] | None = None  # taken from the buffer, for the next frame
         self._unacked: OrderedDict[int, bytes] = OrderedDict()
-        self._unacked_spans: dict[int, int] = {}
+        self._unacked_ends: dict[int, bytes] = {}  # per unacked frame: 1 for each end record, 0 for a start
+        self._retry_backoff = _BACKOFF_MIN_S  # after the dashboard could not store a frame
         self._seq = 0
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -186,22 +189,38 @@ class LiveSpanProcessor(SpanProcessor):
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         if len(self._buffer) >= self._max:
-            self.dropped_spans += 1
+            self._evict()
         self._buffer.append((span, _STARTED))
 
     def on_end(self, span: ReadableSpan) -> None:
         if len(self._buffer) >= self._max:
-            self.dropped_spans += 1
+            self._evict()
         self._buffer.append((span, _ENDED))
         if len(self._buffer) >= _BATCH and not self._wake.is_set():
             self._wake.set()
+
+    def _evict(self) -> None:
+        """Make room in the full buffer: the oldest record goes, counted as a lost span if it was an end."""
+        try:
+            _, ended = self._buffer.popleft()
+        except IndexError:  # the exporter thread emptied it meanwhile
+            return
+        if ended:
+            self.drops["buffer_full"] += 1
+        else:
+            self.dropped_starts += 1
+
+    @property
+    def dropped_spans(self) -> int:
+        """Spans the dashboard will never get: their end record was dropped (any reason)."""
+        return sum(self.drops.values())
 
     # -- flushing and shutdown ---------------------------------------------------------------------
 
     @property
     def pending(self) -> int:
         """Records not yet acked by the dashboard (buffered or sent)."""
-        return len(self._buffer) + (self._carry is not None) + sum(list(self._unacked_spans.values()))
+        return len(self._buffer) + (self._carry is not None) + sum(map(len, list(self._unacked_ends.values())))
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Wait until everything buffered is acked, at most `timeout_millis`; False if time ran out."""
@@ -220,16 +239,22 @@ class LiveSpanProcessor(SpanProcessor):
         """Flush within `flush_timeout_s`, stop the thread, and log what never reached the dashboard."""
         if self._stop.is_set():
             return
-        flushed = self.force_flush(int(self.flush_timeout_s * 1000))
-        lost = self.pending
+        self.force_flush(int(self.flush_timeout_s * 1000))
         self._stop.set()
         self._wake.set()
         self._thread.join(self.flush_timeout_s)
-        if self.dropped_spans or not flushed:
+        unsent = self._unsent_spans()
+        if self.dropped_spans or unsent:
             logger.warning(
-                "opto: the dashboard at %s did not get %d span records: %d dropped (buffer full, or "
-                "refused by the dashboard), %d unsent at shutdown", self.url, self.dropped_spans + lost, self.dropped_spans, lost,
+                "opto: the dashboard at %s did not get %d spans: %d dropped (%s), %d unsent at shutdown",
+                self.url, self.dropped_spans + unsent, self.dropped_spans,
+                ", ".join(f"{reason} {n}" for reason, n in self.drops.items() if n) or "none", unsent,
             )
+
+    def _unsent_spans(self) -> int:
+        """Spans whose end record is still buffered or unacked."""
+        carried = self._carry is not None and self._carry[1]
+        return sum(ended for _, ended in list(self._buffer)) + carried + sum(e.count(1) for e in list(self._unacked_ends.values()))
 
     # -- the exporter thread ---------------------------------------------------------------------
 
@@ -240,6 +265,13 @@ class LiveSpanProcessor(SpanProcessor):
             connects = self._connects
             try:
                 self._serve()
+            except _NotStored as exc:  # connected, but the dashboard could not store: resend after a pause
+                delay = random.uniform(self._retry_backoff / 2, self._retry_backoff)
+                self._retry_backoff = min(self._retry_backoff * 2, _BACKOFF_MAX_S)
+                logger.debug("opto: the dashboard at %s did not store a frame (%s); resending in %.2f s", self.url, exc, delay)
+                if self._stop.wait(delay):
+                    break
+                continue
             except Exception as exc:  # any failure of the connection: back off and reconnect
                 self._failed = True
                 logger.debug("opto: dashboard connection to %s failed: %r", self.url, exc)
@@ -252,7 +284,7 @@ class LiveSpanProcessor(SpanProcessor):
 
     def _serve(self) -> None:
         with self._connect(
-            self.url, open_timeout=5, close_timeout=1, compression=None, proxy=None, max_size=_MAX_FRAME,
+            self.url, open_timeout=5, close_timeout=1, compression=None, proxy=None, max_size=limits.MAX_FRAME_BYTES,
             additional_headers=self._headers, ping_interval=None,
         ) as ws:
             self._connects += 1
@@ -277,7 +309,8 @@ class LiveSpanProcessor(SpanProcessor):
                     self._wake.clear()
 
     def _receive(self, ws: Any, timeout: float) -> None:
-        """Take acks (and error replies) until none is waiting."""
+        """Take acks (and error replies) until none is waiting; `_NotStored` when the dashboard
+        could not store a frame for now (its frames stay unacked, to be resent)."""
         while self._unacked:
             try:
                 reply = orjson.loads(ws.recv(timeout=timeout))
@@ -285,23 +318,50 @@ class LiveSpanProcessor(SpanProcessor):
                 return
             timeout = 0
             seq = reply.get("seq")
+            ends = self._unacked_ends.get(seq, b"")
             if reply.get("type") == "error":
-                # The dashboard refused the frame: it will refuse it again, so it is dropped, and counted.
-                self.dropped_spans += self._unacked_spans.get(seq, 0)
-                if not self._rejected_logged:
-                    self._rejected_logged = True
-                    logger.warning("opto: the dashboard refused a frame: %s", reply.get("detail"))
+                if reply.get("retry"):
+                    raise _NotStored(str(reply.get("detail")))
+                # A malformed frame: the dashboard would refuse it again, so it is dropped, and counted.
+                self.drops["invalid_frame"] += ends.count(1)
+                self._log_refusal(reply.get("detail"))
+            else:
+                self._retry_backoff = _BACKOFF_MIN_S
+                refused = reply.get("refused")
+                if refused:  # spans the dashboard refused one by one; the rest of the frame is stored
+                    self.drops["refused"] += sum(
+                        1 for r in refused if isinstance(r, dict) and isinstance(i := r.get("index"), int) and ends[i:i + 1] == b"\x01"
+                    )
+                    self._log_refusal(refused[0].get("reason"))
             self._unacked.pop(seq, None)
-            self._unacked_spans.pop(seq, None)
+            self._unacked_ends.pop(seq, None)
         with self._idle:
             self._idle.notify_all()
 
+    def _log_refusal(self, detail: Any) -> None:
+        if not self._rejected_logged:
+            self._rejected_logged = True
+            logger.warning("opto: the dashboard refused spans: %s", detail)
+
+    def _encode(self, span: ReadableSpan, ended: bool) -> bytes:
+        """A span's record as JSON, cut to the shared limits (and marked) if it is over any."""
+        record = encode_span(span, ended)
+        part = _encode_json(record)
+        if not limits.plainly_within(record, len(part)):
+            part = _encode_json(limits.fit(record))
+            if len(part) > limits.MAX_FRAME_BYTES - _ENVELOPE:  # escapes made it grow past the estimate
+                part = _encode_json(limits.fit(record, limit=limits.MAX_NAME))
+        return part
+
     def _next_frame(self) -> bytes | None:
-        """The next batch frame, or None when there is nothing to send."""
+        """The next batch frame, or None when there is nothing to send. A frame holds at most
+        `_BATCH` records and `MAX_FRAME_BYTES`: records past that wait for the next one."""
         now = time.monotonic()
-        records: list[dict[str, Any]] = []
+        parts: list[bytes] = []
+        ends = bytearray()
+        size = 0
         resource = None
-        while (self._carry or self._buffer) and len(records) < _BATCH:
+        while (self._carry or self._buffer) and len(parts) < _BATCH:
             if self._carry is not None:
                 (span, ended), self._carry = self._carry, None
             else:
@@ -313,30 +373,53 @@ class LiveSpanProcessor(SpanProcessor):
             resource = span_resource
             if not ended and span.end_time is not None:
                 continue  # already over: its end record follows, so the start adds nothing
-            records.append(encode_span(span, ended))
+            part = self._encode(span, ended)
+            if parts and size + len(part) > limits.MAX_FRAME_BYTES - _ENVELOPE:
+                self._carry = (span, ended)  # no room left: it opens the next frame
+                break
+            parts.append(part)
+            ends.append(ended)
+            size += len(part) + 1
         metrics: list[dict[str, Any]] = []
         if now >= self._next_metrics:
             self._next_metrics = now + _METRICS_EVERY_S
             try:
-                metrics = _metric_summaries() + _queue_points()
+                metrics = (_metric_summaries() + _queue_points())[:limits.MAX_ITEMS]
             except Exception:
                 logger.debug("opto: collecting metrics for the dashboard failed", exc_info=True)
-        elif not records:
+        elif not parts:
             return None
         self._seq += 1
-        batch = {
-            "type": "batch", "seq": self._seq, "spans": records, "metrics": metrics,
-            "drops": {"spans": self.dropped_spans, "metrics": self.dropped_metrics},
-            "resource": dict(resource.attributes) if resource is not None else {},
-        }
-        try:
-            frame = orjson.dumps(batch)
-        except TypeError:  # an int beyond 64 bits, say: the standard library copes
-            frame = json.dumps(batch).encode()
-        if len(frame) > _MAX_FRAME:  # a few giant spans: the dashboard would refuse the frame
-            self.dropped_spans += len(records)
+        drops = {"spans": self.dropped_spans, "metrics": self.dropped_metrics, "starts": self.dropped_starts, "reasons": self.drops}
+        tail = _encode_json({"metrics": metrics, "drops": drops, "resource": dict(resource.attributes) if resource is not None else {}})
+        if len(tail) > _ENVELOPE:  # metric points past the envelope's room wait for the next second
             self.dropped_metrics += len(metrics)
-            return None
+            tail = _encode_json({"metrics": [], "drops": drops, "resource": {}})
+        frame = b'{"type":"batch","seq":%d,"spans":[%b],%b' % (self._seq, b",".join(parts), tail[1:])
         self._unacked[self._seq] = frame
-        self._unacked_spans[self._seq] = len(records)
+        self._unacked_ends[self._seq] = bytes(ends)
         return frame
+
+
+class _NotStored(Exception):
+    """The dashboard answered that it could not store a frame for now (disk full, database locked)."""
+
+
+def _encode_json(value: Any) -> bytes:
+    try:
+        return _dumps(value)
+    except TypeError:  # an int beyond 64 bits: sent as a float, as the dashboard would store it
+        return _dumps(_plain(value))
+
+
+def _plain(value: Any) -> Any:
+    """`value` with ints past 64 bits as floats and anything orjson cannot encode as its `str`."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if type(value) is int and not -(2**63) <= value < 2**64:
+        return float(value) if abs(value) < 2**1023 else str(value)
+    if value is None or isinstance(value, (str, int, float)):
+        return value
+    return str(value)

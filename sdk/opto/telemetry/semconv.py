@@ -11,7 +11,7 @@ __all__ = [
     "EXCEPTION_TYPE", "EXCEPTION_MESSAGE", "EXCEPTION_STACKTRACE", "SERVICE_NAME",
     "PROCESS_PID", "HOST_NAME", "TELEMETRY_SDK_NAME", "TELEMETRY_SDK_VERSION",
     "OUTCOME", "OUTCOME_OK", "OUTCOME_ERROR", "OUTCOME_TIMEOUT", "OUTCOME_CANCELLED", "OUTCOMES",
-    "ATTEMPTS", "ATTEMPT", "TIMEOUT_S", "CONCURRENCY", "TASK_NAME", "ARG_PREFIX", "RESULT",
+    "TRUNCATED", "ATTEMPTS", "ATTEMPT", "TIMEOUT_S", "CONCURRENCY", "TASK_NAME", "ARG_PREFIX", "RESULT",
     "RETRY_DELAY_S", "RETRY_EXHAUSTED", "QUEUE_WAIT_S", "SPAN_KIND", "DEBUG_CREATION_STACK",
     "DEBUG_DURATION_S", "DEBUG_HANDLE", "EVENT_RETRY", "EVENT_TIMEOUT", "EVENT_CANCELLED",
     "EVENT_SLOW_CALLBACK", "METRIC_CALL_DURATION", "METRIC_CALLS_ACTIVE", "METRIC_RETRIES",
@@ -57,6 +57,7 @@ OUTCOMES: Final = (OUTCOME_OK, OUTCOME_ERROR, OUTCOME_TIMEOUT, OUTCOME_CANCELLED
 SPAN_KIND: Final = "opto.kind"  # "call", "stream", "context", "batch", "queue", ...
 FUNCTION: Final = "opto.function"  # the traced function's qualified name, on metrics too
 ATTEMPTS: Final = "opto.attempts"
+TRUNCATED: Final = "opto.truncated"  # the fields the live exporter cut to the shared limits
 ATTEMPT: Final = "opto.attempt"
 TIMEOUT_S: Final = "opto.timeout_s"
 CONCURRENCY: Final = "opto.concurrency"

@@ -13,9 +13,8 @@ from typing import Any
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode
 
-__all__ = ["encode_span", "MAX_NAME"]
+__all__ = ["encode_span"]
 
-MAX_NAME = 1024  # the dashboard refuses longer names; longer ones are cut here
 _KINDS = {kind: kind.name.lower() for kind in SpanKind}
 _CODES = {code: code.name.lower() for code in StatusCode}
 _UNSET = {"code": "unset", "message": ""}
@@ -52,16 +51,16 @@ def _span_list(span: ReadableSpan, private: str, public: str) -> Sequence[Any]:
 def encode_span(span: ReadableSpan, ended: bool) -> dict[str, Any]:
     """The record of a started span (`ended=False`: no end, status or outcome yet) or an ended one.
 
-    The resource is left out: the exporter sends it once per batch frame.
+    The resource is left out: the exporter sends it once per batch frame. Sizes are not checked
+    here: the exporter cuts a record to the shared limits (`limits.fit`) when it is over one.
     """
     ctx = span.context
     parent = span.parent
-    name = span.name
     record: dict[str, Any] = {
         "trace_id": "%032x" % ctx.trace_id,
         "span_id": "%016x" % ctx.span_id,
         "parent_span_id": None if parent is None else "%016x" % parent.span_id,
-        "name": name if len(name) <= MAX_NAME else name[:MAX_NAME],
+        "name": span.name,
         "kind": _KINDS[span.kind],
         "state": "ended" if ended else "started",
         "start_ns": span.start_time or 0,
@@ -73,7 +72,7 @@ def encode_span(span: ReadableSpan, ended: bool) -> dict[str, Any]:
         record["status"] = {"code": _CODES[status.status_code], "message": status.description or ""} if status.description or status.status_code is not StatusCode.UNSET else _UNSET
     events = _span_list(span, "_events", "events")
     if events:
-        record["events"] = [{"name": e.name[:MAX_NAME], "time_ns": e.timestamp, "attributes": _attrs(e.attributes)} for e in events]
+        record["events"] = [{"name": e.name, "time_ns": e.timestamp, "attributes": _attrs(e.attributes)} for e in events]
     links = _span_list(span, "_links", "links")
     if links:
         record["links"] = [
