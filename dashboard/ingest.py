@@ -178,8 +178,17 @@ class _Connection:
             raise _Closing(_POLICY, f"{_MAX_REPLIES} replies unread: read the replies") from None
 
     async def send_replies(self) -> None:
-        while True:
-            await self.ws.send_text(json.dumps(await self.replies.get()))
+        try:
+            while True:
+                await self.ws.send_text(json.dumps(await self.replies.get()))
+        finally:  # the client is gone (or the connection ends): stores waiting to reply go on
+            self.close()
+
+    def close(self) -> None:
+        """No more replies: empty the queue, which lets every store waiting to reply finish."""
+        self.closed = True
+        while not self.replies.empty():
+            self.replies.get_nowait()
 
     async def reply(self, message: dict[str, Any]) -> None:
         if not self.closed:
@@ -299,11 +308,9 @@ async def ingest(ws: WebSocket) -> None:
     finally:
         if conn.process is not None:
             stats.disconnected(conn.process.id)
-        conn.closed = True
         sender.cancel()
         await asyncio.gather(sender, return_exceptions=True)
-        while not conn.replies.empty():  # stores waiting to reply go on: nobody will read it
-            conn.replies.get_nowait()
+        conn.close()
         if conn.tasks:
             await asyncio.wait(conn.tasks)  # batches being stored stay stored; unacked ones are resent
 

@@ -27,11 +27,11 @@ _MAX_TRANSACTION_SPANS = 20_000
 
 @dataclass(slots=True)
 class WriteHealth:
-    """Whether writes are being stored: the failure going on (since when, how many spans it has
-    refused so far) and the totals. A transient failure's spans are resent by their senders."""
+    """Whether writes are being stored: a transient failure going on (disk full, database locked:
+    since when, how many spans it has turned away so far, which their senders resend), and the
+    totals of writes not stored, for any reason."""
 
     failing: bool = False
-    transient: bool = False
     error: str = ""
     since_ns: int | None = None
     spans_not_stored: int = 0  # since the failure began
@@ -44,18 +44,22 @@ class WriteHealth:
             self.failing, self.since_ns, self.spans_not_stored = False, None, 0
 
     def failed(self, error: StoreError, spans: int) -> None:
-        if not self.failing or str(error) != self.error:
-            logger.error("opto-dashboard: storing failed%s: %s", " (to be resent)" if error.transient else "", error)
-        if not self.failing:
-            self.failing, self.since_ns = True, time.time_ns()
-        self.error, self.transient = str(error), error.transient
-        self.spans_not_stored += spans
+        """Count a write not stored; a transient error means storage is failing until a write succeeds."""
         self.failed_writes += 1
         self.failed_spans += spans
+        if not error.transient:  # that write's own data: refused to its sender, the rest goes on
+            logger.error("opto-dashboard: a write of %d spans was refused: %s", spans, error)
+            return
+        if not self.failing or str(error) != self.error:
+            logger.error("opto-dashboard: storing is failing (senders will resend): %s", error)
+        if not self.failing:
+            self.failing, self.since_ns = True, time.time_ns()
+        self.error = str(error)
+        self.spans_not_stored += spans
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "failing": self.failing, "transient": self.transient, "error": self.error, "since_ns": self.since_ns,
+            "failing": self.failing, "error": self.error, "since_ns": self.since_ns,
             "spans_not_stored": self.spans_not_stored, "failed_writes": self.failed_writes, "failed_spans": self.failed_spans,
         }
 

@@ -260,18 +260,27 @@ def _update_trace(db: sqlite3.Connection, trace_id: str, root: str, rows: list[l
 
 
 def _prune(db: sqlite3.Connection, p: Prune) -> int:
+    """Traces that started before the retention go, in flight or not (a span open that long will not
+    end); then, past `max_spans`, the oldest finished traces, and if that is not enough the oldest
+    traces still in flight."""
     victims: list[str] = []
     cutoff = None if p.retention_s is None else time.time_ns() - int(p.retention_s * 1e9)
     if cutoff is not None:
-        victims.extend(row[0] for row in db.execute("SELECT trace_id FROM traces WHERE in_flight = 0 AND start_ns < ?", (cutoff,)))
+        victims.extend(row[0] for row in db.execute("SELECT trace_id FROM traces WHERE start_ns < ?", (cutoff,)))
     (total,) = db.execute("SELECT count(*) FROM spans").fetchone()
     excess = total - p.max_spans
-    if excess > 0:
-        for trace_id, count in db.execute("SELECT trace_id, span_count FROM traces WHERE in_flight = 0 ORDER BY start_ns"):
+    for finished in (True, False):
+        if excess <= 0:
+            break
+        chosen = set(victims)
+        for trace_id, count in db.execute(
+            f"SELECT trace_id, span_count FROM traces WHERE in_flight {'=' if finished else '>'} 0 ORDER BY start_ns"
+        ):
             if excess <= 0:
                 break
-            victims.append(trace_id)
-            excess -= count
+            if trace_id not in chosen:
+                victims.append(trace_id)
+                excess -= count
     if cutoff is not None:
         db.execute("DELETE FROM metrics WHERE time_ns < ?", (cutoff,))
     if victims:

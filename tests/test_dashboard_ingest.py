@@ -11,6 +11,7 @@ import os
 import secrets
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ import httpx
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.client import connect as connect_sync
 
 from dashboard_server import Dashboard, hello_frame, span_record
 from opto.telemetry.limits import MAX_ITEMS, MAX_MESSAGE, MAX_VALUE
@@ -72,7 +74,22 @@ BAD_FRAMES = {
     "spans not a list": ('{"type": "batch", "seq": 7, "spans": {}}', "spans: expected a list"),
     "bad resource": ('{"type": "batch", "seq": 7, "spans": [], "resource": {"k": {}}}', "resource.k: expected a string"),
     "drops not ints": ('{"type": "batch", "seq": 7, "spans": [], "drops": {"spans": "x"}}', "drops.spans: expected a non-negative int"),
+    "nested 5,000 deep": ('{"type": "batch", "seq": 7, "spans": [], "metrics": ' + "[" * 5000 + "]" * 5000 + "}", "depth limit exceeded"),
+    "drop reasons not ints": ('{"type": "batch", "seq": 7, "spans": [], "drops": {"reasons": {"x": {}}}}', "drops.reasons.x: expected a non-negative int"),
 }
+
+
+async def test_a_hello_nested_5000_deep_is_refused_and_counted(dashboard: Dashboard) -> None:
+    """Deep nesting in a hello's extra fields is refused with an error reply, not a crash; a good hello follows."""
+    deep = "[" * 5000 + "]" * 5000
+    process = json.loads(hello_frame())["process"]
+    async with connect(dashboard.ws_url + "/ws/ingest") as ws:
+        await ws.send('{"type": "hello", "process": %s, "metrics": %s, "drops": %s}' % (json.dumps(process), deep, deep))
+        error = await reply(ws)
+        assert error["msg"] == "invalid frame" and "depth limit exceeded" in error["detail"]
+        await ws.send(hello_frame())
+        assert (await send_batch(ws, 1, [span_record(new_trace(), new_span())]))["type"] == "ack"
+    assert dashboard.get("/api/live")["ingest"]["bad_frames"] == 1
 
 
 @pytest.mark.parametrize("frame, detail", BAD_FRAMES.values(), ids=BAD_FRAMES.keys())
@@ -318,3 +335,58 @@ def test_a_client_that_never_reads_its_error_replies_is_closed(dashboard: Dashbo
     assert int.from_bytes(payload[:2], "big") == 1008 and b"replies unread" in payload[2:]
 
 
+
+
+def test_a_client_that_never_reads_its_acks_is_pushed_back_not_buffered(dashboard: Dashboard) -> None:
+    """Valid batches whose acks go unread: once the replies waiting reach their bound, the server
+    stops reading the socket, so the client's sends block for good instead of the server's memory growing."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # the acks back up at once
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        sock.settimeout(30)
+        sock.connect(dashboard.sock.getsockname())
+        sock.sendall(
+            b"GET /ws/ingest HTTP/1.1\r\nHost: " + dashboard.url.split("//")[1].encode()
+            + b"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+            + b"Sec-WebSocket-Key: " + base64.b64encode(os.urandom(16)) + b"\r\n\r\n"
+        )
+        head = b""
+        while not head.endswith(b"\r\n\r\n"):
+            head += sock.recv(1)
+        assert head.startswith(b"HTTP/1.1 101")
+
+        def frame(text: str) -> bytes:
+            data = text.encode()
+            return bytes([0x81, 0x80 | len(data), 0, 0, 0, 0]) + data  # masked text frame (zero mask), short
+
+        sock.sendall(_frame16(hello_frame()))
+        sock.setblocking(False)
+        sent = 0
+        pending = b""
+        blocked_since = None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if not pending:
+                pending = frame(json.dumps({"type": "batch", "seq": sent, "spans": []}))
+                sent += 1
+            try:
+                pending = pending[sock.send(pending):]  # a partial send keeps the rest for the next
+                blocked_since = None
+            except BlockingIOError:  # the server is not reading: wait, polling, for 3 s of it
+                blocked_since = blocked_since or time.monotonic()
+                if time.monotonic() - blocked_since > 3:
+                    break
+                time.sleep(0.01)
+        assert blocked_since is not None, "the server kept reading from a client that reads none of its acks"
+        assert dashboard.get("/api/live")["ingest"]["frames"] < sent  # the rest waits in the client's socket
+        with connect_sync(dashboard.ws_url + "/ws/ingest") as other:  # another client is served meanwhile
+            other.send(hello_frame())
+            other.send(json.dumps({"type": "batch", "seq": 1, "spans": [span_record(new_trace(), new_span())]}))
+            assert json.loads(other.recv(timeout=30))["type"] == "ack"
+    assert dashboard.get("/api/live")["ingest"]["bad_frames"] == 0  # and the stuck one ends when its client goes
+
+
+def _frame16(text: str) -> bytes:
+    """A masked text frame (zero mask) with a 16-bit length."""
+    data = text.encode()
+    return bytes([0x81, 0x80 | 126]) + len(data).to_bytes(2, "big") + bytes(4) + data

@@ -51,12 +51,22 @@ async def test_prune_drops_oldest_finished_traces_past_max_spans_and_keeps_in_fl
     assert names(store) == ["open", "t4", "t5", "t6", "t7"]
 
 
-async def test_prune_drops_finished_traces_older_than_retention(running: tuple[Store, Pipeline]) -> None:
+async def test_prune_drops_traces_older_than_retention_even_in_flight(running: tuple[Store, Pipeline]) -> None:
+    """A span that has not ended within the retention never will: it goes with the finished ones."""
     store, pipeline = running
     hours_ago = time.time_ns() - int(2 * 3600e9)
     await pipeline.submit([record(hours_ago, name="old"), record(hours_ago, ended=False, name="old-open"), record(time.time_ns(), name="new")])
-    assert await store.prune() == 1
-    assert names(store) == ["old-open", "new"]
+    assert await store.prune() == 2
+    assert names(store) == ["new"]
+
+
+async def test_spans_that_never_end_count_against_max_spans(running: tuple[Store, Pipeline]) -> None:
+    """Past max_spans with no finished trace left to drop, the oldest in-flight traces go."""
+    store, pipeline = running
+    now = time.time_ns()
+    await pipeline.submit([record(now + i, ended=False, name=f"open{i}") for i in range(8)])
+    assert await store.prune() == 3
+    assert names(store) == [f"open{i}" for i in range(3, 8)]
 
 
 async def test_submit_waits_for_room_and_full_says_so_without_blocking(running: tuple[Store, Pipeline]) -> None:
@@ -164,6 +174,28 @@ async def test_a_write_the_database_refuses_is_undone_whole_and_the_writer_serve
         assert names(store) == []
         assert await store.write([Write([good])]) == 1
     finally:
+        await store.close()
+
+
+async def test_one_clients_write_the_database_refuses_never_fails_its_neighbours(tmp_path: Path) -> None:
+    """Writes queued together share a transaction; when one is refused, each is stored alone and only it fails."""
+    store = Store(tmp_path / "opto.db")
+    await store.open()
+    pipeline = Pipeline(store)
+    pipeline.start()
+    try:
+        bad = record(time.time_ns(), name="bad")
+        bad.start_ns = 2**63  # only the validators stop this; here it reaches SQLite
+        results = await asyncio.gather(
+            pipeline.submit([record(time.time_ns(), name="first")]), pipeline.submit([bad]),
+            pipeline.submit([record(time.time_ns(), name="third")]), return_exceptions=True,
+        )
+        assert results[0] == 1 and results[2] == 1
+        assert isinstance(results[1], StoreError) and not results[1].transient
+        assert sorted(names(store)) == ["first", "third"]
+        assert (pipeline.health.failed_writes, pipeline.health.failed_spans, pipeline.health.failing) == (1, 1, False)
+    finally:
+        await pipeline.stop()
         await store.close()
 
 
