@@ -34,6 +34,7 @@ from .otlp_decode import Batch, DecodeError, Decoded, Encoding, decode_metrics, 
 from .pipeline import Pipeline
 from .records import ProcessInfo
 from .stats import Stats
+from .store import StoreError
 
 __all__ = ["routes", "MAX_BODY_BYTES", "RETRY_AFTER_S"]
 
@@ -164,6 +165,10 @@ async def _store(pipeline: Pipeline, stats: Stats, signal: _Signal, decoded: Dec
         stats.connected(process)
     try:
         await asyncio.gather(*(signal.submit(pipeline, batch, process) for batch, process in work))
+    except StoreError as exc:  # transient (disk full, database locked): 503, and the sender retries
+        if not exc.transient:
+            raise _Refused(400, INVALID_ARGUMENT, f"not stored: {exc}"[:300]) from None
+        raise _Refused(503, UNAVAILABLE, f"not stored: {exc}"[:300]) from None
     except Exception as exc:
         raise _Refused(503, UNAVAILABLE, f"not stored: {exc}"[:300]) from None
     finally:

@@ -31,6 +31,7 @@ class WriteHealth:
     since when, how many spans it has turned away so far, which their senders resend), and the
     totals of writes not stored, for any reason."""
 
+    path: str = ""  # the database file
     failing: bool = False
     error: str = ""
     since_ns: int | None = None
@@ -59,7 +60,7 @@ class WriteHealth:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "failing": self.failing, "error": self.error, "since_ns": self.since_ns,
+            "path": self.path, "failing": self.failing, "error": self.error, "since_ns": self.since_ns,
             "spans_not_stored": self.spans_not_stored, "failed_writes": self.failed_writes, "failed_spans": self.failed_spans,
         }
 
@@ -80,7 +81,7 @@ class Pipeline:
         self._room.set()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
-        self.health = WriteHealth()
+        self.health = WriteHealth(str(store.path))
 
     @property
     def full(self) -> bool:

@@ -8,6 +8,7 @@ with nothing dropped where the fault is transient.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sqlite3
@@ -18,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from dashboard_server import Dashboard, run_program
@@ -206,6 +208,7 @@ async def test_a_full_disk_is_named_and_every_span_arrives_once_space_is_freed(s
     """Writes on a full disk fail as "disk full" (not a masked rollback error), show on /api/live, and are resent."""
     db = small_disk / "opto.db"
     with Dashboard(db) as dashboard:
+        dashboard.get("/api/live")  # serving, its database made, before the disk fills
         ballast = small_disk / "ballast"
         free = os.statvfs(small_disk).f_bavail * os.statvfs(small_disk).f_frsize
         ballast.write_bytes(b"\0" * (free - 256 * 1024))  # leaves room for a few hundred spans
@@ -218,3 +221,27 @@ async def test_a_full_disk_is_named_and_every_span_arrives_once_space_is_freed(s
         assert "did not get" not in app.finish()
         assert stored(db) == emitted == 3000 and dropped(dashboard)["spans"] == 0
         assert not dashboard.get("/api/live")["writes"]["failing"]
+
+
+async def test_otlp_on_a_full_disk_answers_503_with_retry_after_and_stores_the_retry(small_disk: Path) -> None:
+    """The OTLP door's transient failure is a 503 with Retry-After, never a 200 or a 400, so collectors retry."""
+    db = small_disk / "opto.db"
+    with Dashboard(db) as dashboard:
+        dashboard.get("/api/live")  # serving, its database made, before the disk fills
+        ballast = small_disk / "ballast"
+        stat = os.statvfs(small_disk)
+        ballast.write_bytes(b"\0" * (stat.f_bavail * stat.f_frsize - 64 * 1024))
+        spans = [
+            {"traceId": f"{i + 1:032x}", "spanId": f"{i + 1:016x}", "name": "otlp", "startTimeUnixNano": 1, "endTimeUnixNano": 2,
+             "attributes": [{"key": "payload", "value": {"stringValue": "x" * 60_000}}]}
+            for i in range(40)
+        ]
+        body = json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": spans}]}]})
+        async with httpx.AsyncClient(base_url=dashboard.url, timeout=30) as client:
+            refused = await client.post("/v1/traces", content=body, headers={"Content-Type": "application/json"})
+            assert refused.status_code == 503 and refused.headers["Retry-After"] == "1"
+            assert "database or disk is full" in refused.json()["message"]
+            ballast.unlink()
+            assert (await client.post("/v1/traces", content=body, headers={"Content-Type": "application/json"})).status_code == 200
+        with sqlite3.connect(db) as conn:
+            assert conn.execute("SELECT count(*) FROM spans WHERE name = 'otlp'").fetchone()[0] == 40

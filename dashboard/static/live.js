@@ -28,6 +28,19 @@ function render() {
   setText($("#ingest-frames"), count(live.ingest.frames));
   setText($("#ingest-bad"), count(live.ingest.bad_frames));
   setText($("#ingest-spans"), count(live.ingest.spans_stored));
+  setText($("#ingest-refused"), count(live.ingest.spans_refused));
+  setText($("#ingest-failed"), `${count(live.writes.failed_writes)} (${count(live.writes.failed_spans)} spans)`);
+  renderStorage();
+}
+
+/** A banner while the database cannot take writes: what failed, where, since when, and what waits. */
+function renderStorage() {
+  const writes = live.writes;
+  const banner = $("#storage-banner");
+  banner.hidden = !writes.failing;
+  if (!writes.failing) return;
+  setText(banner, `Storage failing since ${time(writes.since_ns)}: ${writes.error} (${writes.path}). `
+    + `${count(writes.spans_not_stored)} spans not stored yet; their senders keep them and resend.`);
 }
 
 function nowNs() {
@@ -132,7 +145,15 @@ function renderProcesses() {
   setRows($("#drop-table"), Object.entries(live.drops)
     .filter(([, d]) => d.spans || d.metrics)
     .slice(0, MAX_PROCESSES)
-    .map(([id, d]) => h("tr", {}, h("td", {}, names.get(id) || id), h("td", { class: "num" }, count(d.spans)), h("td", { class: "num" }, count(d.metrics)))));
+    .map(([id, d]) => h("tr", {},
+      h("td", {}, names.get(id) || id),
+      h("td", { class: "num", title: dropReasons(d) }, count(d.spans)),
+      h("td", { class: "num" }, count(d.metrics)))));
+}
+
+/** "buffer_full 12, refused 3": why an exporter lost its spans. */
+function dropReasons(d) {
+  return Object.entries(d.reasons || {}).filter(([, n]) => n).map(([reason, n]) => `${reason.replace("_", " ")} ${count(n)}`).join(", ");
 }
 
 onLive((message) => {
