@@ -52,7 +52,7 @@ def _metric(obj: Any, path: str) -> dict[str, Any]:
     m = object_field(obj, path)
     text_field(m, "name", path, limit=MAX_NAME)
     int_field(m, "time_ns", path)
-    check_attributes(m.get("attributes", {}), f"{path}.attributes")
+    m["attributes"] = check_attributes(m.get("attributes", {}), f"{path}.attributes")
     if "summary" in m:
         if not depth_within(object_field(m["summary"], f"{path}.summary")):
             raise RecordError(f"{path}.summary", f"nested more than {MAX_DEPTH} deep")

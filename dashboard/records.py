@@ -93,9 +93,13 @@ def list_field(value: Any, path: str) -> list[Any]:
 
 
 def check_attributes(value: Any, path: str) -> dict[str, Any]:
+    """`value` if it is an attribute map within the limits, else RecordError. A null value (how JSON
+    carries a NaN or infinite float) is left out."""
     attrs = object_field(value, path)
     if len(attrs) > MAX_ITEMS:
         raise RecordError(path, f"more than {MAX_ITEMS} attributes")
+    if None in attrs.values():
+        attrs = {k: v for k, v in attrs.items() if v is not None}
     for key, item in attrs.items():
         if len(key) > MAX_NAME:
             raise RecordError(path, f"attribute name longer than {MAX_NAME} chars")
@@ -122,7 +126,7 @@ def check_events(value: Any, path: str) -> list[dict[str, Any]]:
         event = object_field(event, where)
         text_field(event, "name", where)
         int_field(event, "time_ns", where)
-        check_attributes(event.get("attributes", {}), f"{where}.attributes")
+        event["attributes"] = check_attributes(event.get("attributes", {}), f"{where}.attributes")
     return events
 
 
@@ -134,7 +138,7 @@ def check_links(value: Any, path: str) -> list[dict[str, Any]]:
         link = object_field(link, where)
         check_id(link.get("trace_id"), 32, f"{where}.trace_id")
         check_id(link.get("span_id"), 16, f"{where}.span_id")
-        check_attributes(link.get("attributes", {}), f"{where}.attributes")
+        link["attributes"] = check_attributes(link.get("attributes", {}), f"{where}.attributes")
     return links
 
 

@@ -35,6 +35,8 @@ async def work(kind):
         trace.get_current_span().set_attribute("big", "x" * 1_000_000)
     elif kind == "message":
         raise ValueError("m" * 5000)
+    elif kind == "infinite":
+        trace.get_current_span().set_attribute("ratio", float("inf"))
     await asyncio.sleep(0)
 
 async def main():
@@ -102,20 +104,23 @@ def dashboard(tmp_path: Path) -> Iterator[Dashboard]:
 
 
 def test_oversized_spans_are_stored_cut_to_the_limits_and_marked(dashboard: Dashboard) -> None:
-    """A 5,000-char exception message and 1 MB attributes (frames that would pass 8 MiB) are cut, not lost."""
+    """A 5,000-char exception message and 1 MB attributes (frames that would pass 8 MiB) are cut, not
+    lost; an infinite float attribute does not cost its span."""
     app = App(dashboard.url)
     app.run("emit 2000 message 100")
-    emitted = app.run("emit 2000 attribute 100")
+    app.run("emit 2000 attribute 100")
+    app.run("emit 200 attribute 1")  # 200 spans of 1 MB at once: 13 MB cut, split across frames
+    emitted = app.run("emit 10 infinite 1")  # JSON has no infinity: the value is left out, the span kept
     app.run("flush")
     assert "did not get" not in app.finish()
-    assert stored(dashboard.app.state.store.path) == emitted == 4000
+    assert stored(dashboard.app.state.store.path) == emitted == 4210
     assert dropped(dashboard)["spans"] == 0
     with sqlite3.connect(dashboard.app.state.store.path) as db:
         rows = db.execute("SELECT status_message, attributes FROM spans WHERE attributes LIKE '%opto.truncated%'").fetchall()
-    assert len(rows) == 40
+    assert len(rows) == 240
     messages = [m for m, a in rows if "status.message" in a]
     assert len(messages) == 20 and all(len(m) == 4096 and m.startswith("ValueError: mmm") for m in messages)
-    assert sum('"attributes.big"' in a and len(a) > 65_536 for _, a in rows) == 20
+    assert sum('"attributes.big"' in a and len(a) > 65_536 for _, a in rows) == 220
 
 
 def writer_pids(db: Path) -> list[int]:

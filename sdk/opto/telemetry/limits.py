@@ -124,6 +124,9 @@ def fit(record: dict[str, Any], limit: int = MAX_VALUE) -> dict[str, Any]:
             kept.append(item)
         record[key] = kept
     if cut:
+        if len(attrs) >= MAX_ITEMS:  # room for the mark
+            attrs.pop(next(reversed(attrs)))
+            cut.append("attributes:count")
         attrs[semconv.TRUNCATED] = cut[:64]
     record["attributes"] = attrs
     return record
