@@ -37,6 +37,8 @@ async def work(kind):
         raise ValueError("m" * 5000)
     elif kind == "infinite":
         trace.get_current_span().set_attribute("ratio", float("inf"))
+    elif kind == "odd":  # what JSON or orjson cannot carry as it is
+        trace.get_current_span().set_attributes({"path": "bad\\udcff.txt", "huge": 2**70})
     await asyncio.sleep(0)
 
 async def main():
@@ -110,10 +112,14 @@ def test_oversized_spans_are_stored_cut_to_the_limits_and_marked(dashboard: Dash
     app.run("emit 2000 message 100")
     app.run("emit 2000 attribute 100")
     app.run("emit 200 attribute 1")  # 200 spans of 1 MB at once: 13 MB cut, split across frames
-    emitted = app.run("emit 10 infinite 1")  # JSON has no infinity: the value is left out, the span kept
+    app.run("emit 10 infinite 1")  # JSON has no infinity: the value is left out, the span kept
+    emitted = app.run("emit 10 odd 1")
     app.run("flush")
     assert "did not get" not in app.finish()
-    assert stored(dashboard.app.state.store.path) == emitted == 4210
+    assert stored(dashboard.app.state.store.path) == emitted == 4220
+    with sqlite3.connect(dashboard.app.state.store.path) as db:
+        odd = db.execute("SELECT attributes FROM spans WHERE attributes LIKE '%huge%'").fetchall()
+    assert len(odd) == 10 and all(json.loads(a)["path"] == "bad\ufffd.txt" for (a,) in odd)
     assert dropped(dashboard)["spans"] == 0
     with sqlite3.connect(dashboard.app.state.store.path) as db:
         rows = db.execute("SELECT status_message, attributes FROM spans WHERE attributes LIKE '%opto.truncated%'").fetchall()

@@ -162,7 +162,7 @@ class LiveSpanProcessor(SpanProcessor):
 
     def _start(self) -> None:
         """Fresh state and a running exporter thread: at construction, and in a forked child."""
-        self.drops = {"buffer_full": 0, "refused": 0, "invalid_frame": 0}  # spans lost, by reason
+        self.drops = {"buffer_full": 0, "refused": 0, "invalid_frame": 0, "unencodable": 0}  # spans lost, by reason
         self.dropped_starts = 0  # start records dropped from a full buffer (their spans' ends may still come)
         self.dropped_metrics = 0
         self._buffer.clear()
@@ -373,7 +373,12 @@ class LiveSpanProcessor(SpanProcessor):
             resource = span_resource
             if not ended and span.end_time is not None:
                 continue  # already over: its end record follows, so the start adds nothing
-            part = self._encode(span, ended)
+            try:
+                part = self._encode(span, ended)
+            except Exception:  # never seen: counted, so that no span is lost without a reason
+                logger.debug("opto: a span could not be encoded for the dashboard", exc_info=True)
+                self.drops["unencodable"] += ended
+                continue
             if parts and size + len(part) > limits.MAX_FRAME_BYTES - _ENVELOPE:
                 self._carry = (span, ended)  # no room left: it opens the next frame
                 break
@@ -408,18 +413,21 @@ class _NotStored(Exception):
 def _encode_json(value: Any) -> bytes:
     try:
         return _dumps(value)
-    except TypeError:  # an int beyond 64 bits: sent as a float, as the dashboard would store it
+    except TypeError:  # an int beyond 64 bits, a lone surrogate: made plain, as the dashboard would take it
         return _dumps(_plain(value))
 
 
 def _plain(value: Any) -> Any:
-    """`value` with ints past 64 bits as floats and anything orjson cannot encode as its `str`."""
+    """`value` with ints past 64 bits as floats, strings as valid UTF-8 (a lone surrogate becomes
+    U+FFFD) and anything else orjson cannot encode as its `str`."""
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {_plain(str(k)): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
+    if isinstance(value, str):
+        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
     if type(value) is int and not -(2**63) <= value < 2**64:
         return float(value) if abs(value) < 2**1023 else str(value)
-    if value is None or isinstance(value, (str, int, float)):
+    if value is None or isinstance(value, (int, float)):
         return value
     return str(value)
