@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
-from dashboard_server import Dashboard, run_program
+from dashboard_server import Dashboard, DashboardProcess, run_program
 
 PROGRAM = """
 import asyncio, sys, opto
@@ -127,6 +127,27 @@ def test_oversized_spans_are_stored_cut_to_the_limits_and_marked(dashboard: Dash
     messages = [m for m, a in rows if "status.message" in a]
     assert len(messages) == 20 and all(len(m) == 4096 and m.startswith("ValueError: mmm") for m in messages)
     assert sum('"attributes.big"' in a and len(a) > 65_536 for _, a in rows) == 220
+
+
+def test_a_stopped_dashboard_holds_up_nothing_and_loses_nothing(tmp_path: Path) -> None:
+    """SIGSTOP: the connection hangs without an error; the program runs on, and everything arrives after SIGCONT."""
+    server = DashboardProcess(tmp_path / "opto.db")
+    try:
+        server.start()
+        app = App(server.url)
+        app.run("emit 500")
+        assert server.proc is not None
+        server.proc.send_signal(signal.SIGSTOP)
+        try:
+            emitted = app.run("emit 5000")  # returns while the dashboard cannot answer
+        finally:
+            server.proc.send_signal(signal.SIGCONT)
+        app.run("flush")
+        assert "did not get" not in app.finish()
+        (drops,) = server.get("/api/live")["drops"].values()
+        assert stored(server.db_path) == emitted == 5500 and drops["spans"] == 0
+    finally:
+        server.close()
 
 
 def writer_pids(db: Path) -> list[int]:
