@@ -2,8 +2,10 @@
 
 The hub's tick builds one update and hands it to each browser's single-slot mailbox; a browser
 that has not taken the previous update gets a fresh snapshot instead of a backlog, so no browser
-ever holds up ingest or the others. Ticks come every TICK_S, and at once for the first commit
-after a tick with nothing new, so work that starts after a quiet spell shows without waiting.
+ever holds up ingest or the others. Ticks come every `period`: MIN_TICK_S while an update is
+cheap to build, longer as it gets costly (the hub spends at most about a tenth of a core), never
+more than TICK_S; and at once for the first commit after a tick with nothing new, so work that
+starts after a quiet spell shows without waiting.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from typing import Any
 
 from starlette.routing import WebSocketRoute
@@ -18,10 +21,12 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from .stats import Stats
 
-__all__ = ["Hub", "routes", "TICK_S"]
+__all__ = ["Hub", "routes", "period", "TICK_S", "MIN_TICK_S"]
 
 logger = logging.getLogger("opto_dashboard")
-TICK_S = 0.25  # at most four updates a second per browser
+MIN_TICK_S = 0.05  # at most twenty updates a second per browser
+TICK_S = 0.25  # the longest period, however costly an update; and the concurrency sampling period
+_COST_SHARE = 10  # the period is at least this many times what building the last update took
 
 
 class _Browser:
@@ -39,6 +44,11 @@ class _Browser:
         self.ready.set()
 
 
+def period(cost_s: float) -> float:
+    """The tick period after a tick that took `cost_s`: short while ticks are cheap, at most TICK_S."""
+    return min(max(MIN_TICK_S, _COST_SHARE * cost_s), TICK_S)
+
+
 class Hub:
     """Samples concurrency and pushes updates to every connected browser on each tick."""
 
@@ -50,6 +60,8 @@ class Hub:
         self._seen_spans = 0
         self._quiet = True  # the last tick had nothing new to push
         self._woken = asyncio.Event()
+        self._sampled = -TICK_S  # monotonic time of the last concurrency sample
+        self.period = MIN_TICK_S
 
     def start(self) -> None:
         if self._task is None:
@@ -68,22 +80,25 @@ class Hub:
             self._woken.set()
 
     def tick(self) -> None:
-        """Sample, and if anything changed, offer every browser one update."""
-        self.stats.sample()
+        """Sample (every TICK_S), and if anything changed, offer every browser one update."""
+        started = time.perf_counter()
+        if started - self._sampled >= TICK_S:
+            self._sampled = started
+            self.stats.sample()
         self._quiet = not self.browsers or self.stats.version == self._seen_version
-        if self._quiet:
-            return
-        self._seen_version = self.stats.version
-        new_spans = self.stats.spans_stored - self._seen_spans
-        self._seen_spans = self.stats.spans_stored
-        update = {"type": "update", "live": self.stats.snapshot(), "new_spans": new_spans}
-        for browser in self.browsers:
-            browser.offer(update)
+        if not self._quiet:
+            self._seen_version = self.stats.version
+            new_spans = self.stats.spans_stored - self._seen_spans
+            self._seen_spans = self.stats.spans_stored
+            update = {"type": "update", "live": self.stats.snapshot(), "new_spans": new_spans}
+            for browser in self.browsers:
+                browser.offer(update)
+        self.period = period(time.perf_counter() - started)
 
     async def _run(self) -> None:
         while True:
             try:
-                async with asyncio.timeout(TICK_S):  # the coalescing period, cut short by `nudge`
+                async with asyncio.timeout(self.period):  # the coalescing period, cut short by `nudge`
                     await self._woken.wait()
             except TimeoutError:
                 pass

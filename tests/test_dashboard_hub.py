@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from opto_dashboard.hub import Hub, _Browser
+from opto_dashboard.hub import MIN_TICK_S, TICK_S, Hub, _Browser, period
 from opto_dashboard.records import SpanRecord
 from opto_dashboard.stats import Stats
 from opto_dashboard.store import Write
@@ -74,3 +74,19 @@ def test_commits_with_no_browser_watching_do_not_wake_the_hub() -> None:
     stored(stats, 1)
     hub.nudge([])
     assert not hub._woken.is_set()
+
+
+def test_ticks_are_short_while_updates_are_cheap_and_longer_as_they_cost_more() -> None:
+    """The hub spends at most about a tenth of a core: the period is ten times an update's cost, within bounds."""
+    assert period(0.0001) == MIN_TICK_S
+    assert period(0.01) == 0.1
+    assert period(2.0) == TICK_S
+
+
+def test_concurrency_is_sampled_every_tick_s_however_often_the_hub_ticks() -> None:
+    """Samples stay a quarter second apart, so the minute of samples the charts show is still a minute."""
+    stats = Stats()
+    hub = Hub(stats)
+    for _ in range(5):
+        hub.tick()
+    assert len(stats.snapshot()["concurrency"]) == 1

@@ -13,7 +13,7 @@ from . import semconv
 
 __all__ = [
     "MAX_NAME", "MAX_MESSAGE", "MAX_VALUE", "MAX_ITEMS", "MAX_DEPTH", "MAX_SPAN_BYTES", "MAX_FRAME_BYTES",
-    "MAX_BATCH_SPANS", "plainly_within", "fit", "depth_within",
+    "MAX_BATCH_SPANS", "measure", "fit", "depth_within",
 ]
 
 MAX_NAME: Final = 1024  # chars in a span, event or attribute name
@@ -66,23 +66,56 @@ def _fit_attributes(attrs: dict[str, Any], limit: int, budget: int, where: str, 
     return out, budget
 
 
-def plainly_within(record: dict[str, Any], encoded_size: int) -> bool:
-    """True if the wire record `record`, `encoded_size` bytes as JSON, is within every limit: a cheap
-    test (no value can be over MAX_VALUE in a record smaller than it) that `fit` is not needed."""
-    if encoded_size <= MAX_NAME:
-        return True
-    if encoded_size > MAX_VALUE or len(record["name"]) > MAX_NAME:
-        return False
+def measure(record: dict[str, Any], attributes_size: int | None = None) -> int:
+    """About how many chars the wire record `record` takes as JSON, or -1 if it is over any limit
+    (then `fit` it). The live exporter runs this for every record, passing the size of the span's
+    attributes already encoded: no value can be longer than that, so while that size is under the
+    limits their values need no look."""
+    name, attrs = record["name"], record["attributes"]
     status = record.get("status")
-    if status and len(status["message"]) > MAX_MESSAGE:
-        return False
+    message = "" if status is None else status["message"]
+    if len(name) > MAX_NAME or len(message) > MAX_MESSAGE or len(attrs) > MAX_ITEMS:
+        return -1
+    size = 256 + len(name) + len(message)
+    if attributes_size is None or "events" in record or "links" in record:
+        return _measure_maps(record, size, attributes_size)
+    if attributes_size > MAX_NAME and (
+        attributes_size > MAX_VALUE  # perhaps only many values, none too long: `fit` will tell
+        or max(map(len, attrs)) > MAX_NAME
+        or (attributes_size > 2 * MAX_ITEMS and any(isinstance(v, (list, tuple)) and len(v) > MAX_ITEMS for v in attrs.values()))
+    ):
+        return -1
+    return size + attributes_size
+
+
+def _measure_maps(record: dict[str, Any], size: int, attributes_size: int | None) -> int:
+    """`measure` of a record with events or links, or with attributes not yet encoded: every map looked at."""
+    events, links = record.get("events", ()), record.get("links", ())
+    if len(events) > MAX_ITEMS or len(links) > MAX_ITEMS:
+        return -1
     for attrs in _attribute_maps(record):
-        if len(attrs) > MAX_ITEMS or (attrs and max(map(len, attrs)) > MAX_NAME):
-            return False
-        if encoded_size > 2 * MAX_ITEMS and any(isinstance(v, (list, tuple)) and len(v) > MAX_ITEMS for v in attrs.values()):
-            return False  # a list of more than MAX_ITEMS items takes at least two bytes an item
-    events = record.get("events", ())
-    return len(events) <= MAX_ITEMS and len(record.get("links", ())) <= MAX_ITEMS and all(len(e["name"]) <= MAX_NAME for e in events)
+        if len(attrs) > MAX_ITEMS:
+            return -1
+        for key, value in attrs.items():
+            if type(value) is str:
+                n = len(value)
+                if n > MAX_VALUE:
+                    return -1
+            elif isinstance(value, (list, tuple)):
+                longest = max((len(x) for x in value if type(x) is str), default=0)
+                if len(value) > MAX_ITEMS or longest > MAX_VALUE:
+                    return -1
+                n = (longest + 24) * len(value)
+            else:
+                n = 24
+            if len(key) > MAX_NAME:
+                return -1
+            size += len(key) + n + 8
+    for event in events:
+        if len(event["name"]) > MAX_NAME:
+            return -1
+        size += len(event["name"])
+    return size + 64 * (len(events) + len(links))
 
 
 def _attribute_maps(record: dict[str, Any]) -> list[dict[str, Any]]:
@@ -120,7 +153,7 @@ def fit(record: dict[str, Any], limit: int = MAX_VALUE) -> dict[str, Any]:
                 item["name"] = item["name"][:MAX_NAME]
                 cut.append(f"{key}[{i}].name")
             item["attributes"], budget = _fit_attributes(item["attributes"], limit, budget, f"{key}[{i}].attributes", cut)
-            budget -= 256
+            budget -= 256 + len(item.get("name", ""))
             kept.append(item)
         record[key] = kept
     if cut:

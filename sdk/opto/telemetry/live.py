@@ -37,13 +37,17 @@ DEFAULT_BUFFER = 100_000  # span records waiting for the dashboard
 DEFAULT_FLUSH_TIMEOUT_S = 5.0
 _BATCH = 1000  # records per frame
 _WINDOW = 16  # frames sent but not yet acked
-_TICK_S = 0.1  # longest a record waits before it is sent
+_TICK_S = 0.1  # longest the exporter sleeps with nothing to send
+_LINGER_S = 0.01  # woken by a record after a quiet spell, it waits this long for the rest of the burst
 _METRICS_EVERY_S = 1.0
 _BACKOFF_MIN_S = 0.05
 _BACKOFF_MAX_S = 5.0
-_ENVELOPE = 512 * 1024  # a frame's room for all but its span records
+_FRAME_CHARS = 1024 * 1024  # records measured past this wait for the next frame (JSON escapes can make
+# a char up to six bytes: still under the 8 MiB frame limit)
 _STARTED, _ENDED = False, True
 _dumps = orjson.dumps
+Fragment = orjson.Fragment
+measure = limits.measure
 
 
 def ingest_url(url: str) -> str:
@@ -180,6 +184,7 @@ class LiveSpanProcessor(SpanProcessor):
         self._idle = threading.Condition()
         self._next_metrics = 0.0
         self._connects = 0
+        self._sleeping = False  # the exporter thread waits for records: the next one wakes it
         self._failed = False  # the last connection attempt failed
         self._rejected_logged = False
         self._thread = threading.Thread(target=self._run, name="opto-live-exporter", daemon=True)
@@ -191,12 +196,16 @@ class LiveSpanProcessor(SpanProcessor):
         if len(self._buffer) >= self._max:
             self._evict()
         self._buffer.append((span, _STARTED))
+        if self._sleeping:  # after appending: see `_sleep`
+            self._sleeping = False
+            self._wake.set()
 
     def on_end(self, span: ReadableSpan) -> None:
         if len(self._buffer) >= self._max:
             self._evict()
         self._buffer.append((span, _ENDED))
-        if len(self._buffer) >= _BATCH and not self._wake.is_set():
+        if self._sleeping or (len(self._buffer) >= _BATCH and not self._wake.is_set()):
+            self._sleeping = False
             self._wake.set()
 
     def _evict(self) -> None:
@@ -305,8 +314,20 @@ class LiveSpanProcessor(SpanProcessor):
                     if not self._buffer and not self._carry and not self._unacked:
                         self._idle.notify_all()
                 if not self._buffer and self._carry is None:
-                    self._wake.wait(_TICK_S)
-                    self._wake.clear()
+                    self._sleep()
+
+    def _sleep(self) -> None:
+        """Wait for records, at most _TICK_S. The first record after a quiet spell wakes the thread
+        (so a call shows live at once), which then lingers a moment to send the burst in one frame.
+        `_sleeping` is set before the buffer is checked, and the app's thread appends before it
+        reads `_sleeping`: a record is either seen here or wakes the thread."""
+        self._sleeping = True
+        if not self._buffer:
+            self._wake.wait(_TICK_S)
+        self._sleeping = False
+        self._wake.clear()
+        if self._buffer and not self._stop.is_set():
+            self._stop.wait(_LINGER_S)
 
     def _receive(self, ws: Any, timeout: float) -> None:
         """Take acks (and error replies) until none is waiting; `_NotStored` when the dashboard
@@ -343,25 +364,15 @@ class LiveSpanProcessor(SpanProcessor):
             self._rejected_logged = True
             logger.warning("opto: the dashboard refused spans: %s", detail)
 
-    def _encode(self, span: ReadableSpan, ended: bool) -> bytes:
-        """A span's record as JSON, cut to the shared limits (and marked) if it is over any."""
-        record = encode_span(span, ended)
-        part = _encode_json(record)
-        if not limits.plainly_within(record, len(part)):
-            part = _encode_json(limits.fit(record))
-            if len(part) > limits.MAX_FRAME_BYTES - _ENVELOPE:  # escapes made it grow past the estimate
-                part = _encode_json(limits.fit(record, limit=limits.MAX_NAME))
-        return part
-
     def _next_frame(self) -> bytes | None:
         """The next batch frame, or None when there is nothing to send. A frame holds at most
         `_BATCH` records and `MAX_FRAME_BYTES`: records past that wait for the next one."""
         now = time.monotonic()
-        parts: list[bytes] = []
-        ends = bytearray()
+        taken: list[tuple[ReadableSpan, bool]] = []
+        records: list[dict[str, Any]] = []
         size = 0
         resource = None
-        while (self._carry or self._buffer) and len(parts) < _BATCH:
+        while (self._carry or self._buffer) and len(records) < _BATCH and size < _FRAME_CHARS:
             if self._carry is not None:
                 (span, ended), self._carry = self._carry, None
             else:
@@ -373,18 +384,28 @@ class LiveSpanProcessor(SpanProcessor):
             resource = span_resource
             if not ended and span.end_time is not None:
                 continue  # already over: its end record follows, so the start adds nothing
+            # The record cut to the shared limits (and marked) if it is over any. Its attributes are
+            # encoded here, once: their size tells whether any value can be over a limit, and the
+            # frame embeds the bytes as they are.
             try:
-                part = self._encode(span, ended)
+                record = encode_span(span, ended)
+                try:
+                    encoded = _dumps(record["attributes"])
+                except TypeError:
+                    encoded = _dumps(_plain(record["attributes"]))
+                chars = measure(record, len(encoded))
+                if chars >= 0:
+                    record["attributes"] = Fragment(encoded)
+                else:
+                    record = limits.fit(record)
+                    chars = measure(record)
             except Exception:  # never seen: counted, so that no span is lost without a reason
                 logger.debug("opto: a span could not be encoded for the dashboard", exc_info=True)
                 self.drops["unencodable"] += ended
                 continue
-            if parts and size + len(part) > limits.MAX_FRAME_BYTES - _ENVELOPE:
-                self._carry = (span, ended)  # no room left: it opens the next frame
-                break
-            parts.append(part)
-            ends.append(ended)
-            size += len(part) + 1
+            taken.append((span, ended))
+            records.append(record)
+            size += chars
         metrics: list[dict[str, Any]] = []
         if now >= self._next_metrics:
             self._next_metrics = now + _METRICS_EVERY_S
@@ -392,17 +413,30 @@ class LiveSpanProcessor(SpanProcessor):
                 metrics = (_metric_summaries() + _queue_points())[:limits.MAX_ITEMS]
             except Exception:
                 logger.debug("opto: collecting metrics for the dashboard failed", exc_info=True)
-        elif not parts:
+        elif not records:
             return None
         self._seq += 1
-        drops = {"spans": self.dropped_spans, "metrics": self.dropped_metrics, "starts": self.dropped_starts, "reasons": self.drops}
-        tail = _encode_json({"metrics": metrics, "drops": drops, "resource": dict(resource.attributes) if resource is not None else {}})
-        if len(tail) > _ENVELOPE:  # metric points past the envelope's room wait for the next second
-            self.dropped_metrics += len(metrics)
-            tail = _encode_json({"metrics": [], "drops": drops, "resource": {}})
-        frame = b'{"type":"batch","seq":%d,"spans":[%b],%b' % (self._seq, b",".join(parts), tail[1:])
+        batch = {
+            "type": "batch", "seq": self._seq, "spans": records, "metrics": metrics,
+            "drops": {"spans": self.dropped_spans, "metrics": self.dropped_metrics, "starts": self.dropped_starts, "reasons": self.drops},
+            "resource": dict(resource.attributes) if resource is not None else {},
+        }
+        frame = _encode_json(batch)
+        while len(frame) > limits.MAX_FRAME_BYTES and len(records) > 1:
+            # Escapes made the records longer than measured: the later half waits for the next frame.
+            half = len(records) // 2
+            if self._carry is not None:
+                self._buffer.appendleft(self._carry)
+                self._carry = None
+            self._buffer.extendleft(reversed(taken[half:]))
+            del taken[half:], records[half:]
+            frame = _encode_json(batch)
+        if len(frame) > limits.MAX_FRAME_BYTES:  # one record of control characters: cut it harder
+            records[0] = limits.fit(records[0], limit=limits.MAX_NAME)
+            batch["metrics"] = []
+            frame = _encode_json(batch)
         self._unacked[self._seq] = frame
-        self._unacked_ends[self._seq] = bytes(ends)
+        self._unacked_ends[self._seq] = bytes(ended for _, ended in taken)
         return frame
 
 
@@ -420,6 +454,8 @@ def _encode_json(value: Any) -> bytes:
 def _plain(value: Any) -> Any:
     """`value` with ints past 64 bits as floats, strings as valid UTF-8 (a lone surrogate becomes
     U+FFFD) and anything else orjson cannot encode as its `str`."""
+    if isinstance(value, orjson.Fragment):  # already encoded (plain)
+        return value
     if isinstance(value, dict):
         return {_plain(str(k)): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
