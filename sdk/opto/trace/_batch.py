@@ -20,6 +20,7 @@ from opentelemetry import trace as otel_trace
 from opentelemetry.trace import Span
 
 from ..telemetry import _facade, semconv
+from ._capture import safe_repr
 from ._context import call_source, cancel_and_wait, finish_span
 from ._decorator import Options, _Calls, _wrap_coroutine_function, check_timeout
 from ._retry import PolicyName, RetryPolicy, resolve_policy
@@ -339,7 +340,7 @@ def _batch_call(handler: Handler[Any, Any] | None) -> Callable[[list[Any]], Coro
 
 def _checked_handler(handler: Any) -> Any:
     if handler is not None and not callable(handler):
-        raise TypeError(f"handler must be a function taking a list of items, got {type(handler).__name__} {handler!r}")
+        raise TypeError(f"handler must be a function taking a list of items, got {type(handler).__name__} {safe_repr(handler, 200)}")
     if inspect.isasyncgenfunction(handler):
         raise TypeError("handler must return one result per batch, not be an async generator; use `async def` with `return`")
     return handler

@@ -19,6 +19,7 @@ from opentelemetry import trace as otel_trace
 from opentelemetry.trace import Span
 
 from ..telemetry import _facade, semconv
+from ._capture import safe_repr
 from ._decorator import Options, _Calls, _wrap_coroutine_function, check_timeout, is_traced_call
 from ._outcome import failed_outcome, record_error
 from ._retry import PolicyName, RetryPolicy, resolve_policy
@@ -183,7 +184,7 @@ class AsyncTraceContext:
                     coros.append(self._run_callable(item))
                 else:
                     raise TypeError(
-                        f"run_parallel item {index} is {type(item).__name__} {item!r}; pass coroutines, "
+                        f"run_parallel item {index} is {type(item).__name__} {safe_repr(item, 200)}; pass coroutines, "
                         "awaitables, or zero-argument callables returning one (e.g. `lambda: fetch(url)`)"
                     )
         except BaseException:
@@ -254,7 +255,7 @@ def _awaitable(factory: Callable[[], Awaitable[T]]) -> Awaitable[T]:
     aw = factory()
     if not inspect.isawaitable(aw):
         raise TypeError(
-            f"run_parallel item {factory!r} returned {type(aw).__name__}, not an awaitable; "
+            f"run_parallel item {safe_repr(factory, 200)} returned {type(aw).__name__}, not an awaitable; "
             "a callable item must take no arguments and return a coroutine or awaitable"
         )
     return aw

@@ -21,7 +21,7 @@ from ..telemetry import _current, _facade, semconv
 from ..telemetry._attributes import add_attributes, writable
 from ..telemetry._facade import DurationRecorder
 from . import _debug
-from ._capture import DEFAULT_MAX_LENGTH, ArgumentCapture, safe_repr
+from ._capture import DEFAULT_MAX_LENGTH, ArgumentCapture, capture, exception_text, safe_repr
 from ._loops import run_on_loop
 from ._outcome import failed_outcome, record_error
 from ._retry import RetryPolicy, testing
@@ -134,8 +134,8 @@ class _Calls:
             o: {semconv.FUNCTION: self.name, semconv.OUTCOME: o} for o in semconv.OUTCOMES
         }
         # Most attributes a call writes, but for one per keyword argument: static ones, concurrency,
-        # task, outcome, attempts, result, *args and the positional parameters.
-        self.room = len(self.static) + 6 + (len(self.capture.positional) if self.capture is not None else 0)
+        # task, outcome, attempts, result, *args, capture error and the positional parameters.
+        self.room = len(self.static) + 7 + (len(self.capture.positional) if self.capture is not None else 0)
         _ALL_CALLS.add(self)
 
     def describe(self, attrs: dict[str, Any], args: tuple[Any, ...], kwargs: dict[str, Any], task: asyncio.Task[Any] | None) -> None:
@@ -193,7 +193,7 @@ class _Calls:
         out[semconv.OUTCOME] = semconv.OUTCOME_OK
         out[semconv.ATTEMPTS] = 1
         if self.opts.capture_result:
-            out[semconv.RESULT] = safe_repr(result, self.opts.max_repr)
+            capture(out, semconv.RESULT, result, self.opts.max_repr)
         span.end()
         if durations is not None:
             durations.record(time.perf_counter() - t0, self.metric_attrs[semconv.OUTCOME_OK])
@@ -217,7 +217,7 @@ class _Calls:
                 attrs.update(more)
             if outcome == semconv.OUTCOME_OK:
                 if self.opts.capture_result:
-                    attrs[semconv.RESULT] = safe_repr(result, self.opts.max_repr)
+                    capture(attrs, semconv.RESULT, result, self.opts.max_repr)
             elif outcome == semconv.OUTCOME_CANCELLED:
                 span.add_event(semconv.EVENT_CANCELLED, {semconv.ATTEMPT: attempts})
             elif outcome == semconv.OUTCOME_TIMEOUT:
@@ -306,12 +306,12 @@ class _Attempts:
                 semconv.ATTEMPT: self.count,
                 semconv.RETRY_DELAY_S: delay,
                 semconv.EXCEPTION_TYPE: "TimeoutError" if self.own_timeout else type(exc).__qualname__,
-                semconv.EXCEPTION_MESSAGE: str(exc)[:1000],
+                semconv.EXCEPTION_MESSAGE: exception_text(exc)[0],
             },
         )
         _facade.retries.add(1, {semconv.FUNCTION: self.calls.name})
         if self.debug:
-            _debug.logger.debug("call %s attempt %d failed (%r); retrying in %.3f s", self.calls.name, self.count, exc, delay)
+            _debug.logger.debug("call %s attempt %d failed (%s); retrying in %.3f s", self.calls.name, self.count, safe_repr(exc, 200), delay)
         self.count += 1
         self.own_timeout = False
         return 0.0 if testing() else delay
@@ -607,7 +607,7 @@ def trace(fn: Any = None, /, **options: Any) -> Any:
 
             return async_stream(func, **options)
         if not callable(func):
-            raise TypeError(f"@opto.trace decorates a function, got {type(func).__name__} {func!r}")
+            raise TypeError(f"@opto.trace decorates a function, got {type(func).__name__} {safe_repr(func, 200)}")
         for option in ("timeout", "loop"):
             if options.get(option) is not None:
                 raise TypeError(
@@ -635,4 +635,5 @@ def _options_from(options: dict[str, Any]) -> Options:
 
 
 def _label(func: Any) -> str:
-    return getattr(func, "__qualname__", None) or repr(func)
+    name = getattr(func, "__qualname__", None)
+    return name if isinstance(name, str) and name else safe_repr(func, 200)

@@ -19,7 +19,7 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 from opentelemetry.trace import Span
 
 from ..telemetry import _facade, semconv
-from ._capture import MASK, looks_secret, safe_repr
+from ._capture import MASK, capture, looks_secret, safe_repr
 from ._decorator import _DEFAULTS, Options, _options_from, _wrap_coroutine_function
 from ._outcome import record_error
 from ._param import Param, bound, recording
@@ -271,12 +271,12 @@ class _Search:
         if inspect.isawaitable(proposals):
             proposals = await proposals
         if isinstance(proposals, Mapping) or not isinstance(proposals, Iterable):
-            raise TypeError(f"proposer must return a list of parameter sets (dicts of name to value), got {proposals!r}")
+            raise TypeError(f"proposer must return a list of parameter sets (dicts of name to value), got {safe_repr(proposals, 200)}")
         return proposals
 
     def _checked(self, proposal: Any) -> Mapping[str, Any]:
         if not isinstance(proposal, Mapping):
-            raise TypeError(f"proposer must return parameter sets as dicts of parameter name to value, got {proposal!r}")
+            raise TypeError(f"proposer must return parameter sets as dicts of parameter name to value, got {safe_repr(proposal, 200)}")
         unknown = set(proposal) - set(self.params)
         if unknown:
             raise ValueError(f"proposer named unknown parameter(s) {sorted(unknown)}; known: {sorted(self.params)}")
@@ -342,10 +342,14 @@ class _Search:
 
     def _param_attributes(self, values: Mapping[str, Any]) -> dict[str, str]:
         limit = self.workflow._max_repr
-        return {
-            semconv.OPTIMIZE_PARAM_PREFIX + name: MASK if looks_secret(name) else safe_repr(value, limit)
-            for name, value in values.items()
-        }
+        out: dict[str, str] = {}
+        for name, value in values.items():
+            key = semconv.OPTIMIZE_PARAM_PREFIX + name
+            if looks_secret(name):
+                out[key] = MASK
+            else:
+                capture(out, key, value, limit)
+        return out
 
 
 @contextmanager
@@ -390,7 +394,7 @@ def _verdict(verdict: Any) -> tuple[float, Any]:
     """A guide's answer as (score, feedback)."""
     score, feedback = verdict if isinstance(verdict, tuple) and len(verdict) == 2 else (verdict, None)
     if isinstance(score, bool) or not isinstance(score, (int, float)) or math.isnan(score):
-        raise TypeError(f"guide must return a number or (number, feedback), higher is better; got {verdict!r}")
+        raise TypeError(f"guide must return a number or (number, feedback), higher is better; got {safe_repr(verdict, 200)}")
     return float(score), feedback
 
 
