@@ -13,7 +13,7 @@ import itertools
 import time
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Generic, TypeAlias, TypeVar, cast
+from typing import Any, Generic, TypeAlias, TypeVar, cast, overload
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace as otel_trace
@@ -70,6 +70,50 @@ class AsyncBatchProcessor(Generic[T, R]):
     complete, or in input order with `ordered=True`.
     """
 
+    # One overload per kind of handler, so a type checker infers T and R from it: an async handler's
+    # result is what it awaits to; without a handler, each batch (a list of T) is its own result.
+    @overload
+    def __init__(
+        self,
+        batch_size: int = 100,
+        max_concurrent: int = 10,
+        *,
+        handler: Callable[[list[T]], Awaitable[R]],
+        max_wait: float | None = None,
+        ordered: bool = False,
+        retry_policy: RetryPolicy | PolicyName | None = None,
+        timeout: float | None = None,
+        raise_on_error: bool = False,
+        name: str | None = None,
+    ) -> None: ...
+    @overload
+    def __init__(
+        self,
+        batch_size: int = 100,
+        max_concurrent: int = 10,
+        *,
+        handler: Callable[[list[T]], R],
+        max_wait: float | None = None,
+        ordered: bool = False,
+        retry_policy: RetryPolicy | PolicyName | None = None,
+        timeout: float | None = None,
+        raise_on_error: bool = False,
+        name: str | None = None,
+    ) -> None: ...
+    @overload
+    def __init__(
+        self: AsyncBatchProcessor[T, list[T]],
+        batch_size: int = 100,
+        max_concurrent: int = 10,
+        *,
+        handler: None = None,
+        max_wait: float | None = None,
+        ordered: bool = False,
+        retry_policy: RetryPolicy | PolicyName | None = None,
+        timeout: float | None = None,
+        raise_on_error: bool = False,
+        name: str | None = None,
+    ) -> None: ...
     def __init__(
         self,
         batch_size: int = 100,

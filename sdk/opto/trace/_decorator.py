@@ -593,7 +593,8 @@ def trace(
     capture_args: bool = True,
     capture_result: bool = True,
     max_repr: int = DEFAULT_MAX_LENGTH,
-    **async_options: Any,
+    timeout: float | None = None,
+    loop: asyncio.AbstractEventLoop | None = None,
 ) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
 def trace(fn: Any = None, /, **options: Any) -> Any:
     """Trace a function: one span per call. `async def` functions get `async_trace`,

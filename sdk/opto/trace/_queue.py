@@ -15,7 +15,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Final, Generic, TypeVar
+from typing import Any, Final, Generic, TypeVar, overload
 
 from opentelemetry.metrics import CallbackOptions, Observation, UpDownCounter
 from opentelemetry.trace import Link, SpanContext, get_current_span
@@ -147,6 +147,12 @@ class AsyncQueue(Generic[T]):
 
     NO_SENTINEL: Final[Any] = _NO_SENTINEL
 
+    # The item type includes the sentinel, which is what get() returns once the queue is closed and
+    # drained: `AsyncQueue[int | None]()`, or `AsyncQueue[int](sentinel=AsyncQueue.NO_SENTINEL)`.
+    @overload
+    def __init__(self: AsyncQueue[T | None], maxsize: int = 0, *, name: str | None = None) -> None: ...
+    @overload
+    def __init__(self, maxsize: int = 0, *, name: str | None = None, sentinel: T) -> None: ...
     def __init__(self, maxsize: int = 0, *, name: str | None = None, sentinel: Any = None) -> None:
         if isinstance(maxsize, bool) or not isinstance(maxsize, int) or maxsize < 0:
             raise ValueError(f"maxsize must be an int >= 0 (0 means unbounded), got {maxsize!r}")
