@@ -8,7 +8,7 @@ import pytest
 
 import opto
 from opto.telemetry import _current, semconv
-from opto.trace._capture import MASK, _walk, safe_repr
+from opto._core.capture import MASK, _walk, safe_repr
 
 
 @pytest.mark.parametrize(

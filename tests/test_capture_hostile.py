@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 import opto
 from opto.telemetry import semconv
-from opto.trace import _capture
-from opto.trace._capture import safe_repr
+import opto._core.capture as _capture
+from opto._core.capture import safe_repr
 
 
 class Boom(Exception):

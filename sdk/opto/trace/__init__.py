@@ -13,17 +13,15 @@ import types
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
+from .._core import DEFAULT_MAX_LENGTH, RetryPolicy, set_async_debug, set_testing
 from ._batch import AsyncBatchProcessor, BatchResult
-from ._capture import DEFAULT_MAX_LENGTH
 from ._context import AsyncTraceContext, ContextStats
-from ._debug import set_async_debug
 from ._decorator import async_trace
 from ._decorator import trace as _trace
 from ._metrics import AsyncMetrics, BlockMetrics, MetricsSummary
 from ._optimize import Candidate, Evaluation, OptimizeResult, Workflow, optimize
 from ._param import Param, param
 from ._queue import AsyncQueue, QueueClosed, QueueStats
-from ._retry import RetryPolicy, set_testing
 from ._stream import async_stream
 
 __all__ = ["async_trace", "set_async_debug", "set_testing", "RetryPolicy",

@@ -19,12 +19,13 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace as otel_trace
 from opentelemetry.trace import Span
 
-from ..telemetry import _facade, semconv
-from ._capture import safe_repr
+from .. import telemetry
+from .._core import (
+    SCOPE, Calls, Limiter, Options, PolicyName, RetryPolicy, Scope, check_timeout, resolve_policy, safe_repr,
+    wrap_coroutine_function,
+)
+from ..telemetry import semconv
 from ._context import call_source, cancel_and_wait, finish_span
-from ._decorator import Options, _Calls, _wrap_coroutine_function, check_timeout
-from ._retry import PolicyName, RetryPolicy, resolve_policy
-from ._scope import SCOPE, Limiter, Scope
 
 __all__ = ["AsyncBatchProcessor", "BatchResult"]
 
@@ -166,7 +167,7 @@ class AsyncBatchProcessor(Generic[T, R]):
             semconv.BATCH_SIZE: self.batch_size,
             semconv.CONCURRENCY_LIMIT: self.max_concurrent,
         }
-        span = _facade.TRACER.start_span(self.name, attributes=attrs)
+        span = telemetry.TRACER.start_span(self.name, attributes=attrs)
         run = _Run(self, handler, span)
         reader = asyncio.get_running_loop().create_task(run.read(data))
         error: BaseException | None = None
@@ -214,7 +215,7 @@ class _Run:
             retry=proc.retry_policy, timeout=proc.timeout, capture_args=False,
         )  # fmt: skip
         self.call = _batch_call(handler)
-        self.traced = _wrap_coroutine_function(call_source, opts, _Calls(handler or _identity, opts, semconv.KIND_TASK))
+        self.traced = wrap_coroutine_function(call_source, opts, Calls(handler or _identity, opts, semconv.KIND_TASK))
 
     async def read(self, data: Iterable[Any] | AsyncIterable[Any]) -> None:
         """Read the input batch by batch, each once a window slot is free, and start each batch."""

@@ -18,12 +18,13 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace as otel_trace
 from opentelemetry.trace import Span
 
-from ..telemetry import _facade, semconv
-from ._capture import safe_repr
-from ._decorator import Options, _Calls, _wrap_coroutine_function, check_timeout, is_traced_call
-from ._outcome import failed_outcome, record_error
-from ._retry import PolicyName, RetryPolicy, resolve_policy
-from ._scope import SCOPE, Limiter, Scope
+
+from .. import telemetry
+from .._core import (
+    SCOPE, Calls, Limiter, Options, PolicyName, RetryPolicy, Scope, check_timeout, is_traced_call, outcome_of,
+    record_error, resolve_policy, safe_repr, wrap_coroutine_function,
+)
+from ..telemetry import semconv
 
 __all__ = ["AsyncTraceContext", "ContextStats", "call_source", "cancel_and_wait", "finish_span"]
 
@@ -96,7 +97,7 @@ class AsyncTraceContext:
             attrs[semconv.TIMEOUT_S] = float(scope.timeout)
         if scope.retry is not None:
             attrs[semconv.RETRY_MAX_ATTEMPTS] = scope.retry.attempts
-        span = _facade.TRACER.start_span(self.name, attributes=attrs)
+        span = telemetry.TRACER.start_span(self.name, attributes=attrs)
         self._scope, self._span = scope, span
         self._tokens = (SCOPE.set(scope), otel_context.attach(otel_trace.set_span_in_context(span)))
         return self
@@ -214,8 +215,8 @@ class AsyncTraceContext:
         wrapper = self._wrappers.get(key)
         if wrapper is None:
             opts = Options(name=_label(first), retry=None if retries else _NO_RETRY, capture_args=False)
-            described = cast("Callable[..., Any]", first)  # _Calls reads only a coroutine's qualname and cr_code
-            wrapper = _wrap_coroutine_function(call_source, opts, _Calls(described, opts, semconv.KIND_TASK))
+            described = cast("Callable[..., Any]", first)  # Calls reads only a coroutine's qualname and cr_code
+            wrapper = wrap_coroutine_function(call_source, opts, Calls(described, opts, semconv.KIND_TASK))
             self._wrappers[key] = wrapper
         return wrapper
 
@@ -301,7 +302,7 @@ def finish_span(span: Span, exc: BaseException | None) -> None:
         if exc is None or isinstance(exc, GeneratorExit):
             span.set_attribute(semconv.OUTCOME, semconv.OUTCOME_OK)
         else:
-            span.set_attribute(semconv.OUTCOME, failed_outcome(exc))
+            span.set_attribute(semconv.OUTCOME, outcome_of(exc))
             if not isinstance(exc, asyncio.CancelledError):
                 record_error(span, exc)
     span.end()

@@ -18,12 +18,13 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from opentelemetry.trace import Span
 
-from ..telemetry import _facade, semconv
-from ._capture import MASK, capture, looks_secret, safe_repr
-from ._decorator import _DEFAULTS, Options, _options_from, _wrap_coroutine_function
-from ._outcome import record_error
+from .. import telemetry
+from .._core import (
+    MASK, OPTION_NAMES, Limiter, Options, capture_into, check_options, looks_secret, outcome_of, record_error, safe_repr,
+    wrap_coroutine_function,
+)
+from ..telemetry import semconv
 from ._param import Param, bound, recording
-from ._scope import Limiter
 
 __all__ = ["optimize", "Workflow", "OptimizeResult", "Candidate", "Evaluation", "STRATEGIES", "FAILED"]
 
@@ -109,7 +110,7 @@ class Workflow(Generic[P, R]):
     def __init__(self, fn: Callable[P, Coroutine[Any, Any, R]], settings: _Settings, opts: Options) -> None:
         functools.update_wrapper(self, fn)
         self._fn = fn
-        self._run = _wrap_coroutine_function(fn, opts)
+        self._run = wrap_coroutine_function(fn, opts)
         self._settings = settings
         self._max_repr = opts.max_repr
         self._values: dict[Param[Any], Any] = {}
@@ -348,24 +349,24 @@ class _Search:
             if looks_secret(name):
                 out[key] = MASK
             else:
-                capture(out, key, value, limit)
+                capture_into(out, key, value, limit)
         return out
 
 
 @contextmanager
 def _span(name: str, attributes: Mapping[str, Any]) -> Iterator[Span]:
     """A current span for a step of the search; an exception or cancellation sets its outcome."""
-    with _facade.TRACER.start_as_current_span(
+    with telemetry.TRACER.start_as_current_span(
         name, attributes=attributes, record_exception=False, set_status_on_exception=False
     ) as span:
         try:
             yield span
-        except asyncio.CancelledError:
-            span.set_attribute(semconv.OUTCOME, semconv.OUTCOME_CANCELLED)
-            span.add_event(semconv.EVENT_CANCELLED)
-            raise
         except BaseException as exc:
-            _mark_failed(span, exc, escaped=True)
+            if outcome_of(exc) == semconv.OUTCOME_CANCELLED:
+                span.set_attribute(semconv.OUTCOME, semconv.OUTCOME_CANCELLED)
+                span.add_event(semconv.EVENT_CANCELLED)
+            else:
+                _mark_failed(span, exc, escaped=True)
             raise
 
 
@@ -480,11 +481,11 @@ def optimize(
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown optimize strategy {strategy!r}; known: {', '.join(map(repr, STRATEGIES))}")
-    unknown = set(trace_options) - set(_DEFAULTS)
+    unknown = set(trace_options) - set(OPTION_NAMES)
     if unknown:
         raise TypeError(
             f"@trace.optimize got unknown option(s) {', '.join(sorted(unknown))}; known: strategy, beam_width, "
-            f"num_proposals, max_depth, max_concurrent, params, and async_trace's {', '.join(_DEFAULTS)}"
+            f"num_proposals, max_depth, max_concurrent, params, and async_trace's {', '.join(OPTION_NAMES)}"
         )
     if params is not None:
         if isinstance(params, Param) or not isinstance(params, Iterable):
@@ -500,7 +501,7 @@ def optimize(
         _positive_int("max_concurrent", max_concurrent),
         params,
     )
-    opts = _options_from(trace_options)
+    opts = check_options(trace_options, "optimize")
 
     def decorate(func: Any) -> Workflow[Any, Any]:
         if not inspect.iscoroutinefunction(func):

@@ -12,7 +12,8 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, Generic, TypeVar
 
-from ._capture import safe_repr
+
+from .._core import safe_repr
 
 __all__ = ["Param", "param", "bound", "recording"]
 

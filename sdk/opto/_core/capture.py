@@ -16,13 +16,12 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Callable, Mapping
-from itertools import islice
 from typing import Any
 
 from ..telemetry import semconv
 
 __all__ = [
-    "MASK", "DEFAULT_MAX_LENGTH", "REPR_BUDGET_S", "looks_secret", "safe_repr", "capture",
+    "MASK", "DEFAULT_MAX_LENGTH", "REPR_BUDGET_S", "looks_secret", "safe_repr", "capture_into",
     "note", "exception_text", "exception_stacktrace", "ArgumentCapture",
 ]
 
@@ -202,7 +201,7 @@ def safe_repr(value: Any, limit: int = DEFAULT_MAX_LENGTH, errors: list[str] | N
     return _cut(text, limit)
 
 
-def capture(out: dict[str, Any], key: str, value: Any, limit: int) -> None:
+def capture_into(out: dict[str, Any], key: str, value: Any, limit: int) -> None:
     """`out[key] = safe_repr(value, limit)`, noting in `out` what could not be captured."""
     text = _quick(value, limit)
     if text is None:
@@ -297,9 +296,9 @@ class ArgumentCapture:
             if masked:
                 out[key] = MASK
             else:
-                capture(out, key, value, limit)
+                capture_into(out, key, value, limit)
         if len(args) > len(self.positional):
-            capture(out, self._var_positional, args[len(self.positional):], limit)
+            capture_into(out, self._var_positional, args[len(self.positional):], limit)
         if kwargs:
             keyword = self._keyword
             for name, value in kwargs.items():
@@ -312,4 +311,4 @@ class ArgumentCapture:
                 if plan[1]:
                     out[plan[0]] = MASK
                 else:
-                    capture(out, plan[0], value, limit)
+                    capture_into(out, plan[0], value, limit)

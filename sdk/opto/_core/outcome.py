@@ -7,16 +7,19 @@ import asyncio
 from opentelemetry.trace import Span, Status, StatusCode
 
 from ..telemetry import semconv
-from ._capture import exception_stacktrace, exception_text
+from .capture import exception_stacktrace, exception_text
 
-__all__ = ["failed_outcome", "record_error"]
+__all__ = ["outcome_of", "record_error"]
 
 _EXCEPTION_EVENT = "exception"  # OpenTelemetry's event name, with its exception.* attributes
 
 
-def failed_outcome(exc: BaseException) -> str:
-    """`cancelled` for a cancellation, which is never an error; `error` for anything else."""
-    return semconv.OUTCOME_CANCELLED if isinstance(exc, asyncio.CancelledError) else semconv.OUTCOME_ERROR
+def outcome_of(exc: BaseException, timed_out: bool = False) -> str:
+    """The outcome of a call that raised `exc`, for every primitive: `cancelled` for a cancellation
+    (never an error), `timeout` when the call's own deadline expired (`timed_out`), else `error`."""
+    if isinstance(exc, asyncio.CancelledError):
+        return semconv.OUTCOME_CANCELLED
+    return semconv.OUTCOME_TIMEOUT if timed_out else semconv.OUTCOME_ERROR
 
 
 def record_error(span: Span, exc: BaseException, *, escaped: bool = True) -> None:
