@@ -203,6 +203,9 @@ def safe_repr(value: Any, limit: int = DEFAULT_MAX_LENGTH, errors: list[str] | N
 
 def capture_into(out: dict[str, Any], key: str, value: Any, limit: int) -> None:
     """`out[key] = safe_repr(value, limit)`, noting in `out` what could not be captured."""
+    if type(value) is str and len(value) <= limit:  # the commonest value, on every traced call
+        out[key] = repr(value)
+        return
     text = _quick(value, limit)
     if text is None:
         errors: list[str] = []

@@ -94,7 +94,7 @@ class Calls:
         t0 = time.perf_counter()
         now = telemetry.recording()
         tracer = now[0] if now is not None else telemetry.tracer()
-        debug = self.opts.debug or _debug.is_enabled()
+        debug = self.opts.debug or _debug.switch.on
         handoff = HANDOFF.get()  # an item this task got from an AsyncQueue: link to its producer
         span = tracer.start_span(self.name, links=handoff.links() if handoff is not None else None)
         self.active += 1
@@ -107,7 +107,10 @@ class Calls:
         if debug:
             _debug.logger.debug("call %s start args=%s kwargs=%s", self.name, safe_repr(args, 200), safe_repr(kwargs, 200))
         token = _activate(span) if current else None
-        return Call(self, t0, span, None, 0, token, now[1] if now is not None else None, debug)
+        call = Call(self, t0, span, None, 0, token, now[1] if now is not None else None, debug)
+        call.policy = self.opts.retry
+        call.own_timeout = False
+        return call
 
     def open(self, now: tuple[Tracer, DurationRecorder | None], args: tuple[Any, ...], kwargs: dict[str, Any], task: asyncio.Task[Any] | None) -> Call:
         """`begin` for a call with no policy, in as few Python-level calls as can be: the span's
@@ -144,9 +147,11 @@ class Call:
         self.durations = durations
         self.debug = debug
         self.count = 1  # attempts made
-        self.policy: RetryPolicy | None = calls.opts.retry
-        self.own_timeout = False  # the current attempt ran out of its own time
         self.t0 = t0
+        # `policy` (the retry policy in force) and `own_timeout` (the current attempt ran out of its
+        # own time) are set by `Calls.begin` only: the fast road has neither retries nor timeouts.
+        self.policy: RetryPolicy | None
+        self.own_timeout: bool
 
     def end(self, outcome: str, value: Any = None, more: dict[str, Any] | None = None) -> None:
         """End the call with `outcome`: `value` is its result (ok) or its exception; `more` adds
@@ -349,13 +354,13 @@ def wrap_coroutine_function(
         calls = Calls(fn, opts, "call")
     loop = opts.loop
     simple = opts.retry is None and opts.timeout is None and not opts.debug
-    debug_enabled = _debug.is_enabled
+    debug = _debug.switch
 
     @functools.wraps(fn)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         if loop is not None and asyncio.get_running_loop() is not loop:
             return await run_on_loop(loop, wrapper(*args, **kwargs))
-        if not simple or debug_enabled() or SCOPE.get() is not None:
+        if not simple or debug.on or SCOPE.get() is not None:
             return await _traced_call(calls, fn, args, kwargs)
         # The common case: every traced call without a policy runs these lines.
         now = telemetry.recording()
@@ -387,11 +392,11 @@ def wrap_function(fn: Callable[P, R], opts: Options) -> Callable[P, R]:
     """The traced wrapper of a plain function: the same two roads, without awaiting."""
     calls = Calls(fn, opts, "call")
     simple = opts.retry is None and not opts.debug
-    debug_enabled = _debug.is_enabled
+    debug = _debug.switch
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        if not simple or debug_enabled():
+        if not simple or debug.on:
             return _traced_sync_call(calls, fn, args, kwargs)
         now = telemetry.recording()
         if now is None:
