@@ -101,6 +101,7 @@ async def main() -> None:
     opto.trace.async_trace(retry_atempts=3)  # error
     opto.trace.async_stream(timeout=1.0)  # error
     opto.trace(timeout="1")  # error
+    opto.trace.optimize(beam_widht=2)  # error
     wrong: AsyncQueue[int] = AsyncQueue()  # error
     del wrong
 '''

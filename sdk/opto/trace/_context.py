@@ -302,7 +302,8 @@ def finish_span(span: Span, exc: BaseException | None) -> None:
         if exc is None or isinstance(exc, GeneratorExit):
             span.set_attribute(semconv.OUTCOME, semconv.OUTCOME_OK)
         else:
-            span.set_attribute(semconv.OUTCOME, outcome_of(exc))
-            if not isinstance(exc, asyncio.CancelledError):
+            outcome = outcome_of(exc)
+            span.set_attribute(semconv.OUTCOME, outcome)
+            if outcome != semconv.OUTCOME_CANCELLED:
                 record_error(span, exc)
     span.end()

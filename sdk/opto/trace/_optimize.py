@@ -457,7 +457,17 @@ def optimize(
     max_depth: int = 3,
     max_concurrent: int = 10,
     params: Iterable[Param[Any]] | None = None,
-    **trace_options: Any,
+    name: str | None = None,
+    loop: asyncio.AbstractEventLoop | None = None,
+    retry_attempts: int | None = None,
+    retry_delay: float = ...,
+    retry_max_delay: float = ...,
+    retry_on: type[BaseException] | tuple[type[BaseException], ...] = ...,
+    timeout: float | None = None,
+    debug: bool = False,
+    capture_args: bool = True,
+    capture_result: bool = True,
+    max_repr: int = ...,
 ) -> Callable[[Callable[P, Coroutine[Any, Any, R]]], Workflow[P, R]]: ...
 def optimize(
     fn: Any = None,
