@@ -4,18 +4,35 @@ decorator exactly as they would untraced, and capture's cost does not grow with 
 from __future__ import annotations
 
 import asyncio
+import shutil
+import tempfile
 import tracemalloc
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from hypothesis.configuration import set_hypothesis_home_dir
 
 import opto
 from opto.telemetry import semconv
 import opto._core.capture as _capture
 from opto._core.capture import safe_repr
+
+
+# Hypothesis keeps caches (constants found in the source) in a folder of its own: a temporary one,
+# set before any test of this module is collected and removed after the last.
+_HYPOTHESIS_HOME = Path(tempfile.mkdtemp(prefix="opto-hypothesis-"))
+set_hypothesis_home_dir(_HYPOTHESIS_HOME)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _hypothesis_home() -> Iterator[None]:
+    yield
+    set_hypothesis_home_dir(None)
+    shutil.rmtree(_HYPOTHESIS_HOME, ignore_errors=True)
 
 
 class Boom(Exception):
