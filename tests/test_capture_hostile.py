@@ -314,6 +314,17 @@ def test_a_slow_repr_is_skipped_for_its_type_from_then_on(monkeypatch: pytest.Mo
     assert safe_repr(Slow()).endswith(".Slow object>") and len(calls) == 1
 
 
+def test_an_array_is_described_by_shape_but_a_scalar_by_its_value() -> None:
+    """numpy-like arrays are not printed; a 0-d one (as numpy scalars are) reads as its repr."""
+
+    class Scalar(float):
+        shape = ()
+        dtype = "float64"
+
+    assert safe_repr(ArrayLike()) == "<ArrayLike shape=(1000, 1000) dtype=float64>"
+    assert safe_repr(Scalar(0.5)) == "0.5"
+
+
 def _big_values() -> Iterator[tuple[str, Any]]:
     yield "bytes", b"\x00" * 50_000_000
     yield "bytearray", bytearray(20_000_000)

@@ -22,7 +22,7 @@ from ..telemetry import semconv
 
 __all__ = [
     "MASK", "DEFAULT_MAX_LENGTH", "REPR_BUDGET_S", "looks_secret", "safe_repr", "capture_into",
-    "note", "exception_text", "exception_stacktrace", "ArgumentCapture",
+    "exception_text", "exception_stacktrace", "ArgumentCapture",
 ]
 
 MASK = "[masked]"
@@ -124,8 +124,9 @@ def _walk(value: Any, limit: int, depth: int, errors: list[str] | None) -> str:
             return f"<memoryview nbytes={value.nbytes} format={value.format!r} shape={value.shape!r}>"
         if isinstance(value, (dict, list, tuple, set, frozenset, deque)) or isinstance(value, Mapping):
             return _container(value, limit, depth, errors)
-        if _array_like(t):
-            return _array(value, errors)
+        # An array is described by its shape; a 0-d one (a numpy scalar) takes its repr, which is short.
+        if _array_like(t) and type(shape := value.shape) is tuple and shape:
+            return _array(value, shape, errors)
         return _budgeted_repr(value, errors)
     except Exception as exc:  # a hostile __repr__, __iter__, __len__ or __hash__ must not break the call
         return _failed(value, exc, errors)
@@ -155,10 +156,10 @@ def _array_like(t: type) -> bool:
     return hasattr(t, "shape") and (hasattr(t, "dtype") or hasattr(t, "__array__"))
 
 
-def _array(value: Any, errors: list[str] | None) -> str:
-    shape = _walk(value.shape, 80, 1, errors)
+def _array(value: Any, shape: tuple[Any, ...], errors: list[str] | None) -> str:
     dtype = getattr(value, "dtype", None)
-    return f"<{_name(type(value))} shape={shape}" + ("" if dtype is None else f" dtype={_walk(str(dtype), 40, 0, errors)[1:-1]}") + ">"
+    text = f"<{_name(type(value))} shape={_walk(shape, 80, 1, errors)}"
+    return text + ("" if dtype is None else f" dtype={_walk(str(dtype), 40, 0, errors)[1:-1]}") + ">"
 
 
 def _budgeted_repr(value: Any, errors: list[str] | None) -> str:
@@ -211,11 +212,11 @@ def capture_into(out: dict[str, Any], key: str, value: Any, limit: int) -> None:
         errors: list[str] = []
         text = _walk(value, limit, _DEPTH, errors)
         if errors:
-            note(out, key, errors, limit)
+            _note(out, key, errors, limit)
     out[key] = _cut(text, limit)
 
 
-def note(out: dict[str, Any], key: str, errors: list[str], limit: int = DEFAULT_MAX_LENGTH) -> None:
+def _note(out: dict[str, Any], key: str, errors: list[str], limit: int = DEFAULT_MAX_LENGTH) -> None:
     """Add `key: what failed` to `out`'s `opto.capture.error`."""
     line = f"{key}: {'; '.join(errors)}"
     before = out.get(semconv.CAPTURE_ERROR)
