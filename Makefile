@@ -14,8 +14,10 @@ $(BIN)/python:
 install: $(BIN)/python
 	$(BIN)/pip install --quiet -e .
 
+# pyright (tests/test_typing.py) comes from the npm registry, into the venv, with Debian's node.
 install-test: $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
+	npm install --prefix $(VENV) --no-save --no-audit --no-fund --loglevel=error 'pyright@>=1.1.414 <1.2'
 
 # Debian's Chromium for the Playwright suite (Playwright cannot download browsers here).
 chromium:

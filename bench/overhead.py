@@ -1,12 +1,15 @@
 """Per-call cost of @async_trace against a bare coroutine and a hand-written OpenTelemetry wrapper.
 
-Run: .venv/bin/python bench/overhead.py [--instructions] [--metrics]
+Run: .venv/bin/python bench/overhead.py [--instructions] [--metrics] [--against OTHER/sdk]
 All traced variants share one TracerProvider (BatchSpanProcessor, counting no-op exporter), so they
 pay the same export cost; the no-SDK figure runs in a child process with no provider at all.
 Times are CPU time per call (process-wide, so the export thread counts), interleaved across
 variants. `--instructions` also counts instructions per call under valgrind, which a busy
 machine does not disturb. `--metrics` repeats the timing with a MeterProvider: the application's
 own (an SDK provider with a reader), and the one `opto.configure()` installs for OTLP export.
+`--against OTHER/sdk` compares this tree's SDK with another checkout's (say, the commit before a
+change) in the same run: child processes alternate between the two, each timing @async_trace and
+@opto.trace against the hand-written wrappers, and valgrind counts both trees' instructions per call.
 """
 
 from __future__ import annotations
@@ -106,16 +109,47 @@ def _count_child(variant: str, calls: int, sdk: bool) -> None:
     asyncio.run(run())
 
 
-def _instructions(variant: str, sdk: bool, calls: int) -> float:
-    """Instructions per call: the difference between a run with `calls` calls and one with none."""
+def _instructions(variant: str, sdk: bool, calls: int, sdk_path: str | None = None) -> float:
+    """Instructions per call: the difference between a run with `calls` calls and one with none.
+    `sdk_path` runs another checkout's `opto` (its sdk/ folder) instead of the installed one."""
 
     def total(n: int) -> int:
         cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, __file__,
                "--count", variant, str(n), "sdk" if sdk else "nosdk"]
-        out = subprocess.run(cmd, capture_output=True, text=True, check=True, env={"PYTHONHASHSEED": "0", "PATH": "/usr/bin:/bin"}).stderr
+        env = {"PYTHONHASHSEED": "0", "PATH": "/usr/bin:/bin", **({"PYTHONPATH": sdk_path} if sdk_path else {})}
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env).stderr
         return int(next(l for l in out.splitlines() if "Collected" in l).split()[-1])
 
     return (total(calls) - total(0)) / calls
+
+
+def _against_child() -> None:
+    """Child process for --against: µs per call of the traced variants and their wrappers, one line."""
+    install_tracer_provider(max_queue_size=1 << 20)
+    variants = _variants()
+    r = asyncio.run(_interleaved({k: variants[k] for k in ("otel", "opto", "otel_plain", "opto_plain")}))
+    print(f"{r['otel']:.3f} {r['opto']:.3f} {r['otel_plain']:.3f} {r['opto_plain']:.3f}")
+
+
+def _against(other: str) -> None:
+    """This tree's SDK against `other` (another checkout's sdk/ folder), in the same run."""
+    trees = {"this": None, "other": other}
+    ratios: dict[str, dict[str, list[float]]] = {t: {"async": [], "plain": []} for t in trees}
+    for _ in range(3):  # alternate, so that drift in the machine's load hits both alike
+        for tree, path in trees.items():
+            env = {**os.environ, **({"PYTHONPATH": path} if path else {})}
+            out = subprocess.run([sys.executable, __file__, "--against-child"], capture_output=True, text=True, check=True, env=env)
+            otel, traced, otel_plain, traced_plain = map(float, out.stdout.split())
+            ratios[tree]["async"].append(traced / otel)
+            ratios[tree]["plain"].append(traced_plain / otel_plain)
+    print(f"\n{'this tree against ' + other:<44}{'this':>9}{'other':>9}{'ratio':>8}")
+    for kind, label in (("async", "@async_trace / hand-written wrapper"), ("plain", "@opto.trace / hand-written wrapper")):
+        this, that = statistics.median(ratios["this"][kind]), statistics.median(ratios["other"][kind])
+        print(f"{label:<44}{this:>9.3f}{that:>9.3f}{this / that:>8.3f}")
+    print(f"\n{'instructions per call (valgrind)':<44}{'this':>9}{'other':>9}{'ratio':>8}")
+    for variant, label in (("opto", "@async_trace (default capture)"), ("opto_nocap", "@async_trace (capture off)"), ("opto_plain", "plain function: @opto.trace")):
+        this_n, that_n = _instructions(variant, True, 5_000), _instructions(variant, True, 5_000, other)
+        print(f"{label:<44}{this_n:>9.0f}{that_n:>9.0f}{this_n / that_n:>8.3f}")
 
 
 async def _interleaved(variants: dict[str, Callable[[str], Awaitable[str]]]) -> dict[str, float]:
@@ -181,11 +215,15 @@ def main() -> None:
         print(f"{'no SDK: @async_trace over bare':<44}{nosdk:>10.0f}")
     if "--metrics" in sys.argv:
         _metrics_table()
+    if "--against" in sys.argv:
+        _against(sys.argv[sys.argv.index("--against") + 1])
 
 
 if __name__ == "__main__":
     if "--no-sdk" in sys.argv:
         _no_sdk()
+    elif "--against-child" in sys.argv:
+        _against_child()
     elif "--metrics-child" in sys.argv:
         _metrics_child(sys.argv[-1])
     elif "--count" in sys.argv:

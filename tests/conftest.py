@@ -21,7 +21,6 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import opto
-from opto.trace import _debug, _retry
 
 # Global providers can be set once per process, so the session shares these; tests that need a
 # process without any provider (opto.configure, the no-SDK path) run in a subprocess.
@@ -98,8 +97,8 @@ def metric_points(metric_reader: InMemoryMetricReader) -> MetricPoints:
 def _reset_global_config() -> Iterator[None]:
     """Every test starts with debug off and real retry sleeps."""
     yield
-    _debug.set_async_debug(False)
-    _retry.set_testing(False)
+    opto.trace.set_async_debug(False)
+    opto.trace.set_testing(False)
     assert opto.trace is not None
 
 

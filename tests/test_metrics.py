@@ -13,7 +13,7 @@ import pytest
 import opto
 from opto.telemetry import semconv
 from opto.trace import AsyncMetrics, _metrics
-from opto.trace._scope import SCOPE, Limiter, Scope
+from opto._core.scope import SCOPE, Limiter, Scope
 
 if TYPE_CHECKING:
     from conftest import MetricPoints, SpecPage

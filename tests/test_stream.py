@@ -17,7 +17,7 @@ from opentelemetry.trace import StatusCode
 import opto
 from opto.telemetry import semconv
 from opto.trace import async_stream
-from opto.trace._scope import SCOPE, Limiter, Scope
+from opto._core.scope import SCOPE, Limiter, Scope
 
 if TYPE_CHECKING:
     from conftest import Spans, SpecPage

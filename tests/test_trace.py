@@ -14,7 +14,7 @@ from opto.telemetry import semconv
 from opto.telemetry._attributes import fast_path_available
 from opto.telemetry._facade import TRACER
 from opto.trace import RetryPolicy
-from opto.trace._capture import MASK, safe_repr
+from opto._core.capture import MASK, safe_repr
 
 
 

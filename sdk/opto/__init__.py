@@ -1,8 +1,16 @@
 """OpenTrace: async tracing for Python, on OpenTelemetry, with a live local dashboard."""
 
-from . import trace
+from typing import TYPE_CHECKING
+
 from ._version import __version__
 from .errors import RetryableError
 from .telemetry import configure, shutdown
+
+if TYPE_CHECKING:  # type checkers see the callable module `opto.trace` through its class
+    from .trace import TraceModule
+
+    trace: TraceModule
+else:
+    from . import trace
 
 __all__ = ["trace", "RetryableError", "configure", "shutdown", "__version__"]

@@ -18,7 +18,7 @@ from opentelemetry.trace import Tracer
 from .._version import __version__
 from . import semconv
 
-__all__ = ["TRACER", "METER", "SECONDS_BUCKETS", "call_duration", "retries", "queue_wait", "inactive", "tracer", "live", "DurationRecorder", "record_in_process"]
+__all__ = ["TRACER", "METER", "SECONDS_BUCKETS", "call_duration", "retries", "queue_wait", "inactive", "tracer", "recording", "DurationRecorder", "record_in_process"]
 
 TRACER = trace.get_tracer("opto", __version__)
 METER = metrics.get_meter("opto", __version__)
@@ -83,7 +83,7 @@ def record_in_process(meter_provider: object, durations: DurationRecorder) -> No
     _live_of = (object(), object(), None)
 
 
-def live() -> tuple[Tracer, DurationRecorder | None] | None:
+def recording() -> tuple[Tracer, DurationRecorder | None] | None:
     """What a traced call records to now, asked once per call: None while `inactive()`; else
     `tracer()` and where call durations go, None while no meter provider would record them."""
     global _live_of

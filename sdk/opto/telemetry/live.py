@@ -27,7 +27,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from .._version import __version__
-from . import limits, semconv
+from . import limits, semconv, sources
 from .wire import encode_span
 
 __all__ = ["LiveSpanProcessor", "ingest_url", "processors", "DEFAULT_BUFFER", "DEFAULT_FLUSH_TIMEOUT_S"]
@@ -88,45 +88,17 @@ def processors(dashboard: str | None, service_name: str) -> list[SpanProcessor]:
 
 
 def _queue_points() -> list[dict[str, Any]]:
-    """Depth, producers and consumers of every live `AsyncQueue`, read from the queues themselves.
+    """Depth, producers and consumers of every live `AsyncQueue`, from the source the queues register.
 
     (Item waits and blocked puts travel on spans, as links and events.) Reading the queues costs
     nothing per item, where an OpenTelemetry MeterProvider would cost every traced call.
     """
-    try:
-        from ..trace import _queue
-    except ImportError:
-        return []
-    with _queue._live_lock:
-        queues = list(_queue._live)
-    now = time.time_ns()
-    points = []
-    for queue in queues:
-        stats = queue.statistics()
-        attrs = {semconv.QUEUE_NAME: stats.name}
-        points += [
-            {"name": semconv.METRIC_QUEUE_DEPTH, "time_ns": now, "attributes": attrs, "value": stats.size},
-            {"name": semconv.METRIC_QUEUE_PRODUCERS, "time_ns": now, "attributes": attrs, "value": stats.producers},
-            {"name": semconv.METRIC_QUEUE_CONSUMERS, "time_ns": now, "attributes": attrs, "value": stats.consumers},
-        ]
-    return points
+    return sources.read(sources.QUEUES)
 
 
 def _metric_summaries() -> list[dict[str, Any]]:
-    """`AsyncMetrics` summaries as metric points, if the SDK has AsyncMetrics and any were recorded."""
-    try:
-        from ..trace import AsyncMetrics
-    except ImportError:
-        return []
-    now = time.time_ns()
-    try:
-        return [
-            {"name": semconv.METRIC_SUMMARY, "time_ns": now, "attributes": {semconv.METRICS_NAME: name}, "summary": summary}
-            for name, summary in AsyncMetrics.summaries().items()
-        ]
-    except Exception:
-        logger.debug("opto: reading AsyncMetrics summaries failed", exc_info=True)
-        return []
+    """`AsyncMetrics` summaries as metric points, from the source AsyncMetrics registers."""
+    return sources.read(sources.METRIC_SUMMARIES)
 
 
 class LiveSpanProcessor(SpanProcessor):

@@ -8,10 +8,10 @@ from typing import Final
 
 __all__ = [
     "CODE_FUNCTION_NAME", "CODE_FILE_PATH", "CODE_LINE_NUMBER", "ERROR_TYPE",
-    "EXCEPTION_TYPE", "EXCEPTION_MESSAGE", "EXCEPTION_STACKTRACE", "SERVICE_NAME",
+    "EXCEPTION_TYPE", "EXCEPTION_MESSAGE", "EXCEPTION_STACKTRACE", "EXCEPTION_ESCAPED", "SERVICE_NAME",
     "PROCESS_PID", "HOST_NAME", "TELEMETRY_SDK_NAME", "TELEMETRY_SDK_VERSION",
     "OUTCOME", "OUTCOME_OK", "OUTCOME_ERROR", "OUTCOME_TIMEOUT", "OUTCOME_CANCELLED", "OUTCOMES",
-    "TRUNCATED", "ATTEMPTS", "ATTEMPT", "TIMEOUT_S", "CONCURRENCY", "TASK_NAME", "ARG_PREFIX", "RESULT",
+    "TRUNCATED", "ATTEMPTS", "ATTEMPT", "TIMEOUT_S", "CONCURRENCY", "TASK_NAME", "ARG_PREFIX", "RESULT", "CAPTURE_ERROR",
     "RETRY_DELAY_S", "RETRY_EXHAUSTED", "QUEUE_WAIT_S", "SPAN_KIND", "DEBUG_CREATION_STACK",
     "DEBUG_DURATION_S", "DEBUG_HANDLE", "EVENT_RETRY", "EVENT_TIMEOUT", "EVENT_CANCELLED",
     "EVENT_SLOW_CALLBACK", "METRIC_CALL_DURATION", "METRIC_CALLS_ACTIVE", "METRIC_RETRIES",
@@ -39,6 +39,7 @@ ERROR_TYPE: Final = "error.type"
 EXCEPTION_TYPE: Final = "exception.type"
 EXCEPTION_MESSAGE: Final = "exception.message"
 EXCEPTION_STACKTRACE: Final = "exception.stacktrace"
+EXCEPTION_ESCAPED: Final = "exception.escaped"
 SERVICE_NAME: Final = "service.name"
 PROCESS_PID: Final = "process.pid"  # resource attributes the dashboard reads from OTLP senders
 HOST_NAME: Final = "host.name"
@@ -64,6 +65,7 @@ CONCURRENCY: Final = "opto.concurrency"
 TASK_NAME: Final = "opto.task.name"
 ARG_PREFIX: Final = "opto.arg."
 RESULT: Final = "opto.result"
+CAPTURE_ERROR: Final = "opto.capture.error"  # what argument, result or exception capture could not do
 RETRY_DELAY_S: Final = "opto.retry.delay_s"
 RETRY_EXHAUSTED: Final = "opto.retry.exhausted"
 QUEUE_WAIT_S: Final = "opto.queue.wait_s"

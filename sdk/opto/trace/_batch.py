@@ -13,17 +13,19 @@ import itertools
 import time
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Generic, TypeAlias, TypeVar, cast
+from typing import Any, Generic, TypeAlias, TypeVar, cast, overload
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace as otel_trace
 from opentelemetry.trace import Span
 
-from ..telemetry import _facade, semconv
+from .. import telemetry
+from .._core import (
+    SCOPE, Calls, Limiter, Options, PolicyName, RetryPolicy, Scope, check_timeout, resolve_policy, safe_repr,
+    wrap_coroutine_function,
+)
+from ..telemetry import semconv
 from ._context import call_source, cancel_and_wait, finish_span
-from ._decorator import Options, _Calls, _wrap_coroutine_function, check_timeout
-from ._retry import PolicyName, RetryPolicy, resolve_policy
-from ._scope import SCOPE, Limiter, Scope
 
 __all__ = ["AsyncBatchProcessor", "BatchResult"]
 
@@ -69,6 +71,50 @@ class AsyncBatchProcessor(Generic[T, R]):
     complete, or in input order with `ordered=True`.
     """
 
+    # One overload per kind of handler, so a type checker infers T and R from it: an async handler's
+    # result is what it awaits to; without a handler, each batch (a list of T) is its own result.
+    @overload
+    def __init__(
+        self,
+        batch_size: int = 100,
+        max_concurrent: int = 10,
+        *,
+        handler: Callable[[list[T]], Awaitable[R]],
+        max_wait: float | None = None,
+        ordered: bool = False,
+        retry_policy: RetryPolicy | PolicyName | None = None,
+        timeout: float | None = None,
+        raise_on_error: bool = False,
+        name: str | None = None,
+    ) -> None: ...
+    @overload
+    def __init__(
+        self,
+        batch_size: int = 100,
+        max_concurrent: int = 10,
+        *,
+        handler: Callable[[list[T]], R],
+        max_wait: float | None = None,
+        ordered: bool = False,
+        retry_policy: RetryPolicy | PolicyName | None = None,
+        timeout: float | None = None,
+        raise_on_error: bool = False,
+        name: str | None = None,
+    ) -> None: ...
+    @overload
+    def __init__(
+        self: AsyncBatchProcessor[T, list[T]],
+        batch_size: int = 100,
+        max_concurrent: int = 10,
+        *,
+        handler: None = None,
+        max_wait: float | None = None,
+        ordered: bool = False,
+        retry_policy: RetryPolicy | PolicyName | None = None,
+        timeout: float | None = None,
+        raise_on_error: bool = False,
+        name: str | None = None,
+    ) -> None: ...
     def __init__(
         self,
         batch_size: int = 100,
@@ -121,7 +167,7 @@ class AsyncBatchProcessor(Generic[T, R]):
             semconv.BATCH_SIZE: self.batch_size,
             semconv.CONCURRENCY_LIMIT: self.max_concurrent,
         }
-        span = _facade.TRACER.start_span(self.name, attributes=attrs)
+        span = telemetry.TRACER.start_span(self.name, attributes=attrs)
         run = _Run(self, handler, span)
         reader = asyncio.get_running_loop().create_task(run.read(data))
         error: BaseException | None = None
@@ -169,7 +215,7 @@ class _Run:
             retry=proc.retry_policy, timeout=proc.timeout, capture_args=False,
         )  # fmt: skip
         self.call = _batch_call(handler)
-        self.traced = _wrap_coroutine_function(call_source, opts, _Calls(handler or _identity, opts, semconv.KIND_TASK))
+        self.traced = wrap_coroutine_function(call_source, opts, Calls(handler or _identity, opts, semconv.KIND_TASK))
 
     async def read(self, data: Iterable[Any] | AsyncIterable[Any]) -> None:
         """Read the input batch by batch, each once a window slot is free, and start each batch."""
@@ -339,7 +385,7 @@ def _batch_call(handler: Handler[Any, Any] | None) -> Callable[[list[Any]], Coro
 
 def _checked_handler(handler: Any) -> Any:
     if handler is not None and not callable(handler):
-        raise TypeError(f"handler must be a function taking a list of items, got {type(handler).__name__} {handler!r}")
+        raise TypeError(f"handler must be a function taking a list of items, got {type(handler).__name__} {safe_repr(handler, 200)}")
     if inspect.isasyncgenfunction(handler):
         raise TypeError("handler must return one result per batch, not be an async generator; use `async def` with `return`")
     return handler

@@ -18,11 +18,13 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace as otel_trace
 from opentelemetry.trace import Span
 
-from ..telemetry import _facade, semconv
-from ._decorator import Options, _Calls, _wrap_coroutine_function, check_timeout, is_traced_call
-from ._outcome import failed_outcome, record_error
-from ._retry import PolicyName, RetryPolicy, resolve_policy
-from ._scope import SCOPE, Limiter, Scope
+
+from .. import telemetry
+from .._core import (
+    SCOPE, Calls, Limiter, Options, PolicyName, RetryPolicy, Scope, check_timeout, is_traced_call, outcome_of,
+    record_error, resolve_policy, safe_repr, wrap_coroutine_function,
+)
+from ..telemetry import semconv
 
 __all__ = ["AsyncTraceContext", "ContextStats", "call_source", "cancel_and_wait", "finish_span"]
 
@@ -95,7 +97,7 @@ class AsyncTraceContext:
             attrs[semconv.TIMEOUT_S] = float(scope.timeout)
         if scope.retry is not None:
             attrs[semconv.RETRY_MAX_ATTEMPTS] = scope.retry.attempts
-        span = _facade.TRACER.start_span(self.name, attributes=attrs)
+        span = telemetry.TRACER.start_span(self.name, attributes=attrs)
         self._scope, self._span = scope, span
         self._tokens = (SCOPE.set(scope), otel_context.attach(otel_trace.set_span_in_context(span)))
         return self
@@ -183,7 +185,7 @@ class AsyncTraceContext:
                     coros.append(self._run_callable(item))
                 else:
                     raise TypeError(
-                        f"run_parallel item {index} is {type(item).__name__} {item!r}; pass coroutines, "
+                        f"run_parallel item {index} is {type(item).__name__} {safe_repr(item, 200)}; pass coroutines, "
                         "awaitables, or zero-argument callables returning one (e.g. `lambda: fetch(url)`)"
                     )
         except BaseException:
@@ -213,8 +215,8 @@ class AsyncTraceContext:
         wrapper = self._wrappers.get(key)
         if wrapper is None:
             opts = Options(name=_label(first), retry=None if retries else _NO_RETRY, capture_args=False)
-            described = cast("Callable[..., Any]", first)  # _Calls reads only a coroutine's qualname and cr_code
-            wrapper = _wrap_coroutine_function(call_source, opts, _Calls(described, opts, semconv.KIND_TASK))
+            described = cast("Callable[..., Any]", first)  # Calls reads only a coroutine's qualname and cr_code
+            wrapper = wrap_coroutine_function(call_source, opts, Calls(described, opts, semconv.KIND_TASK))
             self._wrappers[key] = wrapper
         return wrapper
 
@@ -254,7 +256,7 @@ def _awaitable(factory: Callable[[], Awaitable[T]]) -> Awaitable[T]:
     aw = factory()
     if not inspect.isawaitable(aw):
         raise TypeError(
-            f"run_parallel item {factory!r} returned {type(aw).__name__}, not an awaitable; "
+            f"run_parallel item {safe_repr(factory, 200)} returned {type(aw).__name__}, not an awaitable; "
             "a callable item must take no arguments and return a coroutine or awaitable"
         )
     return aw
@@ -300,7 +302,8 @@ def finish_span(span: Span, exc: BaseException | None) -> None:
         if exc is None or isinstance(exc, GeneratorExit):
             span.set_attribute(semconv.OUTCOME, semconv.OUTCOME_OK)
         else:
-            span.set_attribute(semconv.OUTCOME, failed_outcome(exc))
-            if not isinstance(exc, asyncio.CancelledError):
+            outcome = outcome_of(exc)
+            span.set_attribute(semconv.OUTCOME, outcome)
+            if outcome != semconv.OUTCOME_CANCELLED:
                 record_error(span, exc)
     span.end()

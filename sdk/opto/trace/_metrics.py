@@ -18,8 +18,9 @@ from typing import Any
 
 from opentelemetry.metrics import CallbackOptions, Observation
 
-from ..telemetry import _facade, semconv
-from ._scope import CALL
+from .. import telemetry
+from .._core import CALL, outcome_of
+from ..telemetry import semconv, sources
 
 try:
     import resource
@@ -30,16 +31,16 @@ __all__ = ["AsyncMetrics", "BlockMetrics", "MetricsSummary"]
 
 SAMPLE_SIZE = 1024  # values kept per distribution; quantiles are exact up to this many blocks
 
-_duration = _facade.METER.create_histogram(
+_duration = telemetry.METER.create_histogram(
     semconv.METRIC_BLOCK_DURATION, unit="s", description="Duration of AsyncMetrics.monitor blocks, by name and outcome",
-    explicit_bucket_boundaries_advisory=_facade.SECONDS_BUCKETS,
+    explicit_bucket_boundaries_advisory=telemetry.SECONDS_BUCKETS,
 )
-_queue_wait = _facade.METER.create_histogram(
+_queue_wait = telemetry.METER.create_histogram(
     semconv.METRIC_BLOCK_QUEUE_WAIT, unit="s",
     description="Time the traced call enclosing a monitored block waited for a concurrency slot",
-    explicit_bucket_boundaries_advisory=_facade.SECONDS_BUCKETS,
+    explicit_bucket_boundaries_advisory=telemetry.SECONDS_BUCKETS,
 )
-_value = _facade.METER.create_histogram(
+_value = telemetry.METER.create_histogram(
     semconv.METRIC_BLOCK_VALUE, description="Values monitored blocks recorded with BlockMetrics.record()"
 )
 
@@ -141,15 +142,15 @@ _lock = threading.Lock()  # summaries() may be called from an exporter thread
 _series: dict[str, _Series] = {}
 
 
-_facade.METER.create_observable_up_down_counter(
+telemetry.METER.create_observable_up_down_counter(
     semconv.METRIC_BLOCKS_ACTIVE, [_observe(lambda series: series.in_flight)], unit="{block}",
     description="AsyncMetrics.monitor blocks in flight, by name",
 )
-_facade.METER.create_observable_counter(
+telemetry.METER.create_observable_counter(
     semconv.METRIC_BLOCK_CPU, [_observe(lambda series: series.cpu_s)], unit="s",
     description="CPU time of the event loop's thread while monitored blocks ran, by name",
 )
-_facade.METER.create_observable_gauge(
+telemetry.METER.create_observable_gauge(
     semconv.METRIC_BLOCK_MEMORY, [_observe(lambda series: series.peak_memory)], unit="By",
     description="Peak resident memory of the process at the end of a monitored block, by name",
 )
@@ -267,12 +268,7 @@ class BlockMetrics:
         assert self._t0 is not None
         self.duration_s = duration = time.perf_counter() - self._t0
         self.cpu_s = cpu = time.thread_time() - self._cpu0
-        if exc_type is None:
-            self.outcome = semconv.OUTCOME_OK
-        elif issubclass(exc_type, asyncio.CancelledError):
-            self.outcome = semconv.OUTCOME_CANCELLED
-        else:
-            self.outcome = semconv.OUTCOME_ERROR
+        self.outcome = semconv.OUTCOME_OK if exc is None else outcome_of(exc)
         memory = _peak_rss_bytes()
         wait = self.queue_wait_s
         with _lock:
@@ -334,3 +330,15 @@ class AsyncMetrics:
                 _series.clear()
             else:
                 _series.pop(name, None)
+
+
+def _points() -> list[sources.Point]:
+    """Every summary as a metric point, for the live exporter (`sources.METRIC_SUMMARIES`)."""
+    now = time.time_ns()
+    return [
+        {"name": semconv.METRIC_SUMMARY, "time_ns": now, "attributes": {semconv.METRICS_NAME: name}, "summary": summary}
+        for name, summary in AsyncMetrics.summaries().items()
+    ]
+
+
+sources.register(sources.METRIC_SUMMARIES, _points)

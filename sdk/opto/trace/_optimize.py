@@ -18,12 +18,13 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from opentelemetry.trace import Span
 
-from ..telemetry import _facade, semconv
-from ._capture import MASK, looks_secret, safe_repr
-from ._decorator import _DEFAULTS, Options, _options_from, _wrap_coroutine_function
-from ._outcome import record_error
+from .. import telemetry
+from .._core import (
+    MASK, OPTION_NAMES, Limiter, Options, capture_into, check_options, looks_secret, outcome_of, record_error, safe_repr,
+    wrap_coroutine_function,
+)
+from ..telemetry import semconv
 from ._param import Param, bound, recording
-from ._scope import Limiter
 
 __all__ = ["optimize", "Workflow", "OptimizeResult", "Candidate", "Evaluation", "STRATEGIES", "FAILED"]
 
@@ -109,7 +110,7 @@ class Workflow(Generic[P, R]):
     def __init__(self, fn: Callable[P, Coroutine[Any, Any, R]], settings: _Settings, opts: Options) -> None:
         functools.update_wrapper(self, fn)
         self._fn = fn
-        self._run = _wrap_coroutine_function(fn, opts)
+        self._run = wrap_coroutine_function(fn, opts)
         self._settings = settings
         self._max_repr = opts.max_repr
         self._values: dict[Param[Any], Any] = {}
@@ -271,12 +272,12 @@ class _Search:
         if inspect.isawaitable(proposals):
             proposals = await proposals
         if isinstance(proposals, Mapping) or not isinstance(proposals, Iterable):
-            raise TypeError(f"proposer must return a list of parameter sets (dicts of name to value), got {proposals!r}")
+            raise TypeError(f"proposer must return a list of parameter sets (dicts of name to value), got {safe_repr(proposals, 200)}")
         return proposals
 
     def _checked(self, proposal: Any) -> Mapping[str, Any]:
         if not isinstance(proposal, Mapping):
-            raise TypeError(f"proposer must return parameter sets as dicts of parameter name to value, got {proposal!r}")
+            raise TypeError(f"proposer must return parameter sets as dicts of parameter name to value, got {safe_repr(proposal, 200)}")
         unknown = set(proposal) - set(self.params)
         if unknown:
             raise ValueError(f"proposer named unknown parameter(s) {sorted(unknown)}; known: {sorted(self.params)}")
@@ -342,26 +343,30 @@ class _Search:
 
     def _param_attributes(self, values: Mapping[str, Any]) -> dict[str, str]:
         limit = self.workflow._max_repr
-        return {
-            semconv.OPTIMIZE_PARAM_PREFIX + name: MASK if looks_secret(name) else safe_repr(value, limit)
-            for name, value in values.items()
-        }
+        out: dict[str, str] = {}
+        for name, value in values.items():
+            key = semconv.OPTIMIZE_PARAM_PREFIX + name
+            if looks_secret(name):
+                out[key] = MASK
+            else:
+                capture_into(out, key, value, limit)
+        return out
 
 
 @contextmanager
 def _span(name: str, attributes: Mapping[str, Any]) -> Iterator[Span]:
     """A current span for a step of the search; an exception or cancellation sets its outcome."""
-    with _facade.TRACER.start_as_current_span(
+    with telemetry.TRACER.start_as_current_span(
         name, attributes=attributes, record_exception=False, set_status_on_exception=False
     ) as span:
         try:
             yield span
-        except asyncio.CancelledError:
-            span.set_attribute(semconv.OUTCOME, semconv.OUTCOME_CANCELLED)
-            span.add_event(semconv.EVENT_CANCELLED)
-            raise
         except BaseException as exc:
-            _mark_failed(span, exc, escaped=True)
+            if outcome_of(exc) == semconv.OUTCOME_CANCELLED:
+                span.set_attribute(semconv.OUTCOME, semconv.OUTCOME_CANCELLED)
+                span.add_event(semconv.EVENT_CANCELLED)
+            else:
+                _mark_failed(span, exc, escaped=True)
             raise
 
 
@@ -390,7 +395,7 @@ def _verdict(verdict: Any) -> tuple[float, Any]:
     """A guide's answer as (score, feedback)."""
     score, feedback = verdict if isinstance(verdict, tuple) and len(verdict) == 2 else (verdict, None)
     if isinstance(score, bool) or not isinstance(score, (int, float)) or math.isnan(score):
-        raise TypeError(f"guide must return a number or (number, feedback), higher is better; got {verdict!r}")
+        raise TypeError(f"guide must return a number or (number, feedback), higher is better; got {safe_repr(verdict, 200)}")
     return float(score), feedback
 
 
@@ -452,7 +457,17 @@ def optimize(
     max_depth: int = 3,
     max_concurrent: int = 10,
     params: Iterable[Param[Any]] | None = None,
-    **trace_options: Any,
+    name: str | None = None,
+    loop: asyncio.AbstractEventLoop | None = None,
+    retry_attempts: int | None = None,
+    retry_delay: float = ...,
+    retry_max_delay: float = ...,
+    retry_on: type[BaseException] | tuple[type[BaseException], ...] = ...,
+    timeout: float | None = None,
+    debug: bool = False,
+    capture_args: bool = True,
+    capture_result: bool = True,
+    max_repr: int = ...,
 ) -> Callable[[Callable[P, Coroutine[Any, Any, R]]], Workflow[P, R]]: ...
 def optimize(
     fn: Any = None,
@@ -476,11 +491,11 @@ def optimize(
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown optimize strategy {strategy!r}; known: {', '.join(map(repr, STRATEGIES))}")
-    unknown = set(trace_options) - set(_DEFAULTS)
+    unknown = set(trace_options) - set(OPTION_NAMES)
     if unknown:
         raise TypeError(
             f"@trace.optimize got unknown option(s) {', '.join(sorted(unknown))}; known: strategy, beam_width, "
-            f"num_proposals, max_depth, max_concurrent, params, and async_trace's {', '.join(_DEFAULTS)}"
+            f"num_proposals, max_depth, max_concurrent, params, and async_trace's {', '.join(OPTION_NAMES)}"
         )
     if params is not None:
         if isinstance(params, Param) or not isinstance(params, Iterable):
@@ -496,7 +511,7 @@ def optimize(
         _positive_int("max_concurrent", max_concurrent),
         params,
     )
-    opts = _options_from(trace_options)
+    opts = check_options(trace_options, "optimize")
 
     def decorate(func: Any) -> Workflow[Any, Any]:
         if not inspect.iscoroutinefunction(func):

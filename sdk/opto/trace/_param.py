@@ -12,6 +12,9 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, Generic, TypeVar
 
+
+from .._core import safe_repr
+
 __all__ = ["Param", "param", "bound", "recording"]
 
 T = TypeVar("T")
@@ -39,7 +42,7 @@ class Param(Generic[T]):
         return value
 
     def __repr__(self) -> str:
-        return f"<opto.trace.param {self.name}={self.value!r}>"
+        return f"<opto.trace.param {self.name}={safe_repr(self.value, 200)}>"
 
 
 def param(value: T, *, name: str, description: str = "", choices: Sequence[T] | None = None) -> Param[T]:
@@ -57,7 +60,7 @@ def param(value: T, *, name: str, description: str = "", choices: Sequence[T] | 
             raise TypeError(f"param choices must be a list of values, got {choices!r}")
         options = tuple(choices)
         if value not in options:
-            raise ValueError(f"param {name!r}: the initial value {value!r} must be one of choices {list(options)!r}")
+            raise ValueError(f"param {name!r}: the initial value {safe_repr(value, 200)} must be one of choices {list(options)!r}")
     return Param(value, name, description, options)
 
 

@@ -15,13 +15,15 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Final, Generic, TypeVar
+from typing import Any, Final, Generic, TypeVar, overload
 
 from opentelemetry.metrics import CallbackOptions, Observation, UpDownCounter
 from opentelemetry.trace import Link, SpanContext, get_current_span
 
-from ..telemetry import _facade, semconv
-from ._scope import HANDOFF, HandOff
+
+from .. import telemetry
+from .._core import HANDOFF, HandOff
+from ..telemetry import semconv, sources
 
 __all__ = ["AsyncQueue", "QueueClosed", "QueueStats"]
 
@@ -36,15 +38,15 @@ class _NoSentinel:
 
 _NO_SENTINEL: Any = _NoSentinel()
 
-_put_blocked = _facade.METER.create_histogram(
+_put_blocked = telemetry.METER.create_histogram(
     semconv.METRIC_QUEUE_PUT_BLOCKED, unit="s",
     description="Time AsyncQueue.put waited for room, for each put that had to wait (backpressure)",
-    explicit_bucket_boundaries_advisory=_facade.SECONDS_BUCKETS,
+    explicit_bucket_boundaries_advisory=telemetry.SECONDS_BUCKETS,
 )
-_producers = _facade.METER.create_up_down_counter(
+_producers = telemetry.METER.create_up_down_counter(
     semconv.METRIC_QUEUE_PRODUCERS, unit="{task}", description="Live tasks that have put items into an AsyncQueue"
 )
-_consumers = _facade.METER.create_up_down_counter(
+_consumers = telemetry.METER.create_up_down_counter(
     semconv.METRIC_QUEUE_CONSUMERS, unit="{task}", description="Live tasks that have got items from an AsyncQueue"
 )
 
@@ -58,9 +60,29 @@ def _observe_depth(options: CallbackOptions) -> Iterable[Observation]:
     return [Observation(len(q._items), q._depth_attrs) for q in queues]
 
 
-_facade.METER.create_observable_gauge(
+telemetry.METER.create_observable_gauge(
     semconv.METRIC_QUEUE_DEPTH, [_observe_depth], unit="{item}", description="Items waiting in each live AsyncQueue"
 )
+
+
+def _points() -> list[sources.Point]:
+    """Depth, producers and consumers of every live queue, for the live exporter (`sources.QUEUES`)."""
+    with _live_lock:
+        queues = list(_live)
+    now = time.time_ns()
+    points: list[sources.Point] = []
+    for queue in queues:
+        stats = queue.statistics()
+        attrs = {semconv.QUEUE_NAME: stats.name}
+        points += [
+            {"name": semconv.METRIC_QUEUE_DEPTH, "time_ns": now, "attributes": attrs, "value": stats.size},
+            {"name": semconv.METRIC_QUEUE_PRODUCERS, "time_ns": now, "attributes": attrs, "value": stats.producers},
+            {"name": semconv.METRIC_QUEUE_CONSUMERS, "time_ns": now, "attributes": attrs, "value": stats.consumers},
+        ]
+    return points
+
+
+sources.register(sources.QUEUES, _points)
 
 
 class QueueClosed(Exception):
@@ -147,6 +169,12 @@ class AsyncQueue(Generic[T]):
 
     NO_SENTINEL: Final[Any] = _NO_SENTINEL
 
+    # The item type includes the sentinel, which is what get() returns once the queue is closed and
+    # drained: `AsyncQueue[int | None]()`, or `AsyncQueue[int](sentinel=AsyncQueue.NO_SENTINEL)`.
+    @overload
+    def __init__(self: AsyncQueue[T | None], maxsize: int = 0, *, name: str | None = None) -> None: ...
+    @overload
+    def __init__(self, maxsize: int = 0, *, name: str | None = None, sentinel: T) -> None: ...
     def __init__(self, maxsize: int = 0, *, name: str | None = None, sentinel: Any = None) -> None:
         if isinstance(maxsize, bool) or not isinstance(maxsize, int) or maxsize < 0:
             raise ValueError(f"maxsize must be an int >= 0 (0 means unbounded), got {maxsize!r}")
@@ -295,7 +323,7 @@ class AsyncQueue(Generic[T]):
         _wake_next(self._putters)
         wait = time.perf_counter() - put_at
         self._consumers.note()
-        _facade.queue_wait.record(wait, self._attrs)
+        telemetry.queue_wait.record(wait, self._attrs)
         if producer is None:
             HANDOFF.set(None)
         else:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from opentelemetry.trace import Link, get_current_span
 
 from ..telemetry import semconv
-from ._retry import RetryPolicy
+from .retry import RetryPolicy
 
 __all__ = ["SCOPE", "HELD", "CALL", "CallInfo", "HANDOFF", "HandOff", "Limiter", "LimiterStats", "Scope", "acquire_slots"]
 

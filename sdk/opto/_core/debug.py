@@ -20,11 +20,22 @@ from opentelemetry.trace import Span
 
 from ..telemetry import semconv
 
-__all__ = ["logger", "set_async_debug", "is_enabled", "creation_stack", "enable_loop_debug", "watch_steps"]
+__all__ = ["logger", "set_async_debug", "switch", "creation_stack", "enable_loop_debug", "watch_steps"]
 
 T = TypeVar("T")
 logger = logging.getLogger("opto")
-_enabled = False
+
+
+class _Switch:
+    """Whether debug mode is on for every traced call: `switch.on`, read on every call."""
+
+    __slots__ = ("on",)
+
+    def __init__(self) -> None:
+        self.on = False
+
+
+switch = _Switch()
 _STACK_LIMIT = 12
 _SDK_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep  # sdk/opto/
 
@@ -35,17 +46,12 @@ def set_async_debug(enabled: bool) -> None:
     Called inside a running loop, it also puts that loop in asyncio debug mode at once, so tasks
     created from now on record where they were created.
     """
-    global _enabled
-    _enabled = bool(enabled)
-    if _enabled:
+    switch.on = bool(enabled)
+    if switch.on:
         try:
             enable_loop_debug(asyncio.get_running_loop())
         except RuntimeError:
             pass  # no loop yet: the first traced call enables debug on the loop it runs on
-
-
-def is_enabled() -> bool:
-    return _enabled
 
 
 def creation_stack() -> str:

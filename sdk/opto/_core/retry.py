@@ -8,7 +8,7 @@ from typing import Literal
 
 from ..errors import RetryableError
 
-__all__ = ["RetryPolicy", "PolicyName", "resolve_policy", "set_testing"]
+__all__ = ["RetryPolicy", "PolicyName", "resolve_policy", "set_testing", "testing"]
 
 PolicyName = Literal["none", "fixed", "exponential_backoff"]
 

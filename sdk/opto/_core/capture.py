@@ -1,0 +1,318 @@
+"""Turn call arguments, results and exceptions into short, secret-free span attribute strings.
+
+Capture is total and bounded: it never raises into the application, and it costs O(`limit`)
+whatever the value (text is cut before it is formatted, containers are walked only as far as the
+limit, buffers and arrays are described rather than printed, and a `__repr__` that once took longer
+than `REPR_BUDGET_S` is skipped for its type from then on). What could not be captured is written
+to `opto.capture.error`, never raised. This runs on every traced call, so the common shapes (a
+short string, a number, a small dict or list of those) take the builtin `repr` after a few checks.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from ..telemetry import semconv
+
+__all__ = [
+    "MASK", "DEFAULT_MAX_LENGTH", "REPR_BUDGET_S", "looks_secret", "safe_repr", "capture_into",
+    "exception_text", "exception_stacktrace", "ArgumentCapture",
+]
+
+MASK = "[masked]"
+DEFAULT_MAX_LENGTH = 1000
+REPR_BUDGET_S = 0.005  # a __repr__ slower than this once is skipped for its type from then on
+STACKTRACE_MAX = 16_000  # characters of `exception.stacktrace`: its first and last parts are kept
+_SECRET = re.compile(r"pass(word|wd|phrase)?|token|api[-_]?key|authori[sz]ation|secret|cookie|credential", re.I)
+_SCALAR_TYPES = frozenset({float, bool, type(None)})
+_FLAT_TYPES = frozenset({dict, list, tuple})
+_FLAT_ITEMS = 32  # a container this small, of short scalars only, takes the builtin repr
+_FLAT_STR = 256
+_FLAT_INT = 1 << 64
+_DEPTH = 3  # containers nested deeper are described by type and size
+
+# Names repeat call after call, so each is judged once; the sets stop growing at _KNOWN_MAX names.
+# Types whose __repr__ went over budget are skipped, up to _KNOWN_MAX of them.
+_PLAIN: set[str] = set()
+_SECRETS: set[str] = set()
+_SLOW_TYPES: set[type] = set()
+_KNOWN_MAX = 4096
+
+
+def looks_secret(key: object) -> bool:
+    """True for names such as password, token, api_key, Authorization, client_secret."""
+    if not isinstance(key, str):
+        return False
+    if type(key) is not str:  # a str subclass could hash, compare or search in any way: judge its text
+        key = str.__getitem__(key, slice(None))
+    if key in _PLAIN:
+        return False
+    if key in _SECRETS:
+        return True
+    secret = _SECRET.search(key) is not None
+    known = _SECRETS if secret else _PLAIN
+    if len(known) < _KNOWN_MAX:
+        known.add(key)
+    return secret
+
+
+def _name(t: type) -> str:
+    try:
+        return str(type.__getattribute__(t, "__qualname__"))
+    except Exception:  # a metaclass can make even this raise
+        return "object"
+
+
+def _failed(value: object, exc: BaseException, errors: list[str] | None) -> str:
+    what = f"{_name(type(value))} repr failed: {_name(type(exc))}"
+    if errors is not None:
+        errors.append(what)
+    return f"<{what}>"
+
+
+def _items(value: Any, limit: int, depth: int, errors: list[str] | None, pairs: bool) -> str:
+    """The items of a builtin container, each cut to what is left of `limit`, stopping there."""
+    parts = []
+    used = 2
+    if pairs:
+        iterator = iter(dict.items(value) if isinstance(value, dict) else value.items())
+    else:  # a builtin container's own iteration, whatever a subclass overrides
+        own = _BUILTIN_ITER.get(type(value)) or next(i for t, i in _BUILTIN_ITER.items() if isinstance(value, t))
+        iterator = own(value)
+    for item in iterator:
+        if used >= limit:
+            parts.append("…")
+            break
+        if pairs:
+            k, v = item
+            shown = MASK if looks_secret(k) else _walk(v, limit - used, depth - 1, errors)
+            part = f"{_walk(k, 80, 1, errors)}: {shown}"
+        else:
+            part = _walk(item, limit - used, depth - 1, errors)
+        parts.append(part)
+        used += len(part) + 2
+    return ", ".join(parts)
+
+
+_BUILTIN_ITER: dict[type, Callable[[Any], Any]] = {
+    t: t.__iter__ for t in (list, tuple, set, frozenset, deque)
+}
+
+
+def _walk(value: Any, limit: int, depth: int, errors: list[str] | None) -> str:
+    """The careful path: never raises, never formats more than about `limit` characters."""
+    t = type(value)
+    try:
+        if isinstance(value, str):  # a subclass's own slicing and repr are not called
+            return repr(str.__getitem__(value, slice(None, limit)))
+        if t is int:
+            if value.bit_length() > 4 * limit:  # more digits than fit: do not format them
+                return f"<int of {value.bit_length()} bits>"
+            return repr(value)
+        if t in _SCALAR_TYPES:
+            return repr(value)
+        if isinstance(value, (bytes, bytearray)):
+            head = repr(bytes(memoryview(value)[:limit]))
+            return head if t is bytes else f"{_name(t)}({head})"
+        if isinstance(value, memoryview):
+            return f"<memoryview nbytes={value.nbytes} format={value.format!r} shape={value.shape!r}>"
+        if isinstance(value, (dict, list, tuple, set, frozenset, deque)) or isinstance(value, Mapping):
+            return _container(value, limit, depth, errors)
+        # An array is described by its shape; a 0-d one (a numpy scalar) takes its repr, which is short.
+        if _array_like(t) and type(shape := value.shape) is tuple and shape:
+            return _array(value, shape, errors)
+        return _budgeted_repr(value, errors)
+    except Exception as exc:  # a hostile __repr__, __iter__, __len__ or __hash__ must not break the call
+        return _failed(value, exc, errors)
+
+
+def _container(value: Any, limit: int, depth: int, errors: list[str] | None) -> str:
+    t = type(value)
+    if depth <= 0:
+        return f"<{_name(t)} of {len(value)} items>"
+    if isinstance(value, Mapping) or isinstance(value, dict):
+        return "{" + _items(value, limit, depth, errors, pairs=True) + "}"
+    if isinstance(value, tuple):
+        inner = _items(value, limit, depth, errors, pairs=False)
+        return f"({inner},)" if len(value) == 1 else f"({inner})"
+    if isinstance(value, list):
+        return "[" + _items(value, limit, depth, errors, pairs=False) + "]"
+    if isinstance(value, deque):
+        return "deque([" + _items(value, limit, depth, errors, pairs=False) + "])"
+    if not value:
+        return f"{_name(t)}()"
+    inner = "{" + _items(value, limit, depth, errors, pairs=False) + "}"
+    return inner if isinstance(value, set) and t is set else f"{_name(t)}({inner})"
+
+
+def _array_like(t: type) -> bool:
+    """numpy arrays, pandas frames, tensors: their repr formats (and may copy) the data."""
+    return hasattr(t, "shape") and (hasattr(t, "dtype") or hasattr(t, "__array__"))
+
+
+def _array(value: Any, shape: tuple[Any, ...], errors: list[str] | None) -> str:
+    dtype = getattr(value, "dtype", None)
+    text = f"<{_name(type(value))} shape={_walk(shape, 80, 1, errors)}"
+    return text + ("" if dtype is None else f" dtype={_walk(str(dtype), 40, 0, errors)[1:-1]}") + ">"
+
+
+def _budgeted_repr(value: Any, errors: list[str] | None) -> str:
+    t = type(value)
+    if t in _SLOW_TYPES:
+        return f"<{_name(t)} object>"
+    t0 = time.perf_counter()
+    text = repr(value)
+    if time.perf_counter() - t0 > REPR_BUDGET_S and len(_SLOW_TYPES) < _KNOWN_MAX:
+        _SLOW_TYPES.add(t)
+        if errors is not None:
+            errors.append(f"{_name(t)}.__repr__ took over {REPR_BUDGET_S * 1000:g} ms: skipped from now on")
+    return text
+
+
+def _quick(value: Any, limit: int) -> str | None:
+    """The builtin repr for the common shapes, or None when the careful walk must run."""
+    t = type(value)
+    if t is str:
+        return repr(value if len(value) <= limit else value[:limit])
+    if t in _SCALAR_TYPES or (t is int and -_FLAT_INT < value < _FLAT_INT):
+        return repr(value)
+    if t in _FLAT_TYPES and _flat(value):
+        return repr(value)
+    return None
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: max(limit - 1, 0)] + "…"
+
+
+def safe_repr(value: Any, limit: int = DEFAULT_MAX_LENGTH, errors: list[str] | None = None) -> str:
+    """A `repr` cut to `limit` characters, with the values of secret-looking mapping keys masked.
+
+    Never raises; what could not be formatted reads `<T repr failed: E>` and is added to `errors`.
+    """
+    text = _quick(value, limit)
+    if text is None:
+        text = _walk(value, limit, _DEPTH, errors)
+    return _cut(text, limit)
+
+
+def capture_into(out: dict[str, Any], key: str, value: Any, limit: int) -> None:
+    """`out[key] = safe_repr(value, limit)`, noting in `out` what could not be captured."""
+    if type(value) is str and len(value) <= limit:  # the commonest value, on every traced call
+        out[key] = repr(value)
+        return
+    text = _quick(value, limit)
+    if text is None:
+        errors: list[str] = []
+        text = _walk(value, limit, _DEPTH, errors)
+        if errors:
+            _note(out, key, errors, limit)
+    out[key] = _cut(text, limit)
+
+
+def _note(out: dict[str, Any], key: str, errors: list[str], limit: int = DEFAULT_MAX_LENGTH) -> None:
+    """Add `key: what failed` to `out`'s `opto.capture.error`."""
+    line = f"{key}: {'; '.join(errors)}"
+    before = out.get(semconv.CAPTURE_ERROR)
+    out[semconv.CAPTURE_ERROR] = _cut(line if before is None else f"{before}\n{line}", limit)
+
+
+def _flat(value: dict[Any, Any] | list[Any] | tuple[Any, ...]) -> bool:
+    """Whether the builtin repr of `value` is safe and short: few items, each a small int, a float,
+    None or a short string, and for a dict, keys all already judged plain (`_walk` judges new ones,
+    so a shape seen once takes this path from then on)."""
+    if len(value) > _FLAT_ITEMS:
+        return False
+    if type(value) is dict:
+        for k in value:
+            if type(k) is not str or k not in _PLAIN:
+                return False
+        value = value.values()  # type: ignore[assignment]
+    for v in value:
+        t = type(v)
+        if not (t in _SCALAR_TYPES or (t is str and len(v) <= _FLAT_STR) or (t is int and -_FLAT_INT < v < _FLAT_INT)):
+            return False
+    return True
+
+
+def exception_text(exc: BaseException, limit: int = DEFAULT_MAX_LENGTH) -> tuple[str, str | None]:
+    """`str(exc)` cut to `limit`, and what failed if it could not be had (a raising `__str__`).
+
+    An exception with the default `__str__` and one non-str argument is shown by `safe_repr` of
+    that argument, so a huge argument is not formatted in full.
+    """
+    t = type(exc)
+    try:
+        args = exc.args
+        if t.__str__ is BaseException.__str__ and len(args) == 1 and type(args[0]) is not str:
+            errors: list[str] = []
+            text = safe_repr(args[0], limit, errors)
+            return text, "; ".join(errors) or None
+        return _cut(str(exc), limit), None
+    except Exception as failure:
+        what = f"{_name(t)}.__str__ failed: {_name(type(failure))}"
+        return f"<{what}>", what
+
+
+def exception_stacktrace(exc: BaseException) -> str:
+    """The formatted traceback of `exc`, its first and last parts when longer than STACKTRACE_MAX."""
+    try:
+        text = "".join(traceback.format_exception(exc))
+    except Exception:
+        text = "".join(traceback.format_tb(exc.__traceback__)) + f"{_name(type(exc))}: <message unavailable>\n"
+    if len(text) <= STACKTRACE_MAX:
+        return text
+    half = STACKTRACE_MAX // 2
+    return f"{text[:half]}\n…\n{text[-half:]}"
+
+
+class ArgumentCapture:
+    """Maps a call's arguments to `opto.arg.<name>` attributes, for one function's signature."""
+
+    __slots__ = ("positional", "_var_positional", "_keyword", "_limit")
+
+    def __init__(self, fn: Callable[..., Any], limit: int) -> None:
+        positional: list[tuple[str, bool]] = []
+        self._var_positional = semconv.ARG_PREFIX + "args"
+        try:
+            params = inspect.signature(fn).parameters.values()
+        except (TypeError, ValueError):
+            params = ()  # type: ignore[assignment]
+        for p in params:
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
+                positional.append((semconv.ARG_PREFIX + p.name, looks_secret(p.name)))
+            elif p.kind is p.VAR_POSITIONAL:
+                self._var_positional = semconv.ARG_PREFIX + p.name
+        self.positional = tuple(positional)  # (attribute key, masked) per positional parameter
+        self._keyword: dict[str, tuple[str, bool]] = {}  # the same for keyword names, as they are seen
+        self._limit = limit
+
+    def add(self, out: dict[str, Any], args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
+        """Add the call's `opto.arg.<name>` attributes to `out` (and `opto.capture.error` if needed)."""
+        limit = self._limit
+        for (key, masked), value in zip(self.positional, args):
+            if masked:
+                out[key] = MASK
+            else:
+                capture_into(out, key, value, limit)
+        if len(args) > len(self.positional):
+            capture_into(out, self._var_positional, args[len(self.positional):], limit)
+        if kwargs:
+            keyword = self._keyword
+            for name, value in kwargs.items():
+                plan = keyword.get(name) if type(name) is str else None
+                if plan is None:
+                    name = str.__getitem__(name, slice(None, 200))  # a str subclass's own methods are not called
+                    plan = (semconv.ARG_PREFIX + name, looks_secret(name))
+                    if len(keyword) < _KNOWN_MAX:
+                        keyword[name] = plan
+                if plan[1]:
+                    out[plan[0]] = MASK
+                else:
+                    capture_into(out, plan[0], value, limit)

@@ -1,0 +1,44 @@
+"""How a failure reads on a span, the same for every primitive: its outcome and its error."""
+
+from __future__ import annotations
+
+import asyncio
+
+from opentelemetry.trace import Span, Status, StatusCode
+
+from ..telemetry import semconv
+from .capture import exception_stacktrace, exception_text
+
+__all__ = ["outcome_of", "record_error"]
+
+_EXCEPTION_EVENT = "exception"  # OpenTelemetry's event name, with its exception.* attributes
+
+
+def outcome_of(exc: BaseException, timed_out: bool = False) -> str:
+    """The outcome of a call that raised `exc`, for every primitive: `cancelled` for a cancellation
+    (never an error), `timeout` when the call's own deadline expired (`timed_out`), else `error`."""
+    if isinstance(exc, asyncio.CancelledError):
+        return semconv.OUTCOME_CANCELLED
+    return semconv.OUTCOME_TIMEOUT if timed_out else semconv.OUTCOME_ERROR
+
+
+def record_error(span: Span, exc: BaseException, *, escaped: bool = True) -> None:
+    """Mark `span` failed by `exc`: `error.type`, the exception event with its stack, status ERROR.
+
+    The event is what `Span.record_exception` writes, but the message is had with
+    `exception_text`: an exception whose `__str__` raises or is huge still reaches the caller as is.
+    """
+    t = type(exc)
+    name = t.__qualname__
+    message, failed = exception_text(exc)
+    module = t.__module__
+    span.set_attribute(semconv.ERROR_TYPE, name)
+    if failed is not None:
+        span.set_attribute(semconv.CAPTURE_ERROR, f"{semconv.EXCEPTION_MESSAGE}: {failed}")
+    span.add_event(_EXCEPTION_EVENT, {
+        semconv.EXCEPTION_TYPE: f"{module}.{name}" if module and module != "builtins" else name,
+        semconv.EXCEPTION_MESSAGE: message,
+        semconv.EXCEPTION_STACKTRACE: exception_stacktrace(exc),
+        semconv.EXCEPTION_ESCAPED: str(escaped),
+    })
+    span.set_status(Status(StatusCode.ERROR, f"{name}: {message}"))
