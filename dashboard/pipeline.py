@@ -170,12 +170,11 @@ class Pipeline:
                     future.set_result(len(write.spans))
                 else:
                     future.set_exception(error)
-        if stored:
-            for listener in self.listeners:
-                try:
-                    listener(stored)
-                except Exception:
-                    logger.exception("opto-dashboard: listener %r failed", listener)
+        for listener in self.listeners:  # told even when nothing was stored: the live view shows failures
+            try:
+                listener(stored)
+            except Exception:
+                logger.exception("opto-dashboard: listener %r failed", listener)
 
     async def _run(self) -> None:
         """Commit batch after batch, the next one queued at the store while the last is stored, so
