@@ -75,4 +75,5 @@ def create_app(
     app.state.hub = live_hub
     app.state.token = token
     app.state.refused = refused
+    app.state.otlp_gate = otlp.decode_gate()
     return app
