@@ -14,6 +14,7 @@ from pathlib import Path
 import uvicorn
 
 from .app import create_app
+from .connections import server_options
 from .hosts import HostRule
 from .ingest import MAX_FRAME_BYTES
 from .security import check_token
@@ -73,7 +74,7 @@ def server_config(args: argparse.Namespace) -> uvicorn.Config:
     app = create_app(args.db or default_db_path(), max_spans=args.max_spans, retention_s=parse_duration(args.retention), token=args.token or None, allowed_hosts=args.allowed_host)
     return uvicorn.Config(
         app, host=args.host, port=args.port, fd=args.fd, log_level="warning",
-        ws_max_size=2 * MAX_FRAME_BYTES, ws_ping_interval=None, lifespan="on",
+        ws_max_size=2 * MAX_FRAME_BYTES, ws_ping_interval=None, lifespan="on", **server_options(app.state.refused),
     )
 
 
