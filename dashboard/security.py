@@ -8,7 +8,7 @@ The cookie carries the token percent-encoded, so any token `check_token` accepts
 from __future__ import annotations
 
 import hmac
-from urllib.parse import parse_qs, quote, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote
 
 from starlette.datastructures import Headers
 from starlette.requests import cookie_parser
@@ -43,8 +43,9 @@ def same_origin(headers: Headers, hosts: HostRule) -> bool:
     origin = headers.get("origin")
     if origin is None:
         return True  # not a browser: the SDK and scripts send no Origin
-    netloc = urlsplit(origin).netloc.lower()
-    return netloc == headers.get("host", "").lower() and hosts.allows(netloc)
+    _, scheme_end, netloc = origin.partition("://")  # an Origin is scheme://host[:port], nothing more
+    netloc = netloc.lower()
+    return bool(scheme_end) and netloc == headers.get("host", "").lower() and hosts.allows(netloc)
 
 
 class AccessMiddleware:

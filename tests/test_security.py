@@ -95,7 +95,8 @@ async def test_websocket_origin_must_be_this_dashboard(dashboard: Dashboard) -> 
     assert await ws_status(dashboard, "/ws/live", here, origin=f"http://localhost:{port(dashboard)}") == 403
     assert await ws_status(dashboard, "/ws/live", here, origin="null") == 403  # type: ignore[arg-type]
     assert await ws_status(dashboard, "/ws/ingest", here, origin=f"http://evil.example:{port(dashboard)}") == 403
-    assert dashboard.app.state.refused.origin == 3
+    assert await ws_status(dashboard, "/ws/ingest", here, origin="http://[::1") == 403  # not a URL: refused, not a 500
+    assert dashboard.app.state.refused.origin == 4
 
 
 def test_foreign_origin_is_refused_even_if_its_name_is_allowed_as_host(tmp_path: Path) -> None:
