@@ -16,13 +16,16 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from .refusals import Refusals
 
-__all__ = ["server_options", "guarded_protocol", "HEADER_TIMEOUT_S", "KEEP_ALIVE_S", "MAX_IDLE", "MAX_CONCURRENCY", "MAX_HEADER_BYTES"]
+__all__ = [
+    "server_options", "guarded_protocol", "HEADER_TIMEOUT_S", "KEEP_ALIVE_S", "MAX_IDLE", "MAX_CONCURRENCY", "MAX_HEADER_BYTES", "BACKLOG",
+]
 
 HEADER_TIMEOUT_S = 10  # from a connection's (or its next request's) first byte to the end of its headers
 KEEP_ALIVE_S = 5  # a silent keep-alive connection is closed after this (uvicorn's own timer)
 MAX_IDLE = 256  # connections with no request in progress (half-open or keep-alive); a new one closes the oldest
 MAX_CONCURRENCY = 512  # connections plus requests in progress; past it uvicorn answers 503
 MAX_HEADER_BYTES = 16 * 1024  # request line and headers, buffered while incomplete (h11's default, made explicit)
+BACKLOG = 128  # connections asyncio accepts in one pass (and the kernel queue): the oldest idle ones are closed between passes
 
 
 def server_options(refused: Refusals) -> dict[str, Any]:
@@ -32,6 +35,7 @@ def server_options(refused: Refusals) -> dict[str, Any]:
         "timeout_keep_alive": KEEP_ALIVE_S,
         "limit_concurrency": MAX_CONCURRENCY,
         "h11_max_incomplete_event_size": MAX_HEADER_BYTES,
+        "backlog": BACKLOG,
     }
 
 

@@ -8,12 +8,14 @@ on any non-loopback bind) any address is accepted too: the token does the guardi
 
 from __future__ import annotations
 
+import functools
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 __all__ = ["HostRule", "host_name"]
 
 _MAX_PORT_DIGITS = 5
+_CACHED = 256  # recent Host values and their verdicts, so most requests skip parsing (at most 256 x 16 KiB)
 
 
 def host_name(value: str) -> str | None:
@@ -47,9 +49,10 @@ class HostRule:
             names.add(name)
         self.allowed = frozenset(names)
         self.any_address = any_address
-
-    def allows(self, value: str) -> bool:
+        self.allows: Callable[[str], bool] = functools.lru_cache(maxsize=_CACHED)(self._allows)
         """True if the Host value `value` names this dashboard."""
+
+    def _allows(self, value: str) -> bool:
         name = host_name(value)
         if name is None:
             return False

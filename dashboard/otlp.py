@@ -41,9 +41,9 @@ __all__ = ["routes", "decode_gate", "MAX_BODY_BYTES", "MAX_MEMBERS", "MAX_DECODE
 
 MAX_BODY_BYTES = 16 * 1024 * 1024  # before and after decompression
 MAX_MEMBERS = 64  # gzip members (or zlib streams) in one body; exporters send one
-MAX_DECODES = 2  # requests reading, inflating or decoding at once: each may take ~10x its body in memory
+MAX_DECODES = 1  # requests reading, inflating or decoding at once: each may take ~15x its body in memory
 MAX_WAITING = 32  # requests queued for a decode slot (none has read its body yet); more get 503
-BODY_TIMEOUT_S = 30  # the whole body must arrive within this, as it holds a decode slot
+BODY_TIMEOUT_S = 10  # the whole body must arrive within this (OTLP exporters' own default timeout), as it holds the decode slot
 RETRY_AFTER_S = 1
 _CHUNK = 64 * 1024  # compressed bytes fed to zlib at a time: bounds its copy of the unused rest
 _MEDIA_TYPES: dict[str, Encoding] = {"application/x-protobuf": "protobuf", "application/json": "json"}
