@@ -17,7 +17,7 @@ class Refusals:
     host: int = 0  # Host header not a name of this dashboard (421 or websocket close 1008)
     origin: int = 0  # websocket from a foreign Origin (close 1008)
     token: int = 0  # token missing or wrong (403 or close 1008)
-    otlp_busy: int = 0  # OTLP request while every decode slot was taken (503, Retry-After)
+    otlp_busy: int = 0  # OTLP request answered 503 with Retry-After: decode slot and queue taken, or ingest queue full
     connections: int = 0  # connections closed before their request headers were complete
 
     def as_dict(self) -> dict[str, int]:

@@ -16,7 +16,7 @@ from google.rpc.status_pb2 import Status
 
 from dashboard_server import Dashboard
 from opto_dashboard.gate import Gate, GateFull
-from opto_dashboard.otlp import MAX_BODY_BYTES, MAX_DECODES, MAX_MEMBERS, MAX_WAITING, RETRY_AFTER_S
+from opto_dashboard.otlp import BODY_TIMEOUT_S, MAX_BODY_BYTES, MAX_DECODES, MAX_MEMBERS, MAX_WAITING, RETRY_AFTER_S
 from otlp_examples import SPEC_TRACE_EXAMPLE
 
 JSON = {"Content-Type": "application/json"}
@@ -168,3 +168,14 @@ async def test_requests_past_the_decode_slots_and_queue_get_503_with_retry_after
             await asyncio.sleep(0.02)
         while (await client.post("/v1/traces", content=SPEC_TRACE_EXAMPLE, headers=JSON)).status_code != 200:
             await asyncio.sleep(0.02)  # the stuck requests' slots come back as the server notices each close
+
+
+async def test_a_body_that_does_not_arrive_in_time_is_a_counted_408_and_frees_the_slot(client: httpx.AsyncClient, dashboard: Dashboard) -> None:
+    host, port = dashboard.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as slow:
+        slow.sendall(f"POST /v1/traces HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{".encode())
+        slow.settimeout(BODY_TIMEOUT_S + 30)
+        reply = slow.recv(65536)
+    assert reply.startswith(b"HTTP/1.1 408") and f"within {BODY_TIMEOUT_S} s".encode() in reply
+    assert dashboard.app.state.stats.bad_frames == 1
+    assert (await client.post("/v1/traces", content=SPEC_TRACE_EXAMPLE, headers=JSON)).status_code == 200
