@@ -22,6 +22,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from dashboard_server import Dashboard
+from opto_dashboard.otlp_decode import DecodeError, parse
 
 SETTINGS = settings(max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -93,8 +94,6 @@ metric_requests = st.builds(
 
 def to_protobuf(obj: dict[str, Any]) -> bytes:
     """The protobuf encoding of a generated request when it is a valid one; garbage bytes otherwise."""
-    from opto_dashboard.otlp_decode import DecodeError, parse
-
     try:
         return parse(json.dumps(obj).encode(), "json", ExportTraceServiceRequest()).SerializeToString()
     except (DecodeError, ValueError, OverflowError):
