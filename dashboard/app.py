@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -11,9 +11,12 @@ from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
 
 from . import api, hub, ingest, otlp, pages
+from .headers import SecurityHeadersMiddleware
+from .hosts import HostRule
 from .hub import Hub
 from .pipeline import Pipeline
-from .security import AccessMiddleware
+from .refusals import Refusals
+from .security import AccessMiddleware, check_token
 from .stats import Stats
 from .store import Store
 
@@ -26,13 +29,18 @@ def create_app(
     max_spans: int = 1_000_000,
     retention_s: float | None = 7 * 86400,
     token: str | None = None,
+    allowed_hosts: Iterable[str] = (),
 ) -> Starlette:
     """The dashboard on the SQLite file `db_path`; with `token`, every route asks for it.
 
-    The store, `pipeline` (shared by the ingest doors), `stats` and `hub` are on `app.state`.
+    Requests must address it by a loopback name, a name in `allowed_hosts` or, with a token, any
+    IP address (see `hosts`). The store, `pipeline` (shared by the ingest doors), `stats`, `hub`
+    and `refused` (refusals by reason) are on `app.state`.
     """
-    if token is not None and not token:
-        raise ValueError("token must be a non-empty string, or None for no token")
+    if token is not None and (problem := check_token(token)) is not None:
+        raise ValueError(f"{problem}; pass None for no token")
+    hosts = HostRule(allowed_hosts, any_address=token is not None)
+    refused = Refusals()
     store = Store(db_path, max_spans=max_spans, retention_s=retention_s)
     pipeline = Pipeline(store)
     stats = Stats(pipeline.health)
@@ -56,10 +64,16 @@ def create_app(
             await store.close()
 
     routes: list[BaseRoute] = [*ingest.routes, *otlp.routes, *hub.routes, *api.routes, *pages.routes]
-    app = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(AccessMiddleware, token=token)])
+    middleware = [
+        Middleware(SecurityHeadersMiddleware, script_hashes=pages.SCRIPT_HASHES),
+        Middleware(AccessMiddleware, token=token, hosts=hosts, refused=refused),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
     app.state.store = store
     app.state.stats = stats
     app.state.pipeline = pipeline
     app.state.hub = live_hub
     app.state.token = token
+    app.state.refused = refused
+    app.state.otlp_gate = otlp.decode_gate()
     return app

@@ -14,7 +14,10 @@ from pathlib import Path
 import uvicorn
 
 from .app import create_app
+from .connections import server_options
+from .hosts import HostRule
 from .ingest import MAX_FRAME_BYTES
+from .security import check_token
 
 __all__ = ["main", "build_parser", "parse_duration", "default_db_path", "server_config"]
 
@@ -62,15 +65,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--retention", default="7d", metavar="DURATION", help="drop finished traces older than this, e.g. 90s, 30m, 12h, 7d (default 7d)")
     parser.add_argument("--fd", type=int, default=None, metavar="N", help="serve on the listening socket inherited as file descriptor N, as a supervisor or a test harness passes one; --host and --port are then read from it")
     parser.add_argument("--token", default=os.environ.get("OPTO_DASHBOARD_TOKEN"), help="secret asked of every client (Bearer header or ?token=); default $OPTO_DASHBOARD_TOKEN")
+    parser.add_argument("--allowed-host", action="append", default=[], metavar="NAME", help="also accept requests addressed to NAME (a name a proxy forwards); repeatable; loopback names are always accepted")
     return parser
 
 
 def server_config(args: argparse.Namespace) -> uvicorn.Config:
     """The uvicorn configuration for parsed arguments."""
-    app = create_app(args.db or default_db_path(), max_spans=args.max_spans, retention_s=parse_duration(args.retention), token=args.token or None)
+    app = create_app(args.db or default_db_path(), max_spans=args.max_spans, retention_s=parse_duration(args.retention), token=args.token or None, allowed_hosts=args.allowed_host)
     return uvicorn.Config(
         app, host=args.host, port=args.port, fd=args.fd, log_level="warning",
-        ws_max_size=2 * MAX_FRAME_BYTES, ws_ping_interval=None, lifespan="on",
+        ws_max_size=2 * MAX_FRAME_BYTES, ws_ping_interval=None, lifespan="on", **server_options(app.state.refused),
     )
 
 
@@ -86,6 +90,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         inherited.detach()  # uvicorn takes the descriptor over
     if not _is_loopback(args.host) and not args.token:
         parser.error(f"--host {args.host} exposes the dashboard beyond this machine; add --token SECRET")
+    if args.token and (problem := check_token(args.token)) is not None:
+        parser.error(f"--token: {problem}")
+    try:
+        HostRule(args.allowed_host)
+    except ValueError as exc:
+        parser.error(f"--allowed-host: {exc}")
     if args.max_spans < 1:
         parser.error("--max-spans must be >= 1")
     try:

@@ -26,20 +26,27 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTracePartialSuccess,
     ExportTraceServiceResponse,
 )
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from .gate import Gate, GateFull
 from .otlp_decode import Batch, DecodeError, Decoded, Encoding, decode_metrics, decode_traces, process_of
 from .pipeline import Pipeline
 from .records import ProcessInfo
+from .refusals import Refusals
 from .stats import Stats
 from .store import StoreError
 
-__all__ = ["routes", "MAX_BODY_BYTES", "RETRY_AFTER_S"]
+__all__ = ["routes", "decode_gate", "MAX_BODY_BYTES", "MAX_MEMBERS", "MAX_DECODES", "MAX_WAITING", "BODY_TIMEOUT_S", "RETRY_AFTER_S"]
 
 MAX_BODY_BYTES = 16 * 1024 * 1024  # before and after decompression
+MAX_MEMBERS = 64  # gzip members (or zlib streams) in one body; exporters send one
+MAX_DECODES = 1  # requests reading, inflating or decoding at once: each may take ~15x its body in memory
+MAX_WAITING = 32  # requests queued for a decode slot (none has read its body yet); more get 503
+BODY_TIMEOUT_S = 10  # the whole body must arrive within this (OTLP exporters' own default timeout), as it holds the decode slot
 RETRY_AFTER_S = 1
+_CHUNK = 64 * 1024  # compressed bytes fed to zlib at a time: bounds its copy of the unused rest
 _MEDIA_TYPES: dict[str, Encoding] = {"application/x-protobuf": "protobuf", "application/json": "json"}
 _CONTENT_TYPE: dict[Encoding, str] = {"protobuf": "application/x-protobuf", "json": "application/json"}
 _WBITS = {"gzip": zlib.MAX_WBITS | 16, "deflate": zlib.MAX_WBITS}
@@ -111,11 +118,14 @@ async def _read(request: Request) -> bytes:
         raise _Refused(413, RESOURCE_EXHAUSTED, f"body of {length} bytes is over the {MAX_BODY_BYTES}-byte limit")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise _Refused(413, RESOURCE_EXHAUSTED, f"body is over the {MAX_BODY_BYTES}-byte limit")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                raise _Refused(413, RESOURCE_EXHAUSTED, f"body is over the {MAX_BODY_BYTES}-byte limit")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise _Refused(400, INVALID_ARGUMENT, f"the client left after {size} bytes of its body") from None
     return b"".join(chunks)
 
 
@@ -130,20 +140,31 @@ def _wbits(request: Request) -> int | None:
 
 
 def _inflate(body: bytes, wbits: int) -> bytes:
-    """Decompress every gzip member (or the one zlib stream), refusing output past the limit."""
+    """Decompress every gzip member (or zlib stream), refusing output or members past the limits.
+
+    Linear time: the body is fed in chunks from an offset, so zlib's `unused_data` (a copy of
+    what follows a member's end) is at most one chunk, not the rest of the body once per member.
+    """
     out = bytearray()
-    data = body
-    while data:
+    view = memoryview(body)
+    offset = members = 0
+    while offset < len(body):
+        members += 1
+        if members > MAX_MEMBERS:
+            raise _Refused(413, RESOURCE_EXHAUSTED, f"body has more than {MAX_MEMBERS} compressed members")
         inflater = zlib.decompressobj(wbits)
-        try:
-            out += inflater.decompress(data, MAX_BODY_BYTES + 1 - len(out))
-        except zlib.error as exc:
-            raise _Refused(400, INVALID_ARGUMENT, f"body does not decompress: {exc}") from None
-        if len(out) > MAX_BODY_BYTES:
-            raise _Refused(413, RESOURCE_EXHAUSTED, f"decompressed body is over the {MAX_BODY_BYTES}-byte limit")
-        if not inflater.eof:
-            raise _Refused(400, INVALID_ARGUMENT, "body does not decompress: compressed stream is truncated")
-        data = inflater.unused_data
+        while not inflater.eof:
+            if offset >= len(body):
+                raise _Refused(400, INVALID_ARGUMENT, "body does not decompress: compressed stream is truncated")
+            chunk = view[offset:offset + _CHUNK]
+            offset += len(chunk)
+            try:
+                out += inflater.decompress(chunk, MAX_BODY_BYTES + 1 - len(out))
+            except zlib.error as exc:
+                raise _Refused(400, INVALID_ARGUMENT, f"body does not decompress: {exc}") from None
+            if len(out) > MAX_BODY_BYTES:
+                raise _Refused(413, RESOURCE_EXHAUSTED, f"decompressed body is over the {MAX_BODY_BYTES}-byte limit")
+        offset -= len(inflater.unused_data)
     return bytes(out)
 
 
@@ -184,6 +205,26 @@ def _response(message: Message, encoding: Encoding, status: int = 200, headers: 
     return Response(content, status_code=status, headers=headers, media_type=_CONTENT_TYPE[encoding])
 
 
+def decode_gate() -> Gate:
+    """The app's bound on OTLP requests in progress (`app.state.otlp_gate`)."""
+    return Gate(MAX_DECODES, MAX_WAITING)
+
+
+async def _decoded(request: Request, signal: _Signal, encoding: Encoding, wbits: int | None) -> Decoded:
+    """The request's body read and decoded while holding one of the app's decode slots."""
+    gate: Gate = request.app.state.otlp_gate
+    try:
+        async with gate.slot():
+            try:
+                async with asyncio.timeout(BODY_TIMEOUT_S):
+                    body = await _read(request)
+            except TimeoutError:
+                raise _Refused(408, INVALID_ARGUMENT, f"the body did not arrive within {BODY_TIMEOUT_S} s") from None
+            return await asyncio.to_thread(_decode, signal, body, wbits, encoding)
+    except GateFull as exc:
+        raise _Refused(503, UNAVAILABLE, f"too many OTLP requests in progress ({exc}); retry later") from None
+
+
 async def _export(request: Request, signal: _Signal) -> Response:
     pipeline: Pipeline = request.app.state.pipeline
     stats: Stats = request.app.state.stats
@@ -194,13 +235,14 @@ async def _export(request: Request, signal: _Signal) -> Response:
         wbits = _wbits(request)
         if pipeline.full:
             raise _Refused(503, UNAVAILABLE, f"ingest queue is full ({pipeline.pending} spans waiting); retry later")
-        body = await _read(request)
-        decoded = await asyncio.to_thread(_decode, signal, body, wbits, encoding)
+        decoded = await _decoded(request, signal, encoding, wbits)
         await _store(pipeline, stats, signal, decoded)
     except _Refused as exc:
         headers = None
         if exc.status == 503:
             headers = {"Retry-After": str(RETRY_AFTER_S)}
+            refused: Refusals = request.app.state.refused
+            refused.otlp_busy += 1
         else:
             stats.bad_frames += 1
             stats.version += 1

@@ -37,6 +37,7 @@ __all__ = [
 Encoding = Literal["protobuf", "json"]
 M = TypeVar("M", bound=Message)
 MAX_STATUS_MESSAGE = 4096  # as `SpanRecord.from_json` allows
+MAX_DEPTH = 100  # message nesting, for JSON as protobuf's own decoder allows
 MAX_TIME_NS = 2**63 - 1  # OTLP times are unsigned 64-bit; SQLite integers are signed
 
 _KINDS = {
@@ -111,11 +112,13 @@ def parse(body: bytes, encoding: Encoding, message: M) -> M:
         obj = json.loads(body)
     except (UnicodeDecodeError, ValueError) as exc:
         raise DecodeError(f"body is not JSON: {exc}") from None
+    except RecursionError:
+        raise DecodeError(f"body is nested too deeply: an OTLP/JSON {kind} is at most {MAX_DEPTH} levels deep") from None
     if not isinstance(obj, dict):
         raise DecodeError(f"body must be a JSON object (an OTLP/JSON {kind}), got {type(obj).__name__}")
     _hex_ids_to_base64(obj)
     try:
-        json_format.ParseDict(obj, message, ignore_unknown_fields=True)
+        json_format.ParseDict(obj, message, ignore_unknown_fields=True, max_recursion_depth=MAX_DEPTH)
         return message
     except json_format.ParseError as exc:
         raise DecodeError(f"body is not an OTLP/JSON {kind}: {exc}") from None

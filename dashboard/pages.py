@@ -6,6 +6,7 @@ templates and, through an import map, from ES module imports, so a browser never
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import re
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
+from jinja2.utils import htmlsafe_json_dumps
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
@@ -22,7 +24,7 @@ from starlette.types import Scope
 
 from opto.telemetry import semconv
 
-__all__ = ["routes", "templates", "static_url"]
+__all__ = ["routes", "templates", "static_url", "SCRIPT_HASHES"]
 
 _HERE = Path(__file__).parent
 _STATIC = _HERE / "static"
@@ -57,7 +59,10 @@ _IMPORT_MAP = {"imports": {f"/static/{n}": static_url(n) for n in sorted(_HASHES
 templates = Jinja2Templates(directory=str(_HERE / "templates"))
 # Telemetry names reach the scripts from the module the SDK writes them with, so they cannot drift.
 _NAMES = {name: getattr(semconv, name) for name in semconv.__all__}
-templates.env.globals.update(static=static_url, import_map=_IMPORT_MAP, semconv=_NAMES)
+# The import map is the one inline script; rendered once here so the CSP can allow it by its hash.
+_IMPORT_MAP_JSON = htmlsafe_json_dumps(_IMPORT_MAP, dumps=templates.env.policies["json.dumps_function"], **templates.env.policies["json.dumps_kwargs"])
+SCRIPT_HASHES = ("sha256-" + base64.b64encode(hashlib.sha256(_IMPORT_MAP_JSON.encode()).digest()).decode(),)
+templates.env.globals.update(static=static_url, import_map=_IMPORT_MAP, import_map_json=_IMPORT_MAP_JSON, semconv=_NAMES)
 
 # (path, template, nav label): the order of the navigation bar.
 _PAGES = [

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import socket
 import subprocess
 import sys
@@ -22,6 +23,7 @@ import httpx
 import uvicorn
 
 from opto_dashboard.app import create_app
+from opto_dashboard.connections import server_options
 from opto_dashboard.ingest import MAX_FRAME_BYTES
 
 __all__ = ["Dashboard", "DashboardProcess", "listening_socket", "serve_command", "run_program", "span_record", "hello_frame", "ROOT"]
@@ -51,7 +53,10 @@ class Dashboard:
         self.sock = listening_socket()
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
         self.ws_url = self.url.replace("http", "ws", 1)
-        config = uvicorn.Config(self.app, log_level="warning", ws_max_size=2 * MAX_FRAME_BYTES, ws_ping_interval=None, lifespan="on")
+        config = uvicorn.Config(
+            self.app, log_level="warning", ws_max_size=2 * MAX_FRAME_BYTES, ws_ping_interval=None, lifespan="on",
+            **server_options(self.app.state.refused),
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, name="test-dashboard", daemon=True)
 
@@ -74,14 +79,20 @@ class Dashboard:
 class DashboardProcess:
     """The dashboard in a subprocess on a socket this process keeps; `kill()` then `start()` again."""
 
-    def __init__(self, db_path: Path) -> None:
+    def __init__(self, db_path: Path, *, max_files: int | None = None) -> None:
+        """`max_files`: the child's RLIMIT_NOFILE, to show what exhausting it does."""
         self.db_path = db_path
+        self.max_files = max_files
         self.sock = listening_socket()
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(serve_command(self.db_path, self.sock), pass_fds=[self.sock.fileno()], stdout=subprocess.DEVNULL)
+        limit = self.max_files
+        self.proc = subprocess.Popen(
+            serve_command(self.db_path, self.sock), pass_fds=[self.sock.fileno()], stdout=subprocess.DEVNULL,
+            preexec_fn=None if limit is None else lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit)),
+        )
         # The socket already listens: this request waits in the backlog until the app serves it.
         httpx.get(f"{self.url}/api/live", timeout=30).raise_for_status()
 
