@@ -43,7 +43,7 @@ def create_app(
     refused = Refusals()
     store = Store(db_path, max_spans=max_spans, retention_s=retention_s)
     pipeline = Pipeline(store)
-    stats = Stats(pipeline.health)
+    stats = Stats(pipeline.health, refused)
     pipeline.listeners.append(stats.stored)
     live_hub = Hub(stats)
     pipeline.listeners.append(live_hub.nudge)  # after stats: the hub reads what stats just counted

@@ -12,6 +12,7 @@ from opto.telemetry import semconv
 
 from .pipeline import WriteHealth
 from .records import ProcessInfo
+from .refusals import Refusals
 from .store import Store, Write
 
 __all__ = ["Stats"]
@@ -71,7 +72,8 @@ class Stats:
     for a concurrency slot and is counted apart, so a limited function plateaus at its limit.
     """
 
-    def __init__(self, health: WriteHealth | None = None) -> None:
+    def __init__(self, health: WriteHealth | None = None, refused: Refusals | None = None) -> None:
+        self.refusals = refused or Refusals()  # clients turned away at the door (Host, Origin, token, busy)
         self.in_flight: dict[tuple[str, str], _InFlight] = {}
         self.in_flight_untracked = 0  # started spans past the caps: stored, counted, not listed
         self.processes: dict[str, _Process] = {}
@@ -274,6 +276,7 @@ class Stats:
                 "in_flight_untracked": self.in_flight_untracked,
             },
             "writes": self.health.to_json(),
+            "refused": self.refusals.as_dict(),
         }
 
 

@@ -59,7 +59,8 @@ async def test_a_rebound_name_is_refused_on_every_route_and_websocket(dashboard:
         assert await ws_status(dashboard, path, evil, origin=f"http://{evil}") == 403
     refused = dashboard.app.state.refused
     assert refused.host == len(ROUTES) + 3 and refused.origin == 0
-    assert httpx.get(dashboard.url + "/api/live").status_code == 200  # still serving
+    live = httpx.get(dashboard.url + "/api/live")  # still serving, and says so
+    assert live.status_code == 200 and live.json()["refused"]["host"] == len(ROUTES) + 3
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1:{port}", "localhost:{port}", "LocalHost", "[::1]:{port}", "127.8.9.10", "localhost:80"])
