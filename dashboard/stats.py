@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 import time
 from collections import Counter, deque
 from collections.abc import Sequence
@@ -25,6 +26,7 @@ _SPANS_PER_NAME = 20  # in-flight spans listed per function
 _NAMES = 50  # functions listed in flight, and named in each concurrency sample; the rest are summed
 _OTHERS = "(other functions)"
 PROCESS_IDLE_S = 15 * 60  # a process gone this long leaves the live view (it stays in the database)
+_PROCESSES = 100  # processes listed live: connected or seen last first (and as many that lost spans)
 _PRUNE_EVERY_S = 10
 
 
@@ -241,6 +243,13 @@ class Stats:
                     for t, s, c in spans[:_SPANS_PER_NAME]
                 ],
             })
+        # The processes connected or seen last, and those that lost the most spans, to a bound each.
+        listed = heapq.nsmallest(_PROCESSES, self.processes.items(), key=lambda kv: (-kv[1].connections, -kv[1].last_seen_ns))
+        shown = {pid for pid, _ in listed}
+        lossy = heapq.nlargest(
+            _PROCESSES, ((pid, p) for pid, p in self.processes.items() if p.drops.get("spans") and pid not in shown),
+            key=lambda kv: kv[1].drops["spans"],
+        )
         cutoff = int(time.time()) - _WINDOW_S
         seconds = [s for s in self._seconds if s.t > cutoff]
         span_count = sum(s.spans for s in seconds)
@@ -267,9 +276,10 @@ class Stats:
             "processes": [
                 {"id": pid, "service": p.info.service, "pid": p.info.pid, "host": p.info.host,
                  "connected": p.connections > 0, "last_seen_ns": p.last_seen_ns}
-                for pid, p in self.processes.items()
+                for pid, p in listed
             ],
-            "drops": {pid: dict(p.drops) for pid, p in self.processes.items()},
+            "process_counts": {"total": len(self.processes), "connected": sum(p.connections > 0 for p in self.processes.values())},
+            "drops": {pid: dict(p.drops) for pid, p in [*listed, *lossy]},
             "ingest": {
                 "frames": self.frames, "bad_frames": self.bad_frames, "spans_stored": self.spans_stored,
                 "spans_refused": self.spans_refused, "metrics_refused": self.metrics_refused,

@@ -69,3 +69,23 @@ def test_the_live_view_lists_the_busiest_functions_and_sums_the_rest() -> None:
     assert sum(g["count"] for g in live["in_flight"]) == 5010
     assert len(live["concurrency"][-1]["by_name"]) == stats_module._NAMES
     assert sum(len(g["spans"]) for g in live["in_flight"]) <= stats_module._NAMES * stats_module._SPANS_PER_NAME
+
+
+def test_thousands_of_past_processes_make_a_small_live_view(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every browser gets the live view several times a second: it lists a bounded number of processes."""
+    monkeypatch.setattr(stats_module, "_PROCESSES", 10)
+    stats = Stats()
+    lossy = process()  # long gone, but it lost spans: its drops stay in view
+    stats.connected(lossy)
+    stats.stored([Write([], lossy, drops={"spans": 7, "metrics": 0})])
+    stats.disconnected(lossy.id)
+    procs = [process() for _ in range(1000)]
+    for proc in procs:
+        stats.connected(proc)
+        stats.disconnected(proc.id)
+    stats.connected(procs[0])  # connected again: listed first
+    live = stats.snapshot()
+    assert len(live["processes"]) == 10 and live["processes"][0]["id"] == procs[0].id
+    assert lossy.id not in {p["id"] for p in live["processes"]}
+    assert live["process_counts"] == {"total": 1001, "connected": 1}
+    assert len(live["drops"]) == 11 and live["drops"][lossy.id]["spans"] == 7

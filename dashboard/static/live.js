@@ -143,7 +143,8 @@ function renderProcesses() {
       h("td", { class: "num" }, p.pid ?? "–"),
       h("td", {}, p.host || "–"),
       h("td", { class: "num" }, p.connected ? "now" : `${duration((now - p.last_seen_ns) / 1e6)} ago`)));
-  if (processes.length > MAX_PROCESSES) processRows.push(more(processes.length - MAX_PROCESSES, "processes", 4));
+  const total = live.process_counts.total;
+  if (total > MAX_PROCESSES) processRows.push(more(total - MAX_PROCESSES, "processes", 4));
   setRows($("#process-table"), processRows);
   const names = new Map(live.processes.map((p) => [p.id, `${p.service || "?"} (${p.pid ?? p.id.slice(0, 8)})`]));
   setRows($("#drop-table"), Object.entries(live.drops)
