@@ -8,7 +8,10 @@ CPU seconds. With `--before REV`, the same attacks run first against the dashboa
 (extracted with `git archive`, imported ahead of the editable install through PYTHONPATH).
 1. 2 MiB of empty gzip members in one OTLP body;
 2. four concurrent 15 MiB OTLP/JSON bodies (50,000 spans each);
-3. 1,100 connections that send no or half a request's headers, then the API is asked.
+3. 1,100 connections that send no or half a request's headers, then the API is asked;
+4. valid websocket batches for 20 s from a client that never reads its acks;
+5. 10,000 processes that said hello and left, then one browser on `/ws/live` for 10 s;
+6. one client holding 100,000 started spans under distinct names, then `/api/live`.
 Last, the per-request cost of the Host check and security headers: requests/s of `GET /nowhere` (a 404,
 the cheapest response, so their share is the largest) through the app's ASGI stack in process, with
 and without those two middlewares, alternating 1 s rounds in the same run.
@@ -159,8 +162,96 @@ async def half_open(url: str) -> str:
             sock.close()
 
 
+def _ws_frame(text: str) -> bytes:
+    """A masked websocket text frame (zero mask), as a client sends."""
+    data = text.encode()
+    if len(data) < 126:
+        return bytes([0x81, 0x80 | len(data)]) + bytes(4) + data
+    return bytes([0x81, 0x80 | 126]) + len(data).to_bytes(2, "big") + bytes(4) + data
+
+
+def _ws_connect(url: str) -> socket.socket:
+    host, port = url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)))
+    sock.sendall(f"GET /ws/ingest HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n".encode())
+    head = b""
+    while not head.endswith(b"\r\n\r\n"):
+        head += sock.recv(1)
+    return sock
+
+
+def _hello(pid: int) -> str:
+    return json.dumps({"type": "hello", "process": {"id": f"{pid:032x}", "service": "hostile", "pid": pid, "host": "h", "sdk": "x", "started_ns": time.time_ns()}})
+
+
+async def unread_acks(url: str) -> str:
+    """Valid empty batches for 20 s from a client that never reads its acks."""
+    def flood() -> str:
+        sock = _ws_connect(url)
+        sock.sendall(_ws_frame(_hello(1)))
+        sock.setblocking(False)
+        sent, pending, deadline = 0, b"", time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if not pending:
+                pending = _ws_frame(json.dumps({"type": "batch", "seq": sent, "spans": []}))
+                sent += 1
+            try:
+                pending = pending[sock.send(pending):]
+            except BlockingIOError:
+                time.sleep(0.01)
+        sock.close()
+        return f"{sent:,} frames sent in 20 s"
+    return await asyncio.to_thread(flood)
+
+
+async def past_processes(url: str) -> str:
+    """10,000 processes each say hello and leave; then one browser watches /ws/live for 10 s."""
+    def churn() -> None:
+        for pid in range(10_000):
+            sock = _ws_connect(url)
+            sock.sendall(_ws_frame(_hello(pid + 1)))
+            sock.close()
+    await asyncio.to_thread(churn)
+    received = 0
+    import websockets
+    async with websockets.connect(url.replace("http", "ws", 1) + "/ws/live", max_size=None) as ws:
+        deadline = time.monotonic() + 10
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                received += len(await asyncio.wait_for(ws.recv(), left))
+            except TimeoutError:
+                break
+    return f"10,000 gone; one browser got {received / 10 / 1e6:.2f} MB/s"
+
+
+async def started_spans(url: str) -> str:
+    """One client holds 100,000 started spans under distinct names; then /api/live is asked."""
+    def send() -> None:
+        sock = _ws_connect(url)
+        sock.sendall(_ws_frame(_hello(7)))
+        now = time.time_ns()
+        for f in range(100):
+            spans = [{"trace_id": f"{f * 1000 + i + 1:032x}", "span_id": f"{i + 1:016x}", "name": f"name{f * 1000 + i}",
+                      "state": "started", "start_ns": now} for i in range(1000)]
+            data = json.dumps({"type": "batch", "seq": f, "spans": spans}).encode()
+            sock.sendall(bytes([0x81, 0x80 | 127]) + len(data).to_bytes(8, "big") + bytes(4) + data)
+        time.sleep(5)  # the connection stays: its spans stay in flight
+        sock.close()
+    thread = asyncio.create_task(asyncio.to_thread(send))
+    await asyncio.sleep(4)
+    async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+        t0 = time.perf_counter()
+        body = (await client.get("/api/live")).content
+        took = time.perf_counter() - t0
+    await thread
+    return f"/api/live {len(body) / 1e6:.2f} MB in {took * 1000:.0f} ms"
+
+
 ATTACKS: list[tuple[str, Callable[[str], Awaitable[str]]]] = [
     ("2 MiB of empty gzip members", gzip_members), ("4 x 15 MiB OTLP/JSON at once", big_json), ("1,100 half-open connections", half_open),
+    ("valid batches, acks never read", unread_acks), ("10,000 past processes, one browser", past_processes),
+    ("100,000 started spans, distinct names", started_spans),
 ]
 
 
@@ -237,6 +328,7 @@ def middleware_cost(tmp: Path) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--before", metavar="REV", help="also run the attacks against the dashboard of this commit")
+    parser.add_argument("--attacks", nargs="+", type=int, metavar="N", help="run only these attacks (1-based, as listed above)")
     args = parser.parse_args()
     print(f"load average {os.getloadavg()[0]:.2f}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     with tempfile.TemporaryDirectory(prefix="bench-hostile-") as tmp_dir:
@@ -246,7 +338,7 @@ def main() -> None:
             trees.insert(0, (f"before ({args.before})", extract(args.before, tmp / "before")))
         print("| attack | code | outcome | API p50 / max during | unanswered probes | accept() failures | server peak RSS | server CPU |")
         print("| --- | --- | --- | --- | ---: | ---: | ---: | ---: |")
-        for name, attack in ATTACKS:
+        for name, attack in [a for i, a in enumerate(ATTACKS, 1) if not args.attacks or i in args.attacks]:
             for label, src in trees:
                 server = Server(tmp / f"{label[:6]}-{attack.__name__}.db", src)
                 try:
