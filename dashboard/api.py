@@ -8,13 +8,15 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from opto.telemetry import semconv
 
-from .records import RecordError, check_id
+from . import queries
+from .records import MAX_INT, RecordError, check_id
 from .store import SPAN_COLUMNS, Store
 
 __all__ = ["routes", "BadParameter"]
@@ -39,8 +41,11 @@ def _param(query: Mapping[str, str], key: str, parse: Callable[[str], Any], defa
 
 
 def _nonneg_int(raw: str) -> int:
+    """A whole number from 0 to 2^63 - 1 (SQLite's largest integer)."""
+    if len(raw) > 20:
+        raise ValueError(raw)
     value = int(raw)
-    if value < 0:
+    if not 0 <= value <= MAX_INT:
         raise ValueError(raw)
     return value
 
@@ -79,60 +84,72 @@ def _endpoint(fn: Callable[[Request], Any]) -> Callable[[Request], Any]:
     return endpoint
 
 
-_TRACE_FIELDS = "trace_id, root_name, service, start_ns, end_ns, span_count, in_flight, outcome, error_count, retry_count"
+_MAX_TEXT = 200  # characters of a name, service, attribute or search text
+_MAX_ATTRIBUTES = 8
+
+
+def _text(raw: str) -> str:
+    if len(raw) > _MAX_TEXT:
+        raise BadParameter(f"expected at most {_MAX_TEXT} characters, got {len(raw)}")
+    return raw
+
+
+def _duration_ns(raw: str) -> int:
+    """Milliseconds as a finite number from 0 to 2^63 - 1 ns."""
+    ms = float(raw)
+    if not 0 <= ms <= MAX_INT / 1e6:  # also refuses nan
+        raise BadParameter(f"expected milliseconds from 0 to {MAX_INT / 1e6:.0f}, got {raw[:40]!r}")
+    return int(ms * 1e6)
+
+
+def _attribute(raw: str) -> tuple[str, str]:
+    key, equals, value = _text(raw).partition("=")
+    if not key or not equals:
+        raise BadParameter(f"expected key=value, got {raw[:40]!r}")
+    return key, value
+
+
+def _attributes(query: QueryParams) -> tuple[tuple[str, str], ...]:
+    raws = [raw for raw in query.getlist("attr") if raw]
+    if len(raws) > _MAX_ATTRIBUTES:
+        raise BadParameter(f"attr: expected at most {_MAX_ATTRIBUTES}, got {len(raws)}")
+    return tuple(_param({"attr": raw}, "attr", _attribute) for raw in raws)
 
 
 async def traces(request: Request) -> dict[str, Any]:
     q = request.query_params
-    where: list[str] = []
-    params: list[Any] = []
-    name = q.get("name")
-    if name:
-        where.append("(t.root_name = ? OR EXISTS (SELECT 1 FROM spans s WHERE s.trace_id = t.trace_id AND s.name = ?))")
-        params += [name, name]
-    outcome = _param(q, "outcome", _choice(*semconv.OUTCOMES))
-    if outcome:
-        where.append("t.outcome = ?")
-        params.append(outcome)
-    min_ms = _param(q, "min_duration_ms", float)
-    if min_ms is not None:
-        where.append("t.in_flight = 0 AND t.end_ns - t.start_ns >= ?")
-        params.append(int(min_ms * 1e6))
-    for key, op in (("since_ns", ">="), ("until_ns", "<=")):
-        value = _param(q, key, _nonneg_int)
-        if value is not None:
-            where.append(f"t.start_ns {op} ?")
-            params.append(value)
-    text = q.get("q")
-    if text:
-        where.append(
-            "(t.trace_id = ? OR t.root_name LIKE ? ESCAPE '\\' OR EXISTS (SELECT 1 FROM spans s WHERE "
-            "s.trace_id = t.trace_id AND (s.name LIKE ? ESCAPE '\\' OR s.attributes LIKE ? ESCAPE '\\')))"
-        )
-        params += [text.lower(), _like(text), _like(text), _like(text)]
-    sort = _param(q, "sort", _choice("start", "duration"), "start")
-    order = _param(q, "order", _choice("desc", "asc"), "desc")
-    limit = _limit(q, 50)
-    offset = _param(q, "offset", _nonneg_int, 0)
-    clause = f"WHERE {' AND '.join(where)}" if where else ""
-    key = "t.start_ns" if sort == "start" else "coalesce(t.end_ns, t.start_ns) - t.start_ns"
-    store = _store(request)
-    rows = await store.fetch(
-        f"SELECT {_TRACE_FIELDS} FROM traces t {clause} ORDER BY {key} {order} LIMIT ? OFFSET ?", [*params, limit, offset]
-    )
-    ((total,),) = await store.fetch(f"SELECT count(*) FROM traces t {clause}", params)
+    page = await queries.traces(_store(request), queries.TraceFilter(
+        name=_param(q, "name", _text), service=_param(q, "service", _text), attributes=_attributes(q),
+        outcome=_param(q, "outcome", _choice(*semconv.OUTCOMES)), min_duration_ns=_param(q, "min_duration_ms", _duration_ns),
+        since_ns=_param(q, "since_ns", _nonneg_int), until_ns=_param(q, "until_ns", _nonneg_int), text=_param(q, "q", _text),
+        sort=_param(q, "sort", _choice("start", "duration"), "start"), order=_param(q, "order", _choice("desc", "asc"), "desc"),
+        limit=_limit(q, 50), offset=_param(q, "offset", _nonneg_int, 0),
+    ))
     return {
         "traces": [
             {
-                "trace_id": r[0], "root_name": r[1], "service": r[2], "start_ns": r[3], "end_ns": r[4],
-                "duration_ms": None if r[6] or r[4] is None else (r[4] - r[3]) / 1e6,
-                "span_count": r[5], "in_flight": r[6], "outcome": None if r[6] else r[7],
-                "error_count": r[8], "retry_count": r[9],
+                "trace_id": r.trace_id, "root_name": r.root_name, "service": r.service, "start_ns": r.start_ns, "end_ns": r.end_ns,
+                "duration_ms": None if r.in_flight or r.end_ns is None else (r.end_ns - r.start_ns) / 1e6,
+                "span_count": r.span_count, "in_flight": r.in_flight, "outcome": None if r.in_flight else r.outcome,
+                "error_count": r.error_count, "retry_count": r.retry_count,
             }
-            for r in rows
+            for r in page.rows
         ],
-        "total": total,
+        "total": page.total,
+        "more": page.more,
     }
+
+
+async def suggest(request: Request) -> dict[str, Any]:
+    """Names, services or `key=value` attributes seen that start with `prefix`: the filters' datalists."""
+    q = request.query_params
+    field = _param(q, "field", _choice(*queries.TERM_KINDS))
+    if field is None:
+        raise BadParameter(f"field: expected one of {', '.join(queries.TERM_KINDS)}")
+    limit = _param(q, "limit", _nonneg_int, 20)
+    if not 1 <= limit <= 100:
+        raise BadParameter(f"limit: expected 1 to 100, got {limit}")
+    return {"values": await queries.suggest(_store(request), field, _param(q, "prefix", _text, ""), limit)}
 
 
 async def trace(request: Request) -> Response:
@@ -282,8 +299,8 @@ def _latest(queue: dict[str, Any], metric: str) -> list[Any]:
 async def retries(request: Request) -> dict[str, Any]:
     q = request.query_params
     limit = _limit(q, 100)
-    name = q.get("name")
-    where, params = ("AND span_name = ?", [name]) if name else ("", [])
+    name = _param(q, "name", _text)  # a prefix, as on the Traces page
+    where, params = ("AND span_name >= ? AND span_name < ?", list(queries.prefix_range(name))) if name else ("", [])
     store = _store(request)
     rows = await store.fetch(
         f"SELECT trace_id, span_id, span_name, time_ns, attributes FROM span_events WHERE kind = 'retry' {where} "
@@ -301,7 +318,7 @@ async def retries(request: Request) -> dict[str, Any]:
         "SELECT name, count(*), sum(max(coalesce(attempts, 1) - 1, 0)), "
         "sum(json_extract(attributes, '$.\"" + semconv.RETRY_EXHAUSTED + "\"') IS 1) FROM spans "
         "WHERE state = 'ended' AND name IN (SELECT DISTINCT span_name FROM span_events WHERE kind = 'retry') "
-        f"{'AND name = ?' if name else ''} GROUP BY name ORDER BY name", params
+        f"{'AND name >= ? AND name < ?' if name else ''} GROUP BY name ORDER BY name", params
     )
     return {
         "retries": events,
@@ -342,7 +359,7 @@ async def debug(request: Request) -> dict[str, Any]:
     if kind:
         where.append("kind = ?")
         params.append(kind)
-    text = q.get("q")
+    text = _param(q, "q", _text)
     if text:
         where.append("(span_name LIKE ? ESCAPE '\\' OR attributes LIKE ? ESCAPE '\\')")
         params += [_like(text), _like(text)]
@@ -505,6 +522,7 @@ def _search(row: Sequence[Any], steps: list[Any]) -> dict[str, Any]:
 routes = [
     Route("/api/traces", _endpoint(traces)),
     Route("/api/traces/{trace_id}", trace),
+    Route("/api/suggest", _endpoint(suggest)),
     Route("/api/live", _endpoint(live)),
     Route("/api/queues", _endpoint(queues)),
     Route("/api/retries", _endpoint(retries)),

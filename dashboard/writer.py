@@ -45,6 +45,15 @@ CREATE TABLE IF NOT EXISTS traces (
 CREATE INDEX IF NOT EXISTS traces_start ON traces (start_ns);
 CREATE INDEX IF NOT EXISTS traces_root ON traces (root_name, start_ns);
 CREATE INDEX IF NOT EXISTS traces_outcome ON traces (outcome, start_ns);
+CREATE INDEX IF NOT EXISTS traces_duration ON traces (coalesce(end_ns, start_ns) - start_ns);
+-- The filter vocabulary: `n:` span name, `s:` service, `a:key=value` a scalar attribute of a span or
+-- of one of its events (first 200 characters), `e:` event name; each term once, and the traces
+-- holding it by their rowid (kept for a trace's life: its summary row is upserted, never replaced).
+CREATE TABLE IF NOT EXISTS terms (id INTEGER PRIMARY KEY, term TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS trace_terms (
+    term_id INTEGER NOT NULL, trace_ref INTEGER NOT NULL, PRIMARY KEY (term_id, trace_ref)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS trace_terms_trace ON trace_terms (trace_ref);
 CREATE TABLE IF NOT EXISTS span_events (
     trace_id TEXT NOT NULL, span_id TEXT NOT NULL, span_name TEXT NOT NULL, kind TEXT NOT NULL,
     time_ns INTEGER NOT NULL, attributes TEXT NOT NULL,
@@ -84,8 +93,8 @@ WHERE spans.state = 'started' AND excluded.state = 'ended'
 # Recomputes the summary row of every trace named in the JSON list bound to `?`; the root is the
 # earliest span without a parent (else the earliest span: its parent has not arrived).
 _REFRESH_TRACES = """
-INSERT OR REPLACE INTO traces (trace_id, root_name, service, start_ns, end_ns, span_count, in_flight,
-                               outcome, error_count, retry_count, root_span_id)
+INSERT INTO traces (trace_id, root_name, service, start_ns, end_ns, span_count, in_flight,
+                    outcome, error_count, retry_count, root_span_id)
 SELECT g.trace_id, r.name, r.service, g.start_ns, g.end_ns, g.n, g.open, r.outcome, g.errors, g.retries, r.span_id
 FROM (
     SELECT trace_id, min(start_ns) AS start_ns, max(end_ns) AS end_ns, count(*) AS n,
@@ -95,7 +104,37 @@ FROM (
             ORDER BY x.parent_span_id IS NOT NULL, x.start_ns LIMIT 1) AS root
     FROM spans s WHERE trace_id IN (SELECT value FROM json_each(?)) GROUP BY trace_id
 ) g JOIN spans r ON r.rowid = g.root
+WHERE true
+ON CONFLICT (trace_id) DO UPDATE SET
+    root_name = excluded.root_name, service = excluded.service, start_ns = excluded.start_ns,
+    end_ns = excluded.end_ns, span_count = excluded.span_count, in_flight = excluded.in_flight,
+    outcome = excluded.outcome, error_count = excluded.error_count, retry_count = excluded.retry_count,
+    root_span_id = excluded.root_span_id
 """
+# The filter terms of the spans named by the JSON list of [trace_id, span_id] bound to `?` (all
+# spans if NULL), into the temporary table `written`; then into the vocabulary and `trace_terms`.
+_SCALAR = "j.type IN ('text', 'integer', 'real', 'true', 'false')"
+_VALUE = "substr(CASE j.type WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' ELSE CAST(j.value AS TEXT) END, 1, 200)"
+_COLLECT_TERMS = f"""
+INSERT INTO temp.written (trace_id, term)
+WITH w AS (
+    SELECT s.* FROM spans s WHERE ?1 IS NULL
+    UNION ALL
+    SELECT s.* FROM json_each(?1) k JOIN spans s ON s.trace_id = k.value ->> 0 AND s.span_id = k.value ->> 1
+)
+SELECT trace_id, 'n:' || name FROM w
+UNION SELECT trace_id, 's:' || service FROM w WHERE service IS NOT NULL
+UNION SELECT w.trace_id, 'a:' || j.key || '=' || {_VALUE} FROM w, json_each(w.attributes) j WHERE {_SCALAR}
+UNION SELECT w.trace_id, 'e:' || (e.value ->> 'name') FROM w, json_each(w.events) e WHERE w.events IS NOT NULL
+UNION SELECT w.trace_id, 'a:' || j.key || '=' || {_VALUE}
+FROM w, json_each(w.events) e, json_each(e.value, '$.attributes') j WHERE w.events IS NOT NULL AND {_SCALAR}
+"""
+_STORE_TERMS = (
+    "INSERT OR IGNORE INTO terms (term) SELECT DISTINCT term FROM temp.written WHERE term IS NOT NULL",
+    "INSERT OR IGNORE INTO trace_terms (term_id, trace_ref) SELECT DISTINCT terms.id, traces.rowid "
+    "FROM temp.written w JOIN terms ON terms.term = w.term JOIN traces ON traces.trace_id = w.trace_id",
+    "DELETE FROM temp.written",
+)
 # A trace this big has its summary updated from the write's spans instead of recounted: a recount
 # reads every span of the trace, so one trace growing by many writes would cost quadratic time.
 _BIG = 512
@@ -162,10 +201,23 @@ def open_database(path: str) -> sqlite3.Connection:
     db.execute("PRAGMA synchronous = NORMAL")
     db.execute("PRAGMA cache_size = -65536")  # 64 MiB: index pages of a big file stay cached
     db.execute("PRAGMA temp_store = MEMORY")
+    indexed = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'trace_terms'").fetchone() is not None
     db.executescript(SCHEMA)
+    db.execute("CREATE TEMP TABLE written (trace_id, term)")  # no affinity: terms, or term ids when pruning
     if "root_span_id" not in {row[1] for row in db.execute("PRAGMA table_info(traces)")}:
         db.execute("ALTER TABLE traces ADD COLUMN root_span_id TEXT")  # filled as each trace is next written
+    if not indexed:  # a database of an earlier version: its spans' terms, once
+        db.execute("BEGIN IMMEDIATE")
+        _store_terms(db, None)
+        db.execute("COMMIT")
     return db
+
+
+def _store_terms(db: sqlite3.Connection, spans: str | None) -> None:
+    """Add the filter terms of `spans` (a JSON list of [trace_id, span_id]; None: every span)."""
+    db.execute(_COLLECT_TERMS, (spans,))
+    for sql in _STORE_TERMS:
+        db.execute(sql)
 
 
 @functools.lru_cache(maxsize=len(_ROWS_PER_INSERT))
@@ -194,6 +246,7 @@ def _write(db: sqlite3.Connection, w: SpanWrite) -> int:
             db.execute(_REFRESH_TRACES, (w.trace_ids if small is None else json.dumps(small),))
         for trace_id, root in big.items():
             _update_trace(db, trace_id, root, rows[trace_id], stored[trace_id])
+        _store_terms(db, json.dumps([params[i:i + 2] for i in range(0, len(params), _WIDTH)]))
     if w.events:
         db.executemany(_INSERT_EVENT, w.events)
     if w.processes:
@@ -267,9 +320,26 @@ def _prune(db: sqlite3.Connection, p: Prune) -> int:
         db.execute("DELETE FROM metrics WHERE time_ns < ?", (cutoff,))
     if victims:
         ids = json.dumps(victims)
+        for sql in _PRUNE_TERMS:
+            db.execute(sql, (ids,))
+        for sql in _PRUNE_VOCABULARY:
+            db.execute(sql)
         for table in ("spans", "traces", "span_events"):
             db.execute(f"DELETE FROM {table} WHERE trace_id IN (SELECT value FROM json_each(?))", (ids,))
     return len(victims)
+
+
+# The victims' trace_terms, then the terms no trace holds any more (only the victims' terms are looked at).
+_PRUNE_TERMS = (
+    "INSERT INTO temp.written (term) SELECT DISTINCT term_id FROM trace_terms WHERE trace_ref IN "
+    "(SELECT rowid FROM traces WHERE trace_id IN (SELECT value FROM json_each(?)))",
+    "DELETE FROM trace_terms WHERE trace_ref IN (SELECT rowid FROM traces WHERE trace_id IN (SELECT value FROM json_each(?)))",
+)
+_PRUNE_VOCABULARY = (
+    "DELETE FROM terms WHERE id IN (SELECT term FROM temp.written) "
+    "AND NOT EXISTS (SELECT 1 FROM trace_terms WHERE term_id = terms.id)",
+    "DELETE FROM temp.written",
+)
 
 
 def _transaction(db: sqlite3.Connection, request: SpanWrite | Prune) -> Reply:

@@ -1,0 +1,134 @@
+"""The read queries of the Traces page, each driven by an index, returning typed rows.
+
+Filters by span name, service, attribute and free text go through the term vocabulary the writer
+keeps (`terms`, `trace_terms` in writer.SCHEMA): a filter looks its terms up by index, then the
+traces holding them by rowid, so no query reads the spans of every trace.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from .store import Store
+
+__all__ = ["TraceFilter", "TraceRow", "TracePage", "traces_sql", "traces", "suggest", "prefix_range", "MAX_TOTAL", "TERM_KINDS"]
+
+MAX_TOTAL = 10_000  # matches counted past this are reported as "more": a count must not read every trace
+TERM_KINDS = {"name": "n:", "service": "s:", "attribute": "a:"}
+_TOP = "\U0010ffff"  # sorts after any text that starts with the same prefix
+
+
+def prefix_range(prefix: str) -> tuple[str, str]:
+    """Bounds `lo <= term < hi` of the terms starting with `prefix`, for an index range search."""
+    return prefix, prefix + _TOP
+
+
+@dataclass(frozen=True, slots=True)
+class TraceFilter:
+    """What the Traces page asks: every field optional; `name` is a prefix, `attributes` exact `key=value` pairs."""
+
+    name: str | None = None
+    service: str | None = None
+    attributes: tuple[tuple[str, str], ...] = ()
+    outcome: str | None = None
+    min_duration_ns: int | None = None
+    since_ns: int | None = None
+    until_ns: int | None = None
+    text: str | None = None
+    sort: Literal["start", "duration"] = "start"
+    order: Literal["asc", "desc"] = "desc"
+    limit: int = 50
+    offset: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class TraceRow:
+    """One trace's summary row."""
+
+    trace_id: str
+    root_name: str
+    service: str | None
+    start_ns: int
+    end_ns: int | None
+    span_count: int
+    in_flight: int
+    outcome: str | None
+    error_count: int
+    retry_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class TracePage:
+    """A page of traces, the number that match (counted up to `MAX_TOTAL`), and whether more match."""
+
+    rows: list[TraceRow]
+    total: int
+    more: bool
+
+
+_FIELDS = "t.trace_id, t.root_name, t.service, t.start_ns, t.end_ns, t.span_count, t.in_flight, t.outcome, t.error_count, t.retry_count"
+_HOLDING = "t.rowid IN (SELECT trace_ref FROM trace_terms WHERE term_id IN (SELECT id FROM terms WHERE {}))"
+
+
+def _where(f: TraceFilter) -> tuple[str, list[Any]]:
+    where: list[str] = []
+    params: list[Any] = []
+    if f.name:
+        where.append(_HOLDING.format("term >= ? AND term < ?"))
+        params += prefix_range("n:" + f.name)
+    if f.service:
+        where.append(_HOLDING.format("term = ?"))
+        params.append("s:" + f.service)
+    for key, value in f.attributes:
+        where.append(_HOLDING.format("term = ?"))
+        params.append(f"a:{key}={value}")
+    if f.outcome:
+        where.append("t.outcome = ?")
+        params.append(f.outcome)
+    if f.min_duration_ns is not None:
+        where.append("t.in_flight = 0 AND coalesce(t.end_ns, t.start_ns) - t.start_ns >= ?")  # traces_duration
+        params.append(f.min_duration_ns)
+    if f.since_ns is not None:
+        where.append("t.start_ns >= ?")
+        params.append(f.since_ns)
+    if f.until_ns is not None:
+        where.append("t.start_ns <= ?")
+        params.append(f.until_ns)
+    if f.text:
+        # The vocabulary is read, not the spans: each distinct name and value once, whatever the number of traces.
+        where.append("(t.trace_id = ? OR " + _HOLDING.format("instr(lower(term), ?) > 2") + ")")
+        params += [f.text.lower(), f.text.lower()]
+    return (f"WHERE {' AND '.join(where)}" if where else ""), params
+
+
+def traces_sql(f: TraceFilter) -> list[tuple[str, list[Any]]]:
+    """The page query and the (bounded) count query for `f`, as (SQL, parameters)."""
+    clause, params = _where(f)
+    key = "t.start_ns" if f.sort == "start" else "coalesce(t.end_ns, t.start_ns) - t.start_ns"
+    direction = "DESC" if f.order == "desc" else "ASC"
+    page = f"SELECT {_FIELDS} FROM traces t {clause} ORDER BY {key} {direction} LIMIT ? OFFSET ?"
+    count = f"SELECT count(*) FROM (SELECT 1 FROM traces t {clause} LIMIT ?)"
+    return [(page, [*params, f.limit, f.offset]), (count, [*params, MAX_TOTAL + 1])]
+
+
+async def traces(store: Store, f: TraceFilter) -> TracePage:
+    """The traces matching `f`, one page of them, sorted as asked."""
+    (page, page_params), (count, count_params) = traces_sql(f)
+    rows = [TraceRow(*r) for r in await store.fetch(page, page_params)]
+    ((total,),) = await store.fetch(count, count_params)
+    return TracePage(rows, min(total, MAX_TOTAL), total > MAX_TOTAL)
+
+
+def suggest_sql(kind: str, prefix: str, limit: int) -> tuple[str, Sequence[Any]]:
+    """The terms of `kind` (a key of TERM_KINDS) starting with `prefix`, in order."""
+    return "SELECT substr(term, 3) FROM terms WHERE term >= ? AND term < ? ORDER BY term LIMIT ?", [
+        *prefix_range(TERM_KINDS[kind] + prefix), limit
+    ]
+
+
+async def suggest(store: Store, kind: str, prefix: str, limit: int = 20) -> list[str]:
+    """Names, services or `key=value` attributes seen, starting with `prefix`: the filters' suggestions."""
+    sql, params = suggest_sql(kind, prefix, limit)
+    return [term for (term,) in await store.fetch(sql, params)]
