@@ -189,3 +189,13 @@ def test_a_database_of_an_earlier_version_gets_its_terms(tmp_path: Path) -> None
         assert terms(db) == [(trace, "a:k=1"), (trace, "n:legacy"), (trace, "s:svc")]
     finally:
         db.close()
+
+
+async def test_retries_function_filter_matches_by_prefix(served: tuple[Dashboard, Feed]) -> None:
+    d, feed = served
+    retried = call("flaky_llm", **{semconv.ATTEMPTS: 2})
+    retried["events"] = [{"name": semconv.EVENT_RETRY, "time_ns": retried["start_ns"], "attributes": {semconv.ATTEMPT: 1}}]
+    await feed.send([retried])
+    assert [r["name"] for r in d.get("/api/retries?name=flaky")["retries"]] == ["flaky_llm"]
+    assert [f["name"] for f in d.get("/api/retries?name=flaky")["by_function"]] == ["flaky_llm"]
+    assert d.get("/api/retries?name=llm")["retries"] == []
