@@ -5,6 +5,7 @@ from __future__ import annotations
 import bisect
 import json
 import re
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -15,7 +16,7 @@ from starlette.routing import Route
 
 from opto.telemetry import semconv
 
-from . import queries
+from . import queries, shapes
 from .records import MAX_INT, RecordError, check_id
 from .store import SPAN_COLUMNS, Store
 
@@ -74,12 +75,16 @@ def _store(request: Request) -> Store:
 
 
 def _endpoint(fn: Callable[[Request], Any]) -> Callable[[Request], Any]:
-    """Answer the handler's dict as JSON, and a BadParameter as a 400 naming it."""
-    async def endpoint(request: Request) -> JSONResponse:
+    """Answer the handler's dict as JSON (a Response as it is), and a BadParameter as a 400 naming
+    it, counted by route in `/api/live`'s `refused`."""
+    async def endpoint(request: Request) -> Response:
         try:
-            return JSONResponse(await fn(request))
+            answer = await fn(request)
         except (BadParameter, RecordError) as exc:
+            refused: Counter[str] = request.app.state.refused
+            refused[fn.__name__] += 1
             return JSONResponse({"msg": "invalid parameter", "detail": str(exc)}, status_code=400)
+        return answer if isinstance(answer, Response) else JSONResponse(answer)
     endpoint.__name__ = fn.__name__
     return endpoint
 
@@ -153,10 +158,7 @@ async def suggest(request: Request) -> dict[str, Any]:
 
 
 async def trace(request: Request) -> Response:
-    try:
-        trace_id = check_id(request.path_params["trace_id"], 32, "trace_id")
-    except RecordError as exc:
-        return JSONResponse({"msg": "invalid parameter", "detail": str(exc)}, status_code=400)
+    trace_id = check_id(request.path_params["trace_id"], 32, "trace_id")
     rows = await _store(request).fetch(
         f"SELECT {SPAN_COLUMNS} FROM spans WHERE trace_id = ? ORDER BY start_ns, rowid", (trace_id,)
     )
@@ -184,30 +186,31 @@ def _span_json(row: Sequence[Any]) -> str:
 
 
 async def live(request: Request) -> dict[str, Any]:
-    return request.app.state.stats.snapshot()  # type: ignore[no-any-return]
+    return {**request.app.state.stats.snapshot(), "refused": dict(request.app.state.refused)}
 
 
 def _quantile(h: dict[str, Any], q: float) -> float | None:
-    """The upper bound (ms) of the bucket holding quantile `q`, capped at the recorded max."""
+    """The upper bound (ms) of the bucket holding quantile `q`, capped at the recorded max (None if unknown)."""
     if not h["count"]:
         return None
+    top = h["max"] if h["max"] is not None else (h["bounds"][-1] if h["bounds"] else None)
     rank = q * h["count"]
     seen = 0
-    for bound, count in zip([*h["bounds"], h.get("max") or h["bounds"][-1]], h["counts"]):
+    for bound, count in zip([*h["bounds"], top], h["counts"]):
         seen += count
         if seen >= rank:
-            return float(min(bound, h.get("max") or bound) * 1000)
-    return float((h.get("max") or 0) * 1000)
+            return None if bound is None else float(min(bound, bound if top is None else top) * 1000)
+    return None if top is None else float(top * 1000)
 
 
 def _histogram_summary(parts: list[dict[str, Any]]) -> dict[str, Any]:
-    """One `wait_ms`-shaped summary of per-process cumulative histograms in seconds."""
+    """One `wait_ms`-shaped summary of per-process cumulative histograms in seconds (`shapes.histogram`)."""
     if not parts:
         return {"count": 0, "p50": None, "p95": None, "max": None, "histogram": []}
     bounds = parts[0]["bounds"]
     parts = [p for p in parts if p["bounds"] == bounds]
     counts = [sum(col) for col in zip(*(p["counts"] for p in parts))]
-    maxes = [p["max"] for p in parts if p.get("max") is not None]
+    maxes = [p["max"] for p in parts if p["max"] is not None]
     merged = {"count": sum(p["count"] for p in parts), "bounds": bounds, "counts": counts, "max": max(maxes, default=None)}
     cumulative = 0
     histogram = []
@@ -257,13 +260,22 @@ async def queues(request: Request) -> dict[str, Any]:
         "ORDER BY time_ns DESC LIMIT 50000", _QUEUE_METRICS,
     )
     found: dict[str, dict[str, Any]] = {}
+    skipped = 0
     for process_id, name, time_ns, queue, value, data in rows:
+        # A point of an unexpected shape (a non-text queue name, a non-finite value, a histogram
+        # without matching counts) is skipped and counted.
+        point = shapes.histogram(shapes.loads(data)) if data else shapes.number(value)
+        if not isinstance(queue, str) or point is None or (name == semconv.METRIC_QUEUE_DEPTH and data):
+            skipped += 1
+            continue
         q = found.setdefault(queue, {"depth": [], "latest": {}, "waits": {}})
         if name == semconv.METRIC_QUEUE_DEPTH:
             if len(q["depth"]) < 600:
-                q["depth"].append([time_ns, value])
+                q["depth"].append([time_ns, point])
+        elif (name in (semconv.METRIC_QUEUE_WAIT, semconv.METRIC_QUEUE_PUT_BLOCKED)) == isinstance(point, dict):
+            q["latest"].setdefault((name, process_id), point)  # newest first
         else:
-            q["latest"].setdefault((name, process_id), json.loads(data) if data else value)  # newest first
+            skipped += 1
     seconds = {"queue_wait": semconv.QUEUE_WAIT_S, "queue_blocked": semconv.QUEUE_BLOCKED_S}
     for kind, key in seconds.items():
         for queue, wait in await store.fetch(
@@ -271,8 +283,12 @@ async def queues(request: Request) -> dict[str, Any]:
             "json_extract(attributes, '$.\"" + key + "\"') FROM span_events WHERE kind = ? AND queue IS NOT NULL "
             "ORDER BY time_ns DESC LIMIT 20000", (kind,),
         ):
+            seconds_waited = shapes.number(wait)
+            if not isinstance(queue, str) or seconds_waited is None:
+                skipped += 1
+                continue
             q = found.setdefault(queue, {"depth": [], "latest": {}, "waits": {}})
-            q["waits"].setdefault(kind, []).append(wait * 1000)
+            q["waits"].setdefault(kind, []).append(seconds_waited * 1000)
     return {"queues": [
         {
             "name": queue,
@@ -283,7 +299,7 @@ async def queues(request: Request) -> dict[str, Any]:
             "consumers": sum(_latest(q, semconv.METRIC_QUEUE_CONSUMERS)),
         }
         for queue, q in sorted(found.items())
-    ]}
+    ], "skipped": skipped}
 
 
 def _waits(queue: dict[str, Any], kind: str, metric: str) -> dict[str, Any]:
@@ -308,7 +324,7 @@ async def retries(request: Request) -> dict[str, Any]:
     )
     events = []
     for trace_id, span_id, span_name, time_ns, attrs in rows:
-        a = json.loads(attrs)
+        a = shapes.mapping(shapes.loads(attrs))
         events.append({
             "trace_id": trace_id, "span_id": span_id, "name": span_name, "attempt": a.get(semconv.ATTEMPT),
             "delay_s": a.get(semconv.RETRY_DELAY_S), "exception_type": a.get(semconv.EXCEPTION_TYPE),
@@ -335,15 +351,21 @@ async def metrics(request: Request) -> dict[str, Any]:
         "WHERE name = ? AND n IS NOT NULL ORDER BY time_ns DESC LIMIT 5000", (semconv.METRIC_SUMMARY,)
     )
     history: dict[str, list[list[Any]]] = {}
-    for name, time_ns, summary in rows:
+    skipped = 0
+    for name, time_ns, data in rows:
+        summary = shapes.loads(data)
+        if not isinstance(name, str) or not isinstance(summary, dict):  # a point of another shape: skipped, counted
+            skipped += 1
+            continue
         points = history.setdefault(name, [])
         if len(points) < 100:
-            points.append([time_ns, json.loads(summary)])
+            points.append([time_ns, summary])
     for points in history.values():
         points.reverse()
     return {
         "summaries": [{"name": n, "time_ns": p[-1][0], "summary": p[-1][1]} for n, p in sorted(history.items())],
         "history": history,
+        "skipped": skipped,
     }
 
 
@@ -369,7 +391,7 @@ async def debug(request: Request) -> dict[str, Any]:
     )
     return {
         "events": [
-            {"time_ns": t, "kind": k, "name": n, "trace_id": tr, "span_id": s, "attributes": json.loads(a)}
+            {"time_ns": t, "kind": k, "name": n, "trace_id": tr, "span_id": s, "attributes": shapes.mapping(shapes.loads(a))}
             for t, k, n, tr, s, a in rows
         ]
     }
@@ -407,16 +429,14 @@ async def optimize_searches(request: Request) -> dict[str, Any]:
         (semconv.SPAN_OPTIMIZE, semconv.KIND_OPTIMIZE, limit),
     )
     steps = await _search_steps(store, sorted({r[0] for r in rows}))
-    return {"searches": [_search(row, steps.get(row[0], []))["search"] for row in rows]}
+    found = [_search(row, steps.get(row[0], [])) for row in rows]
+    return {"searches": [f["search"] for f in found], "skipped": sum(f["skipped"] for f in found)}
 
 
 async def optimize_search(request: Request) -> Response:
     """One search: its depths with their candidates (params, score, error, parent, kept), history and best."""
-    try:
-        trace_id = check_id(request.path_params["trace_id"], 32, "trace_id")
-        span_id = check_id(request.path_params["span_id"], 16, "span_id")
-    except RecordError as exc:
-        return JSONResponse({"msg": "invalid parameter", "detail": str(exc)}, status_code=400)
+    trace_id = check_id(request.path_params["trace_id"], 32, "trace_id")
+    span_id = check_id(request.path_params["span_id"], 16, "span_id")
     store = _store(request)
     rows = await store.fetch(
         f"SELECT {_SEARCH_FIELDS} FROM spans WHERE trace_id = ? AND span_id = ? AND {_KIND} = ?",
@@ -457,15 +477,20 @@ def _candidate(step: Sequence[Any], attrs: Mapping[str, Any]) -> dict[str, Any]:
     span_id, _, state, start_ns, end_ns, outcome, message, _, events = step
     error = None
     if state == "ended" and outcome == semconv.OUTCOME_ERROR:
-        exc: dict[str, Any] = next((e.get("attributes", {}) for e in json.loads(events or "[]") if e.get("name") == "exception"), {})
-        error = {"type": attrs.get(semconv.ERROR_TYPE) or exc.get(semconv.EXCEPTION_TYPE),
-                 "message": exc.get(semconv.EXCEPTION_MESSAGE, message)}
+        exc = next((shapes.mapping(e.get("attributes")) for e in shapes.loads(events) or [] if isinstance(e, dict) and e.get("name") == "exception"), {})
+        error = {"type": shapes.text(attrs.get(semconv.ERROR_TYPE)) or shapes.text(exc.get(semconv.EXCEPTION_TYPE)),
+                 "message": shapes.text(exc.get(semconv.EXCEPTION_MESSAGE, message))}
     return {
-        "id": attrs.get(semconv.OPTIMIZE_CANDIDATE_ID), "parent_id": attrs.get(semconv.OPTIMIZE_PARENT_ID),
-        "depth": attrs.get(semconv.OPTIMIZE_DEPTH), "span_id": span_id, **_timing(state, start_ns, end_ns),
-        "outcome": outcome if state == "ended" else None, "score": attrs.get(semconv.OPTIMIZE_SCORE),
+        "id": shapes.integer(attrs.get(semconv.OPTIMIZE_CANDIDATE_ID)), "parent_id": shapes.integer(attrs.get(semconv.OPTIMIZE_PARENT_ID)),
+        "depth": shapes.integer(attrs.get(semconv.OPTIMIZE_DEPTH)), "span_id": span_id, **_timing(state, start_ns, end_ns),
+        "outcome": outcome if state == "ended" else None, "score": shapes.number(attrs.get(semconv.OPTIMIZE_SCORE)),
         "params": _params(attrs), "error": error, "kept": None,
     }
+
+
+def _misread(attrs: Mapping[str, Any], keys: Sequence[str], read: Callable[[Any], Any]) -> bool:
+    """Whether any of `keys` is present in `attrs` with a value `read` cannot take."""
+    return any(attrs.get(key) is not None and read(attrs[key]) is None for key in keys)
 
 
 def _depth(index: int, span_id: str | None, state: str, start_ns: int, end_ns: int | None) -> dict[str, Any]:
@@ -479,16 +504,26 @@ def _search(row: Sequence[Any], steps: list[Any]) -> dict[str, Any]:
     ended candidates, so it is known while the search runs.
     """
     trace_id, span_id, state, start_ns, end_ns, outcome, service, attributes = row
-    attrs = json.loads(attributes)
-    children = ((s, json.loads(s[7])) for s in steps if s[1] == span_id)
+    attrs = shapes.mapping(shapes.loads(attributes))
+    skipped = 0  # steps whose depth, id or score has an unexpected type: skipped (or the score ignored), counted
+    children = ((s, shapes.mapping(shapes.loads(s[7]))) for s in steps if s[1] == span_id)
     depth_spans = {s[0]: (s, a) for s, a in children if a.get(semconv.SPAN_KIND) == semconv.KIND_OPTIMIZE_DEPTH}
     depths: dict[int, dict[str, Any]] = {}
     for depth_id, (step, a) in depth_spans.items():
-        depth = depths[a.get(semconv.OPTIMIZE_DEPTH, 0)] = _depth(a.get(semconv.OPTIMIZE_DEPTH, 0), depth_id, *step[2:5])
-        depth["beam"] = a.get(semconv.OPTIMIZE_BEAM) if step[2] == "ended" else None
+        index = shapes.integer(a.get(semconv.OPTIMIZE_DEPTH, 0))
+        beam = a.get(semconv.OPTIMIZE_BEAM)
+        if index is None or (beam is not None and not isinstance(beam, list)):
+            skipped += 1
+            continue
+        depth = depths[index] = _depth(index, depth_id, *step[2:5])
+        depth["beam"] = beam if step[2] == "ended" else None
     for step in steps:
-        a = json.loads(step[7])
+        a = shapes.mapping(shapes.loads(step[7]))
         if a.get(semconv.SPAN_KIND) == semconv.KIND_OPTIMIZE_CANDIDATE and (step[1] == span_id or step[1] in depth_spans):
+            if _misread(a, (semconv.OPTIMIZE_DEPTH, semconv.OPTIMIZE_CANDIDATE_ID), shapes.integer):
+                skipped += 1
+                continue
+            skipped += _misread(a, (semconv.OPTIMIZE_SCORE,), shapes.number)
             candidate = _candidate(step, a)
             index = candidate["depth"] or 0
             if index not in depths:  # the start (depth 0) has no depth span; any other arrives before its candidates
@@ -516,12 +551,12 @@ def _search(row: Sequence[Any], steps: list[Any]) -> dict[str, Any]:
         "best_params": {} if best is None else best["params"],
         "depths": max(depths, default=0), "candidates": sum(len(d["candidates"]) for d in depths.values()),
     }
-    return {"search": summary, "depths": [depths[i] for i in sorted(depths)], "history": history}
+    return {"search": summary, "depths": [depths[i] for i in sorted(depths)], "history": history, "skipped": skipped}
 
 
 routes = [
     Route("/api/traces", _endpoint(traces)),
-    Route("/api/traces/{trace_id}", trace),
+    Route("/api/traces/{trace_id}", _endpoint(trace)),
     Route("/api/suggest", _endpoint(suggest)),
     Route("/api/live", _endpoint(live)),
     Route("/api/queues", _endpoint(queues)),
@@ -530,5 +565,5 @@ routes = [
     Route("/api/limits", _endpoint(limits)),
     Route("/api/debug", _endpoint(debug)),
     Route("/api/optimize", _endpoint(optimize_searches)),
-    Route("/api/optimize/{trace_id}/{span_id}", optimize_search),
+    Route("/api/optimize/{trace_id}/{span_id}", _endpoint(optimize_search)),
 ]

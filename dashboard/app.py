@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -62,4 +63,5 @@ def create_app(
     app.state.pipeline = pipeline
     app.state.hub = live_hub
     app.state.token = token
+    app.state.refused = Counter[str]()  # API requests answered 400, by route: a fixed set of keys
     return app
