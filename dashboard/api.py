@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import json
 import re
@@ -18,7 +19,7 @@ from opto.telemetry import semconv
 
 from . import queries, shapes
 from .records import MAX_INT, RecordError, check_id
-from .store import SPAN_COLUMNS, Store
+from .store import SPAN_COLUMNS, QueryTimeout, Store
 
 __all__ = ["routes", "BadParameter"]
 
@@ -74,16 +75,37 @@ def _store(request: Request) -> Store:
     return request.app.state.store  # type: ignore[no-any-return]
 
 
+async def _disconnected(request: Request) -> None:
+    """Return when the client goes away (the body of a GET is read by then)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
 def _endpoint(fn: Callable[[Request], Any]) -> Callable[[Request], Any]:
-    """Answer the handler's dict as JSON (a Response as it is), and a BadParameter as a 400 naming
-    it, counted by route in `/api/live`'s `refused`."""
+    """Answer the handler's dict as JSON (a Response as it is), a BadParameter as a 400 naming it
+    (counted by route in `/api/live`'s `refused`), and a query past its time limit as a 503; stop
+    the handler, and so its query, if the client goes away first."""
     async def endpoint(request: Request) -> Response:
+        work = asyncio.ensure_future(fn(request))
+        gone = asyncio.ensure_future(_disconnected(request))
         try:
-            answer = await fn(request)
+            await asyncio.wait([work, gone], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            gone.cancel()
+            if not work.done():
+                work.cancel()
+                await asyncio.wait([work])
+        if work.cancelled():
+            return JSONResponse({"msg": "client gone", "detail": "the client went away; the query was stopped"}, status_code=503)
+        try:
+            answer = work.result()
         except (BadParameter, RecordError) as exc:
             refused: Counter[str] = request.app.state.refused
             refused[fn.__name__] += 1
             return JSONResponse({"msg": "invalid parameter", "detail": str(exc)}, status_code=400)
+        except QueryTimeout as exc:
+            return JSONResponse({"msg": "query timed out", "detail": f"{exc}; narrow the filters (a name, a time range)"},
+                                status_code=503, headers={"Retry-After": "5"})
         return answer if isinstance(answer, Response) else JSONResponse(answer)
     endpoint.__name__ = fn.__name__
     return endpoint

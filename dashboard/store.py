@@ -1,8 +1,8 @@
 """The dashboard's SQLite database: the rows of each write, the writer process, and the read queries.
 
 Ingest turns each write into column values on the event loop as it arrives; one writer process
-(`writer.py`) stores them, a batch of writes to a transaction, on a core of its own; an aiosqlite
-connection reads, so in WAL mode reads never wait for writes.
+(`writer.py`) stores them, a batch of writes to a transaction, on a core of its own; a pool of
+reader connections (`readers.py`) reads, so in WAL mode reads never wait for writes.
 """
 
 from __future__ import annotations
@@ -21,16 +21,16 @@ from itertools import chain
 from pathlib import Path
 from typing import Any, TypeVar
 
-import aiosqlite
 import msgspec
 import orjson
 
 from opto.telemetry import semconv
 
+from .readers import QueryTimeout, Readers
 from .records import MAX_INT, ProcessInfo, SpanRecord, outcome_of
 from .writer import HEADER, SPAN_COLUMNS, Prune, Reply, SpanWrite
 
-__all__ = ["Store", "StoreError", "Write", "SPAN_COLUMNS", "row_to_record"]
+__all__ = ["Store", "StoreError", "QueryTimeout", "Write", "SPAN_COLUMNS", "row_to_record"]
 
 logger = logging.getLogger("opto_dashboard")
 _EVENT_KINDS = {
@@ -166,7 +166,9 @@ def row_to_record(row: Sequence[Any]) -> SpanRecord:
 class Store:
     """The SQLite file: `open()`, then `write()` and `prune()` from one task, `fetch()` from any."""
 
-    def __init__(self, path: str | Path, *, max_spans: int = 1_000_000, retention_s: float | None = 7 * 86400) -> None:
+    def __init__(
+        self, path: str | Path, *, max_spans: int = 1_000_000, retention_s: float | None = 7 * 86400, query_timeout_s: float = 5.0
+    ) -> None:
         if max_spans < 1:
             raise ValueError(f"max_spans must be >= 1, got {max_spans}")
         if retention_s is not None and retention_s <= 0:
@@ -178,7 +180,7 @@ class Store:
         # The pipe is driven from a thread with blocking calls: a transaction's megabytes go across
         # at the kernel's pace, not a pipe buffer per turn of a busy event loop.
         self._thread: ThreadPoolExecutor | None = None
-        self._reader: aiosqlite.Connection | None = None
+        self._readers = Readers(self.path, query_timeout_s)
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -189,8 +191,7 @@ class Store:
             self._thread.shutdown()
             self._thread = None
             raise
-        self._reader = await aiosqlite.connect(self.path, isolation_level=None)
-        await self._reader.execute("PRAGMA query_only = ON")
+        self._readers.open()
 
     async def _run(self, fn: Callable[..., _T], *args: Any) -> _T:
         if self._thread is None:
@@ -260,18 +261,11 @@ class Store:
         return reply.value
 
     async def close(self) -> None:
-        if self._reader is not None:
-            await self._reader.close()
+        self._readers.close()
         if self._thread is not None:
             await self._run(self._stop_writer)
             self._thread.shutdown()
-        self._reader = self._thread = None
-
-    @property
-    def reader(self) -> aiosqlite.Connection:
-        if self._reader is None:
-            raise RuntimeError("Store is not open; call `await store.open()` first")
-        return self._reader
+        self._thread = None
 
     async def write(self, writes: Sequence[Write]) -> int:
         """Store several writes in one transaction: spans upserted, their traces re-summarised."""
@@ -282,6 +276,5 @@ class Store:
         return await self._run(self._call, Prune(self.max_spans, self.retention_s))
 
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        """Rows of a read query, on the reader connection."""
-        async with self.reader.execute(sql, params) as cur:
-            return list(await cur.fetchall())
+        """Rows of a read query, on a free reader connection; `QueryTimeout` past the time limit."""
+        return await self._readers.fetch(sql, params)
