@@ -7,13 +7,14 @@ traces holding them by rowid, so no query reads the spans of every trace.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from .store import Store
 
-__all__ = ["TraceFilter", "TraceRow", "TracePage", "traces_sql", "traces", "suggest", "prefix_range", "MAX_TOTAL", "TERM_KINDS"]
+__all__ = ["TraceFilter", "TraceRow", "TracePage", "traces_sql", "traces", "suggest", "prefix_range", "fts_query", "MAX_TOTAL", "TERM_KINDS"]
 
 MAX_TOTAL = 10_000  # matches counted past this are reported as "more": a count must not read every trace
 TERM_KINDS = {"name": "n:", "service": "s:", "attribute": "a:"}
@@ -97,10 +98,22 @@ def _where(f: TraceFilter) -> tuple[str, list[Any]]:
         where.append("t.start_ns <= ?")
         params.append(f.until_ns)
     if f.text:
-        # The vocabulary is read, not the spans: each distinct name and value once, whatever the number of traces.
-        where.append("(t.trace_id = ? OR " + _HOLDING.format("instr(lower(term), ?) > 2") + ")")
-        params += [f.text.lower(), f.text.lower()]
+        search = fts_query(f.text)
+        if search is None:
+            where.append("t.trace_id = ?")
+            params.append(f.text.lower())
+        else:
+            where.append("(t.trace_id = ? OR t.rowid IN (SELECT trace_ref FROM trace_terms WHERE term_id IN "
+                         "(SELECT rowid FROM terms_fts WHERE terms_fts MATCH ?)))")
+            params += [f.text.lower(), search]
     return (f"WHERE {' AND '.join(where)}" if where else ""), params
+
+
+def fts_query(text: str) -> str | None:
+    """The FTS5 query for a search box's text: its words as a phrase, the last one a prefix
+    (`upstream res` finds "upstream reset", `Timeout` finds "TimeoutError"); None if it has no words."""
+    words = re.findall(r"\w+", text)
+    return None if not words else '"' + " ".join(words) + '"*'
 
 
 def traces_sql(f: TraceFilter) -> list[tuple[str, list[Any]]]:

@@ -54,6 +54,14 @@ CREATE TABLE IF NOT EXISTS trace_terms (
     term_id INTEGER NOT NULL, trace_ref INTEGER NOT NULL, PRIMARY KEY (term_id, trace_ref)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS trace_terms_trace ON trace_terms (trace_ref);
+-- Full-text search over the vocabulary (not the spans): each distinct name or value indexed once.
+CREATE VIRTUAL TABLE IF NOT EXISTS terms_fts USING fts5 (term, content = 'terms', content_rowid = 'id');
+CREATE TRIGGER IF NOT EXISTS terms_added AFTER INSERT ON terms BEGIN
+    INSERT INTO terms_fts (rowid, term) VALUES (new.id, new.term);
+END;
+CREATE TRIGGER IF NOT EXISTS terms_removed AFTER DELETE ON terms BEGIN
+    INSERT INTO terms_fts (terms_fts, rowid, term) VALUES ('delete', old.id, old.term);
+END;
 CREATE TABLE IF NOT EXISTS span_events (
     trace_id TEXT NOT NULL, span_id TEXT NOT NULL, span_name TEXT NOT NULL, kind TEXT NOT NULL,
     time_ns INTEGER NOT NULL, attributes TEXT NOT NULL,
@@ -202,6 +210,7 @@ def open_database(path: str) -> sqlite3.Connection:
     db.execute("PRAGMA cache_size = -65536")  # 64 MiB: index pages of a big file stay cached
     db.execute("PRAGMA temp_store = MEMORY")
     indexed = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'trace_terms'").fetchone() is not None
+    searchable = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'terms_fts'").fetchone() is not None
     db.executescript(SCHEMA)
     db.execute("CREATE TEMP TABLE written (trace_id, term)")  # no affinity: terms, or term ids when pruning
     if "root_span_id" not in {row[1] for row in db.execute("PRAGMA table_info(traces)")}:
@@ -210,6 +219,8 @@ def open_database(path: str) -> sqlite3.Connection:
         db.execute("BEGIN IMMEDIATE")
         _store_terms(db, None)
         db.execute("COMMIT")
+    elif not searchable:  # terms kept before full-text search: index them once
+        db.execute("INSERT INTO terms_fts (terms_fts) VALUES ('rebuild')")
     return db
 
 

@@ -61,7 +61,12 @@ async def test_search_finds_exception_messages_types_and_retry_causes(served: tu
     assert names(d.get("/api/traces?q=TimeoutError")) == ["poll"]
     assert names(d.get("/api/traces?q=timeouterror")) == ["poll"]  # case-insensitive
     assert names(d.get(f"/api/traces?q={semconv.EVENT_RETRY}")) == ["poll"]  # event names
-    assert names(d.get("/api/traces?q=quie")) == ["quiet"]  # span names
+    assert names(d.get("/api/traces?q=quie")) == ["quiet"]  # span names, by prefix
+    assert names(d.get("/api/traces?q=upstream res")) == ["fetch"]  # a phrase, its last word a prefix
+    assert names(d.get('/api/traces?q="upstream reset"')) == ["fetch"]
+    assert names(d.get("/api/traces?q=reset upstream")) == []  # words in their order
+    assert names(d.get("/api/traces?q=eoutError")) == []  # words match from their start
+    assert names(d.get("/api/traces?q=%25%25")) == []  # no words: only a trace id could match
     assert names(d.get(f"/api/traces?attr={semconv.EXCEPTION_TYPE}=TimeoutError")) == ["poll"]
     assert names(d.get(f"/api/traces?q={failed['trace_id']}")) == ["fetch"]
 
@@ -116,14 +121,14 @@ FILTERS = {
 
 @pytest.mark.parametrize("f", FILTERS.values(), ids=FILTERS.keys())
 def test_trace_queries_are_index_driven(tmp_path: Path, f: TraceFilter) -> None:
-    """No plan reads spans, and a scan is either in index order or of the term vocabulary (free text)."""
+    """No plan reads spans, and a scan is either in index order or a full-text match (free text)."""
     db = open_database(str(tmp_path / "plan.db"))
     try:
         for sql, params in queries.traces_sql(f):
             plan = [row[3] for row in db.execute("EXPLAIN QUERY PLAN " + sql, params)]
             assert not [step for step in plan if "spans" in step], plan
             scans = [step for step in plan if step.startswith("SCAN ") and not step.startswith("SCAN (subquery")]
-            allowed = ("SCAN t USING INDEX", "SCAN t USING COVERING INDEX", *(["SCAN terms"] if f.text else []))
+            allowed = ("SCAN t USING INDEX", "SCAN t USING COVERING INDEX", *(["SCAN terms_fts VIRTUAL TABLE INDEX 0:M"] if f.text else []))
             assert all(step.startswith(allowed) for step in scans), plan
         sql, params = queries.suggest_sql("name", "st", 20)
         assert [row[3] for row in db.execute("EXPLAIN QUERY PLAN " + sql, params)] == [
@@ -173,6 +178,21 @@ def test_rewritten_trace_keeps_its_terms(tmp_path: Path) -> None:
             row = span_row(trace, f"{i:016x}", name, {})
             store(db, SpanWrite(row, json.dumps([trace]), [], [], [], []))
         assert [term for _, term in terms(db)] == ["n:first", "n:second", "s:svc"]
+    finally:
+        db.close()
+
+
+def test_terms_kept_before_full_text_search_are_indexed_on_opening(tmp_path: Path) -> None:
+    path = str(tmp_path / "fts.db")
+    db = open_database(path)
+    trace = "e" * 32
+    store(db, SpanWrite(span_row(trace, "1" * 16, "before_search", {}), json.dumps([trace]), [], [], [], []))
+    db.executescript("DROP TABLE terms_fts; DROP TRIGGER terms_added; DROP TRIGGER terms_removed;")
+    db.close()
+    db = open_database(path)
+    try:
+        sql, params = queries.traces_sql(TraceFilter(text="before"))[0]
+        assert [row[0] for row in db.execute(sql, params)] == [trace]
     finally:
         db.close()
 
