@@ -19,7 +19,7 @@ from opto.telemetry import semconv
 
 from . import queries, shapes
 from .records import MAX_INT, RecordError, check_id
-from .store import SPAN_COLUMNS, QueryTimeout, Store
+from .store import QueryTimeout, Store
 
 __all__ = ["routes", "BadParameter"]
 
@@ -179,16 +179,30 @@ async def suggest(request: Request) -> dict[str, Any]:
     return {"values": await queries.suggest(_store(request), field, _param(q, "prefix", _text, ""), limit)}
 
 
+_MAX_TRACE_PAGE = 5000  # spans per answer of /api/traces/{id}: a big trace comes in pages
+
+
+def _cursor(raw: str) -> queries.SpanCursor:
+    start, colon, span_id = raw.partition(":")
+    if not colon:
+        raise BadParameter(f"expected START_NS:SPAN_ID, got {raw[:40]!r}")
+    return _nonneg_int(start), check_id(span_id, 16, "after")
+
+
 async def trace(request: Request) -> Response:
     trace_id = check_id(request.path_params["trace_id"], 32, "trace_id")
-    rows = await _store(request).fetch(
-        f"SELECT {SPAN_COLUMNS} FROM spans WHERE trace_id = ? ORDER BY start_ns, rowid", (trace_id,)
-    )
-    if not rows:
+    q = request.query_params
+    after = _param(q, "after", _cursor)
+    limit = _param(q, "limit", _nonneg_int, _MAX_TRACE_PAGE)
+    if not 1 <= limit <= _MAX_TRACE_PAGE:
+        raise BadParameter(f"limit: expected 1 to {_MAX_TRACE_PAGE}, got {limit}")
+    rows, following = await queries.trace_spans(_store(request), trace_id, after, limit)
+    if not rows and after is None:
         return JSONResponse({"msg": "not found", "detail": f"no trace {trace_id}"}, status_code=404)
     # The stored JSON columns are spliced in as they are: decoding and re-encoding 10,000 spans'
     # attributes would take most of the trace page's time budget.
-    body = "".join(('{"trace_id":"', trace_id, '","spans":[', ",".join(map(_span_json, rows)), "]}"))
+    cursor = "null" if following is None else f'"{following[0]}:{following[1]}"'
+    body = "".join(('{"trace_id":"', trace_id, '","spans":[', ",".join(map(_span_json, rows)), '],"next":', cursor, "}"))
     return Response(body, media_type="application/json")
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.routing import BaseRoute
 
 from . import api, hub, ingest, otlp, pages
@@ -59,7 +60,9 @@ def create_app(
             await store.close()
 
     routes: list[BaseRoute] = [*ingest.routes, *otlp.routes, *hub.routes, *api.routes, *pages.routes]
-    app = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(AccessMiddleware, token=token)])
+    # JSON answers and static files of 1 KB or more go gzipped to clients that accept it.
+    middleware = [Middleware(GZipMiddleware, minimum_size=1024), Middleware(AccessMiddleware, token=token)]
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
     app.state.store = store
     app.state.stats = stats
     app.state.pipeline = pipeline

@@ -12,9 +12,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from .store import Store
+from .store import SPAN_COLUMNS, Store
 
-__all__ = ["TraceFilter", "TraceRow", "TracePage", "traces_sql", "traces", "suggest", "prefix_range", "fts_query", "MAX_TOTAL", "TERM_KINDS"]
+__all__ = ["TraceFilter", "TraceRow", "TracePage", "traces_sql", "traces", "suggest", "prefix_range", "fts_query", "MAX_TOTAL", "TERM_KINDS", "trace_spans", "SpanCursor"]
 
 MAX_TOTAL = 10_000  # matches counted past this are reported as "more": a count must not read every trace
 TERM_KINDS = {"name": "n:", "service": "s:", "attribute": "a:"}
@@ -145,3 +145,19 @@ async def suggest(store: Store, kind: str, prefix: str, limit: int = 20) -> list
     """Names, services or `key=value` attributes seen, starting with `prefix`: the filters' suggestions."""
     sql, params = suggest_sql(kind, prefix, limit)
     return [term for (term,) in await store.fetch(sql, params)]
+
+
+SpanCursor = tuple[int, str]  # (start_ns, span_id) of the last span of a page
+
+
+async def trace_spans(store: Store, trace_id: str, after: SpanCursor | None, limit: int) -> tuple[list[Any], SpanCursor | None]:
+    """A page of a trace's spans (`SELECT {SPAN_COLUMNS}` rows) ordered by start then span id, after
+    `after`, and the cursor of the next page (None: this was the last)."""
+    start, span = after if after is not None else (-1, "")
+    rows = await store.fetch(
+        f"SELECT {SPAN_COLUMNS} FROM spans WHERE trace_id = ? AND (start_ns > ? OR (start_ns = ? AND span_id > ?)) "
+        "ORDER BY start_ns, span_id LIMIT ?", (trace_id, start, start, span, limit + 1),
+    )
+    more = len(rows) > limit
+    del rows[limit:]
+    return rows, (rows[-1][6], rows[-1][1]) if more else None

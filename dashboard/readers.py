@@ -67,6 +67,7 @@ class Readers:
             except asyncio.CancelledError:
                 db.interrupt()  # the caller is gone: stop the query, and hand the connection back once stopped
                 await asyncio.wait([job])
+                job.exception()  # retrieved ("interrupted", or none if it had just finished): nobody is waiting for it
                 raise
         finally:
             self._idle.put_nowait(db)
