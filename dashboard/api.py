@@ -222,7 +222,7 @@ def _span_json(row: Sequence[Any]) -> str:
 
 
 async def live(request: Request) -> dict[str, Any]:
-    return {**request.app.state.stats.snapshot(), "refused": dict(request.app.state.refused)}
+    return {**request.app.state.stats.snapshot(), "refused": dict(request.app.state.refused), "storage": await _store(request).storage()}
 
 
 def _quantile(h: dict[str, Any], q: float) -> float | None:

@@ -28,16 +28,18 @@ def create_app(
     max_spans: int = 1_000_000,
     retention_s: float | None = 7 * 86400,
     token: str | None = None,
+    max_db_bytes: int | None = None,
     query_timeout_s: float = 5.0,
 ) -> Starlette:
     """The dashboard on the SQLite file `db_path`; with `token`, every route asks for it; a read
-    query running past `query_timeout_s` is stopped (the request answers 503).
+    query running past `query_timeout_s` is stopped (the request answers 503); with `max_db_bytes`,
+    the oldest finished traces are pruned while the database's pages in use exceed it.
 
     The store, `pipeline` (shared by the ingest doors), `stats` and `hub` are on `app.state`.
     """
     if token is not None and not token:
         raise ValueError("token must be a non-empty string, or None for no token")
-    store = Store(db_path, max_spans=max_spans, retention_s=retention_s, query_timeout_s=query_timeout_s)
+    store = Store(db_path, max_spans=max_spans, retention_s=retention_s, max_db_bytes=max_db_bytes, query_timeout_s=query_timeout_s)
     stats = Stats()
     pipeline = Pipeline(store)
     pipeline.listeners.append(stats.stored)

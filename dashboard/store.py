@@ -37,6 +37,7 @@ _EVENT_KINDS = {
     semconv.EVENT_RETRY: "retry", semconv.EVENT_SLOW_CALLBACK: "slow_callback", semconv.EVENT_QUEUE_BLOCKED: "queue_blocked",
 }
 _T = TypeVar("_T")
+_MIN_DB_BYTES = 1 << 20
 _encode = msgspec.msgpack.Encoder().encode
 _decode_reply = msgspec.msgpack.Decoder(Reply).decode
 
@@ -167,15 +168,19 @@ class Store:
     """The SQLite file: `open()`, then `write()` and `prune()` from one task, `fetch()` from any."""
 
     def __init__(
-        self, path: str | Path, *, max_spans: int = 1_000_000, retention_s: float | None = 7 * 86400, query_timeout_s: float = 5.0
+        self, path: str | Path, *, max_spans: int = 1_000_000, retention_s: float | None = 7 * 86400,
+        max_db_bytes: int | None = None, query_timeout_s: float = 5.0,
     ) -> None:
         if max_spans < 1:
             raise ValueError(f"max_spans must be >= 1, got {max_spans}")
+        if max_db_bytes is not None and max_db_bytes < _MIN_DB_BYTES:
+            raise ValueError(f"max_db_bytes must be >= {_MIN_DB_BYTES} (1 MiB), got {max_db_bytes}")
         if retention_s is not None and retention_s <= 0:
             raise ValueError(f"retention must be > 0 seconds, got {retention_s}")
         self.path = Path(path)
         self.max_spans = max_spans
         self.retention_s = retention_s
+        self.max_db_bytes = max_db_bytes
         self._writer: subprocess.Popen[bytes] | None = None
         # The pipe is driven from a thread with blocking calls: a transaction's megabytes go across
         # at the kernel's pace, not a pipe buffer per turn of a busy event loop.
@@ -272,8 +277,22 @@ class Store:
         return await self._run(self._call, _request(writes, time.time_ns()))
 
     async def prune(self) -> int:
-        """Drop finished traces older than the retention, then the oldest past `max_spans`."""
-        return await self._run(self._call, Prune(self.max_spans, self.retention_s))
+        """Drop finished traces older than the retention, then the oldest past `max_spans` or `max_db_bytes`."""
+        return await self._run(self._call, Prune(self.max_spans, self.retention_s, self.max_db_bytes))
+
+    async def storage(self) -> dict[str, Any]:
+        """The database's size on disk (file, WAL, pages in use) and the retention limits."""
+        ((pages,),), ((free,),), ((page_size,),) = [await self.fetch(f"PRAGMA {n}") for n in ("page_count", "freelist_count", "page_size")]
+        sizes = {}
+        for key, path in (("file_bytes", self.path), ("wal_bytes", self.path.with_name(self.path.name + "-wal"))):
+            try:
+                sizes[key] = path.stat().st_size
+            except FileNotFoundError:
+                sizes[key] = 0
+        return {
+            **sizes, "used_bytes": (pages - free) * page_size, "max_db_bytes": self.max_db_bytes,
+            "max_spans": self.max_spans, "retention_s": self.retention_s,
+        }
 
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         """Rows of a read query, on a free reader connection; `QueryTimeout` past the time limit."""

@@ -22,7 +22,7 @@ from typing import Any, BinaryIO
 
 import msgspec
 
-__all__ = ["SCHEMA", "SPAN_COLUMNS", "SpanWrite", "Prune", "Reply", "HEADER", "open_database", "serve"]
+__all__ = ["SCHEMA", "SPAN_COLUMNS", "SpanWrite", "Prune", "Reply", "HEADER", "open_database", "serve", "used_bytes"]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS spans (
@@ -187,10 +187,12 @@ class SpanWrite(msgspec.Struct, array_like=True, tag=True):
 
 
 class Prune(msgspec.Struct, array_like=True, tag=True):
-    """Drop finished traces older than `retention_s`, then the oldest past `max_spans`."""
+    """Drop finished traces older than `retention_s`, then the oldest past `max_spans` or while the
+    database's pages in use exceed `max_db_bytes`."""
 
     max_spans: int
     retention_s: float | None
+    max_db_bytes: int | None = None
 
 
 class Reply(msgspec.Struct, array_like=True):
@@ -209,6 +211,9 @@ def open_database(path: str) -> sqlite3.Connection:
     db.execute("PRAGMA synchronous = NORMAL")
     db.execute("PRAGMA cache_size = -65536")  # 64 MiB: index pages of a big file stay cached
     db.execute("PRAGMA temp_store = MEMORY")
+    # SQLite checkpoints at each commit past 1,000 WAL pages and, once no reader holds an older
+    # snapshot (reads are time-limited), starts the WAL over; a WAL grown by a burst is cut back to 64 MiB.
+    db.execute("PRAGMA journal_size_limit = 67108864")
     indexed = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'trace_terms'").fetchone() is not None
     searchable = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'terms_fts'").fetchone() is not None
     db.executescript(SCHEMA)
@@ -320,24 +325,61 @@ def _prune(db: sqlite3.Connection, p: Prune) -> int:
     if cutoff is not None:
         victims.extend(row[0] for row in db.execute("SELECT trace_id FROM traces WHERE in_flight = 0 AND start_ns < ?", (cutoff,)))
     (total,) = db.execute("SELECT count(*) FROM spans").fetchone()
-    excess = total - p.max_spans
-    if excess > 0:
-        for trace_id, count in db.execute("SELECT trace_id, span_count FROM traces WHERE in_flight = 0 ORDER BY start_ns"):
-            if excess <= 0:
-                break
-            victims.append(trace_id)
-            excess -= count
+    victims += _oldest(db, total - p.max_spans)
     if cutoff is not None:
         db.execute("DELETE FROM metrics WHERE time_ns < ?", (cutoff,))
-    if victims:
-        ids = json.dumps(victims)
-        for sql in _PRUNE_TERMS:
-            db.execute(sql, (ids,))
-        for sql in _PRUNE_VOCABULARY:
-            db.execute(sql)
-        for table in ("spans", "traces", "span_events"):
-            db.execute(f"DELETE FROM {table} WHERE trace_id IN (SELECT value FROM json_each(?))", (ids,))
-    return len(victims)
+    total -= _drop(db, victims)
+    pruned = len(victims)
+    for _ in range(_SIZE_ROUNDS):
+        used = used_bytes(db)
+        if p.max_db_bytes is None or used <= p.max_db_bytes or total <= 0:
+            break
+        # Spans take about used / total bytes each; prune to 90% of the limit, so the next writes fit
+        # in the pages freed (a deleted row's pages are reused, the file does not shrink). Pages
+        # left partly full free less than that: another round then takes more.
+        victims = _oldest(db, max(1, total - int(total * 0.9 * p.max_db_bytes / used)))
+        if not victims:
+            break
+        total -= _drop(db, victims)
+        pruned += len(victims)
+    return pruned
+
+
+_SIZE_ROUNDS = 8
+
+
+def _oldest(db: sqlite3.Connection, spans: int) -> list[str]:
+    """The oldest finished traces holding at least `spans` spans between them (all there are, if fewer)."""
+    victims: list[str] = []
+    if spans > 0:
+        for trace_id, count in db.execute("SELECT trace_id, span_count FROM traces WHERE in_flight = 0 ORDER BY start_ns"):
+            if spans <= 0:
+                break
+            victims.append(trace_id)
+            spans -= count
+    return victims
+
+
+def _drop(db: sqlite3.Connection, victims: list[str]) -> int:
+    """Delete the traces `victims` (spans, summaries, events, terms); the number of spans deleted."""
+    if not victims:
+        return 0
+    ids = json.dumps(victims)
+    (spans,) = db.execute("SELECT coalesce(sum(span_count), 0) FROM traces WHERE trace_id IN (SELECT value FROM json_each(?))", (ids,)).fetchone()
+    for sql in _PRUNE_TERMS:
+        db.execute(sql, (ids,))
+    for sql in _PRUNE_VOCABULARY:
+        db.execute(sql)
+    for table in ("spans", "traces", "span_events"):
+        db.execute(f"DELETE FROM {table} WHERE trace_id IN (SELECT value FROM json_each(?))", (ids,))
+    return int(spans)
+
+
+def used_bytes(db: sqlite3.Connection) -> int:
+    """Bytes of the database's pages in use (free pages are reused before the file grows)."""
+    (pages,), (free,), (size,) = (db.execute(f"PRAGMA {name}").fetchone() for name in ("page_count", "freelist_count", "page_size"))
+    return int((pages - free) * size)
+
 
 
 # The victims' trace_terms, then the terms no trace holds any more (only the victims' terms are looked at).

@@ -55,3 +55,12 @@ def test_traces_page_filters_suggests_and_searches(page: Page, dashboard: Dashbo
     page.locator("input[name='q']").press("Enter")
     expect(rows).to_have_count(1)
     expect(rows.first).to_contain_text("robust_async_agent")
+
+
+def test_live_page_shows_storage_and_retention(page: Page, dashboard: Dashboard) -> None:
+    """The Storage card: pages in use, the WAL, and the limits (none set: no size limit, 7 days)."""
+    page.goto(f"{dashboard.url}/live")
+    expect(page.locator("#storage-used")).to_contain_text("in use (file")
+    expect(page.locator("#storage-max")).to_have_text("none")
+    expect(page.locator("#storage-retention")).to_have_text("7 days")
+    expect(page.locator("#storage-max-spans")).to_have_text("up to 1.0M")
