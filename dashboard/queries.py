@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from .store import SPAN_COLUMNS, Store
 
-__all__ = ["TraceFilter", "TraceRow", "TracePage", "traces_sql", "traces", "suggest", "prefix_range", "fts_query", "MAX_TOTAL", "TERM_KINDS", "trace_spans", "SpanCursor"]
+__all__ = ["TraceFilter", "TraceRow", "TracePage", "traces_sql", "traces", "suggest", "prefix_range", "fts_query", "MAX_TOTAL", "TERM_KINDS", "trace_spans", "SpanCursor", "breadth_sql", "NARROW"]
 
 MAX_TOTAL = 10_000  # matches counted past this are reported as "more": a count must not read every trace
 TERM_KINDS = {"name": "n:", "service": "s:", "attribute": "a:"}
@@ -70,21 +70,44 @@ class TracePage:
 
 
 _FIELDS = "t.trace_id, t.root_name, t.service, t.start_ns, t.end_ns, t.span_count, t.in_flight, t.outcome, t.error_count, t.retry_count"
-_HOLDING = "t.rowid IN (SELECT trace_ref FROM trace_terms WHERE term_id IN (SELECT id FROM terms WHERE {}))"
+# A term filter drives the query (the traces holding its terms, by rowid) when it matches fewer
+# traces than this; a broader one is checked per trace as the traces are walked in sort order,
+# which stops at a page's worth of matches.
+NARROW = 2000
+_DRIVING = "t.rowid IN (SELECT trace_ref FROM trace_terms WHERE term_id IN ({}))"
+_CHECKED = "EXISTS (SELECT 1 FROM trace_terms x WHERE x.trace_ref = t.rowid AND x.term_id IN ({}))"
 
 
-def _where(f: TraceFilter) -> tuple[str, list[Any]]:
+def _term_filters(f: TraceFilter) -> list[tuple[str, list[Any]]]:
+    """Each of `f`'s name, service, attribute and search filters as a query of term ids."""
+    terms: list[tuple[str, list[Any]]] = []
+    if f.name:
+        terms.append(("SELECT id FROM terms WHERE term >= ? AND term < ?", list(prefix_range("n:" + f.name))))
+    if f.service:
+        terms.append(("SELECT id FROM terms WHERE term = ?", ["s:" + f.service]))
+    for key, value in f.attributes:
+        terms.append(("SELECT id FROM terms WHERE term = ?", [f"a:{key}={value}"]))
+    search = fts_query(f.text) if f.text else None
+    if search is not None:
+        terms.append(("SELECT rowid FROM terms_fts WHERE terms_fts MATCH ?", [search]))
+    return terms
+
+
+def _where(f: TraceFilter, driver: int | None) -> tuple[str, list[Any]]:
     where: list[str] = []
     params: list[Any] = []
-    if f.name:
-        where.append(_HOLDING.format("term >= ? AND term < ?"))
-        params += prefix_range("n:" + f.name)
-    if f.service:
-        where.append(_HOLDING.format("term = ?"))
-        params.append("s:" + f.service)
-    for key, value in f.attributes:
-        where.append(_HOLDING.format("term = ?"))
-        params.append(f"a:{key}={value}")
+    terms = _term_filters(f)
+    searching = f.text is not None and fts_query(f.text) is not None  # then the last term filter is the search
+    for i, (ids, ids_params) in enumerate(terms):
+        holding = (_DRIVING if i == driver else _CHECKED).format(ids)
+        if searching and i == len(terms) - 1:
+            holding = f"(t.trace_id = ? OR {holding})"  # the search box also takes a trace id
+            params.append(f.text.lower())  # type: ignore[union-attr]
+        where.append(holding)
+        params += ids_params
+    if f.text and not searching:
+        where.append("t.trace_id = ?")
+        params.append(f.text.lower())
     if f.outcome:
         where.append("t.outcome = ?")
         params.append(f.outcome)
@@ -97,15 +120,6 @@ def _where(f: TraceFilter) -> tuple[str, list[Any]]:
     if f.until_ns is not None:
         where.append("t.start_ns <= ?")
         params.append(f.until_ns)
-    if f.text:
-        search = fts_query(f.text)
-        if search is None:
-            where.append("t.trace_id = ?")
-            params.append(f.text.lower())
-        else:
-            where.append("(t.trace_id = ? OR t.rowid IN (SELECT trace_ref FROM trace_terms WHERE term_id IN "
-                         "(SELECT rowid FROM terms_fts WHERE terms_fts MATCH ?)))")
-            params += [f.text.lower(), search]
     return (f"WHERE {' AND '.join(where)}" if where else ""), params
 
 
@@ -116,9 +130,19 @@ def fts_query(text: str) -> str | None:
     return None if not words else '"' + " ".join(words) + '"*'
 
 
-def traces_sql(f: TraceFilter) -> list[tuple[str, list[Any]]]:
-    """The page query and the (bounded) count query for `f`, as (SQL, parameters)."""
-    clause, params = _where(f)
+def breadth_sql(f: TraceFilter) -> tuple[str, list[Any]] | None:
+    """How many traces each term filter of `f` matches, counted up to NARROW (None: `f` has none)."""
+    terms = _term_filters(f)
+    if not terms:
+        return None
+    counts = [f"(SELECT count(*) FROM (SELECT 1 FROM trace_terms WHERE term_id IN ({ids}) LIMIT {NARROW}))" for ids, _ in terms]
+    return "SELECT " + ", ".join(counts), [p for _, ids_params in terms for p in ids_params]
+
+
+def traces_sql(f: TraceFilter, driver: int | None = None) -> list[tuple[str, list[Any]]]:
+    """The page query and the (bounded) count query for `f`, as (SQL, parameters); `driver` is the
+    term filter (by position) whose traces are looked up first, None to walk the traces in order."""
+    clause, params = _where(f, driver)
     key = "t.start_ns" if f.sort == "start" else "coalesce(t.end_ns, t.start_ns) - t.start_ns"
     direction = "DESC" if f.order == "desc" else "ASC"
     page = f"SELECT {_FIELDS} FROM traces t {clause} ORDER BY {key} {direction} LIMIT ? OFFSET ?"
@@ -127,8 +151,15 @@ def traces_sql(f: TraceFilter) -> list[tuple[str, list[Any]]]:
 
 
 async def traces(store: Store, f: TraceFilter) -> TracePage:
-    """The traces matching `f`, one page of them, sorted as asked."""
-    (page, page_params), (count, count_params) = traces_sql(f)
+    """The traces matching `f`, one page of them, sorted as asked: driven by its narrowest term
+    filter if one matches fewer than NARROW traces, else walked in sort order."""
+    driver = None
+    breadth = breadth_sql(f)
+    if breadth is not None:
+        ((*counts,),) = await store.fetch(*breadth)
+        narrowest = min(range(len(counts)), key=counts.__getitem__)
+        driver = narrowest if counts[narrowest] < NARROW else None
+    (page, page_params), (count, count_params) = traces_sql(f, driver)
     rows = [TraceRow(*r) for r in await store.fetch(page, page_params)]
     ((total,),) = await store.fetch(count, count_params)
     return TracePage(rows, min(total, MAX_TOTAL), total > MAX_TOTAL)

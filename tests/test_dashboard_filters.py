@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -119,22 +120,42 @@ FILTERS = {
 }
 
 
+@pytest.mark.parametrize("driver", [None, 0], ids=["walked in order", "driven by a term"])
 @pytest.mark.parametrize("f", FILTERS.values(), ids=FILTERS.keys())
-def test_trace_queries_are_index_driven(tmp_path: Path, f: TraceFilter) -> None:
+def test_trace_queries_are_index_driven(tmp_path: Path, f: TraceFilter, driver: int | None) -> None:
     """No plan reads spans, and a scan is either in index order or a full-text match (free text)."""
     db = open_database(str(tmp_path / "plan.db"))
     try:
-        for sql, params in queries.traces_sql(f):
+        breadth = queries.breadth_sql(f)
+        statements = [*queries.traces_sql(f, driver), *([breadth] if breadth else [])]
+        for sql, params in statements:
             plan = [row[3] for row in db.execute("EXPLAIN QUERY PLAN " + sql, params)]
             assert not [step for step in plan if "spans" in step], plan
             scans = [step for step in plan if step.startswith("SCAN ") and not step.startswith("SCAN (subquery")]
-            allowed = ("SCAN t USING INDEX", "SCAN t USING COVERING INDEX", *(["SCAN terms_fts VIRTUAL TABLE INDEX 0:M"] if f.text else []))
+            allowed = ("SCAN t USING INDEX", "SCAN t USING COVERING INDEX", "SCAN CONSTANT ROW", *(["SCAN terms_fts VIRTUAL TABLE INDEX 0:M"] if f.text else []))
             assert all(step.startswith(allowed) for step in scans), plan
+            probes = [step for step in plan if "trace_terms" in step]
+            assert all(step.startswith("SEARCH") for step in probes), plan
         sql, params = queries.suggest_sql("name", "st", 20)
         assert [row[3] for row in db.execute("EXPLAIN QUERY PLAN " + sql, params)] == [
             "SEARCH terms USING COVERING INDEX sqlite_autoindex_terms_1 (term>? AND term<?)"]
     finally:
         db.close()
+
+
+async def test_broad_and_narrow_filters_find_the_same_traces(served: tuple[Dashboard, Feed]) -> None:
+    """Past NARROW matches a filter is checked per trace instead of driving: the answer is the same."""
+    d, feed = served
+    t0 = time.time_ns()
+    await feed.send([call("common", start_ns=t0 + i, region="eu" if i % 2 else "us") for i in range(queries.NARROW + 10)]
+                    + [call("rare", start_ns=t0 + 10_000, region="eu")])
+    broad = d.get("/api/traces?name=common&attr=region=eu&limit=500")
+    assert broad["total"] == (queries.NARROW + 10) // 2 and len(broad["traces"]) == 500
+    assert all(t["root_name"] == "common" for t in broad["traces"])
+    starts = [t["start_ns"] for t in broad["traces"]]
+    assert starts == sorted(starts, reverse=True) and starts[0] == t0 + queries.NARROW + 9
+    assert names(d.get("/api/traces?name=rare&attr=region=eu")) == ["rare"]
+    assert d.get("/api/traces?name=common&attr=region=eu&offset=1000&limit=10")["traces"][0]["start_ns"] == starts[0] - 2000
 
 
 def span_row(trace_id: str, span_id: str, name: str, attributes: dict[str, Any]) -> list[Any]:
