@@ -367,10 +367,8 @@ async def retries(request: Request) -> dict[str, Any]:
             "exception_message": a.get(semconv.EXCEPTION_MESSAGE), "time_ns": time_ns,
         })
     by_function = await store.fetch(
-        "SELECT name, count(*), sum(max(coalesce(attempts, 1) - 1, 0)), "
-        "sum(json_extract(attributes, '$.\"" + semconv.RETRY_EXHAUSTED + "\"') IS 1) FROM spans "
-        "WHERE state = 'ended' AND name IN (SELECT DISTINCT span_name FROM span_events WHERE kind = 'retry') "
-        f"{'AND name >= ? AND name < ?' if name else ''} GROUP BY name ORDER BY name", params
+        "SELECT name, calls, retries, exhausted FROM function_stats "
+        f"WHERE retries > 0 {'AND name >= ? AND name < ?' if name else ''} ORDER BY name", params
     )
     return {
         "retries": events,

@@ -54,6 +54,11 @@ CREATE TABLE IF NOT EXISTS trace_terms (
     term_id INTEGER NOT NULL, trace_ref INTEGER NOT NULL, PRIMARY KEY (term_id, trace_ref)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS trace_terms_trace ON trace_terms (trace_ref);
+-- Ended calls, retries and exhausted retries by span name, for the Retries page: kept as spans end
+-- and as they are pruned, so the page never counts the spans of a name.
+CREATE TABLE IF NOT EXISTS function_stats (
+    name TEXT PRIMARY KEY, calls INTEGER NOT NULL, retries INTEGER NOT NULL, exhausted INTEGER NOT NULL
+);
 -- Full-text search over the vocabulary (not the spans): each distinct name or value indexed once.
 CREATE VIRTUAL TABLE IF NOT EXISTS terms_fts USING fts5 (term, content = 'terms', content_rowid = 'id');
 CREATE TRIGGER IF NOT EXISTS terms_added AFTER INSERT ON terms BEGIN
@@ -119,6 +124,19 @@ ON CONFLICT (trace_id) DO UPDATE SET
     outcome = excluded.outcome, error_count = excluded.error_count, retry_count = excluded.retry_count,
     root_span_id = excluded.root_span_id
 """
+RETRY_EXHAUSTED = "opto.retry.exhausted"  # semconv.RETRY_EXHAUSTED (this module imports no opto code)
+_FUNCTION_COUNTS = f"""
+SELECT name, count(*), sum(max(coalesce(attempts, 1) - 1, 0)), sum(json_extract(attributes, '$."{RETRY_EXHAUSTED}"') IS 1)
+FROM spans WHERE state = 'ended' AND {{}} GROUP BY name
+"""
+_ADD_FUNCTION_COUNTS = """
+INSERT INTO function_stats VALUES (?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET
+    calls = calls + excluded.calls, retries = retries + excluded.retries, exhausted = exhausted + excluded.exhausted
+"""
+_ENDED_BEFORE = """
+SELECT trace_id, span_id FROM spans
+WHERE (trace_id, span_id) IN (SELECT value ->> 0, value ->> 1 FROM json_each(?)) AND state = 'ended'
+"""
 # The filter terms of the spans named by the JSON list of [trace_id, span_id] bound to `?` (all
 # spans if NULL), into the temporary table `written`; then into the vocabulary and `trace_terms`.
 _SCALAR = "j.type IN ('text', 'integer', 'real', 'true', 'false')"
@@ -163,7 +181,7 @@ UPDATE traces SET start_ns = min(start_ns, ?), end_ns = coalesce(max(end_ns, ?),
 WHERE trace_id = ?
 """
 # Column positions in a span row (SPAN_COLUMNS order).
-_TRACE, _SPAN, _PARENT, _STATE, _START, _END, _OUTCOME, _ATTEMPTS = 0, 1, 2, 5, 6, 7, 10, 11
+_TRACE, _SPAN, _PARENT, _NAME, _STATE, _START, _END, _OUTCOME, _ATTEMPTS, _ATTRIBUTES = 0, 1, 2, 3, 5, 6, 7, 10, 11, 14
 _INSERT_EVENT = "INSERT OR IGNORE INTO span_events VALUES (?, ?, ?, ?, ?, ?)"
 _INSERT_METRIC = "INSERT INTO metrics VALUES (?, ?, ?, ?, ?, ?)"
 _UPSERT_PROCESS = """
@@ -216,6 +234,7 @@ def open_database(path: str) -> sqlite3.Connection:
     db.execute("PRAGMA journal_size_limit = 67108864")
     indexed = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'trace_terms'").fetchone() is not None
     searchable = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'terms_fts'").fetchone() is not None
+    counted = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'function_stats'").fetchone() is not None
     db.executescript(SCHEMA)
     db.execute("CREATE TEMP TABLE written (trace_id, term)")  # no affinity: terms, or term ids when pruning
     if "root_span_id" not in {row[1] for row in db.execute("PRAGMA table_info(traces)")}:
@@ -226,6 +245,8 @@ def open_database(path: str) -> sqlite3.Connection:
         db.execute("COMMIT")
     elif not searchable:  # terms kept before full-text search: index them once
         db.execute("INSERT INTO terms_fts (terms_fts) VALUES ('rebuild')")
+    if not counted:  # a database of an earlier version: count its ended spans once
+        db.execute("INSERT INTO function_stats " + _FUNCTION_COUNTS.format("true"))
     return db
 
 
@@ -250,6 +271,8 @@ def _write(db: sqlite3.Connection, w: SpanWrite) -> int:
             if params[i] in rows:
                 rows[params[i]].append(params[i:i + _WIDTH])
     stored = {t: _stored(db, t, rows[t]) for t in big}
+    keys = json.dumps([params[i:i + 2] for i in range(0, len(params), _WIDTH)])
+    ended_before = {tuple(k) for k in db.execute(_ENDED_BEFORE, (keys,))} if params else set()
     i = 0
     for count in _ROWS_PER_INSERT:
         width = _WIDTH * count
@@ -262,7 +285,8 @@ def _write(db: sqlite3.Connection, w: SpanWrite) -> int:
             db.execute(_REFRESH_TRACES, (w.trace_ids if small is None else json.dumps(small),))
         for trace_id, root in big.items():
             _update_trace(db, trace_id, root, rows[trace_id], stored[trace_id])
-        _store_terms(db, json.dumps([params[i:i + 2] for i in range(0, len(params), _WIDTH)]))
+        _store_terms(db, keys)
+        _count_functions(db, params, ended_before)
     if w.events:
         db.executemany(_INSERT_EVENT, w.events)
     if w.processes:
@@ -272,6 +296,22 @@ def _write(db: sqlite3.Connection, w: SpanWrite) -> int:
     if w.metrics:
         db.executemany(_INSERT_METRIC, w.metrics)
     return len(params) // _WIDTH
+
+
+def _count_functions(db: sqlite3.Connection, params: list[Any], ended_before: set[tuple[Any, ...]]) -> None:
+    """Add the spans this write ended (new ended rows, or started rows now ended; each once) to `function_stats`."""
+    counts: dict[str, list[int]] = {}
+    for i in range(0, len(params), _WIDTH):
+        key = (params[i], params[i + _SPAN])
+        if params[i + _STATE] != "ended" or key in ended_before:
+            continue
+        ended_before.add(key)  # a span sent twice in one write counts once, as the upsert stores it once
+        attempts, attributes = params[i + _ATTEMPTS], params[i + _ATTRIBUTES]
+        c = counts.setdefault(params[i + _NAME], [0, 0, 0])
+        c[0] += 1
+        c[1] += max((1 if attempts is None else attempts) - 1, 0)
+        c[2] += RETRY_EXHAUSTED in attributes and json.loads(attributes).get(RETRY_EXHAUSTED) is True
+    db.executemany(_ADD_FUNCTION_COUNTS, [(name, *c) for name, c in counts.items()])
 
 
 def _stored(db: sqlite3.Connection, trace_id: str, rows: list[list[Any]]) -> dict[str, tuple[Any, ...]]:
@@ -366,6 +406,9 @@ def _drop(db: sqlite3.Connection, victims: list[str]) -> int:
         return 0
     ids = json.dumps(victims)
     (spans,) = db.execute("SELECT coalesce(sum(span_count), 0) FROM traces WHERE trace_id IN (SELECT value FROM json_each(?))", (ids,)).fetchone()
+    gone = db.execute(_FUNCTION_COUNTS.format("trace_id IN (SELECT value FROM json_each(?))"), (ids,)).fetchall()
+    db.executemany(_ADD_FUNCTION_COUNTS, [(name, -calls, -retries, -exhausted) for name, calls, retries, exhausted in gone])
+    db.execute("DELETE FROM function_stats WHERE calls <= 0")
     for sql in _PRUNE_TERMS:
         db.execute(sql, (ids,))
     for sql in _PRUNE_VOCABULARY:
