@@ -195,7 +195,9 @@ def time_floor(db: Path, filters: dict[str, queries.TraceFilter], repeat: int) -
         for _ in range(repeat):
             for name, f in filters.items():
                 t = time.perf_counter()
-                for sql, params in queries.traces_sql(f):
+                breadth = queries.breadth_sql(f)
+                driver = None if breadth is None else queries.choose_driver(conn.execute(*breadth).fetchone())
+                for sql, params in queries.traces_sql(f, driver):
                     conn.execute(sql, params).fetchall()
                 out[name].append((time.perf_counter() - t) * 1000)
     finally:

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from .store import SPAN_COLUMNS, Store
 
-__all__ = ["TraceFilter", "TraceRow", "TracePage", "traces_sql", "traces", "suggest", "prefix_range", "fts_query", "MAX_TOTAL", "TERM_KINDS", "trace_spans", "SpanCursor", "breadth_sql", "NARROW"]
+__all__ = ["TraceFilter", "TraceRow", "TracePage", "traces_sql", "traces", "suggest", "prefix_range", "fts_query", "MAX_TOTAL", "TERM_KINDS", "trace_spans", "SpanCursor", "breadth_sql", "choose_driver", "NARROW", "WINDOW"]
 
 MAX_TOTAL = 10_000  # matches counted past this are reported as "more": a count must not read every trace
 TERM_KINDS = {"name": "n:", "service": "s:", "attribute": "a:"}
@@ -72,8 +72,10 @@ class TracePage:
 _FIELDS = "t.trace_id, t.root_name, t.service, t.start_ns, t.end_ns, t.span_count, t.in_flight, t.outcome, t.error_count, t.retry_count"
 # A term filter drives the query (the traces holding its terms, by rowid) when it matches fewer
 # traces than this; a broader one is checked per trace as the traces are walked in sort order,
-# which stops at a page's worth of matches.
-NARROW = 2000
+# which stops at a page's worth of matches. Walked so, matches are counted among the first WINDOW
+# traces in that order only (`more` is then true if there are further traces).
+NARROW = 20_000
+WINDOW = 20_000
 _DRIVING = "t.rowid IN (SELECT trace_ref FROM trace_terms WHERE term_id IN ({}))"
 _CHECKED = "EXISTS (SELECT 1 FROM trace_terms x WHERE x.trace_ref = t.rowid AND x.term_id IN ({}))"
 
@@ -93,34 +95,41 @@ def _term_filters(f: TraceFilter) -> list[tuple[str, list[Any]]]:
     return terms
 
 
-def _where(f: TraceFilter, driver: int | None) -> tuple[str, list[Any]]:
-    where: list[str] = []
-    params: list[Any] = []
-    terms = _term_filters(f)
+def _conditions(f: TraceFilter, driver: int | None) -> tuple[list[str], list[Any], list[str], list[Any]]:
+    """`f` as SQL conditions on `traces t`: those of its term filters, then the others, each with its parameters."""
+    terms: list[str] = []
+    terms_params: list[Any] = []
+    term_filters = _term_filters(f)
     searching = f.text is not None and fts_query(f.text) is not None  # then the last term filter is the search
-    for i, (ids, ids_params) in enumerate(terms):
+    for i, (ids, ids_params) in enumerate(term_filters):
         holding = (_DRIVING if i == driver else _CHECKED).format(ids)
-        if searching and i == len(terms) - 1:
+        if searching and i == len(term_filters) - 1:
             holding = f"(t.trace_id = ? OR {holding})"  # the search box also takes a trace id
-            params.append(f.text.lower())  # type: ignore[union-attr]
-        where.append(holding)
-        params += ids_params
+            terms_params.append(f.text.lower())  # type: ignore[union-attr]
+        terms.append(holding)
+        terms_params += ids_params
+    plain: list[str] = []
+    plain_params: list[Any] = []
     if f.text and not searching:
-        where.append("t.trace_id = ?")
-        params.append(f.text.lower())
+        plain.append("t.trace_id = ?")
+        plain_params.append(f.text.lower())
     if f.outcome:
-        where.append("t.outcome = ?")
-        params.append(f.outcome)
+        plain.append("t.outcome = ?")
+        plain_params.append(f.outcome)
     if f.min_duration_ns is not None:
-        where.append("t.in_flight = 0 AND coalesce(t.end_ns, t.start_ns) - t.start_ns >= ?")  # traces_duration
-        params.append(f.min_duration_ns)
+        plain.append("t.in_flight = 0 AND coalesce(t.end_ns, t.start_ns) - t.start_ns >= ?")  # traces_duration
+        plain_params.append(f.min_duration_ns)
     if f.since_ns is not None:
-        where.append("t.start_ns >= ?")
-        params.append(f.since_ns)
+        plain.append("t.start_ns >= ?")
+        plain_params.append(f.since_ns)
     if f.until_ns is not None:
-        where.append("t.start_ns <= ?")
-        params.append(f.until_ns)
-    return (f"WHERE {' AND '.join(where)}" if where else ""), params
+        plain.append("t.start_ns <= ?")
+        plain_params.append(f.until_ns)
+    return terms, terms_params, plain, plain_params
+
+
+def _clause(conditions: list[str]) -> str:
+    return f"WHERE {' AND '.join(conditions)}" if conditions else ""
 
 
 def fts_query(text: str) -> str | None:
@@ -139,30 +148,41 @@ def breadth_sql(f: TraceFilter) -> tuple[str, list[Any]] | None:
     return "SELECT " + ", ".join(counts), [p for _, ids_params in terms for p in ids_params]
 
 
+def choose_driver(counts: Sequence[int]) -> int | None:
+    """The term filter to drive by (its position), given `breadth_sql`'s counts: the narrowest, if under NARROW."""
+    narrowest = min(range(len(counts)), key=counts.__getitem__)
+    return narrowest if counts[narrowest] < NARROW else None
+
+
 def traces_sql(f: TraceFilter, driver: int | None = None) -> list[tuple[str, list[Any]]]:
     """The page query and the (bounded) count query for `f`, as (SQL, parameters); `driver` is the
-    term filter (by position) whose traces are looked up first, None to walk the traces in order."""
-    clause, params = _where(f, driver)
+    term filter (by position) whose traces are looked up first, None to walk the traces in order.
+    The count query answers (matches, whether more traces were left unread)."""
+    terms, terms_params, plain, plain_params = _conditions(f, driver)
     key = "t.start_ns" if f.sort == "start" else "coalesce(t.end_ns, t.start_ns) - t.start_ns"
     direction = "DESC" if f.order == "desc" else "ASC"
+    clause, params = _clause(terms + plain), terms_params + plain_params
     page = f"SELECT {_FIELDS} FROM traces t {clause} ORDER BY {key} {direction} LIMIT ? OFFSET ?"
-    count = f"SELECT count(*) FROM (SELECT 1 FROM traces t {clause} LIMIT ?)"
-    return [(page, [*params, f.limit, f.offset]), (count, [*params, MAX_TOTAL + 1])]
+    if driver is not None or not terms:
+        count = f"SELECT count(*), 0 FROM (SELECT 1 FROM traces t {clause} LIMIT ?)"
+        return [(page, [*params, f.limit, f.offset]), (count, [*params, MAX_TOTAL + 1])]
+    # Walked in sort order: the matches among the first WINDOW traces, and whether there were more.
+    count = (
+        f"SELECT coalesce(sum(ok), 0), count(*) > ? FROM (SELECT {' AND '.join(terms)} AS ok "
+        f"FROM traces t {_clause(plain)} ORDER BY {key} {direction} LIMIT ?)"
+    )
+    return [(page, [*params, f.limit, f.offset]), (count, [WINDOW, *terms_params, *plain_params, WINDOW + 1])]
 
 
 async def traces(store: Store, f: TraceFilter) -> TracePage:
     """The traces matching `f`, one page of them, sorted as asked: driven by its narrowest term
     filter if one matches fewer than NARROW traces, else walked in sort order."""
-    driver = None
     breadth = breadth_sql(f)
-    if breadth is not None:
-        ((*counts,),) = await store.fetch(*breadth)
-        narrowest = min(range(len(counts)), key=counts.__getitem__)
-        driver = narrowest if counts[narrowest] < NARROW else None
+    driver = None if breadth is None else choose_driver((await store.fetch(*breadth))[0])
     (page, page_params), (count, count_params) = traces_sql(f, driver)
     rows = [TraceRow(*r) for r in await store.fetch(page, page_params)]
-    ((total,),) = await store.fetch(count, count_params)
-    return TracePage(rows, min(total, MAX_TOTAL), total > MAX_TOTAL)
+    ((total, walked_past),) = await store.fetch(count, count_params)
+    return TracePage(rows, min(total, MAX_TOTAL), total > MAX_TOTAL or bool(walked_past))
 
 
 def suggest_sql(kind: str, prefix: str, limit: int) -> tuple[str, Sequence[Any]]:

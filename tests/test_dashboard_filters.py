@@ -143,19 +143,21 @@ def test_trace_queries_are_index_driven(tmp_path: Path, f: TraceFilter, driver: 
         db.close()
 
 
-async def test_broad_and_narrow_filters_find_the_same_traces(served: tuple[Dashboard, Feed]) -> None:
-    """Past NARROW matches a filter is checked per trace instead of driving: the answer is the same."""
+async def test_broad_and_narrow_filters_find_the_same_traces(served: tuple[Dashboard, Feed], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past NARROW matches a filter is checked per trace as traces are walked newest first, and
+    matches are counted among the first WINDOW traces only (`more`); narrow filters count exactly."""
+    monkeypatch.setattr(queries, "NARROW", 50)
+    monkeypatch.setattr(queries, "WINDOW", 100)
     d, feed = served
     t0 = time.time_ns()
-    await feed.send([call("common", start_ns=t0 + i, region="eu" if i % 2 else "us") for i in range(queries.NARROW + 10)]
-                    + [call("rare", start_ns=t0 + 10_000, region="eu")])
+    await feed.send([call("common", start_ns=t0 + i, region="eu" if i % 2 else "us") for i in range(120)]
+                    + [call("rare", start_ns=t0 - 1, region="eu")])
     broad = d.get("/api/traces?name=common&attr=region=eu&limit=500")
-    assert broad["total"] == (queries.NARROW + 10) // 2 and len(broad["traces"]) == 500
-    assert all(t["root_name"] == "common" for t in broad["traces"])
-    starts = [t["start_ns"] for t in broad["traces"]]
-    assert starts == sorted(starts, reverse=True) and starts[0] == t0 + queries.NARROW + 9
-    assert names(d.get("/api/traces?name=rare&attr=region=eu")) == ["rare"]
-    assert d.get("/api/traces?name=common&attr=region=eu&offset=1000&limit=10")["traces"][0]["start_ns"] == starts[0] - 2000
+    assert [t["start_ns"] for t in broad["traces"]] == [t0 + i for i in range(119, 0, -2)]
+    assert (broad["total"], broad["more"]) == (51, True)  # in the newest 101 traces (one over WINDOW: more)
+    assert d.get("/api/traces?name=common&attr=region=eu&offset=50&limit=5")["traces"][0]["start_ns"] == t0 + 19
+    rare = d.get("/api/traces?name=rare&attr=region=eu")
+    assert names(rare) == ["rare"] and (rare["total"], rare["more"]) == (1, False)
 
 
 def span_row(trace_id: str, span_id: str, name: str, attributes: dict[str, Any]) -> list[Any]:
