@@ -177,6 +177,7 @@ def percentiles(samples: list[float]) -> tuple[float, float]:
 
 
 def time_routes(url: str, paths: dict[str, str], repeat: int) -> dict[str, tuple[float, float]]:
+    """p50 and p95 ms of each path; an answer other than 200 (a query stopped at its time limit) is printed."""
     out: dict[str, list[float]] = {name: [] for name in paths}
     with httpx.Client(base_url=url, timeout=600, headers={"Accept-Encoding": "gzip"}) as client:
         for _ in range(repeat):
@@ -184,7 +185,8 @@ def time_routes(url: str, paths: dict[str, str], repeat: int) -> dict[str, tuple
                 t = time.perf_counter()
                 response = client.get(path)
                 out[name].append((time.perf_counter() - t) * 1000)
-                assert response.status_code == 200, (path, response.status_code, response.text[:200])
+                if response.status_code != 200:
+                    print(f"  {name}: {response.status_code} {response.text[:120]}", flush=True)
     return {name: percentiles(samples) for name, samples in out.items()}
 
 
