@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -60,21 +61,25 @@ class Readers:
         if self._threads is None:
             raise RuntimeError("Store is not open; call `await store.open()` first")
         db = await self._idle.get()
+        stop = threading.Event()
         try:
-            job = asyncio.get_running_loop().run_in_executor(self._threads, self._query, db, sql, params)
+            job = asyncio.get_running_loop().run_in_executor(self._threads, self._query, db, sql, params, stop)
             try:
                 return await asyncio.shield(job)
             except asyncio.CancelledError:
-                db.interrupt()  # the caller is gone: stop the query, and hand the connection back once stopped
+                # The caller is gone: stop the query (at once if it runs, at its first check if it
+                # has yet to start), and hand the connection back once it has stopped.
+                stop.set()
+                db.interrupt()
                 await asyncio.wait([job])
                 job.exception()  # retrieved ("interrupted", or none if it had just finished): nobody is waiting for it
                 raise
         finally:
             self._idle.put_nowait(db)
 
-    def _query(self, db: sqlite3.Connection, sql: str, params: Sequence[Any]) -> list[Any]:
+    def _query(self, db: sqlite3.Connection, sql: str, params: Sequence[Any], stop: threading.Event) -> list[Any]:
         deadline = time.monotonic() + self.timeout_s
-        db.set_progress_handler(lambda: time.monotonic() > deadline, _CHECK_EVERY)
+        db.set_progress_handler(lambda: stop.is_set() or time.monotonic() > deadline, _CHECK_EVERY)
         try:
             return db.execute(sql, params).fetchall()
         except sqlite3.OperationalError as exc:
