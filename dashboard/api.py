@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from opto.telemetry import semconv
 
-from .records import RecordError, check_id
-from .store import SPAN_COLUMNS, Store
+from . import queries, shapes
+from .records import MAX_INT, RecordError, check_id
+from .store import QueryTimeout, Store
 
 __all__ = ["routes", "BadParameter"]
 
@@ -39,8 +42,11 @@ def _param(query: Mapping[str, str], key: str, parse: Callable[[str], Any], defa
 
 
 def _nonneg_int(raw: str) -> int:
+    """A whole number from 0 to 2^63 - 1 (SQLite's largest integer)."""
+    if len(raw) > 20:
+        raise ValueError(raw)
     value = int(raw)
-    if value < 0:
+    if not 0 <= value <= MAX_INT:
         raise ValueError(raw)
     return value
 
@@ -68,86 +74,133 @@ def _store(request: Request) -> Store:
     return request.app.state.store  # type: ignore[no-any-return]
 
 
+async def _disconnected(request: Request) -> None:
+    """Return when the client goes away (the body of a GET is read by then)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
 def _endpoint(fn: Callable[[Request], Any]) -> Callable[[Request], Any]:
-    """Answer the handler's dict as JSON, and a BadParameter as a 400 naming it."""
-    async def endpoint(request: Request) -> JSONResponse:
+    """Answer the handler's dict as JSON (a Response as it is), a BadParameter as a 400 naming it
+    (counted by route in `/api/live`'s `refused.parameters`), and a query past its time limit as a 503; stop
+    the handler, and so its query, if the client goes away first."""
+    async def endpoint(request: Request) -> Response:
+        work = asyncio.ensure_future(fn(request))
+        gone = asyncio.ensure_future(_disconnected(request))
         try:
-            return JSONResponse(await fn(request))
+            await asyncio.wait([work, gone], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            gone.cancel()
+            if not work.done():
+                work.cancel()
+                await asyncio.wait([work])
+        if work.cancelled():
+            return JSONResponse({"msg": "client gone", "detail": "the client went away; the query was stopped"}, status_code=503)
+        try:
+            answer = work.result()
         except (BadParameter, RecordError) as exc:
+            request.app.state.refused.parameters[fn.__name__] += 1
             return JSONResponse({"msg": "invalid parameter", "detail": str(exc)}, status_code=400)
+        except QueryTimeout as exc:
+            return JSONResponse({"msg": "query timed out", "detail": f"{exc}; narrow the filters (a name, a time range)"},
+                                status_code=503, headers={"Retry-After": "5"})
+        return answer if isinstance(answer, Response) else JSONResponse(answer)
     endpoint.__name__ = fn.__name__
     return endpoint
 
 
-_TRACE_FIELDS = "trace_id, root_name, service, start_ns, end_ns, span_count, in_flight, outcome, error_count, retry_count"
+_MAX_TEXT = 200  # characters of a name, service, attribute or search text
+_MAX_ATTRIBUTES = 8
+
+
+def _text(raw: str) -> str:
+    if len(raw) > _MAX_TEXT:
+        raise BadParameter(f"expected at most {_MAX_TEXT} characters, got {len(raw)}")
+    return raw
+
+
+def _duration_ns(raw: str) -> int:
+    """Milliseconds as a finite number from 0 to 2^63 - 1 ns."""
+    ms = float(raw)
+    if not 0 <= ms <= MAX_INT / 1e6:  # also refuses nan
+        raise BadParameter(f"expected milliseconds from 0 to {MAX_INT / 1e6:.0f}, got {raw[:40]!r}")
+    return int(ms * 1e6)
+
+
+def _attribute(raw: str) -> tuple[str, str]:
+    key, equals, value = _text(raw).partition("=")
+    if not key or not equals:
+        raise BadParameter(f"expected key=value, got {raw[:40]!r}")
+    return key, value
+
+
+def _attributes(query: QueryParams) -> tuple[tuple[str, str], ...]:
+    raws = [raw for raw in query.getlist("attr") if raw]
+    if len(raws) > _MAX_ATTRIBUTES:
+        raise BadParameter(f"attr: expected at most {_MAX_ATTRIBUTES}, got {len(raws)}")
+    return tuple(_param({"attr": raw}, "attr", _attribute) for raw in raws)
 
 
 async def traces(request: Request) -> dict[str, Any]:
     q = request.query_params
-    where: list[str] = []
-    params: list[Any] = []
-    name = q.get("name")
-    if name:
-        where.append("(t.root_name = ? OR EXISTS (SELECT 1 FROM spans s WHERE s.trace_id = t.trace_id AND s.name = ?))")
-        params += [name, name]
-    outcome = _param(q, "outcome", _choice(*semconv.OUTCOMES))
-    if outcome:
-        where.append("t.outcome = ?")
-        params.append(outcome)
-    min_ms = _param(q, "min_duration_ms", float)
-    if min_ms is not None:
-        where.append("t.in_flight = 0 AND t.end_ns - t.start_ns >= ?")
-        params.append(int(min_ms * 1e6))
-    for key, op in (("since_ns", ">="), ("until_ns", "<=")):
-        value = _param(q, key, _nonneg_int)
-        if value is not None:
-            where.append(f"t.start_ns {op} ?")
-            params.append(value)
-    text = q.get("q")
-    if text:
-        where.append(
-            "(t.trace_id = ? OR t.root_name LIKE ? ESCAPE '\\' OR EXISTS (SELECT 1 FROM spans s WHERE "
-            "s.trace_id = t.trace_id AND (s.name LIKE ? ESCAPE '\\' OR s.attributes LIKE ? ESCAPE '\\')))"
-        )
-        params += [text.lower(), _like(text), _like(text), _like(text)]
-    sort = _param(q, "sort", _choice("start", "duration"), "start")
-    order = _param(q, "order", _choice("desc", "asc"), "desc")
-    limit = _limit(q, 50)
-    offset = _param(q, "offset", _nonneg_int, 0)
-    clause = f"WHERE {' AND '.join(where)}" if where else ""
-    key = "t.start_ns" if sort == "start" else "coalesce(t.end_ns, t.start_ns) - t.start_ns"
-    store = _store(request)
-    rows = await store.fetch(
-        f"SELECT {_TRACE_FIELDS} FROM traces t {clause} ORDER BY {key} {order} LIMIT ? OFFSET ?", [*params, limit, offset]
-    )
-    ((total,),) = await store.fetch(f"SELECT count(*) FROM traces t {clause}", params)
+    page = await queries.traces(_store(request), queries.TraceFilter(
+        name=_param(q, "name", _text), service=_param(q, "service", _text), attributes=_attributes(q),
+        outcome=_param(q, "outcome", _choice(*semconv.OUTCOMES)), min_duration_ns=_param(q, "min_duration_ms", _duration_ns),
+        since_ns=_param(q, "since_ns", _nonneg_int), until_ns=_param(q, "until_ns", _nonneg_int), text=_param(q, "q", _text),
+        sort=_param(q, "sort", _choice("start", "duration"), "start"), order=_param(q, "order", _choice("desc", "asc"), "desc"),
+        limit=_limit(q, 50), offset=_param(q, "offset", _nonneg_int, 0),
+    ))
     return {
         "traces": [
             {
-                "trace_id": r[0], "root_name": r[1], "service": r[2], "start_ns": r[3], "end_ns": r[4],
-                "duration_ms": None if r[6] or r[4] is None else (r[4] - r[3]) / 1e6,
-                "span_count": r[5], "in_flight": r[6], "outcome": None if r[6] else r[7],
-                "error_count": r[8], "retry_count": r[9],
+                "trace_id": r.trace_id, "root_name": r.root_name, "service": r.service, "start_ns": r.start_ns, "end_ns": r.end_ns,
+                "duration_ms": None if r.in_flight or r.end_ns is None else (r.end_ns - r.start_ns) / 1e6,
+                "span_count": r.span_count, "in_flight": r.in_flight, "outcome": None if r.in_flight else r.outcome,
+                "error_count": r.error_count, "retry_count": r.retry_count,
             }
-            for r in rows
+            for r in page.rows
         ],
-        "total": total,
+        "total": page.total,
+        "more": page.more,
     }
 
 
+async def suggest(request: Request) -> dict[str, Any]:
+    """Names, services or `key=value` attributes seen that start with `prefix`: the filters' datalists."""
+    q = request.query_params
+    field = _param(q, "field", _choice(*queries.TERM_KINDS))
+    if field is None:
+        raise BadParameter(f"field: expected one of {', '.join(queries.TERM_KINDS)}")
+    limit = _param(q, "limit", _nonneg_int, 20)
+    if not 1 <= limit <= 100:
+        raise BadParameter(f"limit: expected 1 to 100, got {limit}")
+    return {"values": await queries.suggest(_store(request), field, _param(q, "prefix", _text, ""), limit)}
+
+
+_MAX_TRACE_PAGE = 5000  # spans per answer of /api/traces/{id}: a big trace comes in pages
+
+
+def _cursor(raw: str) -> queries.SpanCursor:
+    start, colon, span_id = raw.partition(":")
+    if not colon:
+        raise BadParameter(f"expected START_NS:SPAN_ID, got {raw[:40]!r}")
+    return _nonneg_int(start), check_id(span_id, 16, "after")
+
+
 async def trace(request: Request) -> Response:
-    try:
-        trace_id = check_id(request.path_params["trace_id"], 32, "trace_id")
-    except RecordError as exc:
-        return JSONResponse({"msg": "invalid parameter", "detail": str(exc)}, status_code=400)
-    rows = await _store(request).fetch(
-        f"SELECT {SPAN_COLUMNS} FROM spans WHERE trace_id = ? ORDER BY start_ns, rowid", (trace_id,)
-    )
-    if not rows:
+    trace_id = check_id(request.path_params["trace_id"], 32, "trace_id")
+    q = request.query_params
+    after = _param(q, "after", _cursor)
+    limit = _param(q, "limit", _nonneg_int, _MAX_TRACE_PAGE)
+    if not 1 <= limit <= _MAX_TRACE_PAGE:
+        raise BadParameter(f"limit: expected 1 to {_MAX_TRACE_PAGE}, got {limit}")
+    rows, following = await queries.trace_spans(_store(request), trace_id, after, limit)
+    if not rows and after is None:
         return JSONResponse({"msg": "not found", "detail": f"no trace {trace_id}"}, status_code=404)
     # The stored JSON columns are spliced in as they are: decoding and re-encoding 10,000 spans'
     # attributes would take most of the trace page's time budget.
-    body = "".join(('{"trace_id":"', trace_id, '","spans":[', ",".join(map(_span_json, rows)), "]}"))
+    cursor = "null" if following is None else f'"{following[0]}:{following[1]}"'
+    body = "".join(('{"trace_id":"', trace_id, '","spans":[', ",".join(map(_span_json, rows)), '],"next":', cursor, "}"))
     return Response(body, media_type="application/json")
 
 
@@ -167,30 +220,31 @@ def _span_json(row: Sequence[Any]) -> str:
 
 
 async def live(request: Request) -> dict[str, Any]:
-    return request.app.state.stats.snapshot()  # type: ignore[no-any-return]
+    return {**request.app.state.stats.snapshot(), "storage": await _store(request).storage()}
 
 
 def _quantile(h: dict[str, Any], q: float) -> float | None:
-    """The upper bound (ms) of the bucket holding quantile `q`, capped at the recorded max."""
+    """The upper bound (ms) of the bucket holding quantile `q`, capped at the recorded max (None if unknown)."""
     if not h["count"]:
         return None
+    top = h["max"] if h["max"] is not None else (h["bounds"][-1] if h["bounds"] else None)
     rank = q * h["count"]
     seen = 0
-    for bound, count in zip([*h["bounds"], h.get("max") or h["bounds"][-1]], h["counts"]):
+    for bound, count in zip([*h["bounds"], top], h["counts"]):
         seen += count
         if seen >= rank:
-            return float(min(bound, h.get("max") or bound) * 1000)
-    return float((h.get("max") or 0) * 1000)
+            return None if bound is None else float(min(bound, bound if top is None else top) * 1000)
+    return None if top is None else float(top * 1000)
 
 
 def _histogram_summary(parts: list[dict[str, Any]]) -> dict[str, Any]:
-    """One `wait_ms`-shaped summary of per-process cumulative histograms in seconds."""
+    """One `wait_ms`-shaped summary of per-process cumulative histograms in seconds (`shapes.histogram`)."""
     if not parts:
         return {"count": 0, "p50": None, "p95": None, "max": None, "histogram": []}
     bounds = parts[0]["bounds"]
     parts = [p for p in parts if p["bounds"] == bounds]
     counts = [sum(col) for col in zip(*(p["counts"] for p in parts))]
-    maxes = [p["max"] for p in parts if p.get("max") is not None]
+    maxes = [p["max"] for p in parts if p["max"] is not None]
     merged = {"count": sum(p["count"] for p in parts), "bounds": bounds, "counts": counts, "max": max(maxes, default=None)}
     cumulative = 0
     histogram = []
@@ -240,13 +294,22 @@ async def queues(request: Request) -> dict[str, Any]:
         "ORDER BY time_ns DESC LIMIT 50000", _QUEUE_METRICS,
     )
     found: dict[str, dict[str, Any]] = {}
+    skipped = 0
     for process_id, name, time_ns, queue, value, data in rows:
+        # A point of an unexpected shape (a non-text queue name, a non-finite value, a histogram
+        # without matching counts) is skipped and counted.
+        point = shapes.histogram(shapes.loads(data)) if data else shapes.number(value)
+        if not isinstance(queue, str) or point is None or (name == semconv.METRIC_QUEUE_DEPTH and data):
+            skipped += 1
+            continue
         q = found.setdefault(queue, {"depth": [], "latest": {}, "waits": {}})
         if name == semconv.METRIC_QUEUE_DEPTH:
             if len(q["depth"]) < 600:
-                q["depth"].append([time_ns, value])
+                q["depth"].append([time_ns, point])
+        elif (name in (semconv.METRIC_QUEUE_WAIT, semconv.METRIC_QUEUE_PUT_BLOCKED)) == isinstance(point, dict):
+            q["latest"].setdefault((name, process_id), point)  # newest first
         else:
-            q["latest"].setdefault((name, process_id), json.loads(data) if data else value)  # newest first
+            skipped += 1
     seconds = {"queue_wait": semconv.QUEUE_WAIT_S, "queue_blocked": semconv.QUEUE_BLOCKED_S}
     for kind, key in seconds.items():
         for queue, wait in await store.fetch(
@@ -254,8 +317,12 @@ async def queues(request: Request) -> dict[str, Any]:
             "json_extract(attributes, '$.\"" + key + "\"') FROM span_events WHERE kind = ? AND queue IS NOT NULL "
             "ORDER BY time_ns DESC LIMIT 20000", (kind,),
         ):
+            seconds_waited = shapes.number(wait)
+            if not isinstance(queue, str) or seconds_waited is None:
+                skipped += 1
+                continue
             q = found.setdefault(queue, {"depth": [], "latest": {}, "waits": {}})
-            q["waits"].setdefault(kind, []).append(wait * 1000)
+            q["waits"].setdefault(kind, []).append(seconds_waited * 1000)
     return {"queues": [
         {
             "name": queue,
@@ -266,7 +333,7 @@ async def queues(request: Request) -> dict[str, Any]:
             "consumers": sum(_latest(q, semconv.METRIC_QUEUE_CONSUMERS)),
         }
         for queue, q in sorted(found.items())
-    ]}
+    ], "skipped": skipped}
 
 
 def _waits(queue: dict[str, Any], kind: str, metric: str) -> dict[str, Any]:
@@ -282,8 +349,8 @@ def _latest(queue: dict[str, Any], metric: str) -> list[Any]:
 async def retries(request: Request) -> dict[str, Any]:
     q = request.query_params
     limit = _limit(q, 100)
-    name = q.get("name")
-    where, params = ("AND span_name = ?", [name]) if name else ("", [])
+    name = _param(q, "name", _text)  # a prefix, as on the Traces page
+    where, params = ("AND span_name >= ? AND span_name < ?", list(queries.prefix_range(name))) if name else ("", [])
     store = _store(request)
     rows = await store.fetch(
         f"SELECT trace_id, span_id, span_name, time_ns, attributes FROM span_events WHERE kind = 'retry' {where} "
@@ -291,17 +358,15 @@ async def retries(request: Request) -> dict[str, Any]:
     )
     events = []
     for trace_id, span_id, span_name, time_ns, attrs in rows:
-        a = json.loads(attrs)
+        a = shapes.mapping(shapes.loads(attrs))
         events.append({
             "trace_id": trace_id, "span_id": span_id, "name": span_name, "attempt": a.get(semconv.ATTEMPT),
             "delay_s": a.get(semconv.RETRY_DELAY_S), "exception_type": a.get(semconv.EXCEPTION_TYPE),
             "exception_message": a.get(semconv.EXCEPTION_MESSAGE), "time_ns": time_ns,
         })
     by_function = await store.fetch(
-        "SELECT name, count(*), sum(max(coalesce(attempts, 1) - 1, 0)), "
-        "sum(json_extract(attributes, '$.\"" + semconv.RETRY_EXHAUSTED + "\"') IS 1) FROM spans "
-        "WHERE state = 'ended' AND name IN (SELECT DISTINCT span_name FROM span_events WHERE kind = 'retry') "
-        f"{'AND name = ?' if name else ''} GROUP BY name ORDER BY name", params
+        "SELECT name, calls, retries, exhausted FROM function_stats "
+        f"WHERE retries > 0 {'AND name >= ? AND name < ?' if name else ''} ORDER BY name", params
     )
     return {
         "retries": events,
@@ -318,15 +383,21 @@ async def metrics(request: Request) -> dict[str, Any]:
         "WHERE name = ? AND n IS NOT NULL ORDER BY time_ns DESC LIMIT 5000", (semconv.METRIC_SUMMARY,)
     )
     history: dict[str, list[list[Any]]] = {}
-    for name, time_ns, summary in rows:
+    skipped = 0
+    for name, time_ns, data in rows:
+        summary = shapes.loads(data)
+        if not isinstance(name, str) or not isinstance(summary, dict):  # a point of another shape: skipped, counted
+            skipped += 1
+            continue
         points = history.setdefault(name, [])
         if len(points) < 100:
-            points.append([time_ns, json.loads(summary)])
+            points.append([time_ns, summary])
     for points in history.values():
         points.reverse()
     return {
         "summaries": [{"name": n, "time_ns": p[-1][0], "summary": p[-1][1]} for n, p in sorted(history.items())],
         "history": history,
+        "skipped": skipped,
     }
 
 
@@ -342,7 +413,7 @@ async def debug(request: Request) -> dict[str, Any]:
     if kind:
         where.append("kind = ?")
         params.append(kind)
-    text = q.get("q")
+    text = _param(q, "q", _text)
     if text:
         where.append("(span_name LIKE ? ESCAPE '\\' OR attributes LIKE ? ESCAPE '\\')")
         params += [_like(text), _like(text)]
@@ -352,7 +423,7 @@ async def debug(request: Request) -> dict[str, Any]:
     )
     return {
         "events": [
-            {"time_ns": t, "kind": k, "name": n, "trace_id": tr, "span_id": s, "attributes": json.loads(a)}
+            {"time_ns": t, "kind": k, "name": n, "trace_id": tr, "span_id": s, "attributes": shapes.mapping(shapes.loads(a))}
             for t, k, n, tr, s, a in rows
         ]
     }
@@ -390,16 +461,14 @@ async def optimize_searches(request: Request) -> dict[str, Any]:
         (semconv.SPAN_OPTIMIZE, semconv.KIND_OPTIMIZE, limit),
     )
     steps = await _search_steps(store, sorted({r[0] for r in rows}))
-    return {"searches": [_search(row, steps.get(row[0], []))["search"] for row in rows]}
+    found = [_search(row, steps.get(row[0], [])) for row in rows]
+    return {"searches": [f["search"] for f in found], "skipped": sum(f["skipped"] for f in found)}
 
 
 async def optimize_search(request: Request) -> Response:
     """One search: its depths with their candidates (params, score, error, parent, kept), history and best."""
-    try:
-        trace_id = check_id(request.path_params["trace_id"], 32, "trace_id")
-        span_id = check_id(request.path_params["span_id"], 16, "span_id")
-    except RecordError as exc:
-        return JSONResponse({"msg": "invalid parameter", "detail": str(exc)}, status_code=400)
+    trace_id = check_id(request.path_params["trace_id"], 32, "trace_id")
+    span_id = check_id(request.path_params["span_id"], 16, "span_id")
     store = _store(request)
     rows = await store.fetch(
         f"SELECT {_SEARCH_FIELDS} FROM spans WHERE trace_id = ? AND span_id = ? AND {_KIND} = ?",
@@ -440,15 +509,20 @@ def _candidate(step: Sequence[Any], attrs: Mapping[str, Any]) -> dict[str, Any]:
     span_id, _, state, start_ns, end_ns, outcome, message, _, events = step
     error = None
     if state == "ended" and outcome == semconv.OUTCOME_ERROR:
-        exc: dict[str, Any] = next((e.get("attributes", {}) for e in json.loads(events or "[]") if e.get("name") == "exception"), {})
-        error = {"type": attrs.get(semconv.ERROR_TYPE) or exc.get(semconv.EXCEPTION_TYPE),
-                 "message": exc.get(semconv.EXCEPTION_MESSAGE, message)}
+        exc = next((shapes.mapping(e.get("attributes")) for e in shapes.loads(events) or [] if isinstance(e, dict) and e.get("name") == "exception"), {})
+        error = {"type": shapes.text(attrs.get(semconv.ERROR_TYPE)) or shapes.text(exc.get(semconv.EXCEPTION_TYPE)),
+                 "message": shapes.text(exc.get(semconv.EXCEPTION_MESSAGE, message))}
     return {
-        "id": attrs.get(semconv.OPTIMIZE_CANDIDATE_ID), "parent_id": attrs.get(semconv.OPTIMIZE_PARENT_ID),
-        "depth": attrs.get(semconv.OPTIMIZE_DEPTH), "span_id": span_id, **_timing(state, start_ns, end_ns),
-        "outcome": outcome if state == "ended" else None, "score": attrs.get(semconv.OPTIMIZE_SCORE),
+        "id": shapes.integer(attrs.get(semconv.OPTIMIZE_CANDIDATE_ID)), "parent_id": shapes.integer(attrs.get(semconv.OPTIMIZE_PARENT_ID)),
+        "depth": shapes.integer(attrs.get(semconv.OPTIMIZE_DEPTH)), "span_id": span_id, **_timing(state, start_ns, end_ns),
+        "outcome": outcome if state == "ended" else None, "score": shapes.number(attrs.get(semconv.OPTIMIZE_SCORE)),
         "params": _params(attrs), "error": error, "kept": None,
     }
+
+
+def _misread(attrs: Mapping[str, Any], keys: Sequence[str], read: Callable[[Any], Any]) -> bool:
+    """Whether any of `keys` is present in `attrs` with a value `read` cannot take."""
+    return any(attrs.get(key) is not None and read(attrs[key]) is None for key in keys)
 
 
 def _depth(index: int, span_id: str | None, state: str, start_ns: int, end_ns: int | None) -> dict[str, Any]:
@@ -462,16 +536,26 @@ def _search(row: Sequence[Any], steps: list[Any]) -> dict[str, Any]:
     ended candidates, so it is known while the search runs.
     """
     trace_id, span_id, state, start_ns, end_ns, outcome, service, attributes = row
-    attrs = json.loads(attributes)
-    children = ((s, json.loads(s[7])) for s in steps if s[1] == span_id)
+    attrs = shapes.mapping(shapes.loads(attributes))
+    skipped = 0  # steps whose depth, id or score has an unexpected type: skipped (or the score ignored), counted
+    children = ((s, shapes.mapping(shapes.loads(s[7]))) for s in steps if s[1] == span_id)
     depth_spans = {s[0]: (s, a) for s, a in children if a.get(semconv.SPAN_KIND) == semconv.KIND_OPTIMIZE_DEPTH}
     depths: dict[int, dict[str, Any]] = {}
     for depth_id, (step, a) in depth_spans.items():
-        depth = depths[a.get(semconv.OPTIMIZE_DEPTH, 0)] = _depth(a.get(semconv.OPTIMIZE_DEPTH, 0), depth_id, *step[2:5])
-        depth["beam"] = a.get(semconv.OPTIMIZE_BEAM) if step[2] == "ended" else None
+        index = shapes.integer(a.get(semconv.OPTIMIZE_DEPTH, 0))
+        beam = a.get(semconv.OPTIMIZE_BEAM)
+        if index is None or (beam is not None and not isinstance(beam, list)):
+            skipped += 1
+            continue
+        depth = depths[index] = _depth(index, depth_id, *step[2:5])
+        depth["beam"] = beam if step[2] == "ended" else None
     for step in steps:
-        a = json.loads(step[7])
+        a = shapes.mapping(shapes.loads(step[7]))
         if a.get(semconv.SPAN_KIND) == semconv.KIND_OPTIMIZE_CANDIDATE and (step[1] == span_id or step[1] in depth_spans):
+            if _misread(a, (semconv.OPTIMIZE_DEPTH, semconv.OPTIMIZE_CANDIDATE_ID), shapes.integer):
+                skipped += 1
+                continue
+            skipped += _misread(a, (semconv.OPTIMIZE_SCORE,), shapes.number)
             candidate = _candidate(step, a)
             index = candidate["depth"] or 0
             if index not in depths:  # the start (depth 0) has no depth span; any other arrives before its candidates
@@ -499,12 +583,13 @@ def _search(row: Sequence[Any], steps: list[Any]) -> dict[str, Any]:
         "best_params": {} if best is None else best["params"],
         "depths": max(depths, default=0), "candidates": sum(len(d["candidates"]) for d in depths.values()),
     }
-    return {"search": summary, "depths": [depths[i] for i in sorted(depths)], "history": history}
+    return {"search": summary, "depths": [depths[i] for i in sorted(depths)], "history": history, "skipped": skipped}
 
 
 routes = [
     Route("/api/traces", _endpoint(traces)),
-    Route("/api/traces/{trace_id}", trace),
+    Route("/api/traces/{trace_id}", _endpoint(trace)),
+    Route("/api/suggest", _endpoint(suggest)),
     Route("/api/live", _endpoint(live)),
     Route("/api/queues", _endpoint(queues)),
     Route("/api/retries", _endpoint(retries)),
@@ -512,5 +597,5 @@ routes = [
     Route("/api/limits", _endpoint(limits)),
     Route("/api/debug", _endpoint(debug)),
     Route("/api/optimize", _endpoint(optimize_searches)),
-    Route("/api/optimize/{trace_id}/{span_id}", optimize_search),
+    Route("/api/optimize/{trace_id}/{span_id}", _endpoint(optimize_search)),
 ]

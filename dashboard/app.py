@@ -8,6 +8,7 @@ from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.routing import BaseRoute
 
 from . import api, hub, ingest, otlp, pages
@@ -30,8 +31,12 @@ def create_app(
     retention_s: float | None = 7 * 86400,
     token: str | None = None,
     allowed_hosts: Iterable[str] = (),
+    max_db_bytes: int | None = None,
+    query_timeout_s: float = 5.0,
 ) -> Starlette:
-    """The dashboard on the SQLite file `db_path`; with `token`, every route asks for it.
+    """The dashboard on the SQLite file `db_path`; with `token`, every route asks for it; a read
+    query running past `query_timeout_s` is stopped (the request answers 503); with `max_db_bytes`,
+    the oldest finished traces are pruned while the database's pages in use exceed it.
 
     Requests must address it by a loopback name, a name in `allowed_hosts` or, with a token, any
     IP address (see `hosts`). The store, `pipeline` (shared by the ingest doors), `stats`, `hub`
@@ -41,7 +46,7 @@ def create_app(
         raise ValueError(f"{problem}; pass None for no token")
     hosts = HostRule(allowed_hosts, any_address=token is not None)
     refused = Refusals()
-    store = Store(db_path, max_spans=max_spans, retention_s=retention_s)
+    store = Store(db_path, max_spans=max_spans, retention_s=retention_s, max_db_bytes=max_db_bytes, query_timeout_s=query_timeout_s)
     pipeline = Pipeline(store)
     stats = Stats(pipeline.health, refused)
     pipeline.listeners.append(stats.stored)
@@ -64,7 +69,9 @@ def create_app(
             await store.close()
 
     routes: list[BaseRoute] = [*ingest.routes, *otlp.routes, *hub.routes, *api.routes, *pages.routes]
+    # JSON answers and static files of 1 KB or more go gzipped to clients that accept it.
     middleware = [
+        Middleware(GZipMiddleware, minimum_size=1024),
         Middleware(SecurityHeadersMiddleware, script_hashes=pages.SCRIPT_HASHES),
         Middleware(AccessMiddleware, token=token, hosts=hosts, refused=refused),
     ]

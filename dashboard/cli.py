@@ -19,7 +19,7 @@ from .hosts import HostRule
 from .ingest import MAX_FRAME_BYTES
 from .security import check_token
 
-__all__ = ["main", "build_parser", "parse_duration", "default_db_path", "server_config"]
+__all__ = ["main", "build_parser", "parse_duration", "parse_size", "default_db_path", "server_config"]
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
@@ -30,6 +30,20 @@ def parse_duration(text: str) -> float:
     if match is None or float(match[1]) <= 0:
         raise ValueError(f"expected a positive duration such as 90s, 30m, 12h, 7d or 2w, got {text!r}")
     return float(match[1]) * _UNITS[match[2]]
+
+
+_SIZES = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def parse_size(text: str) -> int:
+    """Bytes in a size such as `500MB`, `1GB`, `1.5G` or `2TiB` (units of 1,024), at least 1 MiB."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*", text, re.IGNORECASE)
+    if match is None:
+        raise ValueError(f"expected a size such as 500MB, 1GB or 2TB, got {text!r}")
+    size = int(float(match[1]) * _SIZES[match[2].upper()])
+    if size < 1 << 20:
+        raise ValueError(f"expected at least 1MB, got {text!r}")
+    return size
 
 
 def default_db_path() -> Path:
@@ -63,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--db", type=Path, default=None, help=f"SQLite database file, created if missing (default {default_db_path()})")
     parser.add_argument("--max-spans", type=int, default=1_000_000, metavar="N", help="keep at most about N spans; the oldest finished traces go first (default 1000000)")
     parser.add_argument("--retention", default="7d", metavar="DURATION", help="drop finished traces older than this, e.g. 90s, 30m, 12h, 7d (default 7d)")
+    parser.add_argument("--max-db-size", default=None, metavar="SIZE", help="keep the database's pages in use under SIZE, e.g. 500MB, 1GB: the oldest finished traces go first (default: no limit)")
     parser.add_argument("--fd", type=int, default=None, metavar="N", help="serve on the listening socket inherited as file descriptor N, as a supervisor or a test harness passes one; --host and --port are then read from it")
     parser.add_argument("--token", default=os.environ.get("OPTO_DASHBOARD_TOKEN"), help="secret asked of every client (Bearer header or ?token=); default $OPTO_DASHBOARD_TOKEN")
     parser.add_argument("--allowed-host", action="append", default=[], metavar="NAME", help="also accept requests addressed to NAME (a name a proxy forwards); repeatable; loopback names are always accepted")
@@ -71,7 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def server_config(args: argparse.Namespace) -> uvicorn.Config:
     """The uvicorn configuration for parsed arguments."""
-    app = create_app(args.db or default_db_path(), max_spans=args.max_spans, retention_s=parse_duration(args.retention), token=args.token or None, allowed_hosts=args.allowed_host)
+    app = create_app(
+        args.db or default_db_path(), max_spans=args.max_spans, retention_s=parse_duration(args.retention), token=args.token or None,
+        allowed_hosts=args.allowed_host, max_db_bytes=None if args.max_db_size is None else parse_size(args.max_db_size),
+    )
     return uvicorn.Config(
         app, host=args.host, port=args.port, fd=args.fd, log_level="warning",
         ws_max_size=2 * MAX_FRAME_BYTES, ws_ping_interval=None, lifespan="on", **server_options(app.state.refused),
@@ -102,6 +120,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         parse_duration(args.retention)
     except ValueError as exc:
         parser.error(f"--retention: {exc}")
+    try:
+        if args.max_db_size is not None:
+            parse_size(args.max_db_size)
+    except ValueError as exc:
+        parser.error(f"--max-db-size: {exc}")
     config = server_config(args)
     host = f"[{args.host}]" if ":" in args.host else args.host
     print(f"opto-dashboard: http://{host}:{args.port}/  (database {args.db or default_db_path()})", flush=True)

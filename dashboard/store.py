@@ -1,8 +1,8 @@
 """The dashboard's SQLite database: the rows of each write, the writer process, and the read queries.
 
 Ingest turns each write into column values on the event loop as it arrives; one writer process
-(`writer.py`) stores them, a batch of writes to a transaction, on a core of its own; an aiosqlite
-connection reads, so in WAL mode reads never wait for writes.
+(`writer.py`) stores them, a batch of writes to a transaction, on a core of its own; a pool of
+reader connections (`readers.py`) reads, so in WAL mode reads never wait for writes.
 """
 
 from __future__ import annotations
@@ -21,22 +21,23 @@ from itertools import chain
 from pathlib import Path
 from typing import Any, TypeVar
 
-import aiosqlite
 import msgspec
 import orjson
 
 from opto.telemetry import semconv
 
+from .readers import QueryTimeout, Readers
 from .records import MAX_INT, ProcessInfo, SpanRecord, outcome_of
 from .writer import HEADER, SPAN_COLUMNS, Prune, Reply, SpanWrite
 
-__all__ = ["Store", "StoreError", "Write", "SPAN_COLUMNS", "row_to_record"]
+__all__ = ["Store", "StoreError", "QueryTimeout", "Write", "SPAN_COLUMNS", "row_to_record"]
 
 logger = logging.getLogger("opto_dashboard")
 _EVENT_KINDS = {
     semconv.EVENT_RETRY: "retry", semconv.EVENT_SLOW_CALLBACK: "slow_callback", semconv.EVENT_QUEUE_BLOCKED: "queue_blocked",
 }
 _T = TypeVar("_T")
+_MIN_DB_BYTES = 1 << 20
 _encode = msgspec.msgpack.Encoder().encode
 _decode_reply = msgspec.msgpack.Decoder(Reply).decode
 
@@ -175,19 +176,25 @@ def row_to_record(row: Sequence[Any]) -> SpanRecord:
 class Store:
     """The SQLite file: `open()`, then `write()` and `prune()` from one task, `fetch()` from any."""
 
-    def __init__(self, path: str | Path, *, max_spans: int = 1_000_000, retention_s: float | None = 7 * 86400) -> None:
+    def __init__(
+        self, path: str | Path, *, max_spans: int = 1_000_000, retention_s: float | None = 7 * 86400,
+        max_db_bytes: int | None = None, query_timeout_s: float = 5.0,
+    ) -> None:
         if max_spans < 1:
             raise ValueError(f"max_spans must be >= 1, got {max_spans}")
+        if max_db_bytes is not None and max_db_bytes < _MIN_DB_BYTES:
+            raise ValueError(f"max_db_bytes must be >= {_MIN_DB_BYTES} (1 MiB), got {max_db_bytes}")
         if retention_s is not None and retention_s <= 0:
             raise ValueError(f"retention must be > 0 seconds, got {retention_s}")
         self.path = Path(path)
         self.max_spans = max_spans
         self.retention_s = retention_s
+        self.max_db_bytes = max_db_bytes
         self._writer: subprocess.Popen[bytes] | None = None
         # The pipe is driven from a thread with blocking calls: a transaction's megabytes go across
         # at the kernel's pace, not a pipe buffer per turn of a busy event loop.
         self._thread: ThreadPoolExecutor | None = None
-        self._reader: aiosqlite.Connection | None = None
+        self._readers = Readers(self.path, query_timeout_s)
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -198,8 +205,7 @@ class Store:
             self._thread.shutdown()
             self._thread = None
             raise
-        self._reader = await aiosqlite.connect(self.path, isolation_level=None)
-        await self._reader.execute("PRAGMA query_only = ON")
+        self._readers.open()
 
     async def _run(self, fn: Callable[..., _T], *args: Any) -> _T:
         if self._thread is None:
@@ -270,28 +276,34 @@ class Store:
         return reply.value
 
     async def close(self) -> None:
-        if self._reader is not None:
-            await self._reader.close()
+        self._readers.close()
         if self._thread is not None:
             await self._run(self._stop_writer)
             self._thread.shutdown()
-        self._reader = self._thread = None
-
-    @property
-    def reader(self) -> aiosqlite.Connection:
-        if self._reader is None:
-            raise RuntimeError("Store is not open; call `await store.open()` first")
-        return self._reader
+        self._thread = None
 
     async def write(self, writes: Sequence[Write]) -> int:
         """Store several writes in one transaction: spans upserted, their traces re-summarised."""
         return await self._run(self._call, _request(writes, time.time_ns()))
 
     async def prune(self) -> int:
-        """Drop finished traces older than the retention, then the oldest past `max_spans`."""
-        return await self._run(self._call, Prune(self.max_spans, self.retention_s))
+        """Drop finished traces older than the retention, then the oldest past `max_spans` or `max_db_bytes`."""
+        return await self._run(self._call, Prune(self.max_spans, self.retention_s, self.max_db_bytes))
+
+    async def storage(self) -> dict[str, Any]:
+        """The database's size on disk (file, WAL, pages in use) and the retention limits."""
+        ((pages,),), ((free,),), ((page_size,),) = [await self.fetch(f"PRAGMA {n}") for n in ("page_count", "freelist_count", "page_size")]
+        sizes = {}
+        for key, path in (("file_bytes", self.path), ("wal_bytes", self.path.with_name(self.path.name + "-wal"))):
+            try:
+                sizes[key] = path.stat().st_size
+            except FileNotFoundError:
+                sizes[key] = 0
+        return {
+            **sizes, "used_bytes": (pages - free) * page_size, "max_db_bytes": self.max_db_bytes,
+            "max_spans": self.max_spans, "retention_s": self.retention_s,
+        }
 
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        """Rows of a read query, on the reader connection."""
-        async with self.reader.execute(sql, params) as cur:
-            return list(await cur.fetchall())
+        """Rows of a read query, on a free reader connection; `QueryTimeout` past the time limit."""
+        return await self._readers.fetch(sql, params)

@@ -22,7 +22,7 @@ from typing import Any, BinaryIO
 
 import msgspec
 
-__all__ = ["SCHEMA", "SPAN_COLUMNS", "SpanWrite", "Prune", "Reply", "HEADER", "open_database", "serve"]
+__all__ = ["SCHEMA", "SPAN_COLUMNS", "SpanWrite", "Prune", "Reply", "HEADER", "open_database", "serve", "used_bytes"]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS spans (
@@ -45,6 +45,28 @@ CREATE TABLE IF NOT EXISTS traces (
 CREATE INDEX IF NOT EXISTS traces_start ON traces (start_ns);
 CREATE INDEX IF NOT EXISTS traces_root ON traces (root_name, start_ns);
 CREATE INDEX IF NOT EXISTS traces_outcome ON traces (outcome, start_ns);
+CREATE INDEX IF NOT EXISTS traces_duration ON traces (coalesce(end_ns, start_ns) - start_ns);
+-- The filter vocabulary: `n:` span name, `s:` service, `a:key=value` a scalar attribute of a span or
+-- of one of its events (first 200 characters), `e:` event name; each term once, and the traces
+-- holding it by their rowid (kept for a trace's life: its summary row is upserted, never replaced).
+CREATE TABLE IF NOT EXISTS terms (id INTEGER PRIMARY KEY, term TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS trace_terms (
+    term_id INTEGER NOT NULL, trace_ref INTEGER NOT NULL, PRIMARY KEY (term_id, trace_ref)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS trace_terms_trace ON trace_terms (trace_ref);
+-- Ended calls, retries and exhausted retries by span name, for the Retries page: kept as spans end
+-- and as they are pruned, so the page never counts the spans of a name.
+CREATE TABLE IF NOT EXISTS function_stats (
+    name TEXT PRIMARY KEY, calls INTEGER NOT NULL, retries INTEGER NOT NULL, exhausted INTEGER NOT NULL
+);
+-- Full-text search over the vocabulary (not the spans): each distinct name or value indexed once.
+CREATE VIRTUAL TABLE IF NOT EXISTS terms_fts USING fts5 (term, content = 'terms', content_rowid = 'id');
+CREATE TRIGGER IF NOT EXISTS terms_added AFTER INSERT ON terms BEGIN
+    INSERT INTO terms_fts (rowid, term) VALUES (new.id, new.term);
+END;
+CREATE TRIGGER IF NOT EXISTS terms_removed AFTER DELETE ON terms BEGIN
+    INSERT INTO terms_fts (terms_fts, rowid, term) VALUES ('delete', old.id, old.term);
+END;
 CREATE TABLE IF NOT EXISTS span_events (
     trace_id TEXT NOT NULL, span_id TEXT NOT NULL, span_name TEXT NOT NULL, kind TEXT NOT NULL,
     time_ns INTEGER NOT NULL, attributes TEXT NOT NULL,
@@ -84,8 +106,8 @@ WHERE spans.state = 'started' AND excluded.state = 'ended'
 # Recomputes the summary row of every trace named in the JSON list bound to `?`; the root is the
 # earliest span without a parent (else the earliest span: its parent has not arrived).
 _REFRESH_TRACES = """
-INSERT OR REPLACE INTO traces (trace_id, root_name, service, start_ns, end_ns, span_count, in_flight,
-                               outcome, error_count, retry_count, root_span_id)
+INSERT INTO traces (trace_id, root_name, service, start_ns, end_ns, span_count, in_flight,
+                    outcome, error_count, retry_count, root_span_id)
 SELECT g.trace_id, r.name, r.service, g.start_ns, g.end_ns, g.n, g.open, r.outcome, g.errors, g.retries, r.span_id
 FROM (
     SELECT trace_id, min(start_ns) AS start_ns, max(end_ns) AS end_ns, count(*) AS n,
@@ -95,7 +117,50 @@ FROM (
             ORDER BY x.parent_span_id IS NOT NULL, x.start_ns LIMIT 1) AS root
     FROM spans s WHERE trace_id IN (SELECT value FROM json_each(?)) GROUP BY trace_id
 ) g JOIN spans r ON r.rowid = g.root
+WHERE true
+ON CONFLICT (trace_id) DO UPDATE SET
+    root_name = excluded.root_name, service = excluded.service, start_ns = excluded.start_ns,
+    end_ns = excluded.end_ns, span_count = excluded.span_count, in_flight = excluded.in_flight,
+    outcome = excluded.outcome, error_count = excluded.error_count, retry_count = excluded.retry_count,
+    root_span_id = excluded.root_span_id
 """
+RETRY_EXHAUSTED = "opto.retry.exhausted"  # semconv.RETRY_EXHAUSTED (this module imports no opto code)
+_FUNCTION_COUNTS = f"""
+SELECT name, count(*), sum(max(coalesce(attempts, 1) - 1, 0)), sum(json_extract(attributes, '$."{RETRY_EXHAUSTED}"') IS 1)
+FROM spans WHERE state = 'ended' AND {{}} GROUP BY name
+"""
+_ADD_FUNCTION_COUNTS = """
+INSERT INTO function_stats VALUES (?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET
+    calls = calls + excluded.calls, retries = retries + excluded.retries, exhausted = exhausted + excluded.exhausted
+"""
+_ENDED_BEFORE = """
+SELECT trace_id, span_id FROM spans
+WHERE (trace_id, span_id) IN (SELECT value ->> 0, value ->> 1 FROM json_each(?)) AND state = 'ended'
+"""
+# The filter terms of the spans named by the JSON list of [trace_id, span_id] bound to `?` (all
+# spans if NULL), into the temporary table `written`; then into the vocabulary and `trace_terms`.
+_SCALAR = "j.type IN ('text', 'integer', 'real', 'true', 'false')"
+_VALUE = "substr(CASE j.type WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' ELSE CAST(j.value AS TEXT) END, 1, 200)"
+_COLLECT_TERMS = f"""
+INSERT INTO temp.written (trace_id, term)
+WITH w AS (
+    SELECT s.* FROM spans s WHERE ?1 IS NULL
+    UNION ALL
+    SELECT s.* FROM json_each(?1) k JOIN spans s ON s.trace_id = k.value ->> 0 AND s.span_id = k.value ->> 1
+)
+SELECT trace_id, 'n:' || name FROM w
+UNION SELECT trace_id, 's:' || service FROM w WHERE service IS NOT NULL
+UNION SELECT w.trace_id, 'a:' || j.key || '=' || {_VALUE} FROM w, json_each(w.attributes) j WHERE {_SCALAR}
+UNION SELECT w.trace_id, 'e:' || (e.value ->> 'name') FROM w, json_each(w.events) e WHERE w.events IS NOT NULL
+UNION SELECT w.trace_id, 'a:' || j.key || '=' || {_VALUE}
+FROM w, json_each(w.events) e, json_each(e.value, '$.attributes') j WHERE w.events IS NOT NULL AND {_SCALAR}
+"""
+_STORE_TERMS = (
+    "INSERT OR IGNORE INTO terms (term) SELECT DISTINCT term FROM temp.written WHERE term IS NOT NULL",
+    "INSERT OR IGNORE INTO trace_terms (term_id, trace_ref) SELECT DISTINCT terms.id, traces.rowid "
+    "FROM temp.written w JOIN terms ON terms.term = w.term JOIN traces ON traces.trace_id = w.trace_id",
+    "DELETE FROM temp.written",
+)
 # A trace this big has its summary updated from the write's spans instead of recounted: a recount
 # reads every span of the trace, so one trace growing by many writes would cost quadratic time.
 _BIG = 512
@@ -116,7 +181,7 @@ UPDATE traces SET start_ns = min(start_ns, ?), end_ns = coalesce(max(end_ns, ?),
 WHERE trace_id = ?
 """
 # Column positions in a span row (SPAN_COLUMNS order).
-_TRACE, _SPAN, _PARENT, _STATE, _START, _END, _OUTCOME, _ATTEMPTS = 0, 1, 2, 5, 6, 7, 10, 11
+_TRACE, _SPAN, _PARENT, _NAME, _STATE, _START, _END, _OUTCOME, _ATTEMPTS, _ATTRIBUTES = 0, 1, 2, 3, 5, 6, 7, 10, 11, 14
 _INSERT_EVENT = "INSERT OR IGNORE INTO span_events VALUES (?, ?, ?, ?, ?, ?)"
 _INSERT_METRIC = "INSERT INTO metrics VALUES (?, ?, ?, ?, ?, ?)"
 _UPSERT_PROCESS = """
@@ -140,10 +205,12 @@ class SpanWrite(msgspec.Struct, array_like=True, tag=True):
 
 
 class Prune(msgspec.Struct, array_like=True, tag=True):
-    """Drop finished traces older than `retention_s`, then the oldest past `max_spans`."""
+    """Drop finished traces older than `retention_s`, then the oldest past `max_spans` or while the
+    database's pages in use exceed `max_db_bytes`."""
 
     max_spans: int
     retention_s: float | None
+    max_db_bytes: int | None = None
 
 
 class Reply(msgspec.Struct, array_like=True):
@@ -171,10 +238,32 @@ def open_database(path: str) -> sqlite3.Connection:
     db.execute("PRAGMA synchronous = NORMAL")
     db.execute("PRAGMA cache_size = -65536")  # 64 MiB: index pages of a big file stay cached
     db.execute("PRAGMA temp_store = MEMORY")
+    # SQLite checkpoints at each commit past 1,000 WAL pages and, once no reader holds an older
+    # snapshot (reads are time-limited), starts the WAL over; a WAL grown by a burst is cut back to 64 MiB.
+    db.execute("PRAGMA journal_size_limit = 67108864")
+    indexed = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'trace_terms'").fetchone() is not None
+    searchable = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'terms_fts'").fetchone() is not None
+    counted = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'function_stats'").fetchone() is not None
     db.executescript(SCHEMA)
+    db.execute("CREATE TEMP TABLE written (trace_id, term)")  # no affinity: terms, or term ids when pruning
     if "root_span_id" not in {row[1] for row in db.execute("PRAGMA table_info(traces)")}:
         db.execute("ALTER TABLE traces ADD COLUMN root_span_id TEXT")  # filled as each trace is next written
+    if not indexed:  # a database of an earlier version: its spans' terms, once
+        db.execute("BEGIN IMMEDIATE")
+        _store_terms(db, None)
+        db.execute("COMMIT")
+    elif not searchable:  # terms kept before full-text search: index them once
+        db.execute("INSERT INTO terms_fts (terms_fts) VALUES ('rebuild')")
+    if not counted:  # a database of an earlier version: count its ended spans once
+        db.execute("INSERT INTO function_stats " + _FUNCTION_COUNTS.format("true"))
     return db
+
+
+def _store_terms(db: sqlite3.Connection, spans: str | None) -> None:
+    """Add the filter terms of `spans` (a JSON list of [trace_id, span_id]; None: every span)."""
+    db.execute(_COLLECT_TERMS, (spans,))
+    for sql in _STORE_TERMS:
+        db.execute(sql)
 
 
 @functools.lru_cache(maxsize=len(_ROWS_PER_INSERT))
@@ -191,6 +280,8 @@ def _write(db: sqlite3.Connection, w: SpanWrite) -> int:
             if params[i] in rows:
                 rows[params[i]].append(params[i:i + _WIDTH])
     stored = {t: _stored(db, t, rows[t]) for t in big}
+    keys = json.dumps([params[i:i + 2] for i in range(0, len(params), _WIDTH)])
+    ended_before = {tuple(k) for k in db.execute(_ENDED_BEFORE, (keys,))} if params else set()
     i = 0
     for count in _ROWS_PER_INSERT:
         width = _WIDTH * count
@@ -203,6 +294,8 @@ def _write(db: sqlite3.Connection, w: SpanWrite) -> int:
             db.execute(_REFRESH_TRACES, (w.trace_ids if small is None else json.dumps(small),))
         for trace_id, root in big.items():
             _update_trace(db, trace_id, root, rows[trace_id], stored[trace_id])
+        _store_terms(db, keys)
+        _count_functions(db, params, ended_before)
     if w.events:
         db.executemany(_INSERT_EVENT, w.events)
     if w.processes:
@@ -212,6 +305,22 @@ def _write(db: sqlite3.Connection, w: SpanWrite) -> int:
     if w.metrics:
         db.executemany(_INSERT_METRIC, w.metrics)
     return len(params) // _WIDTH
+
+
+def _count_functions(db: sqlite3.Connection, params: list[Any], ended_before: set[tuple[Any, ...]]) -> None:
+    """Add the spans this write ended (new ended rows, or started rows now ended; each once) to `function_stats`."""
+    counts: dict[str, list[int]] = {}
+    for i in range(0, len(params), _WIDTH):
+        key = (params[i], params[i + _SPAN])
+        if params[i + _STATE] != "ended" or key in ended_before:
+            continue
+        ended_before.add(key)  # a span sent twice in one write counts once, as the upsert stores it once
+        attempts, attributes = params[i + _ATTEMPTS], params[i + _ATTRIBUTES]
+        c = counts.setdefault(params[i + _NAME], [0, 0, 0])
+        c[0] += 1
+        c[1] += max((1 if attempts is None else attempts) - 1, 0)
+        c[2] += RETRY_EXHAUSTED in attributes and json.loads(attributes).get(RETRY_EXHAUSTED) is True
+    db.executemany(_ADD_FUNCTION_COUNTS, [(name, *c) for name, c in counts.items()])
 
 
 def _stored(db: sqlite3.Connection, trace_id: str, rows: list[list[Any]]) -> dict[str, tuple[Any, ...]]:
@@ -268,26 +377,84 @@ def _prune(db: sqlite3.Connection, p: Prune) -> int:
     if cutoff is not None:
         victims.extend(row[0] for row in db.execute("SELECT trace_id FROM traces WHERE start_ns < ?", (cutoff,)))
     (total,) = db.execute("SELECT count(*) FROM spans").fetchone()
-    excess = total - p.max_spans
-    for finished in (True, False):
-        if excess <= 0:
+    if cutoff is not None:
+        db.execute("DELETE FROM metrics WHERE time_ns < ?", (cutoff,))
+    total -= _drop(db, victims)
+    pruned = len(victims)
+    victims = _oldest(db, total - p.max_spans)
+    total -= _drop(db, victims)
+    pruned += len(victims)
+    for _ in range(_SIZE_ROUNDS):
+        used = used_bytes(db)
+        if p.max_db_bytes is None or used <= p.max_db_bytes or total <= 0:
             break
-        chosen = set(victims)
+        # Spans take about used / total bytes each; prune to 90% of the limit, so the next writes fit
+        # in the pages freed (a deleted row's pages are reused, the file does not shrink). Pages
+        # left partly full free less than that: another round then takes more.
+        victims = _oldest(db, max(1, total - int(total * 0.9 * p.max_db_bytes / used)))
+        if not victims:
+            break
+        total -= _drop(db, victims)
+        pruned += len(victims)
+    return pruned
+
+
+_SIZE_ROUNDS = 8
+
+
+def _oldest(db: sqlite3.Connection, spans: int) -> list[str]:
+    """The oldest traces holding at least `spans` spans between them (all there are, if fewer):
+    finished traces first, then, if that is not enough, traces still in flight."""
+    victims: list[str] = []
+    for finished in (True, False):
+        if spans <= 0:
+            break
         for trace_id, count in db.execute(
             f"SELECT trace_id, span_count FROM traces WHERE in_flight {'=' if finished else '>'} 0 ORDER BY start_ns"
         ):
-            if excess <= 0:
+            if spans <= 0:
                 break
-            if trace_id not in chosen:
-                victims.append(trace_id)
-                excess -= count
-    if cutoff is not None:
-        db.execute("DELETE FROM metrics WHERE time_ns < ?", (cutoff,))
-    if victims:
-        ids = json.dumps(victims)
-        for table in ("spans", "traces", "span_events"):
-            db.execute(f"DELETE FROM {table} WHERE trace_id IN (SELECT value FROM json_each(?))", (ids,))
-    return len(victims)
+            victims.append(trace_id)
+            spans -= count
+    return victims
+
+
+def _drop(db: sqlite3.Connection, victims: list[str]) -> int:
+    """Delete the traces `victims` (spans, summaries, events, terms); the number of spans deleted."""
+    if not victims:
+        return 0
+    ids = json.dumps(victims)
+    (spans,) = db.execute("SELECT coalesce(sum(span_count), 0) FROM traces WHERE trace_id IN (SELECT value FROM json_each(?))", (ids,)).fetchone()
+    gone = db.execute(_FUNCTION_COUNTS.format("trace_id IN (SELECT value FROM json_each(?))"), (ids,)).fetchall()
+    db.executemany(_ADD_FUNCTION_COUNTS, [(name, -calls, -retries, -exhausted) for name, calls, retries, exhausted in gone])
+    db.execute("DELETE FROM function_stats WHERE calls <= 0")
+    for sql in _PRUNE_TERMS:
+        db.execute(sql, (ids,))
+    for sql in _PRUNE_VOCABULARY:
+        db.execute(sql)
+    for table in ("spans", "traces", "span_events"):
+        db.execute(f"DELETE FROM {table} WHERE trace_id IN (SELECT value FROM json_each(?))", (ids,))
+    return int(spans)
+
+
+def used_bytes(db: sqlite3.Connection) -> int:
+    """Bytes of the database's pages in use (free pages are reused before the file grows)."""
+    (pages,), (free,), (size,) = (db.execute(f"PRAGMA {name}").fetchone() for name in ("page_count", "freelist_count", "page_size"))
+    return int((pages - free) * size)
+
+
+
+# The victims' trace_terms, then the terms no trace holds any more (only the victims' terms are looked at).
+_PRUNE_TERMS = (
+    "INSERT INTO temp.written (term) SELECT DISTINCT term_id FROM trace_terms WHERE trace_ref IN "
+    "(SELECT rowid FROM traces WHERE trace_id IN (SELECT value FROM json_each(?)))",
+    "DELETE FROM trace_terms WHERE trace_ref IN (SELECT rowid FROM traces WHERE trace_id IN (SELECT value FROM json_each(?)))",
+)
+_PRUNE_VOCABULARY = (
+    "DELETE FROM terms WHERE id IN (SELECT term FROM temp.written) "
+    "AND NOT EXISTS (SELECT 1 FROM trace_terms WHERE term_id = terms.id)",
+    "DELETE FROM temp.written",
+)
 
 
 def _transaction(db: sqlite3.Connection, request: SpanWrite | Prune) -> Reply:

@@ -37,9 +37,9 @@ async def test_trace_json_equals_the_records_own_encoding(tmp_path: Path) -> Non
     store = Store(db)
     await store.open()
     try:
-        rows = await store.fetch(f"SELECT {SPAN_COLUMNS} FROM spans WHERE trace_id = ? ORDER BY start_ns, rowid", (trace,))
+        rows = await store.fetch(f"SELECT {SPAN_COLUMNS} FROM spans WHERE trace_id = ? ORDER BY start_ns, span_id", (trace,))
     finally:
         await store.close()
-    want = json.loads(json.dumps({"trace_id": trace, "spans": [row_to_record(r).to_json() for r in rows]}))
+    want = json.loads(json.dumps({"trace_id": trace, "spans": [row_to_record(r).to_json() for r in rows], "next": None}))
     assert len(want["spans"]) == 3
     assert got == want

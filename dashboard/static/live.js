@@ -1,9 +1,9 @@
 // The Live page: everything comes from /ws/live pushes; ages tick locally between pushes.
 import { $, h, setRows, setText, fill } from "/static/dom.js";
-import { count, duration, percent, time } from "/static/format.js";
+import { bytes, count, duration, percent, time } from "/static/format.js";
 import { lineChart, cssColor } from "/static/charts.js";
 import { onLive } from "/static/socket.js";
-import { latest, report, throttle } from "/static/api.js";
+import { getJSON, latest, report, throttle } from "/static/api.js";
 
 const SERIES_VARS = ["--series-2", "--series-3", "--series-4", "--series-5", "--series-6"];
 let live = null;
@@ -172,3 +172,23 @@ onLive((message) => {
 // Ages move every second even when nothing new arrives.
 setInterval(() => { if (live) { renderInFlight(); } }, 1000);
 addEventListener("resize", () => { if (live) renderConcurrency(); });
+
+// ---- storage: the database's size and retention, from /api/live every 10 s ----
+
+/** A retention in seconds, in the largest unit that reads well (7 days, 12 h, 90 s). */
+const age = (s) => (s >= 86400 ? `${+(s / 86400).toFixed(1)} days` : s >= 3600 ? `${+(s / 3600).toFixed(1)} h` : duration(s * 1000));
+
+async function loadStorage() {
+  try {
+    const { storage: s } = await getJSON("/api/live");
+    setText($("#storage-used"), `${bytes(s.used_bytes)} in use (file ${bytes(s.file_bytes)})`);
+    setText($("#storage-wal"), bytes(s.wal_bytes));
+    setText($("#storage-max"), s.max_db_bytes === null ? "none" : bytes(s.max_db_bytes));
+    setText($("#storage-max-spans"), `up to ${count(s.max_spans)}`);
+    setText($("#storage-retention"), s.retention_s === null ? "forever" : age(s.retention_s));
+  } catch (error) {
+    report(error);
+  }
+}
+loadStorage();
+setInterval(loadStorage, 10_000);

@@ -24,35 +24,49 @@ const waterfall = new Waterfall({
 
 const nowNs = () => Date.now() * 1e6 + clockOffsetNs;
 
+const FIRST_PAGE = 1000; // spans drawn before the rest of a big trace arrives, page by page (trace.html preloads this page)
+let loads = 0; // a newer load (a refresh) ends an older one's paging
+
 async function load() {
-  let data;
-  try {
-    data = await fetchTrace(`/api/traces/${traceId}`);
-  } catch (error) {
-    if (error instanceof ApiError && error.status === 404) {
-      setText($("#trace-summary"), "no spans of this trace have arrived yet; waiting for them");
+  const mine = ++loads;
+  const loaded = [];
+  let url = `/api/traces/${traceId}?limit=${FIRST_PAGE}`;
+  while (url) {
+    let data;
+    try {
+      data = await fetchTrace(url);
+    } catch (error) {
+      if (error instanceof ApiError && error.status === 404) {
+        setText($("#trace-summary"), "no spans of this trace have arrived yet; waiting for them");
+        return;
+      }
+      report(error);
       return;
     }
-    report(error);
-    return;
+    if (!data || mine !== loads) return; // overtaken by a newer load
+    report(null);
+    for (const span of data.spans) loaded.push(span);
+    url = data.next ? `/api/traces/${traceId}?after=${encodeURIComponent(data.next)}` : null;
+    show(loaded, Boolean(url));
   }
-  if (!data) return;
-  report(null);
-  spans = data.spans;
+}
+
+function show(loaded, more) {
+  spans = loaded;
   waterfall.setSpans(spans, nowNs());
-  summarise();
+  summarise(more);
   if (!rendered) {
     rendered = true;
     const wanted = new URLSearchParams(location.search).get("span");
     if (!(wanted && waterfall.selectId(wanted)) && spans.length) waterfall.select(0, { scroll: false, remember: false });
     performance.mark("trace-rendered");
-    document.body.dataset.ready = "trace";
   } else if (waterfall.selectedSpan()) {
     showDetail(waterfall.selectedSpan());
   }
+  if (!more) document.body.dataset.ready = "trace";
 }
 
-function summarise() {
+function summarise(more = false) {
   const root = waterfall.model.rows[0]?.span;
   setText($("#trace-title"), root ? root.name : "Trace");
   const outcomes = {};
@@ -65,6 +79,7 @@ function summarise() {
   const parts = [`${spans.length.toLocaleString()} span${spans.length === 1 ? "" : "s"}`, duration((t1 - t0) / 1e6), time(t0)];
   for (const o of names.OUTCOMES) if (o !== names.OUTCOME_OK && outcomes[o]) parts.push(`${count(outcomes[o])} ${o}`);
   if (running) parts.push(`${count(running)} running`);
+  if (more) parts.push("loading more…");
   setText($("#trace-summary"), parts.join(" · "));
 }
 

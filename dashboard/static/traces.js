@@ -5,10 +5,11 @@ import { latest, report, throttle } from "/static/api.js";
 import { onLive } from "/static/socket.js";
 
 const PAGE = 50;
-const FIELDS = ["name", "outcome", "min_duration_ms", "since", "until", "q"];
+const FIELDS = ["name", "service", "attr", "outcome", "min_duration_ms", "since", "until", "q"];
 const form = $("#filters");
 const table = $("#trace-table");
 const fetchTraces = latest();
+let loads = 0; // the spinner shows until the newest load ends
 
 function readUrl() {
   const params = new URLSearchParams(location.search);
@@ -21,7 +22,7 @@ const toNs = (local) => (local ? BigInt(new Date(local).getTime()) * 1_000_000n 
 
 function apiUrl(params) {
   const api = new URLSearchParams();
-  for (const key of ["name", "outcome", "min_duration_ms", "q"]) if (params.get(key)) api.set(key, params.get(key));
+  for (const key of ["name", "service", "attr", "outcome", "min_duration_ms", "q"]) if (params.get(key)) api.set(key, params.get(key));
   const since = toNs(params.get("since"));
   const until = toNs(params.get("until"));
   if (since !== null) api.set("since_ns", since.toString());
@@ -60,18 +61,39 @@ async function load() {
     if (button.dataset.sort === sort) th.setAttribute("aria-sort", order === "asc" ? "ascending" : "descending");
     else th.removeAttribute("aria-sort");
   }
+  const mine = ++loads;
+  $("#loading").hidden = false;
   try {
     const data = await fetchTraces(apiUrl(params));
     if (!data) return; // overtaken by a newer request
     report(null);
     setRows(table, data.traces.map(row));
     const offset = Number(params.get("offset") || 0);
-    setText($("#page-info"), data.total ? `${count(offset + 1)}–${count(offset + data.traces.length)} of ${count(data.total)}` : "0 traces");
+    const total = `${count(data.total)}${data.more ? "+" : ""}`;
+    setText($("#page-info"), data.total ? `${count(offset + 1)}–${count(offset + data.traces.length)} of ${total}` : "0 traces");
     $("#prev").disabled = offset === 0;
     $("#next").disabled = offset + data.traces.length >= data.total;
   } catch (error) {
     report(error);
+  } finally {
+    if (mine === loads) $("#loading").hidden = true;
   }
+}
+
+/** Fill a filter's datalist with the names (services, attributes) seen that start with what is typed. */
+function suggestions(input) {
+  const list = document.getElementById(input.getAttribute("list"));
+  const fetchValues = latest();
+  const update = async () => {
+    try {
+      const data = await fetchValues(`/api/suggest?${new URLSearchParams({ field: input.dataset.suggest, prefix: input.value.slice(0, 200) })}`);
+      if (data) list.replaceChildren(...data.values.map((value) => h("option", { value })));
+    } catch (error) {
+      report(error);
+    }
+  };
+  input.addEventListener("input", throttle(update, 250));
+  input.addEventListener("focus", update, { once: true });
 }
 
 /** Change the URL (one history entry per user action) and reload the table. */
@@ -114,6 +136,8 @@ toggle.checked = new URLSearchParams(location.search).get("live") === "1";
 toggle.addEventListener("change", () => navigate({ live: toggle.checked ? "1" : "" }, { resetPage: false }));
 const refresh = throttle(load, 1000);
 onLive((message) => { if (toggle.checked && message.type === "update" && message.new_spans) refresh(); });
+
+for (const input of form.querySelectorAll("[data-suggest]")) suggestions(input);
 
 addEventListener("popstate", () => { readUrl(); toggle.checked = new URLSearchParams(location.search).get("live") === "1"; load(); });
 readUrl();

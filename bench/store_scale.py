@@ -1,0 +1,272 @@
+"""The dashboard at scale (issue 15): build a store of N spans through the real ingest door, then time
+every `/api/*` query the pages make, with and without ingest going on.
+
+Run: .venv/bin/python bench/store_scale.py --spans 10000000
+1. Ingest: a real dashboard subprocess (`--max-spans` above N, `--retention 30d`) is fed 5-span
+   traces (7 attributes per span; 1 trace in 100 failed with "upstream reset by peer", 1 in 50
+   retried after a TimeoutError; 3 services; start times spread over the last 6 days) over
+   `/ws/ingest` by 2 connections; spans stored per second is printed for each tenth of N, and the
+   last tenth's rate against the first's.
+2. Queries: each route the Traces, Trace, Live, Retries, Queues, Metrics, Debug and Optimize pages
+   call, `--repeat` times in turn, p50 and p95 in ms; then again while a third connection keeps
+   ingesting. The floor: the same trace queries (`opto_dashboard.queries`) run straight on a
+   sqlite3 connection to the file, without HTTP.
+3. Bytes on disk per span: the database file after a checkpoint, over the spans stored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+from websockets.asyncio.client import connect
+
+from opto_dashboard import queries
+
+SPANS_PER_TRACE = 5
+SPANS_PER_FRAME = 1000
+WINDOW = 16
+SERVICES = ("checkout", "search", "billing")
+DAY_NS = 86_400 * 10**9
+
+
+class Server:
+    """A real dashboard subprocess on a socket bound here."""
+
+    def __init__(self, db: Path, max_spans: int) -> None:
+        self.db = db
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(128)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        fd = self.sock.fileno()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "opto_dashboard", "--db", str(db), "--fd", str(fd), "--max-spans", str(max_spans),
+             "--retention", "30d"], pass_fds=[fd], stdout=subprocess.DEVNULL,
+        )
+        httpx.get(self.url + "/api/live", timeout=600).raise_for_status()
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(600)
+        self.sock.close()
+
+
+def trace_spans(t: int, start: int) -> list[dict[str, object]]:
+    """Trace number `t`: a root and 4 steps, 7 attributes each; some failed, some retried."""
+    trace_id = f"{t + 1:032x}"
+    root = f"{(t + 1) * 8:016x}"
+    service = SERVICES[t % len(SERVICES)]
+    spans = []
+    for i in range(SPANS_PER_TRACE):
+        name = "agent.run" if i == 0 else f"agent.step{i}"
+        outcome, events = "ok", []
+        if i == 2 and t % 100 == 0:
+            outcome = "error"
+            events = [{"name": "exception", "time_ns": start + i * 1000, "attributes": {
+                "exception.type": "ConnectionError", "exception.message": "upstream reset by peer"}}]
+        elif i == 3 and t % 50 == 1:
+            events = [{"name": "opto.retry", "time_ns": start + i * 1000, "attributes": {
+                "opto.attempt": 1, "opto.retry.delay_s": 0.5, "exception.type": "TimeoutError", "exception.message": "no answer in 5 s"}}]
+        spans.append({
+            "trace_id": trace_id, "span_id": f"{(t + 1) * 8 + i:016x}", "parent_span_id": None if i == 0 else root,
+            "name": name, "kind": "internal", "state": "ended", "start_ns": start + i * 1000,
+            "end_ns": start + i * 1000 + (5 - i) * 1_000_000 + (t % 7) * 100_000,
+            "status": {"code": "error" if outcome == "error" else "unset", "message": ""},
+            "attributes": {"opto.outcome": outcome, "opto.attempts": 2 if events and outcome == "ok" else 1,
+                           "opto.function": name, "code.function.name": name.rpartition(".")[2],
+                           "code.file.path": "/app/agent.py", "code.line.number": 40 + i,
+                           "opto.arg.query": f"'question {t % 1000}'"},
+            "events": events, "resource": {"service.name": service}, "scope": {"name": "opto", "version": "0.2.0"},
+        })
+    return spans
+
+
+def frames(first_trace: int, traces: int, t0: int, gap_ns: int, seq: Iterator[int]) -> Iterator[str]:
+    per_frame = SPANS_PER_FRAME // SPANS_PER_TRACE
+    for f in range(first_trace, first_trace + traces, per_frame):
+        spans = [s for t in range(f, min(f + per_frame, first_trace + traces)) for s in trace_spans(t, t0 + t * gap_ns)]
+        yield json.dumps({"type": "batch", "seq": next(seq), "spans": spans, "metrics": [], "drops": {}})
+
+
+async def feed(url: str, batches: Iterator[str]) -> None:
+    """Send every frame with up to WINDOW unacked, until each is acked."""
+    hello = {"id": uuid.uuid4().hex, "service": "bench", "pid": os.getpid(), "host": "bench", "sdk": "bench", "started_ns": time.time_ns()}
+    unacked = 0
+    async with connect(url.replace("http", "ws", 1) + "/ws/ingest", max_size=None, compression=None) as ws:
+        await ws.send(json.dumps({"type": "hello", "process": hello}))
+        for frame in batches:
+            if unacked >= WINDOW:
+                reply = json.loads(await ws.recv())
+                assert reply["type"] == "ack", reply
+                unacked -= 1
+            await ws.send(frame)
+            unacked += 1
+        for _ in range(unacked):
+            reply = json.loads(await ws.recv())
+            assert reply["type"] == "ack", reply
+
+
+async def ingest(url: str, first_trace: int, traces: int, t0: int, gap_ns: int) -> None:
+    half = traces // 2
+    await asyncio.gather(
+        feed(url, frames(first_trace, half, t0, gap_ns, iter(range(1, 10**9)))),
+        feed(url, frames(first_trace + half, traces - half, t0, gap_ns, iter(range(1, 10**9)))),
+    )
+
+
+def routes(t0: int, newest: int, trace_id: str) -> dict[str, str]:
+    """The requests the pages make, by what they show."""
+    hour = 3600 * 10**9
+    return {
+        "traces: newest": "/api/traces?sort=start&order=desc&limit=50&offset=0",
+        "traces: page 20": "/api/traces?sort=start&order=desc&limit=50&offset=950",
+        "traces: name prefix agent.step3": "/api/traces?name=agent.step3&limit=50",
+        "traces: name prefix agent": "/api/traces?name=agent&limit=50",
+        "traces: service billing": "/api/traces?service=billing&limit=50",
+        "traces: attribute": "/api/traces?attr=opto.arg.query='question 7'&limit=50",
+        "traces: outcome error": "/api/traces?outcome=error&limit=50",
+        "traces: by duration >= 5 ms": "/api/traces?min_duration_ms=5&sort=duration&limit=50",
+        "traces: last hour": f"/api/traces?since_ns={newest - hour}&until_ns={newest}&limit=50",
+        "traces: search upstream reset": "/api/traces?q=upstream reset&limit=50",
+        "traces: search TimeoutError": "/api/traces?q=TimeoutError&limit=50",
+        "traces: everything": f"/api/traces?name=agent&service=search&outcome=ok&since_ns={t0}&q=question&limit=50",
+        "suggest: names agent.": "/api/suggest?field=name&prefix=agent.",
+        "trace: one": f"/api/traces/{trace_id}",
+        "live": "/api/live",
+        "retries": "/api/retries?limit=100",
+        "queues": "/api/queues",
+        "metrics": "/api/metrics",
+        "debug": "/api/debug",
+        "limits": f"/api/limits?since_ns={newest - hour}",
+        "optimize": "/api/optimize?limit=50",
+        "http floor: a static file": "/static/favicon.svg",
+    }
+
+
+def floor_filters(t0: int, newest: int) -> dict[str, queries.TraceFilter]:
+    hour = 3600 * 10**9
+    F = queries.TraceFilter
+    return {
+        "traces: newest": F(), "traces: page 20": F(offset=950), "traces: name prefix agent.step3": F(name="agent.step3"),
+        "traces: name prefix agent": F(name="agent"), "traces: service billing": F(service="billing"),
+        "traces: attribute": F(attributes=(("opto.arg.query", "'question 7'"),)), "traces: outcome error": F(outcome="error"),
+        "traces: by duration >= 5 ms": F(min_duration_ns=5_000_000, sort="duration"),
+        "traces: last hour": F(since_ns=newest - hour, until_ns=newest),
+        "traces: search upstream reset": F(text="upstream reset"), "traces: search TimeoutError": F(text="TimeoutError"),
+        "traces: everything": F(name="agent", service="search", outcome="ok", since_ns=t0, text="question"),
+    }
+
+
+def percentiles(samples: list[float]) -> tuple[float, float]:
+    samples = sorted(samples)
+    return statistics.median(samples), samples[min(len(samples) - 1, int(0.95 * len(samples)))]
+
+
+def time_routes(url: str, paths: dict[str, str], repeat: int) -> dict[str, tuple[float, float]]:
+    """p50 and p95 ms of each path; an answer other than 200 (a query stopped at its time limit) is printed."""
+    out: dict[str, list[float]] = {name: [] for name in paths}
+    with httpx.Client(base_url=url, timeout=600, headers={"Accept-Encoding": "gzip"}) as client:
+        for _ in range(repeat):
+            for name, path in paths.items():
+                t = time.perf_counter()
+                response = client.get(path)
+                out[name].append((time.perf_counter() - t) * 1000)
+                if response.status_code != 200:
+                    print(f"  {name}: {response.status_code} {response.text[:120]}", flush=True)
+    return {name: percentiles(samples) for name, samples in out.items()}
+
+
+def time_floor(db: Path, filters: dict[str, queries.TraceFilter], repeat: int) -> dict[str, tuple[float, float]]:
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    out: dict[str, list[float]] = {name: [] for name in filters}
+    try:
+        for _ in range(repeat):
+            for name, f in filters.items():
+                t = time.perf_counter()
+                breadth = queries.breadth_sql(f)
+                driver = None if breadth is None else queries.choose_driver(conn.execute(*breadth).fetchone())
+                for sql, params in queries.traces_sql(f, driver):
+                    conn.execute(sql, params).fetchall()
+                out[name].append((time.perf_counter() - t) * 1000)
+    finally:
+        conn.close()
+    return {name: percentiles(samples) for name, samples in out.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--spans", type=int, default=10_000_000, help="spans to store (default 10,000,000)")
+    parser.add_argument("--repeat", type=int, default=20, help="times each query is timed (default 20)")
+    parser.add_argument("--db", type=Path, default=None, help="keep the database here (default: a temporary directory)")
+    args = parser.parse_args()
+    traces = args.spans // SPANS_PER_TRACE
+    with tempfile.TemporaryDirectory() as tmp:
+        db = args.db or Path(tmp) / "scale.db"
+        server = Server(db, max_spans=args.spans * 2)
+        try:
+            now = time.time_ns()
+            t0, gap = now - 6 * DAY_NS, 6 * DAY_NS // (traces + traces // 10 + 1)
+            rates = []
+            step = max(1, traces // 10)
+            for first in range(0, traces, step):
+                n = min(step, traces - first)
+                started = time.perf_counter()
+                asyncio.run(ingest(server.url, first, n, t0, gap))
+                rates.append(n * SPANS_PER_TRACE / (time.perf_counter() - started))
+                print(f"  stored {(first + n) * SPANS_PER_TRACE:>12,} spans: {rates[-1]:>9,.0f} spans/s for this tenth", flush=True)
+            print(f"ingest: last tenth {rates[-1]:,.0f} spans/s, first tenth {rates[0]:,.0f}: {rates[-1] / rates[0]:.2f}x "
+                  f"(goal >= 0.8x); load average {os.getloadavg()[0]:.2f}")
+            newest = t0 + (traces - 1) * gap
+            paths = routes(t0, newest, f"{traces // 2 + 1:032x}")
+            quiet = time_routes(server.url, paths, args.repeat)
+            extra = max(1, traces // 20)
+            busy_feed = subprocess.Popen([sys.executable, "-c", FEEDER, server.url, str(traces), str(extra), str(t0), str(gap)])
+            try:
+                busy = time_routes(server.url, paths, args.repeat)
+            finally:
+                busy_feed.wait(3600)
+            floor = time_floor(db, floor_filters(t0, newest), args.repeat)
+        finally:
+            server.close()
+        conn = sqlite3.connect(db)
+        try:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            (stored,) = conn.execute("SELECT count(*) FROM spans").fetchone()
+        finally:
+            conn.close()
+        size = db.stat().st_size
+    print(f"\n{'query':34} {'p50 ms':>8} {'p95 ms':>8} {'p95 busy':>9} {'floor p50':>10} {'floor p95':>10}")
+    for name in paths:
+        f50, f95 = floor.get(name, (float("nan"), float("nan")))
+        print(f"{name:34} {quiet[name][0]:8.1f} {quiet[name][1]:8.1f} {busy[name][1]:9.1f} {f50:10.1f} {f95:10.1f}")
+    worst = max(max(quiet[n][1], busy[n][1]) for n in paths)
+    print(f"\nworst p95: {worst:.1f} ms (goal < 100 ms); {size:,} bytes on disk for {stored:,} spans: "
+          f"{size / stored:.0f} bytes per span (goal <= 300)")
+
+
+# The third connection, in a process of its own so it competes with the queries as a real SDK would.
+FEEDER = """
+import asyncio, sys
+sys.path.insert(0, %r)
+from store_scale import ingest
+url, first, n, t0, gap = sys.argv[1], *map(int, sys.argv[2:])
+asyncio.run(ingest(url, first, n, t0, gap))
+""" % str(Path(__file__).resolve().parent)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,215 @@
+"""The read queries of the Traces page, each driven by an index, returning typed rows.
+
+Filters by span name, service, attribute and free text go through the term vocabulary the writer
+keeps (`terms`, `trace_terms` in writer.SCHEMA): a filter looks its terms up by index, then the
+traces holding them by rowid, so no query reads the spans of every trace.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from .store import SPAN_COLUMNS, Store
+
+__all__ = ["TraceFilter", "TraceRow", "TracePage", "traces_sql", "traces", "suggest", "prefix_range", "fts_query", "MAX_TOTAL", "TERM_KINDS", "trace_spans", "SpanCursor", "breadth_sql", "choose_driver", "NARROW", "WINDOW"]
+
+MAX_TOTAL = 10_000  # matches counted past this are reported as "more": a count must not read every trace
+TERM_KINDS = {"name": "n:", "service": "s:", "attribute": "a:"}
+_TOP = "\U0010ffff"  # sorts after any text that starts with the same prefix
+
+
+def prefix_range(prefix: str) -> tuple[str, str]:
+    """Bounds `lo <= term < hi` of the terms starting with `prefix`, for an index range search."""
+    return prefix, prefix + _TOP
+
+
+@dataclass(frozen=True, slots=True)
+class TraceFilter:
+    """What the Traces page asks: every field optional; `name` is a prefix, `attributes` exact `key=value` pairs."""
+
+    name: str | None = None
+    service: str | None = None
+    attributes: tuple[tuple[str, str], ...] = ()
+    outcome: str | None = None
+    min_duration_ns: int | None = None
+    since_ns: int | None = None
+    until_ns: int | None = None
+    text: str | None = None
+    sort: Literal["start", "duration"] = "start"
+    order: Literal["asc", "desc"] = "desc"
+    limit: int = 50
+    offset: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class TraceRow:
+    """One trace's summary row."""
+
+    trace_id: str
+    root_name: str
+    service: str | None
+    start_ns: int
+    end_ns: int | None
+    span_count: int
+    in_flight: int
+    outcome: str | None
+    error_count: int
+    retry_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class TracePage:
+    """A page of traces, the number that match (counted up to `MAX_TOTAL`), and whether more match."""
+
+    rows: list[TraceRow]
+    total: int
+    more: bool
+
+
+_FIELDS = "t.trace_id, t.root_name, t.service, t.start_ns, t.end_ns, t.span_count, t.in_flight, t.outcome, t.error_count, t.retry_count"
+# A term filter drives the query (the traces holding its terms, by rowid) when it matches fewer
+# traces than this; a broader one is checked per trace as the traces are walked in sort order,
+# which stops at a page's worth of matches. Walked so, matches are counted among the first WINDOW
+# traces in that order only (`more` is then true if there are further traces).
+NARROW = 20_000
+WINDOW = 5_000
+_DRIVING = "t.rowid IN (SELECT trace_ref FROM trace_terms WHERE term_id IN ({}))"
+# `+`: the trace's few terms are read and looked up in the list, not the list's terms each sought.
+_CHECKED = "EXISTS (SELECT 1 FROM trace_terms x WHERE x.trace_ref = t.rowid AND +x.term_id IN ({}))"
+
+
+def _term_filters(f: TraceFilter) -> list[tuple[str, list[Any]]]:
+    """Each of `f`'s name, service, attribute and search filters as a query of term ids."""
+    terms: list[tuple[str, list[Any]]] = []
+    if f.name:
+        terms.append(("SELECT id FROM terms WHERE term >= ? AND term < ?", list(prefix_range("n:" + f.name))))
+    if f.service:
+        terms.append(("SELECT id FROM terms WHERE term = ?", ["s:" + f.service]))
+    for key, value in f.attributes:
+        terms.append(("SELECT id FROM terms WHERE term = ?", [f"a:{key}={value}"]))
+    search = fts_query(f.text) if f.text else None
+    if search is not None:
+        terms.append(("SELECT rowid FROM terms_fts WHERE terms_fts MATCH ?", [search]))
+    return terms
+
+
+def _conditions(f: TraceFilter, driver: int | None) -> tuple[list[str], list[Any], list[str], list[Any]]:
+    """`f` as SQL conditions on `traces t`: those of its term filters, then the others, each with its parameters."""
+    terms: list[str] = []
+    terms_params: list[Any] = []
+    term_filters = _term_filters(f)
+    searching = f.text is not None and fts_query(f.text) is not None  # then the last term filter is the search
+    for i, (ids, ids_params) in enumerate(term_filters):
+        holding = (_DRIVING if i == driver else _CHECKED).format(ids)
+        if searching and i == len(term_filters) - 1:
+            holding = f"(t.trace_id = ? OR {holding})"  # the search box also takes a trace id
+            terms_params.append(f.text.lower())  # type: ignore[union-attr]
+        terms.append(holding)
+        terms_params += ids_params
+    plain: list[str] = []
+    plain_params: list[Any] = []
+    if f.text and not searching:
+        plain.append("t.trace_id = ?")
+        plain_params.append(f.text.lower())
+    if f.outcome:
+        plain.append("t.outcome = ?")
+        plain_params.append(f.outcome)
+    if f.min_duration_ns is not None:
+        plain.append("t.in_flight = 0 AND coalesce(t.end_ns, t.start_ns) - t.start_ns >= ?")  # traces_duration
+        plain_params.append(f.min_duration_ns)
+    if f.since_ns is not None:
+        plain.append("t.start_ns >= ?")
+        plain_params.append(f.since_ns)
+    if f.until_ns is not None:
+        plain.append("t.start_ns <= ?")
+        plain_params.append(f.until_ns)
+    return terms, terms_params, plain, plain_params
+
+
+def _clause(conditions: list[str]) -> str:
+    return f"WHERE {' AND '.join(conditions)}" if conditions else ""
+
+
+def fts_query(text: str) -> str | None:
+    """The FTS5 query for a search box's text: its words as a phrase, the last one a prefix
+    (`upstream res` finds "upstream reset", `Timeout` finds "TimeoutError"); None if it has no words."""
+    words = re.findall(r"\w+", text)
+    return None if not words else '"' + " ".join(words) + '"*'
+
+
+def breadth_sql(f: TraceFilter) -> tuple[str, list[Any]] | None:
+    """How many traces each term filter of `f` matches, counted up to NARROW (None: `f` has none)."""
+    terms = _term_filters(f)
+    if not terms:
+        return None
+    counts = [f"(SELECT count(*) FROM (SELECT 1 FROM trace_terms WHERE term_id IN ({ids}) LIMIT {NARROW}))" for ids, _ in terms]
+    return "SELECT " + ", ".join(counts), [p for _, ids_params in terms for p in ids_params]
+
+
+def choose_driver(counts: Sequence[int]) -> int | None:
+    """The term filter to drive by (its position), given `breadth_sql`'s counts: the narrowest, if under NARROW."""
+    narrowest = min(range(len(counts)), key=counts.__getitem__)
+    return narrowest if counts[narrowest] < NARROW else None
+
+
+def traces_sql(f: TraceFilter, driver: int | None = None) -> list[tuple[str, list[Any]]]:
+    """The page query and the (bounded) count query for `f`, as (SQL, parameters); `driver` is the
+    term filter (by position) whose traces are looked up first, None to walk the traces in order.
+    The count query answers (matches, whether more traces were left unread)."""
+    terms, terms_params, plain, plain_params = _conditions(f, driver)
+    key = "t.start_ns" if f.sort == "start" else "coalesce(t.end_ns, t.start_ns) - t.start_ns"
+    direction = "DESC" if f.order == "desc" else "ASC"
+    clause, params = _clause(terms + plain), terms_params + plain_params
+    page = f"SELECT {_FIELDS} FROM traces t {clause} ORDER BY {key} {direction} LIMIT ? OFFSET ?"
+    if driver is not None or not terms:
+        count = f"SELECT count(*), 0 FROM (SELECT 1 FROM traces t {clause} LIMIT ?)"
+        return [(page, [*params, f.limit, f.offset]), (count, [*params, MAX_TOTAL + 1])]
+    # Walked in sort order: the matches among the first WINDOW traces, and whether there were more.
+    count = (
+        f"SELECT coalesce(sum(ok), 0), count(*) > ? FROM (SELECT {' AND '.join(terms)} AS ok "
+        f"FROM traces t {_clause(plain)} ORDER BY {key} {direction} LIMIT ?)"
+    )
+    return [(page, [*params, f.limit, f.offset]), (count, [WINDOW, *terms_params, *plain_params, WINDOW + 1])]
+
+
+async def traces(store: Store, f: TraceFilter) -> TracePage:
+    """The traces matching `f`, one page of them, sorted as asked: driven by its narrowest term
+    filter if one matches fewer than NARROW traces, else walked in sort order."""
+    breadth = breadth_sql(f)
+    driver = None if breadth is None else choose_driver((await store.fetch(*breadth))[0])
+    (page, page_params), (count, count_params) = traces_sql(f, driver)
+    rows = [TraceRow(*r) for r in await store.fetch(page, page_params)]
+    ((total, walked_past),) = await store.fetch(count, count_params)
+    return TracePage(rows, min(total, MAX_TOTAL), total > MAX_TOTAL or bool(walked_past))
+
+
+def suggest_sql(kind: str, prefix: str, limit: int) -> tuple[str, Sequence[Any]]:
+    """The terms of `kind` (a key of TERM_KINDS) starting with `prefix`, in order."""
+    return "SELECT substr(term, 3) FROM terms WHERE term >= ? AND term < ? ORDER BY term LIMIT ?", [
+        *prefix_range(TERM_KINDS[kind] + prefix), limit
+    ]
+
+
+async def suggest(store: Store, kind: str, prefix: str, limit: int = 20) -> list[str]:
+    """Names, services or `key=value` attributes seen, starting with `prefix`: the filters' suggestions."""
+    sql, params = suggest_sql(kind, prefix, limit)
+    return [term for (term,) in await store.fetch(sql, params)]
+
+
+SpanCursor = tuple[int, str]  # (start_ns, span_id) of the last span of a page
+
+
+async def trace_spans(store: Store, trace_id: str, after: SpanCursor | None, limit: int) -> tuple[list[Any], SpanCursor | None]:
+    """A page of a trace's spans (`SELECT {SPAN_COLUMNS}` rows) ordered by start then span id, after
+    `after`, and the cursor of the next page (None: this was the last)."""
+    start, span = after if after is not None else (-1, "")
+    rows = await store.fetch(
+        f"SELECT {SPAN_COLUMNS} FROM spans WHERE trace_id = ? AND (start_ns > ? OR (start_ns = ? AND span_id > ?)) "
+        "ORDER BY start_ns, span_id LIMIT ?", (trace_id, start, start, span, limit + 1),
+    )
+    more = len(rows) > limit
+    del rows[limit:]
+    return rows, (rows[-1][6], rows[-1][1]) if more else None

@@ -1,0 +1,244 @@
+"""The Traces page's filters at scale: name prefixes, services, `key=value` attributes and free
+text go through the writer's term index, every query's plan is index-driven, and suggestions come
+from the names seen."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from dashboard_server import Dashboard
+from opto.telemetry import semconv
+from opto_dashboard import queries, writer
+from opto_dashboard.queries import TraceFilter
+from opto_dashboard.writer import Prune, SpanWrite, open_database
+from test_dashboard_api import Feed, call, served  # noqa: F401  (the fixture)
+
+
+def names(doc: dict[str, Any]) -> list[str]:
+    return sorted(t["root_name"] for t in doc["traces"])
+
+
+async def test_name_filter_matches_any_span_by_prefix(served: tuple[Dashboard, Feed]) -> None:
+    d, feed = served
+    root = call("robust_async_agent")
+    child = {**call("step_one"), "trace_id": root["trace_id"], "parent_span_id": root["span_id"]}
+    await feed.send([root, child, call("stepper"), call("other")])
+    assert names(d.get("/api/traces?name=step")) == ["robust_async_agent", "stepper"]
+    assert names(d.get("/api/traces?name=robust")) == ["robust_async_agent"]
+    assert names(d.get("/api/traces?name=tep")) == []  # a prefix, not a substring
+
+
+async def test_service_and_attribute_filters(served: tuple[Dashboard, Feed]) -> None:
+    d, feed = served
+    billing = call("charge", **{"http.method": "POST", "retries": 3, "cached": True})
+    billing["resource"] = {semconv.SERVICE_NAME: "billing"}
+    await feed.send([billing, call("charge", **{"http.method": "GET", "retries": 30})])
+    assert names(d.get("/api/traces?service=billing")) == ["charge"]
+    assert d.get("/api/traces?service=bill")["traces"] == []  # services match exactly
+    assert [t["trace_id"] for t in d.get("/api/traces?attr=http.method=POST")["traces"]] == [billing["trace_id"]]
+    assert [t["trace_id"] for t in d.get("/api/traces?attr=retries=3&attr=cached=true")["traces"]] == [billing["trace_id"]]
+    assert d.get("/api/traces?attr=retries=3&attr=http.method=GET")["traces"] == []
+    assert len(d.get("/api/traces?service=test&attr=http.method=GET")["traces"]) == 1
+
+
+async def test_search_finds_exception_messages_types_and_retry_causes(served: tuple[Dashboard, Feed]) -> None:
+    """The two searches of issue 15 that found nothing: a message and a retry's cause, an exception type."""
+    d, feed = served
+    failed = call("fetch", "error")
+    failed["events"] = [{"name": "exception", "time_ns": failed["start_ns"], "attributes": {
+        semconv.EXCEPTION_TYPE: "ConnectionError", semconv.EXCEPTION_MESSAGE: "upstream reset by peer"}}]
+    retried = call("poll", attempts=2)
+    retried["events"] = [{"name": semconv.EVENT_RETRY, "time_ns": retried["start_ns"], "attributes": {
+        semconv.ATTEMPT: 1, semconv.EXCEPTION_TYPE: "TimeoutError", semconv.EXCEPTION_MESSAGE: "no answer in 5 s"}}]
+    await feed.send([failed, retried, call("quiet")])
+    assert names(d.get("/api/traces?q=upstream reset")) == ["fetch"]
+    assert names(d.get("/api/traces?q=TimeoutError")) == ["poll"]
+    assert names(d.get("/api/traces?q=timeouterror")) == ["poll"]  # case-insensitive
+    assert names(d.get(f"/api/traces?q={semconv.EVENT_RETRY}")) == ["poll"]  # event names
+    assert names(d.get("/api/traces?q=quie")) == ["quiet"]  # span names, by prefix
+    assert names(d.get("/api/traces?q=upstream res")) == ["fetch"]  # a phrase, its last word a prefix
+    assert names(d.get('/api/traces?q="upstream reset"')) == ["fetch"]
+    assert names(d.get("/api/traces?q=reset upstream")) == []  # words in their order
+    assert names(d.get("/api/traces?q=eoutError")) == []  # words match from their start
+    assert names(d.get("/api/traces?q=%25%25")) == []  # no words: only a trace id could match
+    assert names(d.get(f"/api/traces?attr={semconv.EXCEPTION_TYPE}=TimeoutError")) == ["poll"]
+    assert names(d.get(f"/api/traces?q={failed['trace_id']}")) == ["fetch"]
+
+
+async def test_suggestions_list_names_services_and_attributes_seen(served: tuple[Dashboard, Feed]) -> None:
+    d, feed = served
+    billing = call("charge")
+    billing["resource"] = {semconv.SERVICE_NAME: "billing"}
+    await feed.send([call("step_b"), call("step_a"), call("step_a"), call("other", **{"region": "eu"}), billing])
+    assert d.get("/api/suggest?field=name&prefix=step") == {"values": ["step_a", "step_b"]}
+    assert d.get("/api/suggest?field=name&prefix=step&limit=1") == {"values": ["step_a"]}
+    assert d.get("/api/suggest?field=service&prefix=") == {"values": ["billing", "test"]}
+    assert d.get("/api/suggest?field=attribute&prefix=reg") == {"values": ["region=eu"]}
+
+
+@pytest.mark.parametrize("query, detail", [
+    ("field=nope", "field: expected one of name, service, attribute"),
+    ("prefix=a", "field: expected one of name, service, attribute"),
+    ("field=name&limit=101", "limit: expected 1 to 100"),
+    ("field=name&prefix=" + "x" * 201, "prefix: expected at most 200 characters"),
+])
+async def test_bad_suggestion_parameters_get_400(served: tuple[Dashboard, Feed], query: str, detail: str) -> None:
+    d, _ = served
+    response = httpx.get(f"{d.url}/api/suggest?{query}")
+    assert response.status_code == 400 and response.json()["detail"].startswith(detail)
+
+
+@pytest.mark.parametrize("query, detail", [
+    ("attr=novalue", "attr: expected key=value"),
+    ("attr==x", "attr: expected key=value"),
+    ("&".join(["attr=a=1"] * 9), "attr: expected at most 8"),
+    ("service=" + "s" * 201, "service: expected at most 200 characters"),
+])
+async def test_bad_filter_parameters_get_400(served: tuple[Dashboard, Feed], query: str, detail: str) -> None:
+    d, _ = served
+    response = httpx.get(f"{d.url}/api/traces?{query}")
+    assert response.status_code == 400 and response.json()["detail"].startswith(detail)
+
+
+FILTERS = {
+    "none": TraceFilter(),
+    "by duration": TraceFilter(sort="duration", min_duration_ns=5),
+    "name": TraceFilter(name="st"),
+    "name, service, attributes": TraceFilter(name="st", service="x", attributes=(("a", "b"), ("c", "1"))),
+    "outcome": TraceFilter(outcome="error"),
+    "time range": TraceFilter(since_ns=1, until_ns=5, order="asc"),
+    "text": TraceFilter(text="upstream"),
+    "everything": TraceFilter(name="s", service="x", attributes=(("a", "b"),), outcome="ok", min_duration_ns=1,
+                              since_ns=1, until_ns=9, text="t", sort="duration", order="asc"),
+}
+
+
+@pytest.mark.parametrize("driver", [None, 0], ids=["walked in order", "driven by a term"])
+@pytest.mark.parametrize("f", FILTERS.values(), ids=FILTERS.keys())
+def test_trace_queries_are_index_driven(tmp_path: Path, f: TraceFilter, driver: int | None) -> None:
+    """No plan reads spans, and a scan is either in index order or a full-text match (free text)."""
+    db = open_database(str(tmp_path / "plan.db"))
+    try:
+        breadth = queries.breadth_sql(f)
+        statements = [*queries.traces_sql(f, driver), *([breadth] if breadth else [])]
+        for sql, params in statements:
+            plan = [row[3] for row in db.execute("EXPLAIN QUERY PLAN " + sql, params)]
+            assert not [step for step in plan if "spans" in step], plan
+            scans = [step for step in plan if step.startswith("SCAN ") and not step.startswith("SCAN (subquery")]
+            allowed = ("SCAN t USING INDEX", "SCAN t USING COVERING INDEX", "SCAN CONSTANT ROW", *(["SCAN terms_fts VIRTUAL TABLE INDEX 0:M"] if f.text else []))
+            assert all(step.startswith(allowed) for step in scans), plan
+            probes = [step for step in plan if "trace_terms" in step]
+            assert all(step.startswith("SEARCH") for step in probes), plan
+        sql, params = queries.suggest_sql("name", "st", 20)
+        assert [row[3] for row in db.execute("EXPLAIN QUERY PLAN " + sql, params)] == [
+            "SEARCH terms USING COVERING INDEX sqlite_autoindex_terms_1 (term>? AND term<?)"]
+    finally:
+        db.close()
+
+
+async def test_broad_and_narrow_filters_find_the_same_traces(served: tuple[Dashboard, Feed], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past NARROW matches a filter is checked per trace as traces are walked newest first, and
+    matches are counted among the first WINDOW traces only (`more`); narrow filters count exactly."""
+    monkeypatch.setattr(queries, "NARROW", 50)
+    monkeypatch.setattr(queries, "WINDOW", 100)
+    d, feed = served
+    t0 = time.time_ns()
+    await feed.send([call("common", start_ns=t0 + i, region="eu" if i % 2 else "us") for i in range(120)]
+                    + [call("rare", start_ns=t0 - 1, region="eu")])
+    broad = d.get("/api/traces?name=common&attr=region=eu&limit=500")
+    assert [t["start_ns"] for t in broad["traces"]] == [t0 + i for i in range(119, 0, -2)]
+    assert (broad["total"], broad["more"]) == (51, True)  # in the newest 101 traces (one over WINDOW: more)
+    assert d.get("/api/traces?name=common&attr=region=eu&offset=50&limit=5")["traces"][0]["start_ns"] == t0 + 19
+    rare = d.get("/api/traces?name=rare&attr=region=eu")
+    assert names(rare) == ["rare"] and (rare["total"], rare["more"]) == (1, False)
+
+
+def span_row(trace_id: str, span_id: str, name: str, attributes: dict[str, Any]) -> list[Any]:
+    """A span row in SPAN_COLUMNS order."""
+    return [trace_id, span_id, None, name, "internal", "ended", 1, 2, "unset", "", "ok", None, None, "svc",
+            json.dumps(attributes), None, None, "{}", "{}"]
+
+
+def store(db: sqlite3.Connection, request: SpanWrite | Prune) -> None:
+    db.execute("BEGIN IMMEDIATE")
+    writer._write(db, request) if isinstance(request, SpanWrite) else writer._prune(db, request)
+    db.execute("COMMIT")
+
+
+def terms(db: sqlite3.Connection) -> list[tuple[str, str]]:
+    return db.execute(
+        "SELECT t.trace_id, terms.term FROM trace_terms JOIN terms ON terms.id = term_id "
+        "JOIN traces t ON t.rowid = trace_ref ORDER BY 1, 2").fetchall()
+
+
+def test_pruned_traces_take_their_terms_and_unused_vocabulary(tmp_path: Path) -> None:
+    db = open_database(str(tmp_path / "prune.db"))
+    try:
+        old, new = "a" * 32, "b" * 32
+        rows = [span_row(old, "1" * 16, "gone", {"k": "old"}), span_row(new, "2" * 16, "kept", {"k": "new"})]
+        store(db, SpanWrite([v for r in rows for v in r], json.dumps([old, new]), [], [], [], []))
+        db.execute("UPDATE traces SET start_ns = 0 WHERE trace_id = ?", (old,))
+        store(db, Prune(1, None))
+        assert terms(db) == [(new, "a:k=new"), (new, "n:kept"), (new, "s:svc")]
+        assert sorted(t for (t,) in db.execute("SELECT term FROM terms")) == ["a:k=new", "n:kept", "s:svc"]
+    finally:
+        db.close()
+
+
+def test_rewritten_trace_keeps_its_terms(tmp_path: Path) -> None:
+    """A trace's summary row is upserted, so the terms of its earlier writes still point at it."""
+    db = open_database(str(tmp_path / "rewrite.db"))
+    try:
+        trace = "c" * 32
+        for i, name in enumerate(("first", "second")):
+            row = span_row(trace, f"{i:016x}", name, {})
+            store(db, SpanWrite(row, json.dumps([trace]), [], [], [], []))
+        assert [term for _, term in terms(db)] == ["n:first", "n:second", "s:svc"]
+    finally:
+        db.close()
+
+
+def test_terms_kept_before_full_text_search_are_indexed_on_opening(tmp_path: Path) -> None:
+    path = str(tmp_path / "fts.db")
+    db = open_database(path)
+    trace = "e" * 32
+    store(db, SpanWrite(span_row(trace, "1" * 16, "before_search", {}), json.dumps([trace]), [], [], [], []))
+    db.executescript("DROP TABLE terms_fts; DROP TRIGGER terms_added; DROP TRIGGER terms_removed;")
+    db.close()
+    db = open_database(path)
+    try:
+        sql, params = queries.traces_sql(TraceFilter(text="before"))[0]
+        assert [row[0] for row in db.execute(sql, params)] == [trace]
+    finally:
+        db.close()
+
+
+def test_a_database_of_an_earlier_version_gets_its_terms(tmp_path: Path) -> None:
+    path = str(tmp_path / "old.db")
+    db = open_database(path)
+    trace = "d" * 32
+    store(db, SpanWrite(span_row(trace, "1" * 16, "legacy", {"k": 1}), json.dumps([trace]), [], [], [], []))
+    db.executescript("DROP TABLE trace_terms; DROP TABLE terms;")
+    db.close()
+    db = open_database(path)
+    try:
+        assert terms(db) == [(trace, "a:k=1"), (trace, "n:legacy"), (trace, "s:svc")]
+    finally:
+        db.close()
+
+
+async def test_retries_function_filter_matches_by_prefix(served: tuple[Dashboard, Feed]) -> None:
+    d, feed = served
+    retried = call("flaky_llm", **{semconv.ATTEMPTS: 2})
+    retried["events"] = [{"name": semconv.EVENT_RETRY, "time_ns": retried["start_ns"], "attributes": {semconv.ATTEMPT: 1}}]
+    await feed.send([retried])
+    assert [r["name"] for r in d.get("/api/retries?name=flaky")["retries"]] == ["flaky_llm"]
+    assert [f["name"] for f in d.get("/api/retries?name=flaky")["by_function"]] == ["flaky_llm"]
+    assert d.get("/api/retries?name=llm")["retries"] == []
