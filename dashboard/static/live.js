@@ -30,7 +30,8 @@ function render() {
   setText($("#ingest-spans"), count(live.ingest.spans_stored));
   setText($("#ingest-refused"), count(live.ingest.spans_refused));
   setText($("#ingest-failed"), `${count(live.writes.failed_writes)} (${count(live.writes.failed_spans)} spans)`);
-  const refused = Object.entries(live.refused);
+  const { parameters, ...doors } = live.refused;
+  const refused = [...Object.entries(doors), ["bad parameters", Object.values(parameters).reduce((n, v) => n + v, 0)]];
   const clients = $("#ingest-refused-clients");
   setText(clients, count(refused.reduce((n, [, v]) => n + v, 0)));
   clients.title = refused.filter(([, v]) => v).map(([reason, v]) => `${reason.replace("_", " ")} ${count(v)}`).join(", ");
