@@ -91,7 +91,7 @@ def server_config(args: argparse.Namespace) -> uvicorn.Config:
         allowed_hosts=args.allowed_host, max_db_bytes=None if args.max_db_size is None else parse_size(args.max_db_size),
     )
     return uvicorn.Config(
-        app, host=args.host, port=args.port, fd=args.fd, log_level="warning",
+        app, host=args.host, port=args.port, log_level="warning",
         ws_max_size=2 * MAX_FRAME_BYTES, ws_ping_interval=None, lifespan="on", **server_options(app.state.refused),
     )
 
@@ -99,13 +99,15 @@ def server_config(args: argparse.Namespace) -> uvicorn.Config:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
+    sockets = None
     if args.fd is not None:
+        # Served as a socket object of the right family, not through uvicorn's `fd` (which takes any
+        # descriptor for a Unix socket, so asyncio never sets TCP_NODELAY: 40 ms a keep-alive request).
         try:
-            inherited = socket.socket(fileno=args.fd)
+            sockets = [socket.socket(fileno=args.fd)]
         except OSError as exc:
             parser.error(f"--fd {args.fd}: not an open socket ({exc.strerror})")
-        args.host, args.port = inherited.getsockname()[:2]
-        inherited.detach()  # uvicorn takes the descriptor over
+        args.host, args.port = sockets[0].getsockname()[:2]
     if not _is_loopback(args.host) and not args.token:
         parser.error(f"--host {args.host} exposes the dashboard beyond this machine; add --token SECRET")
     if args.token and (problem := check_token(args.token)) is not None:
@@ -129,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     host = f"[{args.host}]" if ":" in args.host else args.host
     print(f"opto-dashboard: http://{host}:{args.port}/  (database {args.db or default_db_path()})", flush=True)
     try:
-        uvicorn.Server(config).run()
+        uvicorn.Server(config).run(sockets=sockets)
     except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C once it has shut down cleanly
         print("opto-dashboard: stopped", flush=True)
 
