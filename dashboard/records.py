@@ -179,7 +179,7 @@ class SpanRecord(msgspec.Struct, gc=False):
         """Validate a decoded JSON span record; RecordError names the first bad field."""
         obj = object_field(obj, path)
         state = obj.get("state")
-        if state not in STATES:
+        if not isinstance(state, str) or state not in STATES:  # a dict or list would not even hash
             raise RecordError(f"{path}.state", f"expected 'started' or 'ended', got {_show(state)}")
         start_ns = int_field(obj, "start_ns", path)
         end_ns = int_field(obj, "end_ns", path, optional=True)
@@ -189,11 +189,11 @@ class SpanRecord(msgspec.Struct, gc=False):
             raise RecordError(f"{path}.end_ns", "a started span has end_ns null")
         parent = obj.get("parent_span_id")
         kind = obj.get("kind", "internal")
-        if kind not in KINDS:
+        if not isinstance(kind, str) or kind not in KINDS:  # a dict or list would not even hash
             raise RecordError(f"{path}.kind", f"expected one of {sorted(KINDS)}, got {_show(kind)}")
         status = object_field(obj.get("status", {}), f"{path}.status")
         code = status.get("code", "unset")
-        if code not in STATUS_CODES:
+        if not isinstance(code, str) or code not in STATUS_CODES:  # a dict or list would not even hash
             raise RecordError(f"{path}.status.code", f"expected one of {sorted(STATUS_CODES)}, got {_show(code)}")
         scope = object_field(obj.get("scope", {}), f"{path}.scope")
         return cls(
