@@ -33,6 +33,7 @@ from .writer import HEADER, SPAN_COLUMNS, Prune, Reply, SpanWrite
 __all__ = ["Store", "StoreError", "QueryTimeout", "Write", "SPAN_COLUMNS", "row_to_record"]
 
 logger = logging.getLogger("opto_dashboard")
+_TERM_CHARS = 200  # an attribute value is indexed by its first 200 chars (as the writer's SQL does)
 _EVENT_KINDS = {
     semconv.EVENT_RETRY: "retry", semconv.EVENT_SLOW_CALLBACK: "slow_callback", semconv.EVENT_QUEUE_BLOCKED: "queue_blocked",
 }
@@ -74,18 +75,58 @@ class Write:
     drops: dict[str, Any] | None = None
     params: list[Any] = field(init=False)
     events: list[tuple[Any, ...]] = field(init=False)
+    terms: list[tuple[str, str]] = field(init=False)
     metric_rows: list[tuple[Any, ...]] = field(init=False)
 
     def __post_init__(self) -> None:
         """Raises (orjson's error) for data that cannot be encoded: that write alone is refused."""
         self.params = _span_params(self.spans)
         self.events = _event_rows(self.spans)
+        self.terms = _terms(self.spans)
         p = self.process
         self.metric_rows = [] if p is None else [
             (p.id, m["name"], m["time_ns"], _dumps(m.get("attributes", {})), m.get("value"),
              _dumps(m.get("summary") or m.get("histogram")) if "value" not in m else None)
             for m in self.metrics
         ]
+
+
+def _term_value(value: Any) -> str | None:
+    """An attribute value as the filter index writes it (as SQLite's CAST AS TEXT would); None for a list."""
+    if type(value) is str:
+        return value[:_TERM_CHARS]
+    if type(value) is bool:
+        return "true" if value else "false"
+    if type(value) is int:
+        return str(value)
+    if type(value) is float:  # SQLite's "%!.15g": 15 digits, a decimal point always, -0.0 as 0.0
+        mantissa, e, exponent = f"{value + 0.0:.15g}".partition("e")
+        return (mantissa if "." in mantissa else mantissa + ".0") + e + exponent
+    return None
+
+
+def _terms(spans: Iterable[SpanRecord]) -> list[tuple[str, str]]:
+    """The (trace id, term) pairs of the filter index for these spans, each once: `n:` name, `s:`
+    service, `a:key=value` of each scalar attribute (of the span and its events), `e:` event name.
+    Made here, on the event loop, from the records' dicts, instead of parsed back out of JSON by
+    the writer."""
+    terms: set[tuple[str, str]] = set()
+    add = terms.add
+    for r in spans:
+        t = r.trace_id
+        add((t, "n:" + r.name))
+        service = r.resource.get(semconv.SERVICE_NAME)
+        if type(service) is str:
+            add((t, "s:" + service))
+        for key, value in r.attributes.items():
+            if (text := _term_value(value)) is not None:
+                add((t, f"a:{key}={text}"))
+        for event in r.events:
+            add((t, "e:" + event["name"]))
+            for key, value in event.get("attributes", {}).items():
+                if (text := _term_value(value)) is not None:
+                    add((t, f"a:{key}={text}"))
+    return list(terms)
 
 
 class _Repeats:
@@ -155,6 +196,7 @@ def _request(writes: Sequence[Write], now: int) -> SpanWrite:
         metrics.extend(w.metric_rows)
     return SpanWrite(
         spans=list(chain.from_iterable(w.params for w in writes)),
+        terms=list(chain.from_iterable(w.terms for w in writes)),
         trace_ids=_dumps(list({r.trace_id for w in writes for r in w.spans})),
         events=list(chain.from_iterable(w.events for w in writes)),
         processes=[(p.id, p.service, p.pid, p.host, p.sdk, p.started_ns, now) for p, _ in latest.values()],

@@ -155,10 +155,11 @@ UNION SELECT w.trace_id, 'e:' || (e.value ->> 'name') FROM w, json_each(w.events
 UNION SELECT w.trace_id, 'a:' || j.key || '=' || {_VALUE}
 FROM w, json_each(w.events) e, json_each(e.value, '$.attributes') j WHERE w.events IS NOT NULL AND {_SCALAR}
 """
+_WRITTEN_TERM = "INSERT INTO temp.written (trace_id, term) VALUES (?, ?)"
 _STORE_TERMS = (
     "INSERT OR IGNORE INTO terms (term) SELECT DISTINCT term FROM temp.written WHERE term IS NOT NULL",
     "INSERT OR IGNORE INTO trace_terms (term_id, trace_ref) SELECT DISTINCT terms.id, traces.rowid "
-    "FROM temp.written w JOIN terms ON terms.term = w.term JOIN traces ON traces.trace_id = w.trace_id",
+    "FROM temp.written w JOIN terms ON terms.term = w.term JOIN traces ON traces.trace_id = w.trace_id ORDER BY 1, 2",
     "DELETE FROM temp.written",
 )
 # A trace this big has its summary updated from the write's spans instead of recounted: a recount
@@ -193,8 +194,8 @@ HEADER = struct.Struct("!I")  # each message: its length, then its msgpack body
 
 
 class SpanWrite(msgspec.Struct, array_like=True, tag=True):
-    """One transaction: span column values flat in `SPAN_COLUMNS` order, the touched traces as a
-    JSON list, and event, process, drop-counter and metric rows."""
+    """One transaction: span column values flat in `SPAN_COLUMNS` order, their filter terms, the
+    touched traces as a JSON list, and event, process, drop-counter and metric rows."""
 
     spans: list[Any]
     trace_ids: str
@@ -202,6 +203,9 @@ class SpanWrite(msgspec.Struct, array_like=True, tag=True):
     processes: list[tuple[Any, ...]]
     drops: list[tuple[Any, ...]]
     metrics: list[tuple[Any, ...]]
+    # (trace id, term) pairs of the filter index, as the dashboard makes them from its records;
+    # None: read back out of the stored rows here (`_COLLECT_TERMS`, the same terms, slower)
+    terms: list[tuple[str, str]] | None = None
 
 
 class Prune(msgspec.Struct, array_like=True, tag=True):
@@ -294,7 +298,12 @@ def _write(db: sqlite3.Connection, w: SpanWrite) -> int:
             db.execute(_REFRESH_TRACES, (w.trace_ids if small is None else json.dumps(small),))
         for trace_id, root in big.items():
             _update_trace(db, trace_id, root, rows[trace_id], stored[trace_id])
-        _store_terms(db, keys)
+        if w.terms is None:
+            _store_terms(db, keys)
+        else:
+            db.executemany(_WRITTEN_TERM, w.terms)
+            for sql in _STORE_TERMS:
+                db.execute(sql)
         _count_functions(db, params, ended_before)
     if w.events:
         db.executemany(_INSERT_EVENT, w.events)
