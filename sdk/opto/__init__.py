@@ -5,6 +5,7 @@ from typing import TYPE_CHECKING
 from ._version import __version__
 from .errors import RetryableError
 from .telemetry import configure, shutdown
+from .telemetry.scrub import Scrub, ScrubMatch
 
 if TYPE_CHECKING:  # type checkers see the callable module `opto.trace` through its class
     from .trace import TraceModule
@@ -13,4 +14,4 @@ if TYPE_CHECKING:  # type checkers see the callable module `opto.trace` through 
 else:
     from . import trace
 
-__all__ = ["trace", "RetryableError", "configure", "shutdown", "__version__"]
+__all__ = ["trace", "RetryableError", "configure", "shutdown", "Scrub", "ScrubMatch", "__version__"]

@@ -19,7 +19,7 @@ from opentelemetry.sdk.resources import OTELResourceDetector, Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
 
-from . import _facade, live, otlp, semconv
+from . import _facade, live, otlp, scrub as _scrub, semconv
 from ._durations import CallDurations
 
 __all__ = ["configure", "shutdown"]
@@ -72,6 +72,7 @@ def configure(
     otlp_endpoint: str | None = None,
     otlp_headers: Mapping[str, str] | None = None,
     dashboard: str | None = None,
+    scrub: _scrub.Scrub | None = None,
 ) -> None:
     """Send OpenTrace telemetry somewhere.
 
@@ -80,9 +81,14 @@ def configure(
     provider is kept and the exporters asked for here are added to it. `console=True` prints
     finished spans. `otlp_endpoint` (else `OTEL_EXPORTER_OTLP_ENDPOINT`) exports traces and
     metrics over OTLP/HTTP, sending `otlp_headers`. `dashboard` (else `OPTO_DASHBOARD_URL`), such as
-    "http://127.0.0.1:8765", streams span starts and ends to opto-dashboard. Calling it is optional: without it, spans go to
-    whatever the app set up.
+    "http://127.0.0.1:8765", streams span starts and ends to opto-dashboard. `scrub`
+    (`opto.Scrub(extra_patterns=..., callback=...)`) adds secret-name patterns to the defaults and
+    a callback that may let a matched value through; None keeps the defaults. Calling it is
+    optional: without it, spans go to whatever the app set up.
     """
+    if scrub is not None and not isinstance(scrub, _scrub.Scrub):
+        raise TypeError(f"scrub must be an opto.Scrub(extra_patterns=..., callback=...), got {type(scrub).__name__}")
+    _scrub.set_scrub(scrub)
     attrs: dict[str, Any] = {semconv.SERVICE_NAME: _service_name(service_name)}
     attrs.update(resource_attributes or {})
     resource = Resource.create(attrs)
