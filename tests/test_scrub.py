@@ -42,7 +42,6 @@ def test_an_ordinary_name_is_not_secret(name: str) -> None:
     "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
     "sk-proj-abcdefghijklmnopqrstuvwxyz012345",
     "AKIAIOSFODNN7EXAMPLE",
-    "ghp_abcdefghijklmnopqrstuvwxyz0123456789",
 ])
 def test_a_secret_looking_value_is_masked_wherever_it_is(secret: str) -> None:
     """In a plain string, inside text, in a list, under a plain dict key, in an object's repr."""

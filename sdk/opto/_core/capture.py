@@ -22,7 +22,7 @@ from ..telemetry import scrub, semconv
 
 __all__ = [
     "MASK", "DEFAULT_MAX_LENGTH", "REPR_BUDGET_S", "looks_secret", "safe_repr", "capture_into",
-    "exception_text", "exception_stacktrace", "ArgumentCapture", "capture_named", "scrub_text",
+    "exception_text", "exception_stacktrace", "ArgumentCapture", "capture_named", "scrub_text", "attribute_value",
 ]
 
 MASK = scrub.MASK
@@ -74,6 +74,8 @@ def _masked(path: str, value: Any, matched: str, limit: int, depth: int, errors:
 
 def scrub_text(text: str, path: str = "") -> str:
     """`text` with every secret-looking value in it (bearer token, JWT, API key) masked."""
+    if not scrub.suspect(text):
+        return text
     rules = scrub.rules
     if rules.values.search(text) is None:
         return text
@@ -250,7 +252,7 @@ def _quick(value: Any, limit: int) -> str | None:
     t = type(value)
     if t is str:
         text = value if len(value) <= limit else value[:limit]
-        return repr(text) if scrub.rules.values.search(text) is None else None
+        return None if scrub.suspect(text) else repr(text)
     if t in _SCALAR_TYPES or (t is int and -_FLAT_INT < value < _FLAT_INT):
         return repr(value)
     if t in _FLAT_TYPES and _flat(value):
@@ -276,7 +278,7 @@ def safe_repr(value: Any, limit: int = DEFAULT_MAX_LENGTH, errors: list[str] | N
 
 def capture_into(out: dict[str, Any], key: str, value: Any, limit: int) -> None:
     """`out[key] = safe_repr(value, limit)`, noting in `out` what could not be captured."""
-    if type(value) is str and len(value) <= limit and scrub.rules.values.search(value) is None:
+    if type(value) is str and len(value) <= limit and not scrub.suspect(value):
         out[key] = repr(value)  # the commonest value, on every traced call
         return
     text = _quick(value, limit)
@@ -301,18 +303,17 @@ def _flat(value: dict[Any, Any] | list[Any] | tuple[Any, ...]) -> bool:
     so a shape seen once takes this path from then on)."""
     if len(value) > _FLAT_ITEMS:
         return False
-    rules = scrub.rules
     if type(value) is dict:
-        plain = rules.plain
+        plain = scrub.rules.plain
         for k in value:
             if type(k) is not str or k not in plain:
                 return False
         value = value.values()  # type: ignore[assignment]
-    values = rules.values
+    suspect = scrub.suspect
     for v in value:
         t = type(v)
         if t is str:
-            if len(v) > _FLAT_STR or values.search(v) is not None:
+            if len(v) > _FLAT_STR or suspect(v):
                 return False
         elif not (t in _SCALAR_TYPES or (t is int and -_FLAT_INT < v < _FLAT_INT)):
             return False
@@ -430,3 +431,18 @@ def _capture_masked(out: dict[str, Any], key: str, value: Any, secret: str, limi
     out[key] = _cut(_masked(key, value, secret, limit, _DEPTH, errors), limit)
     if errors:
         _note(out, key, errors, limit)
+
+
+def attribute_value(name: str, value: Any, errors: list[str], limit: int = DEFAULT_MAX_LENGTH) -> str | int | float | bool:
+    """A value for a span attribute or event attribute set by the app: a bool, int or float as
+    itself, a str cut to `limit` with secrets in it masked, anything else captured as an argument
+    is; masked whole, as an argument would be, when `name` looks secret."""
+    secret = _secret_part(name)
+    if secret is not None:
+        return _cut(_masked(name, value, secret, limit, _DEPTH, errors), limit)
+    t = type(value)
+    if t is bool or t is float or (t is int and -_FLAT_INT < value < _FLAT_INT):
+        return value  # type: ignore[no-any-return]
+    if t is str:
+        return _cut(scrub_text(value[:limit], name), limit)
+    return safe_repr(value, limit, errors, name)
