@@ -113,7 +113,7 @@ def test_the_public_surface_of_opto_is_pinned() -> None:
 def test_the_decorators_options_are_pinned() -> None:
     """One set of options for @opto.trace and async_trace; streams take the ones that mean something."""
     options = ["name", "loop", "retry_attempts", "retry_delay", "retry_max_delay", "retry_on", "timeout", "debug",
-               "capture_args", "capture_result", "max_repr"]
+               "capture_args", "capture_result", "max_repr", "max_concurrent"]
     assert list(opto._core.OPTION_NAMES) == options
     assert list(inspect.signature(opto.trace.async_trace).parameters)[1:] == options
     stream = list(inspect.signature(opto.trace.async_stream).parameters)[1:]

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 import opto
 from opto.telemetry import semconv
 from opto.trace import AsyncTraceContext
@@ -59,3 +61,53 @@ async def test_a_context_exited_out_of_order_says_so() -> None:
         raise AssertionError("exiting outer before inner was accepted")
     await inner.__aexit__(None, None, None)
     await outer.__aexit__(None, None, None)
+
+
+async def test_a_functions_own_limit_holds_across_unrelated_tasks(spans) -> None:
+    """@async_trace(max_concurrent=N): no context needed; the slot waits are traced as a context's are."""
+    release = asyncio.Event()
+    running = 0
+    peak = 0
+
+    @opto.trace.async_trace(max_concurrent=2)
+    async def embed(text: str) -> int:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await release.wait()
+        running -= 1
+        return len(text)
+
+    tasks = [asyncio.create_task(embed("x" * i)) for i in range(5)]
+    while running < 2:  # the tasks' first steps run together: two take the slots, three wait
+        await asyncio.sleep(0)
+    release.set()
+    assert await asyncio.gather(*tasks) == [0, 1, 2, 3, 4]
+    assert peak == 2
+    waited = [s for s in spans.named(embed.__qualname__) if s.attributes[semconv.QUEUE_WAIT_S] > 0]
+    assert len(waited) == 3 and len(spans.named(semconv.SPAN_SLOT_WAIT)) == 3
+
+
+async def test_a_limited_function_calling_itself_runs_under_its_callers_slot() -> None:
+    @opto.trace.async_trace(max_concurrent=1)
+    async def walk(depth: int) -> int:
+        return depth if depth == 0 else await walk(depth - 1)
+
+    assert await asyncio.wait_for(walk(3), 10) == 0
+
+
+@pytest.mark.parametrize("value", [0, -1, True, 1.5])
+def test_a_bad_max_concurrent_is_refused(value: object) -> None:
+    with pytest.raises(ValueError, match="max_concurrent must be an int >= 1"):
+        opto.trace.async_trace(max_concurrent=value)  # type: ignore[arg-type]
+
+
+def test_max_concurrent_needs_an_async_function() -> None:
+    with pytest.raises(TypeError, match="max_concurrent= needs an async function"):
+        @opto.trace(max_concurrent=2)
+        def f() -> None:
+            pass
+    with pytest.raises(TypeError, match="does not apply to @async_stream"):
+        @opto.trace(max_concurrent=2)
+        async def g():  # type: ignore[no-untyped-def]
+            yield 1

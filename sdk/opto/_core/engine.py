@@ -59,7 +59,7 @@ def code_attributes(fn: Callable[..., Any], name: str, kind: str) -> dict[str, A
 class Calls:
     """Per-function bookkeeping shared by all calls of one traced function."""
 
-    __slots__ = ("name", "opts", "static", "capture", "active", "metric_attrs", "room", "__weakref__")
+    __slots__ = ("name", "opts", "static", "capture", "active", "metric_attrs", "room", "limiters", "__weakref__")
 
     def __init__(self, fn: Callable[..., Any], opts: Options, kind: str) -> None:
         self.name = opts.name or fn.__qualname__
@@ -68,6 +68,8 @@ class Calls:
         if opts.timeout is not None:
             self.static[semconv.TIMEOUT_S] = float(opts.timeout)
         self.capture = ArgumentCapture(fn, opts.max_repr) if opts.capture_args else None
+        # The function's own limit (`max_concurrent`), one for every call in the process.
+        self.limiters = (Limiter(opts.max_concurrent),) if opts.max_concurrent is not None else ()
         self.active = 0
         self.metric_attrs = {
             o: {semconv.FUNCTION: self.name, semconv.OUTCOME: o} for o in semconv.OUTCOMES
@@ -294,17 +296,21 @@ async def _traced_call(calls: Calls, fn: Callable[..., Awaitable[R]], args: tupl
 
 
 async def _call_in_scope(calls: Calls, fn: Callable[..., Awaitable[R]], args: tuple[Any, ...], kwargs: dict[str, Any], call: Call) -> R:
-    """The attempts, under the ambient scope's limits, timeout and retries where the decorator sets none."""
+    """The attempts, under the function's own limit and the ambient scope's limits, timeout and
+    retries where the decorator sets none."""
     scope = SCOPE.get()
     timeout = calls.opts.timeout
-    if scope is None:
+    limiters = calls.limiters
+    if scope is not None:
+        if timeout is None and scope.timeout is not None:
+            timeout = scope.timeout
+            call.span.set_attribute(semconv.TIMEOUT_S, timeout)
+        if call.policy is None:
+            call.policy = scope.retry
+        limiters = scope.limiters + limiters
+    if not limiters:
         return await _attempt_loop(fn, args, kwargs, call, timeout)
-    if timeout is None and scope.timeout is not None:
-        timeout = scope.timeout
-        call.span.set_attribute(semconv.TIMEOUT_S, timeout)
-    if call.policy is None:
-        call.policy = scope.retry
-    taken, waited = await _acquire_slots(calls, scope.limiters)
+    taken, waited = await _acquire_slots(calls, limiters)
     if not taken:
         return await _attempt_loop(fn, args, kwargs, call, timeout)
     call.span.set_attribute(semconv.QUEUE_WAIT_S, waited)
@@ -353,7 +359,7 @@ def wrap_coroutine_function(
     if calls is None:
         calls = Calls(fn, opts, "call")
     loop = opts.loop
-    simple = opts.retry is None and opts.timeout is None and not opts.debug
+    simple = opts.retry is None and opts.timeout is None and not opts.debug and opts.max_concurrent is None
     debug = _debug.switch
 
     @functools.wraps(fn)
