@@ -42,6 +42,7 @@ _SLOW_TYPES: set[type] = set()
 _FIELDS: dict[type, tuple[str, ...] | None] = {}
 _KNOWN_MAX = 4096
 _SELF_NAMES = frozenset({"self", "cls"})
+_suspect = scrub.suspect  # bound once: it runs on every captured string
 
 
 def _secret_part(key: object) -> str | None:
@@ -74,7 +75,7 @@ def _masked(path: str, value: Any, matched: str, limit: int, depth: int, errors:
 
 def scrub_text(text: str, path: str = "") -> str:
     """`text` with every secret-looking value in it (bearer token, JWT, API key) masked."""
-    if not scrub.suspect(text):
+    if not _suspect(text):
         return text
     rules = scrub.rules
     if rules.values.search(text) is None:
@@ -252,7 +253,7 @@ def _quick(value: Any, limit: int) -> str | None:
     t = type(value)
     if t is str:
         text = value if len(value) <= limit else value[:limit]
-        return None if scrub.suspect(text) else repr(text)
+        return None if _suspect(text) else repr(text)
     if t in _SCALAR_TYPES or (t is int and -_FLAT_INT < value < _FLAT_INT):
         return repr(value)
     if t in _FLAT_TYPES and _flat(value):
@@ -278,7 +279,7 @@ def safe_repr(value: Any, limit: int = DEFAULT_MAX_LENGTH, errors: list[str] | N
 
 def capture_into(out: dict[str, Any], key: str, value: Any, limit: int) -> None:
     """`out[key] = safe_repr(value, limit)`, noting in `out` what could not be captured."""
-    if type(value) is str and len(value) <= limit and not scrub.suspect(value):
+    if type(value) is str and len(value) <= limit and not _suspect(value):
         out[key] = repr(value)  # the commonest value, on every traced call
         return
     text = _quick(value, limit)
@@ -309,11 +310,10 @@ def _flat(value: dict[Any, Any] | list[Any] | tuple[Any, ...]) -> bool:
             if type(k) is not str or k not in plain:
                 return False
         value = value.values()  # type: ignore[assignment]
-    suspect = scrub.suspect
     for v in value:
         t = type(v)
         if t is str:
-            if len(v) > _FLAT_STR or suspect(v):
+            if len(v) > _FLAT_STR or _suspect(v):
                 return False
         elif not (t in _SCALAR_TYPES or (t is int and -_FLAT_INT < v < _FLAT_INT)):
             return False
