@@ -126,12 +126,14 @@ async def test_configure_adds_patterns_and_a_callback_may_allow_a_value(spans) -
     def call(tenant_id: str, api_key: str, headers: dict[str, str]) -> None:
         return None
 
-    call("t-1", "test-only", {"cookie": "c"})
+    call("t-1", "test-only", {"cookie": "c", "nested": {"password": "p"}})
     attrs_ = spans.one(call.__qualname__).attributes
     assert attrs_[ARG + "tenant_id"] == MASK
     assert attrs_[ARG + "api_key"] == "'test-only'"
-    assert attrs_[ARG + "headers"] == "{'cookie': [masked]}"
-    assert {m.path for m in seen} == {ARG + "tenant_id", ARG + "api_key", ARG + "headers.cookie"}
+    assert attrs_[ARG + "headers"] == "{'cookie': [masked], 'nested': {'password': [masked]}}"
+    assert {m.path for m in seen} == {
+        ARG + "tenant_id", ARG + "api_key", ARG + "headers.cookie", ARG + "headers.nested.password",
+    }
 
 
 def test_a_callback_that_raises_masks_and_the_call_goes_on(spans) -> None:

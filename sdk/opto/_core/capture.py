@@ -142,7 +142,8 @@ def _named(name: Any, value: Any, path: str, limit: int, depth: int, errors: lis
     """The value of a named part (a dict key, a field), masked if the name looks secret."""
     matched = _secret_part(name)
     if matched is None:
-        return _walk(value, limit, depth, errors, path)
+        inner = f"{path}.{str.__getitem__(name, slice(None, 80))}" if isinstance(name, str) else path
+        return _walk(value, limit, depth, errors, inner)
     return _masked(f"{path}.{str.__getitem__(name, slice(None, 80))}", value, matched, limit, depth, errors)
 
 
