@@ -98,7 +98,7 @@ def test_every_package_folder_is_packaged() -> None:
 
 
 def test_the_public_surface_of_opto_is_pinned() -> None:
-    assert opto.__all__ == ["trace", "RetryableError", "configure", "shutdown", "__version__"]
+    assert opto.__all__ == ["trace", "RetryableError", "configure", "shutdown", "Scrub", "ScrubMatch", "span", "set_attributes", "add_event", "__version__"]
     assert sorted(opto.trace.__all__) == sorted([
         "async_trace", "set_async_debug", "set_testing", "RetryPolicy", "optimize", "param", "Param", "Workflow",
         "OptimizeResult", "Candidate", "Evaluation", "async_stream", "AsyncQueue", "QueueClosed", "QueueStats",
@@ -113,7 +113,7 @@ def test_the_public_surface_of_opto_is_pinned() -> None:
 def test_the_decorators_options_are_pinned() -> None:
     """One set of options for @opto.trace and async_trace; streams take the ones that mean something."""
     options = ["name", "loop", "retry_attempts", "retry_delay", "retry_max_delay", "retry_on", "timeout", "debug",
-               "capture_args", "capture_result", "max_repr"]
+               "capture_args", "capture_result", "max_repr", "max_concurrent"]
     assert list(opto._core.OPTION_NAMES) == options
     assert list(inspect.signature(opto.trace.async_trace).parameters)[1:] == options
     stream = list(inspect.signature(opto.trace.async_stream).parameters)[1:]

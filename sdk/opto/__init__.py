@@ -2,9 +2,11 @@
 
 from typing import TYPE_CHECKING
 
+from ._core import add_event, set_attributes, span
 from ._version import __version__
 from .errors import RetryableError
 from .telemetry import configure, shutdown
+from .telemetry.scrub import Scrub, ScrubMatch
 
 if TYPE_CHECKING:  # type checkers see the callable module `opto.trace` through its class
     from .trace import TraceModule
@@ -13,4 +15,4 @@ if TYPE_CHECKING:  # type checkers see the callable module `opto.trace` through 
 else:
     from . import trace
 
-__all__ = ["trace", "RetryableError", "configure", "shutdown", "__version__"]
+__all__ = ["trace", "RetryableError", "configure", "shutdown", "Scrub", "ScrubMatch", "span", "set_attributes", "add_event", "__version__"]

@@ -10,26 +10,25 @@ short string, a number, a small dict or list of those) take the builtin `repr` a
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
-import re
 import time
 import traceback
 from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ..telemetry import semconv
+from ..telemetry import scrub, semconv
 
 __all__ = [
     "MASK", "DEFAULT_MAX_LENGTH", "REPR_BUDGET_S", "looks_secret", "safe_repr", "capture_into",
-    "exception_text", "exception_stacktrace", "ArgumentCapture",
+    "exception_text", "exception_stacktrace", "ArgumentCapture", "capture_named", "scrub_text", "attribute_value",
 ]
 
-MASK = "[masked]"
+MASK = scrub.MASK
 DEFAULT_MAX_LENGTH = 1000
 REPR_BUDGET_S = 0.005  # a __repr__ slower than this once is skipped for its type from then on
 STACKTRACE_MAX = 16_000  # characters of `exception.stacktrace`: its first and last parts are kept
-_SECRET = re.compile(r"pass(word|wd|phrase)?|token|api[-_]?key|authori[sz]ation|secret|cookie|credential", re.I)
 _SCALAR_TYPES = frozenset({float, bool, type(None)})
 _FLAT_TYPES = frozenset({dict, list, tuple})
 _FLAT_ITEMS = 32  # a container this small, of short scalars only, takes the builtin repr
@@ -37,29 +36,63 @@ _FLAT_STR = 256
 _FLAT_INT = 1 << 64
 _DEPTH = 3  # containers nested deeper are described by type and size
 
-# Names repeat call after call, so each is judged once; the sets stop growing at _KNOWN_MAX names.
-# Types whose __repr__ went over budget are skipped, up to _KNOWN_MAX of them.
-_PLAIN: set[str] = set()
-_SECRETS: set[str] = set()
+# Types whose __repr__ went over budget are skipped, and the fields of record types (dataclass,
+# pydantic) are remembered, up to _KNOWN_MAX types each.
 _SLOW_TYPES: set[type] = set()
+_FIELDS: dict[type, tuple[str, ...] | None] = {}
 _KNOWN_MAX = 4096
+_SELF_NAMES = frozenset({"self", "cls"})
+_suspect = scrub.suspect  # bound once: it runs on every captured string
+
+
+def _secret_part(key: object) -> str | None:
+    """The secret-looking part of a name (see `opto.telemetry.scrub.NAME_PATTERNS`), or None."""
+    if not isinstance(key, str):
+        return None
+    if type(key) is not str:  # a str subclass could hash, compare or search in any way: judge its text
+        key = str.__getitem__(key, slice(None))
+    return scrub.rules.name_match(key)
 
 
 def looks_secret(key: object) -> bool:
-    """True for names such as password, token, api_key, Authorization, client_secret."""
-    if not isinstance(key, str):
-        return False
-    if type(key) is not str:  # a str subclass could hash, compare or search in any way: judge its text
-        key = str.__getitem__(key, slice(None))
-    if key in _PLAIN:
-        return False
-    if key in _SECRETS:
-        return True
-    secret = _SECRET.search(key) is not None
-    known = _SECRETS if secret else _PLAIN
-    if len(known) < _KNOWN_MAX:
-        known.add(key)
-    return secret
+    """True for names such as password, api_key, openai_key, Authorization, bearer, session_id."""
+    return _secret_part(key) is not None
+
+
+def _masked(path: str, value: Any, matched: str, limit: int, depth: int, errors: list[str] | None) -> str:
+    """MASK, unless the configured scrub callback returns a value to keep for this one."""
+    callback = scrub.rules.callback
+    if callback is None:
+        return MASK
+    try:
+        kept = callback(scrub.ScrubMatch(path, value, matched))
+    except Exception as exc:
+        if errors is not None:
+            errors.append(f"scrub callback failed: {_name(type(exc))}; masked")
+        return MASK
+    return MASK if kept is None else _walk(kept, limit, depth, errors, path)
+
+
+def scrub_text(text: str, path: str = "") -> str:
+    """`text` with every secret-looking value in it (bearer token, JWT, API key) masked."""
+    if not _suspect(text):
+        return text
+    rules = scrub.rules
+    if rules.values.search(text) is None:
+        return text
+    callback = rules.callback
+
+    def one(found: Any) -> str:
+        if callback is not None:
+            try:
+                kept = callback(scrub.ScrubMatch(path, found.group(), found.group()))
+            except Exception:
+                return MASK
+            if kept is not None:
+                return str.__str__(kept) if isinstance(kept, str) else MASK
+        return MASK
+
+    return rules.values.sub(one, text)
 
 
 def _name(t: type) -> str:
@@ -76,7 +109,7 @@ def _failed(value: object, exc: BaseException, errors: list[str] | None) -> str:
     return f"<{what}>"
 
 
-def _items(value: Any, limit: int, depth: int, errors: list[str] | None, pairs: bool) -> str:
+def _items(value: Any, limit: int, depth: int, errors: list[str] | None, pairs: bool, path: str) -> str:
     """The items of a builtin container, each cut to what is left of `limit`, stopping there."""
     parts = []
     used = 2
@@ -91,10 +124,10 @@ def _items(value: Any, limit: int, depth: int, errors: list[str] | None, pairs: 
             break
         if pairs:
             k, v = item
-            shown = MASK if looks_secret(k) else _walk(v, limit - used, depth - 1, errors)
-            part = f"{_walk(k, 80, 1, errors)}: {shown}"
+            shown = _named(k, v, path, limit - used, depth - 1, errors)
+            part = f"{_walk(k, 80, 1, errors, path)}: {shown}"
         else:
-            part = _walk(item, limit - used, depth - 1, errors)
+            part = _walk(item, limit - used, depth - 1, errors, path)
         parts.append(part)
         used += len(part) + 2
     return ", ".join(parts)
@@ -105,12 +138,21 @@ _BUILTIN_ITER: dict[type, Callable[[Any], Any]] = {
 }
 
 
-def _walk(value: Any, limit: int, depth: int, errors: list[str] | None) -> str:
+def _named(name: Any, value: Any, path: str, limit: int, depth: int, errors: list[str] | None) -> str:
+    """The value of a named part (a dict key, a field), masked if the name looks secret."""
+    matched = _secret_part(name)
+    if matched is None:
+        inner = f"{path}.{str.__getitem__(name, slice(None, 80))}" if isinstance(name, str) else path
+        return _walk(value, limit, depth, errors, inner)
+    return _masked(f"{path}.{str.__getitem__(name, slice(None, 80))}", value, matched, limit, depth, errors)
+
+
+def _walk(value: Any, limit: int, depth: int, errors: list[str] | None, path: str = "") -> str:
     """The careful path: never raises, never formats more than about `limit` characters."""
     t = type(value)
     try:
         if isinstance(value, str):  # a subclass's own slicing and repr are not called
-            return repr(str.__getitem__(value, slice(None, limit)))
+            return repr(scrub_text(str.__getitem__(value, slice(None, limit)), path))
         if t is int:
             if value.bit_length() > 4 * limit:  # more digits than fit: do not format them
                 return f"<int of {value.bit_length()} bits>"
@@ -123,31 +165,63 @@ def _walk(value: Any, limit: int, depth: int, errors: list[str] | None) -> str:
         if isinstance(value, memoryview):
             return f"<memoryview nbytes={value.nbytes} format={value.format!r} shape={value.shape!r}>"
         if isinstance(value, (dict, list, tuple, set, frozenset, deque)) or isinstance(value, Mapping):
-            return _container(value, limit, depth, errors)
+            return _container(value, limit, depth, errors, path)
+        fields = _FIELDS[t] if t in _FIELDS else _record_fields(t)
+        if fields:
+            return _record(value, fields, limit, depth, errors, path)
         # An array is described by its shape; a 0-d one (a numpy scalar) takes its repr, which is short.
         if _array_like(t) and type(shape := value.shape) is tuple and shape:
             return _array(value, shape, errors)
-        return _budgeted_repr(value, errors)
+        return scrub_text(_budgeted_repr(value, errors), path)
     except Exception as exc:  # a hostile __repr__, __iter__, __len__ or __hash__ must not break the call
         return _failed(value, exc, errors)
 
 
-def _container(value: Any, limit: int, depth: int, errors: list[str] | None) -> str:
+def _record_fields(t: type) -> tuple[str, ...] | None:
+    """The field names of a dataclass or pydantic model (as their repr shows them), else None."""
+    fields: tuple[str, ...] | None = None
+    if dataclasses.is_dataclass(t):
+        fields = tuple(f.name for f in dataclasses.fields(t) if f.repr)
+    elif isinstance(model_fields := getattr(t, "model_fields", None), dict) and hasattr(t, "model_dump"):  # pydantic 2
+        fields = tuple(name for name, info in model_fields.items() if getattr(info, "repr", True))
+    if len(_FIELDS) < _KNOWN_MAX:
+        _FIELDS[t] = fields
+    return fields
+
+
+def _record(value: Any, fields: tuple[str, ...], limit: int, depth: int, errors: list[str] | None, path: str) -> str:
+    """`Name(field=value, ...)` with the values of secret-looking fields masked."""
+    head = _name(type(value))
+    if depth <= 0:
+        return f"<{head} object>"
+    parts = []
+    used = len(head) + 2
+    for field in fields:
+        if used >= limit:
+            parts.append("…")
+            break
+        part = f"{field}={_named(field, getattr(value, field), path, limit - used, depth - 1, errors)}"
+        parts.append(part)
+        used += len(part) + 2
+    return f"{head}({', '.join(parts)})"
+
+
+def _container(value: Any, limit: int, depth: int, errors: list[str] | None, path: str) -> str:
     t = type(value)
     if depth <= 0:
         return f"<{_name(t)} of {len(value)} items>"
     if isinstance(value, Mapping) or isinstance(value, dict):
-        return "{" + _items(value, limit, depth, errors, pairs=True) + "}"
+        return "{" + _items(value, limit, depth, errors, pairs=True, path=path) + "}"
     if isinstance(value, tuple):
-        inner = _items(value, limit, depth, errors, pairs=False)
+        inner = _items(value, limit, depth, errors, pairs=False, path=path)
         return f"({inner},)" if len(value) == 1 else f"({inner})"
     if isinstance(value, list):
-        return "[" + _items(value, limit, depth, errors, pairs=False) + "]"
+        return "[" + _items(value, limit, depth, errors, pairs=False, path=path) + "]"
     if isinstance(value, deque):
-        return "deque([" + _items(value, limit, depth, errors, pairs=False) + "])"
+        return "deque([" + _items(value, limit, depth, errors, pairs=False, path=path) + "])"
     if not value:
         return f"{_name(t)}()"
-    inner = "{" + _items(value, limit, depth, errors, pairs=False) + "}"
+    inner = "{" + _items(value, limit, depth, errors, pairs=False, path=path) + "}"
     return inner if isinstance(value, set) and t is set else f"{_name(t)}({inner})"
 
 
@@ -179,7 +253,8 @@ def _quick(value: Any, limit: int) -> str | None:
     """The builtin repr for the common shapes, or None when the careful walk must run."""
     t = type(value)
     if t is str:
-        return repr(value if len(value) <= limit else value[:limit])
+        text = value if len(value) <= limit else value[:limit]
+        return None if _suspect(text) else repr(text)
     if t in _SCALAR_TYPES or (t is int and -_FLAT_INT < value < _FLAT_INT):
         return repr(value)
     if t in _FLAT_TYPES and _flat(value):
@@ -191,26 +266,27 @@ def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: max(limit - 1, 0)] + "…"
 
 
-def safe_repr(value: Any, limit: int = DEFAULT_MAX_LENGTH, errors: list[str] | None = None) -> str:
-    """A `repr` cut to `limit` characters, with the values of secret-looking mapping keys masked.
+def safe_repr(value: Any, limit: int = DEFAULT_MAX_LENGTH, errors: list[str] | None = None, path: str = "") -> str:
+    """A `repr` cut to `limit` characters, with secrets masked: the values of secret-looking dict
+    keys and dataclass or pydantic fields, and secret-looking text (tokens, keys) anywhere.
 
     Never raises; what could not be formatted reads `<T repr failed: E>` and is added to `errors`.
     """
     text = _quick(value, limit)
     if text is None:
-        text = _walk(value, limit, _DEPTH, errors)
+        text = _walk(value, limit, _DEPTH, errors, path)
     return _cut(text, limit)
 
 
 def capture_into(out: dict[str, Any], key: str, value: Any, limit: int) -> None:
     """`out[key] = safe_repr(value, limit)`, noting in `out` what could not be captured."""
-    if type(value) is str and len(value) <= limit:  # the commonest value, on every traced call
-        out[key] = repr(value)
+    if type(value) is str and len(value) <= limit and not _suspect(value):
+        out[key] = repr(value)  # the commonest value, on every traced call
         return
     text = _quick(value, limit)
     if text is None:
         errors: list[str] = []
-        text = _walk(value, limit, _DEPTH, errors)
+        text = _walk(value, limit, _DEPTH, errors, key)
         if errors:
             _note(out, key, errors, limit)
     out[key] = _cut(text, limit)
@@ -225,18 +301,22 @@ def _note(out: dict[str, Any], key: str, errors: list[str], limit: int = DEFAULT
 
 def _flat(value: dict[Any, Any] | list[Any] | tuple[Any, ...]) -> bool:
     """Whether the builtin repr of `value` is safe and short: few items, each a small int, a float,
-    None or a short string, and for a dict, keys all already judged plain (`_walk` judges new ones,
+    None or a short string with no secret in it, and for a dict, keys all already judged plain (`_walk` judges new ones,
     so a shape seen once takes this path from then on)."""
     if len(value) > _FLAT_ITEMS:
         return False
     if type(value) is dict:
+        plain = scrub.rules.plain
         for k in value:
-            if type(k) is not str or k not in _PLAIN:
+            if type(k) is not str or k not in plain:
                 return False
         value = value.values()  # type: ignore[assignment]
     for v in value:
         t = type(v)
-        if not (t in _SCALAR_TYPES or (t is str and len(v) <= _FLAT_STR) or (t is int and -_FLAT_INT < v < _FLAT_INT)):
+        if t is str:
+            if len(v) > _FLAT_STR or _suspect(v):
+                return False
+        elif not (t in _SCALAR_TYPES or (t is int and -_FLAT_INT < v < _FLAT_INT)):
             return False
     return True
 
@@ -254,7 +334,7 @@ def exception_text(exc: BaseException, limit: int = DEFAULT_MAX_LENGTH) -> tuple
             errors: list[str] = []
             text = safe_repr(args[0], limit, errors)
             return text, "; ".join(errors) or None
-        return _cut(str(exc), limit), None
+        return _cut(scrub_text(str(exc)), limit), None
     except Exception as failure:
         what = f"{_name(t)}.__str__ failed: {_name(type(failure))}"
         return f"<{what}>", what
@@ -273,12 +353,16 @@ def exception_stacktrace(exc: BaseException) -> str:
 
 
 class ArgumentCapture:
-    """Maps a call's arguments to `opto.arg.<name>` attributes, for one function's signature."""
+    """Maps a call's arguments to `opto.arg.<name>` attributes, for one function's signature.
 
-    __slots__ = ("positional", "_var_positional", "_keyword", "_limit")
+    A first parameter named `self` or `cls` is not captured. Which names are masked is decided once
+    per name, and again after `opto.configure(scrub=...)` changes the rules.
+    """
+
+    __slots__ = ("positional", "_var_positional", "_keyword", "_limit", "_names", "_rules")
 
     def __init__(self, fn: Callable[..., Any], limit: int) -> None:
-        positional: list[tuple[str, bool]] = []
+        names: list[str] = []
         self._var_positional = semconv.ARG_PREFIX + "args"
         try:
             params = inspect.signature(fn).parameters.values()
@@ -286,21 +370,33 @@ class ArgumentCapture:
             params = ()  # type: ignore[assignment]
         for p in params:
             if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
-                positional.append((semconv.ARG_PREFIX + p.name, looks_secret(p.name)))
+                names.append(p.name)
             elif p.kind is p.VAR_POSITIONAL:
                 self._var_positional = semconv.ARG_PREFIX + p.name
-        self.positional = tuple(positional)  # (attribute key, masked) per positional parameter
-        self._keyword: dict[str, tuple[str, bool]] = {}  # the same for keyword names, as they are seen
+        self._names = tuple(names)
         self._limit = limit
+        self._plan()
+
+    def _plan(self) -> None:
+        self._rules = scrub.rules
+        # (attribute key, the secret-looking part of the name or None, skipped) per positional parameter
+        self.positional = tuple(
+            (semconv.ARG_PREFIX + name, _secret_part(name), i == 0 and name in _SELF_NAMES)
+            for i, name in enumerate(self._names)
+        )
+        self._keyword: dict[str, tuple[str, str | None]] = {}  # the same for keyword names, as they are seen
 
     def add(self, out: dict[str, Any], args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
         """Add the call's `opto.arg.<name>` attributes to `out` (and `opto.capture.error` if needed)."""
+        if self._rules is not scrub.rules:
+            self._plan()
         limit = self._limit
-        for (key, masked), value in zip(self.positional, args):
-            if masked:
-                out[key] = MASK
+        for (key, secret, skipped), value in zip(self.positional, args):
+            if secret is None:
+                if not skipped:
+                    capture_into(out, key, value, limit)
             else:
-                capture_into(out, key, value, limit)
+                _capture_masked(out, key, value, secret, limit)
         if len(args) > len(self.positional):
             capture_into(out, self._var_positional, args[len(self.positional):], limit)
         if kwargs:
@@ -309,10 +405,45 @@ class ArgumentCapture:
                 plan = keyword.get(name) if type(name) is str else None
                 if plan is None:
                     name = str.__getitem__(name, slice(None, 200))  # a str subclass's own methods are not called
-                    plan = (semconv.ARG_PREFIX + name, looks_secret(name))
+                    plan = (semconv.ARG_PREFIX + name, _secret_part(name))
                     if len(keyword) < _KNOWN_MAX:
                         keyword[name] = plan
-                if plan[1]:
-                    out[plan[0]] = MASK
-                else:
+                if plan[1] is None:
                     capture_into(out, plan[0], value, limit)
+                else:
+                    _capture_masked(out, plan[0], value, plan[1], limit)
+
+
+def capture_named(out: dict[str, Any], key: str, name: str, value: Any, limit: int) -> None:
+    """`out[key]` = the capture of `value`, masked if `name` looks secret (as arguments are)."""
+    secret = _secret_part(name)
+    if secret is None:
+        capture_into(out, key, value, limit)
+    else:
+        _capture_masked(out, key, value, secret, limit)
+
+
+def _capture_masked(out: dict[str, Any], key: str, value: Any, secret: str, limit: int) -> None:
+    """`out[key]` for a value whose name looks secret: MASK unless the scrub callback keeps it."""
+    if scrub.rules.callback is None:
+        out[key] = MASK
+        return
+    errors: list[str] = []
+    out[key] = _cut(_masked(key, value, secret, limit, _DEPTH, errors), limit)
+    if errors:
+        _note(out, key, errors, limit)
+
+
+def attribute_value(name: str, value: Any, errors: list[str], limit: int = DEFAULT_MAX_LENGTH) -> str | int | float | bool:
+    """A value for a span attribute or event attribute set by the app: a bool, int or float as
+    itself, a str cut to `limit` with secrets in it masked, anything else captured as an argument
+    is; masked whole, as an argument would be, when `name` looks secret."""
+    secret = _secret_part(name)
+    if secret is not None:
+        return _cut(_masked(name, value, secret, limit, _DEPTH, errors), limit)
+    t = type(value)
+    if t is bool or t is float or (t is int and -_FLAT_INT < value < _FLAT_INT):
+        return value  # type: ignore[no-any-return]
+    if t is str:
+        return _cut(scrub_text(value[:limit], name), limit)
+    return safe_repr(value, limit, errors, name)

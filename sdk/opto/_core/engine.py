@@ -26,7 +26,7 @@ from .. import telemetry
 from ..telemetry import DurationRecorder, add_attributes, semconv, writable
 from . import debug as _debug
 from .capture import ArgumentCapture, capture_into, exception_text, safe_repr
-from .loops import run_on_loop
+from .loops import run_on_loop, running_loop
 from .options import Options
 from .outcome import outcome_of, record_error
 from .retry import RetryPolicy, testing
@@ -59,7 +59,7 @@ def code_attributes(fn: Callable[..., Any], name: str, kind: str) -> dict[str, A
 class Calls:
     """Per-function bookkeeping shared by all calls of one traced function."""
 
-    __slots__ = ("name", "opts", "static", "capture", "active", "metric_attrs", "room", "__weakref__")
+    __slots__ = ("name", "opts", "static", "capture", "active", "metric_attrs", "room", "limiters", "__weakref__")
 
     def __init__(self, fn: Callable[..., Any], opts: Options, kind: str) -> None:
         self.name = opts.name or fn.__qualname__
@@ -68,6 +68,8 @@ class Calls:
         if opts.timeout is not None:
             self.static[semconv.TIMEOUT_S] = float(opts.timeout)
         self.capture = ArgumentCapture(fn, opts.max_repr) if opts.capture_args else None
+        # The function's own limit (`max_concurrent`), one for every call in the process.
+        self.limiters: tuple[Limiter, ...] = (Limiter(opts.max_concurrent),) if opts.max_concurrent is not None else ()
         self.active = 0
         self.metric_attrs = {
             o: {semconv.FUNCTION: self.name, semconv.OUTCOME: o} for o in semconv.OUTCOMES
@@ -280,10 +282,17 @@ async def _attempt_loop(fn: Callable[..., Awaitable[R]], args: tuple[Any, ...], 
 
 
 async def _traced_call(calls: Calls, fn: Callable[..., Awaitable[R]], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
-    """A call with a policy to apply (retries, timeout, an AsyncTraceContext's scope) or in debug mode."""
+    """A call with a policy to apply (retries, timeout, an AsyncTraceContext's scope) or in debug mode.
+
+    Under another async library than asyncio (trio), the policy, which sleeps, times out and waits
+    the asyncio way, is not applied: the call runs once, traced, and its span says so.
+    """
+    loop = running_loop()
+    if loop is None:
+        return await _traced_once(calls, fn, args, kwargs)
     call = calls.begin(args, kwargs, current_task())
     if call.debug:
-        _debug.enable_loop_debug(asyncio.get_running_loop())
+        _debug.enable_loop_debug(loop)
     try:
         result = await _call_in_scope(calls, fn, args, kwargs, call)
     except BaseException as exc:
@@ -293,18 +302,36 @@ async def _traced_call(calls: Calls, fn: Callable[..., Awaitable[R]], args: tupl
     return result
 
 
+async def _traced_once(calls: Calls, fn: Callable[..., Awaitable[R]], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
+    """A call with a policy, run once, traced, where asyncio is not running it."""
+    call = calls.begin(args, kwargs, None)
+    if call.span.is_recording():
+        call.span.set_attribute(semconv.POLICY_SKIPPED, "not under asyncio: retries, timeout and limits were not applied")
+    try:
+        result = await fn(*args, **kwargs)
+    except BaseException as exc:
+        call.end(outcome_of(exc), exc)
+        raise
+    call.end(semconv.OUTCOME_OK, result)
+    return result
+
+
 async def _call_in_scope(calls: Calls, fn: Callable[..., Awaitable[R]], args: tuple[Any, ...], kwargs: dict[str, Any], call: Call) -> R:
-    """The attempts, under the ambient scope's limits, timeout and retries where the decorator sets none."""
+    """The attempts, under the function's own limit and the ambient scope's limits, timeout and
+    retries where the decorator sets none."""
     scope = SCOPE.get()
     timeout = calls.opts.timeout
-    if scope is None:
+    limiters = calls.limiters
+    if scope is not None:
+        if timeout is None and scope.timeout is not None:
+            timeout = scope.timeout
+            call.span.set_attribute(semconv.TIMEOUT_S, timeout)
+        if call.policy is None:
+            call.policy = scope.retry
+        limiters = scope.limiters + limiters
+    if not limiters:
         return await _attempt_loop(fn, args, kwargs, call, timeout)
-    if timeout is None and scope.timeout is not None:
-        timeout = scope.timeout
-        call.span.set_attribute(semconv.TIMEOUT_S, timeout)
-    if call.policy is None:
-        call.policy = scope.retry
-    taken, waited = await _acquire_slots(calls, scope.limiters)
+    taken, waited = await _acquire_slots(calls, limiters)
     if not taken:
         return await _attempt_loop(fn, args, kwargs, call, timeout)
     call.span.set_attribute(semconv.QUEUE_WAIT_S, waited)
@@ -353,12 +380,12 @@ def wrap_coroutine_function(
     if calls is None:
         calls = Calls(fn, opts, "call")
     loop = opts.loop
-    simple = opts.retry is None and opts.timeout is None and not opts.debug
+    simple = opts.retry is None and opts.timeout is None and not opts.debug and opts.max_concurrent is None
     debug = _debug.switch
 
     @functools.wraps(fn)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        if loop is not None and asyncio.get_running_loop() is not loop:
+        if loop is not None and running_loop() not in (loop, None):
             return await run_on_loop(loop, wrapper(*args, **kwargs))
         if not simple or debug.on or SCOPE.get() is not None:
             return await _traced_call(calls, fn, args, kwargs)
@@ -366,7 +393,11 @@ def wrap_coroutine_function(
         now = telemetry.recording()
         if now is None:
             return await fn(*args, **kwargs)  # nothing to record
-        call = calls.open(now, args, kwargs, current_task())
+        try:
+            task = current_task()
+        except RuntimeError:  # not under asyncio (trio): there is no task to name
+            task = None
+        call = calls.open(now, args, kwargs, task)
         try:
             result = await fn(*args, **kwargs)
         except BaseException as exc:

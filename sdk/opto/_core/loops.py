@@ -1,4 +1,5 @@
-"""Run a traced call on a loop of the user's choosing (`async_trace(loop=...)`)."""
+"""Run a traced call on a loop of the user's choosing (`async_trace(loop=...)`); tell whether asyncio
+runs the caller at all (under trio, through anyio or not, there is no asyncio loop or task)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,27 @@ import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-__all__ = ["run_on_loop"]
+__all__ = ["run_on_loop", "running_loop", "running_task"]
 
 T = TypeVar("T")
 _owned: dict[int, threading.Thread] = {}
 _lock = threading.Lock()
+
+
+def running_loop() -> asyncio.AbstractEventLoop | None:
+    """The running asyncio loop, or None when the caller runs under another library (trio)."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def running_task() -> asyncio.Task[Any] | None:
+    """The running asyncio task, or None when the caller runs under another library (trio)."""
+    try:
+        return asyncio.current_task()
+    except RuntimeError:
+        return None
 
 
 def _ensure_running(loop: asyncio.AbstractEventLoop) -> None:

@@ -27,12 +27,13 @@ class Options:
     capture_args: bool = True
     capture_result: bool = True
     max_repr: int = DEFAULT_MAX_LENGTH
+    max_concurrent: int | None = None  # calls of this function at once, across the process
 
 
 _DEFAULTS: dict[str, Any] = dict(
     name=None, loop=None, retry_attempts=None, retry_delay=NOT_SET, retry_max_delay=NOT_SET,
     retry_on=NOT_SET, timeout=None, debug=False, capture_args=True, capture_result=True,
-    max_repr=DEFAULT_MAX_LENGTH,
+    max_repr=DEFAULT_MAX_LENGTH, max_concurrent=None,
 )
 OPTION_NAMES = tuple(_DEFAULTS)  # the keyword options of @opto.trace and @opto.trace.async_trace
 
@@ -51,8 +52,12 @@ def check_options(given: Mapping[str, Any], who: str = "@opto.trace") -> Options
     check_timeout(timeout)
     if isinstance(max_repr, bool) or not isinstance(max_repr, int) or max_repr < 8:
         raise ValueError(f"max_repr must be an int >= 8, got {safe_repr(max_repr, 200)}")
+    limit = o["max_concurrent"]
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ValueError(f"max_concurrent must be an int >= 1 (or None for no limit), got {safe_repr(limit, 200)}")
     return Options(
-        name, loop, _retry(o), timeout, bool(o["debug"]), bool(o["capture_args"]), bool(o["capture_result"]), max_repr
+        name, loop, _retry(o), timeout, bool(o["debug"]), bool(o["capture_args"]), bool(o["capture_result"]), max_repr,
+        limit,
     )
 
 

@@ -16,10 +16,17 @@ _EXCEPTION_EVENT = "exception"  # OpenTelemetry's event name, with its exception
 
 def outcome_of(exc: BaseException, timed_out: bool = False) -> str:
     """The outcome of a call that raised `exc`, for every primitive: `cancelled` for a cancellation
-    (never an error), `timeout` when the call's own deadline expired (`timed_out`), else `error`."""
-    if isinstance(exc, asyncio.CancelledError):
+    (asyncio's or trio's; never an error), `timeout` when the call's own deadline expired
+    (`timed_out`), else `error`."""
+    if isinstance(exc, asyncio.CancelledError) or _trio_cancelled(exc):
         return semconv.OUTCOME_CANCELLED
     return semconv.OUTCOME_TIMEOUT if timed_out else semconv.OUTCOME_ERROR
+
+
+def _trio_cancelled(exc: BaseException) -> bool:
+    """trio's Cancelled, known by name: the SDK does not import trio."""
+    t = type(exc)
+    return t.__name__ == "Cancelled" and t.__module__.startswith("trio")
 
 
 def record_error(span: Span, exc: BaseException, *, escaped: bool = True) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from types import TracebackType
 from typing import Literal
 
 from ..errors import RetryableError
@@ -15,10 +16,26 @@ PolicyName = Literal["none", "fixed", "exponential_backoff"]
 _testing = False
 
 
-def set_testing(enabled: bool) -> None:
-    """Skip the sleeps between retries (delays are still computed and recorded), for users' tests."""
-    global _testing
-    _testing = bool(enabled)
+class set_testing:
+    """Skip the sleeps between retries (delays are still computed and recorded), for users' tests.
+
+    `set_testing(True)` switches it on for the process; `with set_testing(True):` only for the
+    block, restoring what was in force before on the way out.
+    """
+
+    __slots__ = ("_before",)
+
+    def __init__(self, enabled: bool = True) -> None:
+        global _testing
+        self._before = _testing
+        _testing = bool(enabled)
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        global _testing
+        _testing = self._before
 
 
 def testing() -> bool:

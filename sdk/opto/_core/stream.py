@@ -14,6 +14,7 @@ from .. import telemetry
 from ..telemetry import add_attributes, semconv
 from . import debug as _debug
 from .engine import Calls
+from .loops import running_loop, running_task
 from .options import Options
 from .outcome import outcome_of
 
@@ -32,9 +33,9 @@ def wrap_async_generator_function(fn: Callable[P, AsyncGenerator[Y, S]], opts: O
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> AsyncGenerator[Y, S]:
         # Runs from the first __anext__: that is when the span starts, under the consumer's span.
         inner = fn(*args, **kwargs)
-        call = calls.begin(args, kwargs, asyncio.current_task(), current=False)
-        if call.debug:
-            _debug.enable_loop_debug(asyncio.get_running_loop())
+        call = calls.begin(args, kwargs, running_task(), current=False)
+        if call.debug and (loop := running_loop()) is not None:
+            _debug.enable_loop_debug(loop)
         span = call.span
         ctx = otel_trace.set_span_in_context(span) if span.get_span_context().is_valid else None
         items = 0

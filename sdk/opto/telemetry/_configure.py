@@ -19,7 +19,7 @@ from opentelemetry.sdk.resources import OTELResourceDetector, Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
 
-from . import _facade, live, otlp, semconv
+from . import _facade, live, otlp, scrub as _scrub, semconv
 from ._durations import CallDurations
 
 __all__ = ["configure", "shutdown"]
@@ -72,6 +72,7 @@ def configure(
     otlp_endpoint: str | None = None,
     otlp_headers: Mapping[str, str] | None = None,
     dashboard: str | None = None,
+    scrub: _scrub.Scrub | None = None,
 ) -> None:
     """Send OpenTrace telemetry somewhere.
 
@@ -80,9 +81,14 @@ def configure(
     provider is kept and the exporters asked for here are added to it. `console=True` prints
     finished spans. `otlp_endpoint` (else `OTEL_EXPORTER_OTLP_ENDPOINT`) exports traces and
     metrics over OTLP/HTTP, sending `otlp_headers`. `dashboard` (else `OPTO_DASHBOARD_URL`), such as
-    "http://127.0.0.1:8765", streams span starts and ends to opto-dashboard. Calling it is optional: without it, spans go to
-    whatever the app set up.
+    "http://127.0.0.1:8765", streams span starts and ends to opto-dashboard. `scrub`
+    (`opto.Scrub(extra_patterns=..., callback=...)`) adds secret-name patterns to the defaults and
+    a callback that may let a matched value through; None keeps the defaults. Calling it is
+    optional: without it, spans go to whatever the app set up.
     """
+    if scrub is not None and not isinstance(scrub, _scrub.Scrub):
+        raise TypeError(f"scrub must be an opto.Scrub(extra_patterns=..., callback=...), got {type(scrub).__name__}")
+    _scrub.set_scrub(scrub)
     attrs: dict[str, Any] = {semconv.SERVICE_NAME: _service_name(service_name)}
     attrs.update(resource_attributes or {})
     resource = Resource.create(attrs)
@@ -95,16 +101,44 @@ def configure(
     processors += otlp_processors
     processors += live.processors(dashboard, _service_name(service_name))
     readers += otlp_readers
-    _install(resource, processors, readers, durations)
+    resource_given = service_name is not None or bool(resource_attributes)
+    _install(resource, processors, readers, durations, resource_given)
 
 
-def _install(resource: Resource, processors: list[SpanProcessor], readers: list[MetricReader], durations: CallDurations) -> None:
+class _LateProvider(logging.Filter):
+    """On OpenTelemetry's "Overriding of current TracerProvider is not allowed", after configure()
+    installed the provider, says why the application's provider was ignored and what to do."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if _installed.tracer_provider is not None and str(record.msg).startswith("Overriding of current TracerProvider"):
+            logger.warning(
+                "opto: the application set its own TracerProvider after opto.configure() had installed one; "
+                "OpenTelemetry allows one per process, so the application's provider is ignored. "
+                "Call opto.configure() after trace.set_tracer_provider(...): it then adds its exporters to your provider"
+            )
+        return True
+
+
+_late_provider = _LateProvider()
+
+
+def _install(
+    resource: Resource, processors: list[SpanProcessor], readers: list[MetricReader], durations: CallDurations,
+    resource_given: bool,
+) -> None:
     with _lock:
         provider = _app_tracer_provider()
         if provider is None:
             provider = TracerProvider(resource=resource, shutdown_on_exit=False)
             trace.set_tracer_provider(provider)
             _installed.tracer_provider = provider
+            logging.getLogger(trace.__name__).addFilter(_late_provider)  # once: a filter is added at most once
+        elif resource_given:
+            logger.warning(
+                "opto: service_name and resource_attributes were not applied: the TracerProvider already set "
+                "keeps its own resource. Set them on the Resource you give your TracerProvider, like "
+                "TracerProvider(resource=Resource.create({'service.name': ...}))"
+            )
         if processors:
             if not hasattr(provider, "add_span_processor"):
                 raise RuntimeError(

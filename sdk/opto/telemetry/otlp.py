@@ -75,6 +75,11 @@ def _check(endpoint: str | None, headers: Mapping[str, str] | None) -> None:
             raise ValueError(
                 f"otlp_endpoint must start with http:// or https://, like 'http://localhost:4318'; got {endpoint!r}"
             )
+    else:  # the environment decides: refuse now what every export would fail on later
+        for name in (ENDPOINT_ENV, TRACES_ENDPOINT_ENV, METRICS_ENDPOINT_ENV):
+            value = os.environ.get(name, "").strip()
+            if value and not value.startswith(("http://", "https://")):
+                raise ValueError(f"{name} must start with http:// or https://, like 'http://localhost:4318'; got {value!r}")
     if headers is not None and not (
         isinstance(headers, Mapping) and all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items())
     ):

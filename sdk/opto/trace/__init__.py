@@ -85,6 +85,7 @@ class TraceModule(types.ModuleType):
         max_repr: int = DEFAULT_MAX_LENGTH,
         timeout: float | None = None,
         loop: asyncio.AbstractEventLoop | None = None,
+        max_concurrent: int | None = None,
     ) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
     def __call__(self, fn: Any = None, /, **options: Any) -> Any:
         """`@opto.trace`: see `opto.trace._decorator.trace`."""

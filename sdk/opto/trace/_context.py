@@ -33,6 +33,20 @@ Item: TypeAlias = "Awaitable[T] | Callable[[], Awaitable[T]]"
 _NO_RETRY = RetryPolicy(attempts=0)
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class _Entry:
+    """One `async with` of a context: its scope, span and the tokens that undo it."""
+
+    context: AsyncTraceContext
+    scope: Scope
+    span: Span
+    tokens: tuple[contextvars.Token[Any], ...]
+
+
+# The entries open in this task, innermost last: one context may be entered by many tasks at once.
+_ENTRIES: contextvars.ContextVar[tuple[_Entry, ...]] = contextvars.ContextVar("opto_context_entries", default=())
+
+
 @dataclass(frozen=True, slots=True)
 class ContextStats:
     """A snapshot of the work that held a slot of an AsyncTraceContext, counted by outcome.
@@ -55,7 +69,8 @@ class ContextStats:
 class AsyncTraceContext:
     """An async context manager: one span for its block, and policy every traced call in it inherits.
 
-    Every `@async_trace` call started inside the block, in this task or any task spawned inside,
+    One instance may be entered by many tasks at once (say, every request of a service): they share
+    its limit and its statistics, and each `async with` has its own span. Every `@async_trace` call started inside the block, in this task or any task spawned inside,
     takes a slot of `max_concurrent`, gets `timeout` seconds per attempt and is retried per
     `retry_policy` ("none", "fixed", "exponential_backoff" or a `RetryPolicy`); arguments given to
     the decorator win. A context nested in another narrows the outer limits, never widens them.
@@ -75,20 +90,19 @@ class AsyncTraceContext:
         self.timeout = timeout
         self.retry_policy = resolve_policy(retry_policy)
         self._limiter = Limiter(max_concurrent)
-        self._scope: Scope | None = None
-        self._span: Span | None = None
-        self._tokens: tuple[contextvars.Token[Any], contextvars.Token[Any]] | None = None
+        self._open: list[_Entry] = []  # entries open now, in any task
         self._wrappers: dict[tuple[object, bool], Callable[[_Source], Coroutine[Any, Any, Any]]] = {}
 
     @property
     def max_concurrent(self) -> int | None:
         return self._limiter.limit
 
+    def _entry(self) -> _Entry | None:
+        """This context's innermost entry open in the running task, else the last one opened anywhere."""
+        mine = next((e for e in reversed(_ENTRIES.get()) if e.context is self), None)
+        return mine if mine is not None or not self._open else self._open[-1]
+
     async def __aenter__(self) -> AsyncTraceContext:
-        if self._scope is not None:
-            raise RuntimeError(
-                f"{self.name} is already entered; use a new AsyncTraceContext for each concurrent `async with`"
-            )
         scope = (SCOPE.get() or Scope()).narrowed(self._limiter, self.timeout, self.retry_policy)
         attrs: dict[str, Any] = {semconv.SPAN_KIND: semconv.KIND_CONTEXT}
         if self._limiter.limit is not None:
@@ -98,18 +112,25 @@ class AsyncTraceContext:
         if scope.retry is not None:
             attrs[semconv.RETRY_MAX_ATTEMPTS] = scope.retry.attempts
         span = telemetry.TRACER.start_span(self.name, attributes=attrs)
-        self._scope, self._span = scope, span
-        self._tokens = (SCOPE.set(scope), otel_context.attach(otel_trace.set_span_in_context(span)))
+        tokens = (SCOPE.set(scope), otel_context.attach(otel_trace.set_span_in_context(span)))
+        entry = _Entry(self, scope, span, tokens)
+        _ENTRIES.set(_ENTRIES.get() + (entry,))
+        self._open.append(entry)
         return self
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        assert self._tokens is not None and self._span is not None
-        scope_token, otel_token = self._tokens
+        entries = _ENTRIES.get()
+        if not entries or entries[-1].context is not self:
+            raise RuntimeError(f"{self.name} is exited but it is not the context entered last in this task")
+        entry = entries[-1]
+        _ENTRIES.set(entries[:-1])
+        self._open.remove(entry)
+        scope_token, otel_token = entry.tokens
         otel_context.detach(otel_token)
         SCOPE.reset(scope_token)
-        span, self._span, self._scope, self._tokens = self._span, None, None, None
+        span = entry.span
         stats = self.statistics()
         if span.is_recording():
             span.set_attributes(
@@ -148,7 +169,8 @@ class AsyncTraceContext:
         function that made it. On a failure the other items are cancelled and the error raised;
         with `return_exceptions=True` failures come back in place instead.
         """
-        if self._scope is None:
+        entry = self._entry()
+        if entry is None:
             raise RuntimeError(
                 "run_parallel needs the context entered: call it inside `async with AsyncTraceContext(...) as ctx:`"
             )
@@ -159,7 +181,7 @@ class AsyncTraceContext:
         context = None
         if scope is None or self._limiter not in scope.limiters:  # called from outside the block
             context = contextvars.copy_context()
-            context.run(SCOPE.set, self._scope)
+            context.run(SCOPE.set, entry.scope)
         loop = asyncio.get_running_loop()
         tasks = [loop.create_task(coro, context=None if context is None else context.copy()) for coro in coros]
         try:

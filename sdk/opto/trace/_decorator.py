@@ -40,6 +40,7 @@ def async_trace(
     capture_args: bool = True,
     capture_result: bool = True,
     max_repr: int = DEFAULT_MAX_LENGTH,
+    max_concurrent: int | None = None,
 ) -> Callable[[Callable[P, Coroutine[Any, Any, R]]], Callable[P, Coroutine[Any, Any, R]]]: ...
 def async_trace(
     fn: Any = None,
@@ -56,6 +57,7 @@ def async_trace(
     capture_args: bool = True,
     capture_result: bool = True,
     max_repr: int = DEFAULT_MAX_LENGTH,
+    max_concurrent: int | None = None,
 ) -> Any:
     """Trace an `async def` function: one span per call, with optional retries, timeout and loop.
 
@@ -65,11 +67,13 @@ def async_trace(
     always retried while attempts remain). `timeout` is per attempt. `loop` runs the body on
     that event loop. `debug` logs every step and records slow steps and creation stacks.
     `capture_args`/`capture_result` record a truncated, secret-masked `repr` (`max_repr` chars).
+    `max_concurrent` limits the calls of this function running at once across the process; a
+    call that waits for a slot records an `opto.slot.wait` child span.
     """
     opts = check_options(dict(
         name=name, loop=loop, retry_attempts=retry_attempts, retry_delay=retry_delay, retry_max_delay=retry_max_delay,
         retry_on=retry_on, timeout=timeout, debug=debug, capture_args=capture_args, capture_result=capture_result,
-        max_repr=max_repr,
+        max_repr=max_repr, max_concurrent=max_concurrent,
     ), "async_trace")
 
     def decorate(func: Any) -> Any:
@@ -104,6 +108,7 @@ def trace(
     max_repr: int = DEFAULT_MAX_LENGTH,
     timeout: float | None = None,
     loop: asyncio.AbstractEventLoop | None = None,
+    max_concurrent: int | None = None,
 ) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
 def trace(fn: Any = None, /, **options: Any) -> Any:
     """Trace a function: one span per call. `async def` functions get `async_trace`,
@@ -116,6 +121,11 @@ def trace(fn: Any = None, /, **options: Any) -> Any:
             return async_stream(func, **options)
         if not callable(func):
             raise TypeError(f"@opto.trace decorates a function, got {type(func).__name__} {safe_repr(func, 200)}")
+        if options.get("max_concurrent") is not None:
+            raise TypeError(
+                f"max_concurrent= needs an async function: a sync call cannot wait for a slot without "
+                f"blocking its thread; make {label(func)} 'async def'"
+            )
         for option in ("timeout", "loop"):
             if options.get(option) is not None:
                 raise TypeError(

@@ -20,7 +20,7 @@ from opentelemetry.trace import Span
 
 from .. import telemetry
 from .._core import (
-    MASK, OPTION_NAMES, Limiter, Options, capture_into, check_options, looks_secret, outcome_of, record_error, safe_repr,
+    OPTION_NAMES, Limiter, Options, capture_named, check_options, outcome_of, record_error, safe_repr,
     wrap_coroutine_function,
 )
 from ..telemetry import semconv
@@ -345,11 +345,7 @@ class _Search:
         limit = self.workflow._max_repr
         out: dict[str, str] = {}
         for name, value in values.items():
-            key = semconv.OPTIMIZE_PARAM_PREFIX + name
-            if looks_secret(name):
-                out[key] = MASK
-            else:
-                capture_into(out, key, value, limit)
+            capture_named(out, semconv.OPTIMIZE_PARAM_PREFIX + name, name, value, limit)
         return out
 
 

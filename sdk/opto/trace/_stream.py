@@ -33,6 +33,7 @@ _NO_MEANING_FOR_A_STREAM = {
     "retry_delay": _RETRY_WHY,
     "retry_max_delay": _RETRY_WHY,
     "retry_on": _RETRY_WHY,
+    "max_concurrent": "a stream holds no slot while its consumer runs; limit the @async_trace calls inside it",
 }
 
 
