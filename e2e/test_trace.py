@@ -51,6 +51,7 @@ def test_waterfall_is_keyboard_navigable_and_linkable(page: Page, dashboard: Das
     program.finish()
     trace_id = dashboard.get("/api/traces?name=agent")["traces"][0]["trace_id"]
     page.goto(f"{dashboard.url}/traces/{trace_id}")
+    expect(page.locator(".wf-row", has_text="slow_tool")).to_be_visible()  # drawn: keys pressed before would be lost
     page.locator("#waterfall").focus()
     page.keyboard.press("ArrowDown")
     selected = page.locator(".wf-row[aria-selected='true']")
