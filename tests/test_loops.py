@@ -128,3 +128,15 @@ def test_called_from_the_loop_itself_runs_directly(spans) -> None:
         assert not [t for t in threading.enumerate() if t.name == f"opto-loop-{id(loop):x}"]
     finally:
         loop.close()
+
+
+def test_a_call_with_loop_is_handed_to_that_loop_from_trio(other_loop, spans) -> None:
+    import trio
+
+    @opto.trace.async_trace(loop=other_loop)
+    async def on_loop(x: int) -> int:
+        await asyncio.sleep(0)  # asyncio code: it runs on `other_loop`, not on trio
+        return x + 1
+
+    assert trio.run(on_loop, 1) == 2
+    assert spans.one(on_loop.__qualname__).attributes[semconv.OUTCOME] == "ok"

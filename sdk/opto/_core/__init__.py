@@ -2,24 +2,26 @@
 
 `opto.trace` builds its public names from the names below, and only these: options and their
 checks, the engine (`Calls`, `Call` and its one `end`), the one exception-to-outcome rule
-(`outcome_of`), capture, ad-hoc spans, scope, retry, debug and loops. Nothing here imports `opto.trace`.
+(`outcome_of`), capture, ad-hoc spans, scope, retry, debug, loops and wake-ups. Nothing here imports `opto.trace`.
 """
 
 from .adhoc import add_event, set_attributes, span
 from .capture import DEFAULT_MAX_LENGTH, MASK, capture_into, capture_named, looks_secret, safe_repr
 from .debug import set_async_debug
 from .engine import Calls, is_traced_call, wrap_coroutine_function, wrap_function
+from .loops import in_thread, running_loop
 from .options import NOT_SET, OPTION_NAMES, Options, check_options, check_timeout, label
 from .outcome import outcome_of, record_error
 from .retry import PolicyName, RetryPolicy, resolve_policy, set_testing
 from .scope import CALL, HANDOFF, SCOPE, HandOff, Limiter, Scope
 from .stream import wrap_async_generator_function
+from .wakeup import Wakeup
 
 __all__ = [
     "add_event", "set_attributes", "span",
     "DEFAULT_MAX_LENGTH", "MASK", "capture_into", "capture_named", "looks_secret", "safe_repr", "set_async_debug",
-    "Calls", "is_traced_call", "wrap_coroutine_function", "wrap_function",
+    "Calls", "is_traced_call", "wrap_coroutine_function", "wrap_function", "in_thread", "running_loop",
     "NOT_SET", "OPTION_NAMES", "Options", "check_options", "check_timeout", "label",
     "outcome_of", "record_error", "PolicyName", "RetryPolicy", "resolve_policy", "set_testing",
-    "CALL", "HANDOFF", "SCOPE", "HandOff", "Limiter", "Scope", "wrap_async_generator_function",
+    "CALL", "HANDOFF", "SCOPE", "HandOff", "Limiter", "Scope", "wrap_async_generator_function", "Wakeup",
 ]

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from opentelemetry.trace import Span
 
 from ..telemetry import semconv
+from .loops import running_loop, running_task
 
 __all__ = ["logger", "set_async_debug", "switch", "creation_stack", "enable_loop_debug", "watch_steps"]
 
@@ -37,6 +38,7 @@ class _Switch:
 
 switch = _Switch()
 _STACK_LIMIT = 12
+_TRIO_SLOW_STEP_S = 0.1  # asyncio's default slow_callback_duration, for loops that have none
 _SDK_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep  # sdk/opto/
 
 
@@ -60,7 +62,7 @@ def creation_stack() -> str:
     while frame is not None and frame.f_code.co_filename.startswith(_SDK_DIR):
         frame = frame.f_back  # skip OpenTrace's own frames: the stack starts at the user's await
     lines = traceback.format_list(traceback.extract_stack(frame, limit=_STACK_LIMIT))
-    task = asyncio.current_task()
+    task = running_task()
     source = getattr(task, "_source_traceback", None)  # recorded by asyncio in debug mode
     if source:
         lines.append(f"task {task.get_name()} created at:\n")  # type: ignore[union-attr]
@@ -133,5 +135,6 @@ class _StepWatch:
 
 def watch_steps(coro: Coroutine[Any, Any, T], span: Span) -> Any:
     """Await `coro`, adding an `opto.debug.slow_callback` event to `span` for each slow step."""
-    threshold = asyncio.get_running_loop().slow_callback_duration
+    loop = running_loop()
+    threshold = loop.slow_callback_duration if loop is not None else _TRIO_SLOW_STEP_S
     return _StepWatch(coro, span, threshold)

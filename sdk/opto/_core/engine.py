@@ -26,7 +26,7 @@ from .. import telemetry
 from ..telemetry import DurationRecorder, add_attributes, semconv, writable
 from . import debug as _debug
 from .capture import ArgumentCapture, capture_into, exception_text, safe_repr
-from .loops import run_on_loop, running_loop
+from .loops import deadline, run_on_loop, running_loop, sleep
 from .options import Options
 from .outcome import outcome_of, record_error
 from .retry import RetryPolicy, testing
@@ -264,12 +264,12 @@ async def _attempt_loop(fn: Callable[..., Awaitable[R]], args: tuple[Any, ...], 
         try:
             if timeout is None:
                 return await coro
-            deadline = asyncio.timeout(timeout)
+            limit = deadline(timeout)
             try:
-                async with deadline:
+                async with limit:
                     return await coro
             except TimeoutError:
-                if deadline.expired():
+                if limit.expired():
                     call.timed_out(timeout)
                 raise
         except asyncio.CancelledError:
@@ -278,39 +278,22 @@ async def _attempt_loop(fn: Callable[..., Awaitable[R]], args: tuple[Any, ...], 
             delay = call.retry_delay(exc)
             if delay is None:
                 raise
-        await asyncio.sleep(delay)
+        await sleep(delay)
 
 
 async def _traced_call(calls: Calls, fn: Callable[..., Awaitable[R]], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
     """A call with a policy to apply (retries, timeout, an AsyncTraceContext's scope) or in debug mode.
 
-    Under another async library than asyncio (trio), the policy, which sleeps, times out and waits
-    the asyncio way, is not applied: the call runs once, traced, and its span says so.
+    Under trio the policy applies too: its sleeps and deadlines are anyio's there (`loops`).
     """
     loop = running_loop()
-    if loop is None:
-        return await _traced_once(calls, fn, args, kwargs)
-    call = calls.begin(args, kwargs, current_task())
-    if call.debug:
+    call = calls.begin(args, kwargs, current_task() if loop is not None else None)
+    if call.debug and loop is not None:
         _debug.enable_loop_debug(loop)
     try:
         result = await _call_in_scope(calls, fn, args, kwargs, call)
     except BaseException as exc:
         call.end(outcome_of(exc, call.own_timeout), exc)
-        raise
-    call.end(semconv.OUTCOME_OK, result)
-    return result
-
-
-async def _traced_once(calls: Calls, fn: Callable[..., Awaitable[R]], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
-    """A call with a policy, run once, traced, where asyncio is not running it."""
-    call = calls.begin(args, kwargs, None)
-    if call.span.is_recording():
-        call.span.set_attribute(semconv.POLICY_SKIPPED, "not under asyncio: retries, timeout and limits were not applied")
-    try:
-        result = await fn(*args, **kwargs)
-    except BaseException as exc:
-        call.end(outcome_of(exc), exc)
         raise
     call.end(semconv.OUTCOME_OK, result)
     return result
@@ -385,7 +368,7 @@ def wrap_coroutine_function(
 
     @functools.wraps(fn)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        if loop is not None and running_loop() not in (loop, None):
+        if loop is not None and running_loop() is not loop:
             return await run_on_loop(loop, wrapper(*args, **kwargs))
         if not simple or debug.on or SCOPE.get() is not None:
             return await _traced_call(calls, fn, args, kwargs)

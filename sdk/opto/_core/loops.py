@@ -1,14 +1,20 @@
 """Run a traced call on a loop of the user's choosing (`async_trace(loop=...)`); tell whether asyncio
-runs the caller at all (under trio, through anyio or not, there is no asyncio loop or task)."""
+runs the caller at all (under trio, through anyio or not, there is no asyncio loop or task), and
+sleep or time out whichever library runs it (asyncio's own primitives, else anyio's)."""
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextvars
+import functools
 import threading
-from collections.abc import Coroutine
-from typing import Any, TypeVar
+from collections.abc import Callable, Coroutine
+from contextlib import AbstractAsyncContextManager
+from types import TracebackType
+from typing import Any, Protocol, TypeVar
 
-__all__ = ["run_on_loop", "running_loop", "running_task"]
+__all__ = ["Deadline", "deadline", "in_thread", "run_on_loop", "running_loop", "running_task", "sleep"]
 
 T = TypeVar("T")
 _owned: dict[int, threading.Thread] = {}
@@ -29,6 +35,60 @@ def running_task() -> asyncio.Task[Any] | None:
         return asyncio.current_task()
     except RuntimeError:
         return None
+
+
+async def sleep(seconds: float) -> None:
+    """Sleep on whichever async library runs the caller."""
+    if running_loop() is not None:
+        await asyncio.sleep(seconds)
+    else:
+        import anyio
+
+        await anyio.sleep(seconds)
+
+
+async def in_thread(fn: Callable[..., T], *args: Any) -> T:
+    """`fn(*args)` in a worker thread, for whichever async library runs the caller."""
+    if running_loop() is not None:
+        return await asyncio.to_thread(fn, *args)
+    import anyio.to_thread
+
+    return await anyio.to_thread.run_sync(functools.partial(contextvars.copy_context().run, fn, *args))
+
+
+class Deadline(AbstractAsyncContextManager[Any], Protocol):
+    """A time limit as `asyncio.timeout` makes it: raises TimeoutError, and tells if it expired."""
+
+    def expired(self) -> bool: ...
+
+
+def deadline(seconds: float) -> Deadline:
+    """A time limit on the block it wraps, for whichever async library runs the caller."""
+    if running_loop() is not None:
+        return asyncio.timeout(seconds)
+    return _AnyioDeadline(seconds)
+
+
+class _AnyioDeadline:
+    """`asyncio.timeout`'s shape over anyio's `fail_after`, for trio and the other libraries."""
+
+    def __init__(self, seconds: float) -> None:
+        import anyio
+
+        self._manager = anyio.fail_after(seconds)
+        self._scope: Any = None
+
+    async def __aenter__(self) -> _AnyioDeadline:
+        self._scope = self._manager.__enter__()
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool | None:
+        return self._manager.__exit__(kind, exc, tb)
+
+    def expired(self) -> bool:
+        return self._scope is not None and bool(self._scope.cancelled_caught)
 
 
 def _ensure_running(loop: asyncio.AbstractEventLoop) -> None:
@@ -57,4 +117,18 @@ async def run_on_loop(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any,
         )
     _ensure_running(loop)
     future = asyncio.run_coroutine_threadsafe(coro, loop)
-    return await asyncio.wrap_future(future)
+    if running_loop() is not None:
+        return await asyncio.wrap_future(future)
+    return await _wait_from_other_library(future)
+
+
+async def _wait_from_other_library(future: concurrent.futures.Future[T]) -> T:
+    """The outcome of work handed to an asyncio loop, awaited from trio (a worker thread waits)."""
+    import anyio.to_thread
+
+    try:
+        await anyio.to_thread.run_sync(concurrent.futures.wait, [future], abandon_on_cancel=True)
+    except BaseException:
+        future.cancel()
+        raise
+    return future.result()

@@ -6,8 +6,9 @@ when they start; arguments given to the decorator win over it.
 
 from __future__ import annotations
 
-import asyncio
+import threading
 import time
+from collections import deque
 from contextvars import ContextVar
 from dataclasses import dataclass
 
@@ -15,6 +16,7 @@ from opentelemetry.trace import Link, get_current_span
 
 from ..telemetry import semconv
 from .retry import RetryPolicy
+from .wakeup import Wakeup
 
 __all__ = ["SCOPE", "HELD", "CALL", "CallInfo", "HANDOFF", "HandOff", "Limiter", "LimiterStats", "Scope", "acquire_slots"]
 
@@ -32,51 +34,64 @@ class LimiterStats:
 class Limiter:
     """A counting semaphore that reports how full it is; a cancelled waiter never keeps a slot.
 
-    `limit=None` never blocks but still counts slots in flight and how the work holding them ended
-    (`outcomes`, `retried`), so an unlimited AsyncTraceContext has the same statistics.
+    One limiter serves the whole process: calls on any event loop or thread, and under trio, share
+    its slots (a freed slot is handed to the oldest waiter, wherever it waits). `limit=None` never
+    blocks but still counts slots in flight and how the work holding them ended (`outcomes`,
+    `retried`), so an unlimited AsyncTraceContext has the same statistics.
     """
 
-    __slots__ = ("limit", "_sem", "in_flight", "peak", "waiting", "outcomes", "retried")
+    __slots__ = ("limit", "in_flight", "peak", "waiting", "outcomes", "retried", "_lock", "_waiters")
 
     def __init__(self, limit: int | None) -> None:
         if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
             raise ValueError(f"max_concurrent must be an int >= 1 (or None for no limit), got {limit!r}")
         self.limit = limit
-        self._sem = asyncio.Semaphore(limit) if limit is not None else None
         self.in_flight = 0
         self.peak = 0
         self.waiting = 0
         self.outcomes = dict.fromkeys(semconv.OUTCOMES, 0)
         self.retried = 0
+        self._lock = threading.Lock()
+        self._waiters: deque[Wakeup] = deque()
 
     def would_block(self) -> bool:
         """Whether `acquire()` would have to wait now."""
-        return self._sem is not None and self._sem.locked()
+        return self.limit is not None and (self.in_flight >= self.limit or bool(self._waiters))
 
     async def acquire(self) -> float:
         """Take a slot; return the seconds spent waiting for it."""
-        if self._sem is None:
-            wait = 0.0
-        elif not self._sem.locked():
-            await self._sem.acquire()  # returns at once: no suspension, nothing to cancel
-            wait = 0.0
-        else:
+        with self._lock:
+            if self.limit is None or (self.in_flight < self.limit and not self._waiters):
+                self.in_flight += 1
+                if self.in_flight > self.peak:
+                    self.peak = self.in_flight
+                return 0.0
+            waiter = Wakeup()
+            self._waiters.append(waiter)
             self.waiting += 1
-            t0 = time.perf_counter()
-            try:
-                await self._sem.acquire()
-            finally:
-                self.waiting -= 1
-            wait = time.perf_counter() - t0
-        self.in_flight += 1
-        if self.in_flight > self.peak:
-            self.peak = self.in_flight
-        return wait
+        t0 = time.perf_counter()
+        try:
+            await waiter.wait()
+        except BaseException:
+            with self._lock:
+                handed = waiter not in self._waiters  # woken (given a slot) before the cancellation
+                if not handed:
+                    self._waiters.remove(waiter)
+                    self.waiting -= 1
+            if handed:
+                self.release()  # pass the slot it was given on
+            raise
+        return time.perf_counter() - t0
 
     def release(self) -> None:
-        self.in_flight -= 1
-        if self._sem is not None:
-            self._sem.release()
+        """Give a slot back: to the oldest waiter if there is one (it keeps `in_flight` as it is)."""
+        with self._lock:
+            if not self._waiters:
+                self.in_flight -= 1
+                return
+            waiter = self._waiters.popleft()
+            self.waiting -= 1
+        waiter.set()
 
     def record(self, outcome: str, retries: int) -> None:
         """Count how the work that held a slot ended (one of `semconv.OUTCOMES`) and its retries."""

@@ -12,7 +12,6 @@ __all__ = [
     "PROCESS_PID", "HOST_NAME", "TELEMETRY_SDK_NAME", "TELEMETRY_SDK_VERSION",
     "OUTCOME", "OUTCOME_OK", "OUTCOME_ERROR", "OUTCOME_TIMEOUT", "OUTCOME_CANCELLED", "OUTCOMES",
     "TRUNCATED", "ATTEMPTS", "ATTEMPT", "TIMEOUT_S", "CONCURRENCY", "TASK_NAME", "ARG_PREFIX", "RESULT", "CAPTURE_ERROR",
-    "POLICY_SKIPPED",
     "RETRY_DELAY_S", "RETRY_EXHAUSTED", "QUEUE_WAIT_S", "SPAN_KIND", "DEBUG_CREATION_STACK",
     "DEBUG_DURATION_S", "DEBUG_HANDLE", "EVENT_RETRY", "EVENT_TIMEOUT", "EVENT_CANCELLED",
     "EVENT_SLOW_CALLBACK", "METRIC_CALL_DURATION", "METRIC_CALLS_ACTIVE", "METRIC_RETRIES",
@@ -67,7 +66,6 @@ TASK_NAME: Final = "opto.task.name"
 ARG_PREFIX: Final = "opto.arg."
 RESULT: Final = "opto.result"
 CAPTURE_ERROR: Final = "opto.capture.error"  # what argument, result or exception capture could not do
-POLICY_SKIPPED: Final = "opto.policy.skipped"  # why retries, timeout and limits were not applied (not under asyncio)
 RETRY_DELAY_S: Final = "opto.retry.delay_s"
 RETRY_EXHAUSTED: Final = "opto.retry.exhausted"
 QUEUE_WAIT_S: Final = "opto.queue.wait_s"

@@ -21,8 +21,8 @@ from opentelemetry.trace import Span
 
 from .. import telemetry
 from .._core import (
-    SCOPE, Calls, Limiter, Options, PolicyName, RetryPolicy, Scope, check_timeout, resolve_policy, safe_repr,
-    wrap_coroutine_function,
+    SCOPE, Calls, Limiter, Options, PolicyName, RetryPolicy, Scope, check_timeout, in_thread, resolve_policy, running_loop,
+    safe_repr, wrap_coroutine_function,
 )
 from ..telemetry import semconv
 from ._context import call_source, cancel_and_wait, finish_span
@@ -169,7 +169,16 @@ class AsyncBatchProcessor(Generic[T, R]):
         }
         span = telemetry.TRACER.start_span(self.name, attributes=attrs)
         run = _Run(self, handler, span)
-        reader = asyncio.get_running_loop().create_task(run.read(data))
+        loop = running_loop()
+        if loop is None:  # trio, or another library anyio runs on
+            results = run.in_turn(data)
+            try:
+                async for result in results:
+                    yield result
+            finally:
+                await results.aclose()
+            return
+        reader = loop.create_task(run.read(data))
         error: BaseException | None = None
         ended = False
         yielded = 0
@@ -244,7 +253,38 @@ class _Run:
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
+    async def in_turn(self, data: Iterable[Any] | AsyncIterable[Any]) -> AsyncGenerator[BatchResult[Any, Any], None]:
+        """The run where asyncio does not run the caller (trio): one batch at a time, in input order,
+        `max_wait` not applied; the run's span is current only while a batch is read or handled."""
+        source = _AsyncSource(aiter(data), None) if isinstance(data, AsyncIterable) else _SyncSource(iter(data))
+        context = otel_trace.set_span_in_context(self.span)
+        error: BaseException | None = None
+        try:
+            while not source.exhausted:
+                token = otel_context.attach(context)
+                try:
+                    batch = await source.take(self.proc.batch_size)
+                    result = await self._result(self.launched, batch) if batch else None
+                finally:
+                    otel_context.detach(token)
+                if result is None:
+                    break
+                self.launched += 1
+                self.items += len(batch)
+                if result.error is not None and self.proc.raise_on_error:
+                    raise result.error
+                yield result
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            await source.close()
+            self.finish(error)
+
     async def _batch(self, index: int, items: list[Any]) -> None:
+        self.done.put_nowait(await self._result(index, items))
+
+    async def _result(self, index: int, items: list[Any]) -> BatchResult[Any, Any]:
         attempts = 0
 
         def attempt() -> Coroutine[Any, Any, Any]:
@@ -264,7 +304,7 @@ class _Run:
             result, error = None, exc
         finally:
             SCOPE.reset(token)
-        self.done.put_nowait(BatchResult(index, items, result, error, attempts, time.perf_counter() - t0))
+        return BatchResult(index, items, result, error, attempts, time.perf_counter() - t0)
 
     def finish(self, error: BaseException | None) -> None:
         limiter = self.limiter
@@ -311,9 +351,9 @@ class _AsyncSource:
     own task, which a timed-out wait leaves running for the next batch.
     """
 
-    def __init__(self, it: AsyncIterator[Any], proc: AsyncBatchProcessor[Any, Any]) -> None:
+    def __init__(self, it: AsyncIterator[Any], proc: AsyncBatchProcessor[Any, Any] | None) -> None:
         self.it = it
-        self.max_wait = proc.max_wait
+        self.max_wait = proc.max_wait if proc is not None else None
         self.exhausted = False
         self.next: asyncio.Task[Any] | None = None
 
@@ -380,7 +420,7 @@ def _batch_call(handler: Handler[Any, Any] | None) -> Callable[[list[Any]], Coro
         return _identity
     if inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(getattr(handler, "__call__", None)):
         return cast("Callable[[list[Any]], Coroutine[Any, Any, Any]]", handler)
-    return lambda items: asyncio.to_thread(handler, items)
+    return lambda items: in_thread(handler, items)
 
 
 def _checked_handler(handler: Any) -> Any:

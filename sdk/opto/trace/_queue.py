@@ -22,7 +22,7 @@ from opentelemetry.trace import Link, SpanContext, get_current_span
 
 
 from .. import telemetry
-from .._core import HANDOFF, HandOff
+from .._core import HANDOFF, HandOff, Wakeup
 from ..telemetry import semconv, sources
 
 __all__ = ["AsyncQueue", "QueueClosed", "QueueStats"]
@@ -132,27 +132,21 @@ class _Tasks:
         return len(self._tasks)
 
 
-def _wake_next(waiters: deque[asyncio.Future[None]]) -> None:
-    while waiters:
-        waiter = waiters.popleft()
-        if not waiter.done():
-            waiter.set_result(None)
-            return
+def _wake_next(waiters: deque[Wakeup]) -> None:
+    if waiters:
+        waiters.popleft().set()
 
 
-async def _wait(waiters: deque[asyncio.Future[None]], ready: Callable[[], bool]) -> None:
+async def _wait(waiters: deque[Wakeup], ready: Callable[[], bool]) -> None:
     """Wait to be woken; a waiter cancelled after its wake-up passes the wake-up on."""
-    waiter = asyncio.get_running_loop().create_future()
+    waiter = Wakeup()
     waiters.append(waiter)
     try:
-        await waiter
+        await waiter.wait()
     except BaseException:
-        waiter.cancel()
-        try:
+        if waiter in waiters:
             waiters.remove(waiter)
-        except ValueError:
-            pass
-        if ready() and not waiter.cancelled():
+        elif ready():
             _wake_next(waiters)
         raise
 
@@ -186,11 +180,10 @@ class AsyncQueue(Generic[T]):
         self._maxsize = maxsize
         self._sentinel = sentinel
         self._items: deque[tuple[T, float, SpanContext | None]] = deque()
-        self._getters: deque[asyncio.Future[None]] = deque()
-        self._putters: deque[asyncio.Future[None]] = deque()
+        self._getters: deque[Wakeup] = deque()
+        self._putters: deque[Wakeup] = deque()
+        self._joiners: deque[Wakeup] = deque()
         self._unfinished = 0
-        self._finished = asyncio.Event()
-        self._finished.set()
         self._closed = False
         self._attrs = {semconv.QUEUE_NAME: name}
         self._depth_attrs: dict[str, str | int] = {semconv.QUEUE_NAME: name, semconv.QUEUE_MAXSIZE: maxsize}
@@ -226,8 +219,7 @@ class AsyncQueue(Generic[T]):
             return
         self._closed = True
         for waiter in (*self._getters, *self._putters):
-            if not waiter.done():
-                waiter.set_result(None)
+            waiter.set()
         self._getters.clear()
         self._putters.clear()
 
@@ -281,12 +273,13 @@ class AsyncQueue(Generic[T]):
             )
         self._unfinished -= 1
         if self._unfinished == 0:
-            self._finished.set()
+            while self._joiners:
+                self._joiners.popleft().set()
 
     async def join(self) -> None:
         """Wait until every item put has been marked done with task_done()."""
-        if self._unfinished > 0:
-            await self._finished.wait()
+        while self._unfinished > 0:
+            await _wait(self._joiners, lambda: self._unfinished == 0)
 
     def statistics(self) -> QueueStats:
         return QueueStats(
@@ -310,7 +303,6 @@ class AsyncQueue(Generic[T]):
         producer = span.get_span_context()
         self._items.append((item, time.perf_counter(), producer if producer.is_valid else None))
         self._unfinished += 1
-        self._finished.clear()
         _wake_next(self._getters)
         self._producers.note()
         if blocked:
