@@ -34,6 +34,7 @@ _FLAT_TYPES = frozenset({dict, list, tuple})
 _FLAT_ITEMS = 32  # a container this small, of short scalars only, takes the builtin repr
 _FLAT_STR = 256
 _FLAT_INT = 1 << 64
+_INT_CHARS = 20  # the most characters such an int's repr takes
 _DEPTH = 3  # containers nested deeper are described by type and size
 
 # Types whose __repr__ went over budget are skipped, and the fields of record types (dataclass,
@@ -257,8 +258,8 @@ def _quick(value: Any, limit: int) -> str | None:
         return None if _suspect(text) else repr(text)
     if t in _SCALAR_TYPES or (t is int and -_FLAT_INT < value < _FLAT_INT):
         return repr(value)
-    if t in _FLAT_TYPES and _flat(value):
-        return repr(value)
+    if t in _FLAT_TYPES:
+        return _flat_repr(value)
     return None
 
 
@@ -280,9 +281,20 @@ def safe_repr(value: Any, limit: int = DEFAULT_MAX_LENGTH, errors: list[str] | N
 
 def capture_into(out: dict[str, Any], key: str, value: Any, limit: int) -> None:
     """`out[key] = safe_repr(value, limit)`, noting in `out` what could not be captured."""
-    if type(value) is str and len(value) <= limit and not _suspect(value):
-        out[key] = repr(value)  # the commonest value, on every traced call
-        return
+    t = type(value)
+    if t is str:  # the commonest values, on every traced call, first
+        if len(value) <= limit and not _suspect(value):
+            out[key] = repr(value)
+            return
+    elif t is int:
+        if -_FLAT_INT < value < _FLAT_INT and limit > _INT_CHARS:
+            out[key] = repr(value)
+            return
+    elif t in _FLAT_TYPES:
+        text = _flat_repr(value)
+        if text is not None:
+            out[key] = _cut(text, limit)
+            return
     text = _quick(value, limit)
     if text is None:
         errors: list[str] = []
@@ -299,26 +311,28 @@ def _note(out: dict[str, Any], key: str, errors: list[str], limit: int = DEFAULT
     out[semconv.CAPTURE_ERROR] = _cut(line if before is None else f"{before}\n{line}", limit)
 
 
-def _flat(value: dict[Any, Any] | list[Any] | tuple[Any, ...]) -> bool:
-    """Whether the builtin repr of `value` is safe and short: few items, each a small int, a float,
-    None or a short string with no secret in it, and for a dict, keys all already judged plain (`_walk` judges new ones,
-    so a shape seen once takes this path from then on)."""
+def _flat_repr(value: dict[Any, Any] | list[Any] | tuple[Any, ...]) -> str | None:
+    """The builtin repr of `value` when it is safe and short, else None: few items, each a small
+    int, a float, None or a short string, for a dict keys all already judged plain (`_walk` judges
+    new ones, so a shape seen once takes this path from then on), and no secret in the text."""
     if len(value) > _FLAT_ITEMS:
-        return False
+        return None
     if type(value) is dict:
-        plain = scrub.rules.plain
-        for k in value:
-            if type(k) is not str or k not in plain:
-                return False
-        value = value.values()  # type: ignore[assignment]
-    for v in value:
-        t = type(v)
-        if t is str:
-            if len(v) > _FLAT_STR or _suspect(v):
-                return False
-        elif not (t in _SCALAR_TYPES or (t is int and -_FLAT_INT < v < _FLAT_INT)):
-            return False
-    return True
+        for k, v in value.items():
+            t = type(v)
+            if type(k) is not str or not (
+                (t is str and len(v) <= _FLAT_STR) or (t is int and -_FLAT_INT < v < _FLAT_INT) or t in _SCALAR_TYPES
+            ):
+                return None
+        if not scrub.rules.plain.issuperset(value):  # every key is an exact str: no user code runs
+            return None
+    else:
+        for v in value:
+            t = type(v)
+            if not ((t is str and len(v) <= _FLAT_STR) or (t is int and -_FLAT_INT < v < _FLAT_INT) or t in _SCALAR_TYPES):
+                return None
+    text = repr(value)
+    return None if _suspect(text) else text
 
 
 def exception_text(exc: BaseException, limit: int = DEFAULT_MAX_LENGTH) -> tuple[str, str | None]:
