@@ -114,7 +114,10 @@ class Calls:
         call.own_timeout = False
         return call
 
-    def open(self, now: tuple[Tracer, DurationRecorder | None], args: tuple[Any, ...], kwargs: dict[str, Any], task: asyncio.Task[Any] | None) -> Call:
+    def open(
+        self, now: tuple[Tracer, DurationRecorder | None], args: tuple[Any, ...], kwargs: dict[str, Any],
+        task: asyncio.Task[Any] | None, *, current: bool = True,
+    ) -> Call:
         """`begin` for a call with no policy, in as few Python-level calls as can be: the span's
         attribute map is written in place when `writable`."""
         t0 = time.perf_counter()
@@ -127,9 +130,9 @@ class Calls:
                 attrs: dict[str, Any] = {}
                 self.describe(attrs, args, kwargs, task)
                 add_attributes(span, attrs)
-            return Call(self, t0, span, None, 0, _activate(span), now[1], False)
+            return Call(self, t0, span, None, 0, _activate(span) if current else None, now[1], False)
         self.describe(out, args, kwargs, task)
-        return Call(self, t0, span, out, len(out), telemetry.attach_span(span), now[1], False)
+        return Call(self, t0, span, out, len(out), telemetry.attach_span(span) if current else None, now[1], False)
 
 
 class Call:
@@ -163,8 +166,10 @@ class Call:
         try:
             calls.active -= 1
             out = self.out
-            if out is not None and outcome == semconv.OUTCOME_OK and not more and len(out) == self.written and span.is_recording():
-                out[semconv.OUTCOME] = outcome  # nothing else wrote to the span: the in-place way
+            if out is not None and outcome == semconv.OUTCOME_OK and len(out) == self.written and span.is_recording():
+                if more:  # nothing else wrote to the span: the in-place way
+                    out.update(more)
+                out[semconv.OUTCOME] = outcome
                 out[semconv.ATTEMPTS] = self.count
                 if calls.opts.capture_result:
                     capture_into(out, semconv.RESULT, value, calls.opts.max_repr)

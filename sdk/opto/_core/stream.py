@@ -8,10 +8,8 @@ import time
 from collections.abc import AsyncGenerator, Callable
 from typing import Any, ParamSpec, TypeVar
 
-from opentelemetry import trace as otel_trace
-
 from .. import telemetry
-from ..telemetry import add_attributes, semconv
+from ..telemetry import semconv
 from . import debug as _debug
 from .engine import Calls
 from .loops import running_loop, running_task
@@ -33,12 +31,21 @@ def wrap_async_generator_function(fn: Callable[P, AsyncGenerator[Y, S]], opts: O
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> AsyncGenerator[Y, S]:
         # Runs from the first __anext__: that is when the span starts, under the consumer's span.
         inner = fn(*args, **kwargs)
-        call = calls.begin(args, kwargs, running_task(), current=False)
-        if call.debug and (loop := running_loop()) is not None:
-            _debug.enable_loop_debug(loop)
+        now = telemetry.recording()
+        if now is None or opts.debug or _debug.switch.on:
+            call = calls.begin(args, kwargs, running_task(), current=False)
+            if call.debug and (loop := running_loop()) is not None:
+                _debug.enable_loop_debug(loop)
+        else:
+            call = calls.open(now, args, kwargs, running_task(), current=False)
         span = call.span
-        ctx = otel_trace.set_span_in_context(span) if span.get_span_context().is_valid else None
+        ctx = telemetry.context_with(span) if span.get_span_context().is_valid else None
+        attach = telemetry.attach
+        detach = telemetry.detach
+        keep = opts.capture_result
+        asend = inner.asend
         items = 0
+        first: float | None = None
         last: Any = None
         sent: Any = None
         thrown: BaseException | None = None
@@ -46,16 +53,16 @@ def wrap_async_generator_function(fn: Callable[P, AsyncGenerator[Y, S]], opts: O
             while True:
                 # The span is current only while the body runs: attached and detached within one
                 # step of the consumer's task, never across a yield.
-                token = telemetry.attach(ctx) if ctx is not None else None
+                token = attach(ctx) if ctx is not None else None
                 try:
-                    item = await (inner.asend(sent) if thrown is None else inner.athrow(thrown))
+                    item = await (asend(sent) if thrown is None else inner.athrow(thrown))
                 finally:
                     if token is not None:
-                        telemetry.detach(token)
-                if not items and span.is_recording():
-                    add_attributes(span, {semconv.STREAM_FIRST_ITEM_S: time.perf_counter() - call.t0})
+                        detach(token)
+                if not items:
+                    first = time.perf_counter() - call.t0
                 items += 1
-                if opts.capture_result:
+                if keep:
                     last = item
                 try:
                     sent, thrown = (yield item), None
@@ -64,23 +71,33 @@ def wrap_async_generator_function(fn: Callable[P, AsyncGenerator[Y, S]], opts: O
                 except BaseException as exc:  # athrow(): forwarded into the body
                     sent, thrown = None, exc
         except StopAsyncIteration:
-            call.end(semconv.OUTCOME_OK, last, {semconv.STREAM_ITEMS: items, semconv.STREAM_CLOSED_EARLY: False})
+            call.end(semconv.OUTCOME_OK, last, _facts(items, first, False))
         except GeneratorExit:
             # aclose(), a consumer's break, or the loop finalizing an abandoned generator.
-            more = {semconv.STREAM_ITEMS: items, semconv.STREAM_CLOSED_EARLY: True}
-            token = telemetry.attach(ctx) if ctx is not None else None
+            facts = _facts(items, first, True)
+            token = attach(ctx) if ctx is not None else None
             try:
                 await inner.aclose()
             except BaseException as exc:  # the body's cleanup failed or was cancelled
-                call.end(outcome_of(exc), exc, more)
+                call.end(outcome_of(exc), exc, facts)
                 raise
             finally:
                 if token is not None:
-                    telemetry.detach(token)
-            call.end(semconv.OUTCOME_OK, last, more)
+                    detach(token)
+            call.end(semconv.OUTCOME_OK, last, facts)
             raise
         except BaseException as exc:
-            call.end(outcome_of(exc), exc, {semconv.STREAM_ITEMS: items})
+            call.end(outcome_of(exc), exc, _facts(items, first, None))
             raise
 
     return wrapper
+
+
+def _facts(items: int, first: float | None, closed_early: bool | None) -> dict[str, Any]:
+    """What a run's span says about its items: how many, how soon the first, whether it was cut short."""
+    facts: dict[str, Any] = {semconv.STREAM_ITEMS: items}
+    if first is not None:
+        facts[semconv.STREAM_FIRST_ITEM_S] = first
+    if closed_early is not None:
+        facts[semconv.STREAM_CLOSED_EARLY] = closed_early
+    return facts

@@ -18,7 +18,7 @@ from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
 from opentelemetry.trace import Span, set_span_in_context
 from opentelemetry.trace.propagation import _SPAN_KEY
 
-__all__ = ["attach", "attach_span", "detach", "fast_path_available"]
+__all__ = ["attach", "attach_span", "context_with", "detach", "fast_path_available"]
 
 logger = logging.getLogger("opentelemetry.context")
 
@@ -47,6 +47,12 @@ if isinstance(_var, ContextVar):
         values[_SPAN_KEY] = span
         return attach(Context(values))
 
+    def context_with(span: Span) -> Context:
+        """`set_span_in_context(span)`: the current context, plus `span`, without the API's calls."""
+        values = _get().copy()
+        values[_SPAN_KEY] = span
+        return Context(values)
+
 else:
     attach = otel_context.attach
     detach = otel_context.detach
@@ -54,6 +60,10 @@ else:
     def attach_span(span: Span) -> Token[Context]:
         """`attach(set_span_in_context(span))`."""
         return attach(set_span_in_context(span))
+
+    def context_with(span: Span) -> Context:
+        """`set_span_in_context(span)`."""
+        return set_span_in_context(span)
 
 
 def fast_path_available() -> bool:
