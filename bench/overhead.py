@@ -6,7 +6,8 @@ pay the same export cost; the no-SDK figure runs in a child process with no prov
 Times are CPU time per call (process-wide, so the export thread counts), interleaved across
 variants. `--instructions` also counts instructions per call under valgrind, which a busy
 machine does not disturb. `--metrics` repeats the timing with a MeterProvider: the application's
-own (an SDK provider with a reader), and the one `opto.configure()` installs for OTLP export.
+own (an SDK provider with a reader), the app's with `configure(call_durations=False)`, and the one
+`opto.configure()` installs for OTLP export.
 `--against OTHER/sdk` compares this tree's SDK with another checkout's (say, the commit before a
 change) in the same run: child processes alternate between the two, each timing @async_trace and
 @opto.trace against the hand-written wrappers, and valgrind counts both trees' instructions per call.
@@ -163,8 +164,12 @@ async def _interleaved(variants: dict[str, Callable[[str], Awaitable[str]]]) -> 
 
 def _metrics_child(setup: str) -> None:
     """Child process for --metrics: the wrapper and @async_trace timed with one MeterProvider set-up."""
-    if setup == "app":
+    if setup in ("app", "app-off"):
         install_providers(max_queue_size=1 << 20)
+        if setup == "app-off":
+            import opto
+
+            opto.configure(call_durations=False)
     else:
         import opto
 
@@ -180,7 +185,12 @@ def _metrics_child(setup: str) -> None:
 
 def _metrics_table() -> None:
     print(f"\n{'with a MeterProvider (CPU µs per call)':<44}{'wrapper':>10}{'default':>9}{'ratio':>7}{'no capture':>12}{'ratio':>7}")
-    for setup, label in (("app", "the application's SDK MeterProvider"), ("configure", "opto.configure()'s MeterProvider")):
+    setups = (
+        ("app", "the application's SDK MeterProvider"),
+        ("app-off", "the app's, configure(call_durations=False)"),
+        ("configure", "opto.configure()'s MeterProvider"),
+    )
+    for setup, label in setups:
         child = subprocess.run([sys.executable, __file__, "--metrics-child", setup], capture_output=True, text=True, check=True)
         otel, traced, nocap = map(float, child.stdout.split())
         print(f"{label:<44}{otel:>10.2f}{traced:>9.2f}{traced / otel:>7.2f}{nocap:>12.2f}{nocap / otel:>7.2f}")

@@ -78,3 +78,36 @@ def test_a_forked_child_starts_its_own_counts() -> None:
         assert child.read() == "[(('agent', 'error'), 1)]"
     os.waitpid(pid, 0)
     assert our_points(durations, AggregationTemporality.CUMULATIVE)[("agent", "ok")].count == 1
+
+
+def test_call_durations_off_skips_the_histogram_on_the_apps_own_meter_provider(metric_points, spans) -> None:
+    import asyncio
+
+    import opto
+
+    @opto.trace
+    async def timed() -> int:
+        return 1
+
+    def recorded() -> int:
+        return sum(p.count for p in metric_points(semconv.METRIC_CALL_DURATION, {semconv.FUNCTION: timed.__qualname__}))
+
+    asyncio.run(timed())
+    assert recorded() == 1  # the session's MeterProvider is the app's own: the SDK's histogram
+    opto.configure(call_durations=False)
+    try:
+        asyncio.run(timed())
+        assert recorded() == 1, "no duration recorded while call_durations is off"
+        assert len(spans.named(timed.__qualname__)) == 2, "the span still carries the call"
+    finally:
+        opto.shutdown()
+    asyncio.run(timed())
+    assert recorded() == 2, "shutdown() puts the histogram back"
+
+
+def test_call_durations_must_be_a_bool() -> None:
+    import opto
+    import pytest
+
+    with pytest.raises(TypeError, match="call_durations must be True or False"):
+        opto.configure(call_durations="no")  # type: ignore[arg-type]

@@ -18,7 +18,7 @@ from opentelemetry.trace import Tracer
 from .._version import __version__
 from . import semconv
 
-__all__ = ["TRACER", "METER", "SECONDS_BUCKETS", "call_duration", "retries", "queue_wait", "inactive", "tracer", "recording", "DurationRecorder", "record_in_process"]
+__all__ = ["TRACER", "METER", "SECONDS_BUCKETS", "call_duration", "retries", "queue_wait", "inactive", "tracer", "recording", "DurationRecorder", "record_in_process", "set_call_durations"]
 
 TRACER = trace.get_tracer("opto", __version__)
 METER = metrics.get_meter("opto", __version__)
@@ -76,6 +76,16 @@ _in_process: tuple[object, DurationRecorder | None] = (object(), None)
 _live_of: tuple[object, object, tuple[Tracer, DurationRecorder | None] | None] = (object(), object(), None)
 
 
+_durations_on = True
+
+
+def set_call_durations(enabled: bool) -> None:
+    """Record `opto.call.duration` for every traced call (the default), or for none."""
+    global _durations_on, _live_of
+    _durations_on = enabled
+    _live_of = (object(), object(), None)
+
+
 def record_in_process(meter_provider: object, durations: DurationRecorder) -> None:
     """Send call durations to `durations` instead of the SDK's histogram while `meter_provider` is set."""
     global _in_process, _live_of
@@ -88,13 +98,13 @@ def recording() -> tuple[Tracer, DurationRecorder | None] | None:
     `tracer()` and where call durations go, None while no meter provider would record them."""
     global _live_of
     if not _PEEKABLE or _ENV_PROVIDER:
-        return tracer(), call_duration
+        return tracer(), call_duration if _durations_on else None
     tracer_provider = _trace_api._TRACER_PROVIDER
     meter_provider = _metrics_api._METER_PROVIDER
     cached = _live_of
     if tracer_provider is not cached[0] or meter_provider is not cached[1]:
         durations: DurationRecorder | None = None
-        if meter_provider is not None:
+        if meter_provider is not None and _durations_on:
             durations = _in_process[1] if meter_provider is _in_process[0] else call_duration
         now = None if inactive() else (tracer(), durations)
         cached = _live_of = (tracer_provider, meter_provider, now)
