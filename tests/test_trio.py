@@ -283,3 +283,41 @@ def test_debug_mode_under_trio_records_the_creation_stack(spans) -> None:
 
     assert trio.run(watched) == 1
     assert "test_trio.py" in spans.one(watched.__qualname__).attributes[semconv.DEBUG_CREATION_STACK]
+
+
+def test_optimize_searches_under_trio(spans) -> None:
+    prompt = opto.trace.param("short", name="trio_prompt", choices=["short", "long", "exact"])
+
+    @opto.trace.optimize(strategy="async_beam_search", beam_width=2, num_proposals=2, max_depth=2, max_concurrent=3)
+    async def answer(question: str) -> str:
+        await trio.sleep(0)
+        return prompt.value
+
+    async def main() -> tuple[dict[str, object], float]:
+        result = await answer.optimize(["a", "b"], guide=lambda q, out: 1.0 if out == "exact" else 0.0)
+        return result.best_params, result.best_score
+
+    assert trio.run(main) == ({"trio_prompt": "exact"}, 1.0)
+    assert spans.named(answer.__qualname__), "the evaluations were traced"
+
+
+def test_async_metrics_and_ad_hoc_spans_under_trio(spans) -> None:
+    @opto.trace
+    async def monitored(x: int) -> int:
+        async with opto.trace.AsyncMetrics.monitor("trio_block"):
+            await trio.sleep(0)
+            opto.set_attributes(seen=x)
+            opto.add_event("checkpoint", step=1)
+            return x
+
+    async def main() -> int:
+        with opto.span("sync block"):
+            pass
+        async with opto.span("async block", user="u1"):
+            return await monitored(5)
+
+    assert trio.run(main) == 5
+    assert "blocks           1" in str(opto.trace.AsyncMetrics.get_summary("trio_block"))
+    call = spans.one(monitored.__qualname__)
+    assert call.attributes["seen"] == 5 and [e.name for e in call.events] == ["checkpoint"]
+    assert call.parent.span_id == spans.one("async block").context.span_id
