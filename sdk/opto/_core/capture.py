@@ -405,12 +405,19 @@ class ArgumentCapture:
         if self._rules is not scrub.rules:
             self._plan()
         limit = self._limit
+        # capture_into's first two roads (a short clean str, a small int) are inlined here: they
+        # take most arguments, and a Python call costs as much as the road itself.
         for (key, secret, skipped), value in zip(self.positional, args):
-            if secret is None:
-                if not skipped:
-                    capture_into(out, key, value, limit)
-            else:
+            if secret is not None:
                 _capture_masked(out, key, value, secret, limit)
+            elif not skipped:
+                t = type(value)
+                if (t is str and len(value) <= limit and not _suspect(value)) or (
+                    t is int and -_FLAT_INT < value < _FLAT_INT and limit > _INT_CHARS
+                ):
+                    out[key] = repr(value)
+                else:
+                    capture_into(out, key, value, limit)
         if len(args) > len(self.positional):
             capture_into(out, self._var_positional, args[len(self.positional):], limit)
         if kwargs:
@@ -422,10 +429,16 @@ class ArgumentCapture:
                     plan = (semconv.ARG_PREFIX + name, _secret_part(name))
                     if len(keyword) < _KNOWN_MAX:
                         keyword[name] = plan
-                if plan[1] is None:
-                    capture_into(out, plan[0], value, limit)
-                else:
+                if plan[1] is not None:
                     _capture_masked(out, plan[0], value, plan[1], limit)
+                    continue
+                t = type(value)
+                if (t is str and len(value) <= limit and not _suspect(value)) or (
+                    t is int and -_FLAT_INT < value < _FLAT_INT and limit > _INT_CHARS
+                ):
+                    out[plan[0]] = repr(value)
+                else:
+                    capture_into(out, plan[0], value, limit)
 
 
 def capture_named(out: dict[str, Any], key: str, name: str, value: Any, limit: int) -> None:
