@@ -36,12 +36,13 @@ def wrap_async_generator_function(fn: Callable[P, AsyncGenerator[Y, S]], opts: O
             call = calls.begin(args, kwargs, running_task(), current=False)
             if call.debug and (loop := running_loop()) is not None:
                 _debug.enable_loop_debug(loop)
-        else:
+            span = call.span
+            ctx = telemetry.context_with(span) if span.get_span_context().is_valid else None
+        else:  # a configured provider's span, made current per step as start_as_current_span would
             call = calls.open(now, args, kwargs, running_task(), current=False)
-        span = call.span
-        ctx = telemetry.context_with(span) if span.get_span_context().is_valid else None
+            ctx = telemetry.context_with(call.span)
         attach = telemetry.attach
-        detach = telemetry.detach
+        undo = telemetry.undo
         keep = opts.capture_result
         asend = inner.asend
         items = 0
@@ -58,7 +59,7 @@ def wrap_async_generator_function(fn: Callable[P, AsyncGenerator[Y, S]], opts: O
                     item = await (asend(sent) if thrown is None else inner.athrow(thrown))
                 finally:
                     if token is not None:
-                        detach(token)
+                        undo(token)  # attached in this same step of this task: cannot fail
                 if not items:
                     first = time.perf_counter() - call.t0
                 items += 1
@@ -83,7 +84,7 @@ def wrap_async_generator_function(fn: Callable[P, AsyncGenerator[Y, S]], opts: O
                 raise
             finally:
                 if token is not None:
-                    detach(token)
+                    undo(token)
             call.end(semconv.OUTCOME_OK, last, facts)
             raise
         except BaseException as exc:

@@ -18,7 +18,7 @@ from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
 from opentelemetry.trace import Span, set_span_in_context
 from opentelemetry.trace.propagation import _SPAN_KEY
 
-__all__ = ["attach", "attach_span", "context_with", "detach", "fast_path_available"]
+__all__ = ["attach", "attach_span", "context_with", "detach", "fast_path_available", "undo"]
 
 logger = logging.getLogger("opentelemetry.context")
 
@@ -27,10 +27,14 @@ _var = getattr(_runtime, "_current_context", None) if type(_runtime) is ContextV
 
 attach: Callable[[Context], Token[Context]]
 detach: Callable[[Token[Context]], None]
+# `detach` for a token attached in the same step of the same task, which cannot fail: the
+# ContextVar's own reset, without `detach`'s guard (a traced stream undoes one per item).
+undo: Callable[[Token[Context]], None]
 
 if isinstance(_var, ContextVar):
     attach = _var.set
     _reset = _var.reset
+    undo = _reset
 
     def detach(token: Token[Context]) -> None:
         """Restore the context current before `attach` returned `token`; log, as the API does, if that fails."""
@@ -56,6 +60,7 @@ if isinstance(_var, ContextVar):
 else:
     attach = otel_context.attach
     detach = otel_context.detach
+    undo = detach
 
     def attach_span(span: Span) -> Token[Context]:
         """`attach(set_span_in_context(span))`."""
