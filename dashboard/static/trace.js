@@ -37,7 +37,7 @@ async function load() {
       data = await fetchTrace(url);
     } catch (error) {
       if (error instanceof ApiError && error.status === 404) {
-        setText($("#trace-summary"), "no spans of this trace have arrived yet; waiting for them");
+        notFound();
         return;
       }
       report(error);
@@ -51,7 +51,16 @@ async function load() {
   }
 }
 
+/** No span of this trace is stored: say so plainly (it was pruned, or never sent); it still opens if spans arrive. */
+function notFound() {
+  setText($("#trace-title"), "Trace not found");
+  setText($("#trace-summary"), "not found: the dashboard holds no span of this trace (it may have been pruned, or not sent yet)");
+  $("#wf-empty").hidden = false;
+  document.body.dataset.ready = "not-found";
+}
+
 function show(loaded, more) {
+  $("#wf-empty").hidden = true;
   spans = loaded;
   waterfall.setSpans(spans, nowNs());
   summarise(more);
@@ -66,6 +75,9 @@ function show(loaded, more) {
   if (!more) document.body.dataset.ready = "trace";
 }
 
+/** "1 error", "100 errors", "3 timeouts", "2 cancelled". */
+const plural = (n, outcome) => `${count(n)} ${outcome}${n === 1 || outcome === names.OUTCOME_CANCELLED ? "" : "s"}`;
+
 function summarise(more = false) {
   const root = waterfall.model.rows[0]?.span;
   setText($("#trace-title"), root ? root.name : "Trace");
@@ -77,7 +89,7 @@ function summarise(more = false) {
   }
   const { t0, t1 } = waterfall.model;
   const parts = [`${spans.length.toLocaleString()} span${spans.length === 1 ? "" : "s"}`, duration((t1 - t0) / 1e6), time(t0)];
-  for (const o of names.OUTCOMES) if (o !== names.OUTCOME_OK && outcomes[o]) parts.push(`${count(outcomes[o])} ${o}`);
+  for (const o of names.OUTCOMES) if (o !== names.OUTCOME_OK && outcomes[o]) parts.push(plural(outcomes[o], o));
   if (running) parts.push(`${count(running)} running`);
   if (more) parts.push("loading more…");
   setText($("#trace-summary"), parts.join(" · "));
