@@ -64,6 +64,7 @@ function show(loaded, more) {
   spans = loaded;
   waterfall.setSpans(spans, nowNs());
   summarise(more);
+  showErrorCount();
   if (!rendered) {
     rendered = true;
     const wanted = new URLSearchParams(location.search).get("span");
@@ -182,6 +183,54 @@ function showDetail(span) {
   body.hidden = false;
   $("#detail-empty").hidden = true;
 }
+
+// ---- find in trace, next error, collapse: buttons and keys ----
+
+const findInput = $("#wf-find");
+
+function findStep(step) {
+  const total = waterfall.matches.length;
+  const at = waterfall.jump(waterfall.matches, step);
+  setText($("#wf-find-count"), findInput.value.trim() ? (total ? `${count(at)} of ${count(total)}` : "no match") : "");
+}
+
+function errorStep(step) {
+  const at = waterfall.jump(waterfall.errorRows, step);
+  showErrorCount(at);
+}
+
+function showErrorCount(at = 0) {
+  const total = waterfall.errorRows?.length || 0;
+  setText($("#wf-error-count"), total ? `${at ? `${count(at)} of ` : ""}${count(total)} failed` : "no errors");
+  $("#wf-error-prev").disabled = $("#wf-error-next").disabled = !total;
+}
+
+findInput.addEventListener("input", () => {
+  const total = waterfall.find(findInput.value);
+  setText($("#wf-find-count"), findInput.value.trim() ? (total ? `${count(total)} match${total === 1 ? "" : "es"}` : "no match") : "");
+});
+$("#wf-find-form").addEventListener("submit", (e) => e.preventDefault());
+findInput.addEventListener("keydown", (e) => {
+  if (e.key === "Enter") { e.preventDefault(); findStep(e.shiftKey ? -1 : 1); }
+  if (e.key === "Escape") { findInput.blur(); $("#waterfall").focus(); }
+});
+$("#wf-find-next").addEventListener("click", () => findStep(1));
+$("#wf-find-prev").addEventListener("click", () => findStep(-1));
+$("#wf-error-next").addEventListener("click", () => errorStep(1));
+$("#wf-error-prev").addEventListener("click", () => errorStep(-1));
+$("#wf-collapse-all").addEventListener("click", () => waterfall.collapseAll());
+$("#wf-expand-all").addEventListener("click", () => waterfall.collapseAll(true));
+
+// Page-wide keys, except while typing in a field.
+const KEYS = {
+  "/": () => findInput.focus(), n: () => findStep(1), N: () => findStep(-1), e: () => errorStep(1), E: () => errorStep(-1),
+  "[": () => waterfall.collapseAll(), "]": () => waterfall.collapseAll(true),
+};
+addEventListener("keydown", (e) => {
+  if (e.ctrlKey || e.metaKey || e.altKey || e.target.closest("input, select, textarea") || !(e.key in KEYS)) return;
+  e.preventDefault();
+  KEYS[e.key]();
+});
 
 // A trace still running is refreshed as its spans arrive.
 const refresh = throttle(load, 1000);
