@@ -49,9 +49,9 @@ export function ticks(max, count = 4) {
   return out;
 }
 
-function yAxis(svg, f, top, format, unit = "") {
+function yAxis(svg, f, top, format, unit = "", count = 4) {
   const { pad } = f;
-  for (const t of ticks(top)) {
+  for (const t of ticks(top, count)) {
     const y = pad.top + f.hgt - (t / top) * f.hgt;
     svg.append(h("svg:line", { class: "gridline", x1: pad.left, x2: f.width - pad.right, y1: y, y2: y }));
     svg.append(h("svg:text", { class: "axis-label", x: pad.left - 6, y: y + 4, "text-anchor": "end" }, format(t)));
@@ -67,14 +67,14 @@ function yAxis(svg, f, top, format, unit = "") {
  */
 export function lineChart(svg, options) {
   keep(svg, () => lineChart(svg, options));
-  const { series, x0, x1, formatX, formatY = String, minTop = 1, markers = [], unit = "" } = options;
+  const { series, x0, x1, formatX, formatY = String, minTop = 1, markers = [], unit = "", tickCount = 4 } = options;
   const gutter = markers.length ? Math.ceil(Math.max(...markers.map((m) => m.label.length)) * CHAR_PX) + 12 : PAD.right;
   const pad = { ...PAD, right: gutter, top: unit ? 18 : PAD.top };
   const f = frame(svg, pad);
   const peak = Math.max(0, ...series.flatMap((s) => s.points.map((p) => p[1])));
-  const axis = ticks(Math.max(peak, minTop, ...markers.map((m) => m.y * 1.1)));
+  const axis = ticks(Math.max(peak, minTop, ...markers.map((m) => m.y * 1.1)), tickCount);
   const top = axis[axis.length - 1];
-  yAxis(svg, f, top, formatY, unit);
+  yAxis(svg, f, top, formatY, unit, tickCount);
   const span = Math.max(x1 - x0, 1);
   const X = (x) => pad.left + ((x - x0) / span) * f.w;
   const Y = (y) => pad.top + f.hgt - (y / top) * f.hgt;

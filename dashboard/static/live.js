@@ -66,7 +66,7 @@ function renderInFlight() {
     const name = oldest ? h("a", { href: `/traces/${oldest.trace_id}?span=${oldest.span_id}` }, f.name) : f.name;
     const waiting = f.waiting || 0;
     return h("tr", { "data-name": f.name },
-      h("td", {}, name),
+      h("td", { title: f.name }, name),
       h("td", { class: "num", "data-testid": "in-flight-count" }, count(f.count - waiting)),
       h("td", { class: `num ${waiting ? "warn" : "muted"}`, "data-testid": "waiting-count" }, count(waiting)),
       h("td", { class: "num" }, duration((now - f.oldest_start_ns) / 1e6)));
@@ -123,7 +123,7 @@ function renderMultiples(series, x0, x1) {
     node.dataset.peak = max;
     node.querySelector(".key").style.background = s.color;
     setText(node.querySelector(".peak-text"), `max ${max}`);
-    lineChart(node.querySelector("svg"), { series: [s], x0, x1, formatX: () => "" });
+    lineChart(node.querySelector("svg"), { series: [s], x0, x1, formatX: () => "", tickCount: 1 });
     return node;
   }));
 }
@@ -167,9 +167,9 @@ function renderProcesses() {
   const processes = [...live.processes].sort((a, b) => b.connected - a.connected || b.last_seen_ns - a.last_seen_ns);
   const processRows = processes.slice(0, MAX_PROCESSES).map((p) =>
     h("tr", {},
-      h("td", {}, h("span", { class: `badge ${p.connected ? "ok" : ""}`, title: p.connected ? "connected" : "disconnected" }, p.service || p.id)),
+      h("td", { title: p.service || p.id }, h("span", { class: `badge ${p.connected ? "ok" : ""}`, title: p.connected ? "connected" : "disconnected" }, p.service || p.id)),
       h("td", { class: "num" }, p.pid ?? "–"),
-      h("td", {}, p.host || "–"),
+      h("td", { title: p.host || "" }, p.host || "–"),
       h("td", { class: "num" }, p.connected ? "now" : `${duration((now - p.last_seen_ns) / 1e6)} ago`)));
   const total = live.process_counts.total;
   if (total > MAX_PROCESSES) processRows.push(more(total - MAX_PROCESSES, "processes", 4));
