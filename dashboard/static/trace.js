@@ -1,8 +1,9 @@
 // The Trace page: the waterfall of one trace and the detail panel of the selected span.
 import { $, h, fill, names, pageData, setText } from "/static/dom.js";
-import { count, duration, time, value } from "/static/format.js";
+import { count, duration, retryCause, time, value } from "/static/format.js";
 import { ApiError, latest, report, throttle } from "/static/api.js";
 import { onLive } from "/static/socket.js";
+import { stackView } from "/static/stack.js";
 import { Waterfall } from "/static/waterfall.js";
 
 const { trace_id: traceId } = pageData();
@@ -116,7 +117,7 @@ function eventBlock(span, e) {
     cls += " retry";
     title = `Retry after attempt ${attrs[names.ATTEMPT] ?? "?"}`;
     const message = attrs[names.EXCEPTION_MESSAGE];
-    body = [h("div", {}, message ? `${attrs[names.EXCEPTION_TYPE] || "error"}: ${message}` : attrs[names.EXCEPTION_TYPE] || "error"),
+    body = [h("div", {}, retryCause(attrs[names.EXCEPTION_TYPE], message)),
       h("div", { class: "muted" }, `waited ${duration((attrs[names.RETRY_DELAY_S] || 0) * 1000)} before the next attempt`)];
   } else if (e.name === "exception") {
     cls += " exception";
@@ -131,7 +132,7 @@ function eventBlock(span, e) {
     const stack = attrs[names.DEBUG_CREATION_STACK];
     delete attrs[names.DEBUG_CREATION_STACK];
     body = [Object.keys(attrs).length ? kvTable(Object.entries(attrs).map(([k, v]) => [k, value(v)])) : null,
-      stack ? h("pre", {}, stack) : null];
+      stack ? stackView(stack) : null];
   }
   return h("div", { class: cls, "data-event": e.name }, h("div", { class: "event-head" }, h("span", {}, title), h("span", { class: "muted" }, offset)), body);
 }
@@ -176,7 +177,7 @@ function showDetail(span) {
     args.length ? section("Arguments", kvTable(args)) : null,
     names.RESULT in attrs ? section("Result", h("pre", {}, value(attrs[names.RESULT]))) : null,
     events.length ? section(`Events (${events.length})`, events.map((e) => eventBlock(span, e))) : null,
-    attrs[names.DEBUG_CREATION_STACK] ? section("Created at", h("pre", {}, attrs[names.DEBUG_CREATION_STACK])) : null,
+    attrs[names.DEBUG_CREATION_STACK] ? section("Created at", stackView(attrs[names.DEBUG_CREATION_STACK])) : null,
     span.links.length ? section("Links", h("ul", { class: "links" }, span.links.map(linkItem))) : null,
     other.length ? section("Attributes", kvTable(other)) : null,
   );
