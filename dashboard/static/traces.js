@@ -14,6 +14,7 @@ let loads = 0; // the spinner shows until the newest load ends
 function readUrl() {
   const params = new URLSearchParams(location.search);
   for (const field of FIELDS) form.elements[field].value = params.get(field) || "";
+  if (["min_duration_ms", "since", "until"].some((f) => params.get(f))) $("#more-filters").open = true;
   return params;
 }
 
@@ -144,6 +145,13 @@ const refresh = throttle(load, 1000);
 onLive((message) => { if (toggle.checked && message.type === "update" && message.new_spans) refresh(); });
 
 for (const input of form.querySelectorAll("[data-suggest]")) suggestions(input);
+
+// The second skip link lands on the first trace row (or the table when it has none).
+$("#skip-to-rows").addEventListener("click", (e) => {
+  e.preventDefault();
+  (table.tBodies[0].rows[0] || table).focus();
+});
+table.tabIndex = -1;
 
 addEventListener("popstate", () => { readUrl(); toggle.checked = liveInUrl(); load(); });
 readUrl();
