@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
+from pathlib import Path
 
 from playwright.sync_api import Page, expect
 
@@ -123,3 +125,14 @@ def test_a_one_span_trace_leaves_no_empty_card(page: Page, dashboard: Dashboard,
     expect(page.locator("#detail-body h2")).to_have_text("alone")
     box = page.locator("#waterfall").bounding_box()
     assert box is not None and box["height"] <= ROW + 8 + 1, box
+
+
+def test_the_whole_trace_downloads_as_json(page: Page, dashboard: Dashboard, feeder: Feeder) -> None:
+    """JSON saves every one of the 10,000 spans the page paged in, not only the first page."""
+    trace_id = open_big_trace(page, dashboard, feeder)
+    with page.expect_download() as info:
+        page.get_by_role("button", name="JSON").click()
+    download = info.value
+    assert download.suggested_filename == f"trace-{trace_id}.json"
+    saved = json.loads(Path(download.path()).read_text())
+    assert saved["trace_id"] == trace_id and len(saved["spans"]) == 10_000

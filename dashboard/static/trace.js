@@ -220,6 +220,12 @@ $("#wf-find-prev").addEventListener("click", () => findStep(-1));
 $("#wf-error-next").addEventListener("click", () => errorStep(1));
 $("#wf-error-prev").addEventListener("click", () => errorStep(-1));
 $("#wf-collapse-all").addEventListener("click", () => waterfall.collapseAll());
+// The spans the page holds (every page of a big trace), saved as one file, as Jaeger's "Download JSON".
+$("#wf-download").addEventListener("click", () => {
+  const url = URL.createObjectURL(new Blob([JSON.stringify({ trace_id: traceId, spans }, null, 1)], { type: "application/json" }));
+  h("a", { href: url, download: `trace-${traceId}.json` }).click();
+  setTimeout(() => URL.revokeObjectURL(url));
+});
 $("#wf-expand-all").addEventListener("click", () => waterfall.collapseAll(true));
 
 // Page-wide keys, except while typing in a field.
