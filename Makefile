@@ -29,8 +29,10 @@ test: install-test chromium
 	$(BIN)/python -m pytest tests
 	@if ls e2e/test_*.py >/dev/null 2>&1; then $(BIN)/python -m pytest e2e; fi
 
+# `make demo PORT=8766` serves on another port; the demo stops at once if its port is taken.
+PORT ?= 8765
 demo: install
-	$(BIN)/python -m opto_dashboard.demo
+	$(BIN)/python -m opto_dashboard.demo --port $(PORT)
 
 # Every benchmark of docs/benchmarks.md but the peers' (bench-peers); each prints its ratios.
 bench: install-test

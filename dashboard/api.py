@@ -323,14 +323,17 @@ async def queues(request: Request) -> dict[str, Any]:
                 continue
             q = found.setdefault(queue, {"depth": [], "latest": {}, "waits": {}})
             q["waits"].setdefault(kind, []).append(seconds_waited * 1000)
+    # Producers and consumers are counted in the processes still live: an exited process's last
+    # count expires with it (stats.PROCESS_IDLE_S after it was last seen) instead of adding up.
+    alive = request.app.state.stats.live_process_ids()
     return {"queues": [
         {
             "name": queue,
             "depth": q["depth"][::-1],
             "wait_ms": _waits(q, "queue_wait", semconv.METRIC_QUEUE_WAIT),
             "put_blocked_ms": _waits(q, "queue_blocked", semconv.METRIC_QUEUE_PUT_BLOCKED),
-            "producers": sum(_latest(q, semconv.METRIC_QUEUE_PRODUCERS)),
-            "consumers": sum(_latest(q, semconv.METRIC_QUEUE_CONSUMERS)),
+            "producers": sum(_latest(q, semconv.METRIC_QUEUE_PRODUCERS, alive)),
+            "consumers": sum(_latest(q, semconv.METRIC_QUEUE_CONSUMERS, alive)),
         }
         for queue, q in sorted(found.items())
     ], "skipped": skipped}
@@ -341,9 +344,9 @@ def _waits(queue: dict[str, Any], kind: str, metric: str) -> dict[str, Any]:
     return _exact_summary(values) if values else _histogram_summary(_latest(queue, metric))
 
 
-def _latest(queue: dict[str, Any], metric: str) -> list[Any]:
-    """The newest point of `metric` from each process."""
-    return [v for (name, _), v in queue["latest"].items() if name == metric]
+def _latest(queue: dict[str, Any], metric: str, alive: frozenset[str] | None = None) -> list[Any]:
+    """The newest point of `metric` from each process (only those in `alive`, when given)."""
+    return [v for (name, process), v in queue["latest"].items() if name == metric and (alive is None or process in alive)]
 
 
 async def retries(request: Request) -> dict[str, Any]:
@@ -371,7 +374,7 @@ async def retries(request: Request) -> dict[str, Any]:
     return {
         "retries": events,
         "by_function": [
-            {"name": n, "calls": calls, "retries": r, "retry_rate": r / calls if calls else 0.0, "exhausted": ex}
+            {"name": n, "calls": calls, "retries": r, "retries_per_call": r / calls if calls else 0.0, "exhausted": ex}
             for n, calls, r, ex in by_function
         ],
     }

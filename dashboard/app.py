@@ -75,7 +75,7 @@ def create_app(
         Middleware(SecurityHeadersMiddleware, script_hashes=pages.SCRIPT_HASHES),
         Middleware(AccessMiddleware, token=token, hosts=hosts, refused=refused),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware, exception_handlers={404: pages.not_found})
     app.state.store = store
     app.state.stats = stats
     app.state.pipeline = pipeline

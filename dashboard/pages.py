@@ -16,7 +16,8 @@ from urllib.parse import parse_qs
 
 from jinja2.utils import htmlsafe_json_dumps
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.exceptions import HTTPException
+from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
@@ -24,7 +25,7 @@ from starlette.types import Scope
 
 from opto.telemetry import semconv
 
-__all__ = ["routes", "templates", "static_url", "SCRIPT_HASHES"]
+__all__ = ["routes", "templates", "static_url", "not_found", "SCRIPT_HASHES"]
 
 _HERE = Path(__file__).parent
 _STATIC = _HERE / "static"
@@ -108,6 +109,14 @@ async def search_page(request: Request) -> Response:
         what = f"{trace_id!r}/{span_id!r} is not a search id (32 and 16 lowercase hex chars)"
         return _render(request, "not_found.html", "/optimize", 404, what=what)
     return _render(request, "optimize_search.html", "/optimize", page_data={"trace_id": trace_id, "span_id": span_id})
+
+
+async def not_found(request: Request, exc: Exception) -> Response:
+    """Any unknown path: a page in the app's style for a browser, the API's JSON error for `/api/`."""
+    status = exc.status_code if isinstance(exc, HTTPException) else 404
+    if request.url.path.startswith("/api/"):
+        return JSONResponse({"msg": "not found", "detail": f"no API route {request.url.path}"}, status_code=status)
+    return _render(request, "not_found.html", "", status, what=f"No page at {request.url.path}.")
 
 
 routes: list[BaseRoute] = [

@@ -143,6 +143,11 @@ class Stats:
             del self.in_flight[key]
         self.version += 1
 
+    def live_process_ids(self) -> frozenset[str]:
+        """Processes connected now or seen within PROCESS_IDLE_S: whose figures still count."""
+        cutoff = time.time_ns() - int(PROCESS_IDLE_S * 1e9)
+        return frozenset(pid for pid, p in self.processes.items() if p.connections or p.last_seen_ns >= cutoff)
+
     def connected(self, info: ProcessInfo) -> None:
         proc = self.processes.get(info.id)
         if proc is None:
@@ -180,6 +185,8 @@ class Stats:
                     self._track(key, _in_flight(r.name, r.start_ns, r.process_id, r.parent_span_id, r.attributes))
                     continue
                 self._untrack(key)
+                if semconv.OUTCOME not in r.attributes:
+                    continue  # not a traced call (a third-party HTTP or database span): not in the call rates
                 sec.calls += 1
                 sec.outcomes[r.outcome or semconv.OUTCOME_OK] += 1
                 attempts = r.attributes.get(semconv.ATTEMPTS)

@@ -35,7 +35,7 @@ def test_concurrency_chart_shows_max_concurrent(page: Page, dashboard: Dashboard
     row = page.locator("#inflight-table tr[data-name='limited_work']")
     expect(row.get_by_test_id("in-flight-count")).to_have_text("4")
     expect(row.get_by_test_id("waiting-count")).to_have_text("8")
-    expect(page.locator("#concurrency-legend li[data-series='limited_work']")).to_have_attribute("data-peak", "4")
+    expect(page.locator("#concurrency-multiples figure[data-series='limited_work']")).to_have_attribute("data-peak", "4")
     expect(page.locator("#concurrency-legend li[data-series='waiting for a slot']")).to_have_attribute("data-peak", "8")
     expect(page.locator("#concurrency-chart path.line.dotted[data-series='waiting for a slot']")).to_have_count(1)
     expect(page.locator("#concurrency-chart line.marker[data-limit='4']")).to_have_count(1)

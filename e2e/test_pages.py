@@ -40,8 +40,8 @@ def test_retries_page_lists_retry_with_cause(page: Page, dashboard: Dashboard, w
     program.finish()
     page.goto(f"{dashboard.url}/retries")
     row = page.locator("#retry-table tbody tr", has_text="flaky_llm")
-    expect(row).to_contain_text("RetryableError: rate limited, try again")
-    expect(page.locator("#function-table tbody tr", has_text="flaky_llm")).to_contain_text("100%")
+    expect(row).to_contain_text("opto.errors.RetryableError: rate limited, try again")  # qualified, as exception events
+    expect(page.locator("#function-table tbody tr", has_text="flaky_llm")).to_contain_text("1.00")  # retries per call
     row.locator("a").click()
     expect(page.locator(".wf-row[aria-selected='true']")).to_contain_text("flaky_llm")
 

@@ -115,7 +115,7 @@ async def test_retries_and_debug_events(served: tuple[Dashboard, Feed]) -> None:
     await feed.send([retried, call("flaky"), slow])
     retries = d.get("/api/retries")
     assert [(r["attempt"], r["delay_s"], r["exception_type"]) for r in retries["retries"]] == [(2, 1.0, "ConnectionError"), (1, 0.5, "ConnectionError")]
-    assert retries["by_function"] == [{"name": "flaky", "calls": 2, "retries": 2, "retry_rate": 1.0, "exhausted": 1}]
+    assert retries["by_function"] == [{"name": "flaky", "calls": 2, "retries": 2, "retries_per_call": 1.0, "exhausted": 1}]
     assert sorted(t["retry_count"] for t in d.get("/api/traces?name=flaky")["traces"]) == [0, 2]
     debug = d.get("/api/debug")["events"]
     assert sorted(e["kind"] for e in debug) == ["creation_stack", "slow_callback"]

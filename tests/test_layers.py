@@ -91,9 +91,15 @@ def test_every_module_declares_all(module: str) -> None:
 
 
 def test_every_package_folder_is_packaged() -> None:
-    """pyproject's package list names every folder with an __init__.py, so no wheel lacks one."""
+    """pyproject's package list names every folder that holds files (data-only ones too), so no wheel lacks one."""
     listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
-    on_disk = {m for m, p in MODULES.items() if p.name == "__init__.py"} | {"opto_dashboard"}
+    roots = {"opto": SDK / "opto", "opto_dashboard": ROOT / "dashboard"}
+    on_disk = {
+        ".".join((name, *folder.relative_to(root).parts))
+        for name, root in roots.items()
+        for folder in [root, *root.rglob("*")]
+        if folder.is_dir() and folder.name != "__pycache__" and any(f.is_file() for f in folder.iterdir())
+    }
     assert listed == on_disk
 
 

@@ -313,7 +313,7 @@ async def test_retries_until_success_with_events(spans) -> None:
     assert span.attributes[semconv.ATTEMPTS] == 4 and span.attributes[semconv.OUTCOME] == "ok"
     retries = [e for e in span.events if e.name == semconv.EVENT_RETRY]
     assert [e.attributes[semconv.ATTEMPT] for e in retries] == [1, 2, 3]
-    assert retries[0].attributes[semconv.EXCEPTION_TYPE] == "RetryableError"
+    assert retries[0].attributes[semconv.EXCEPTION_TYPE] == "opto.errors.RetryableError"  # qualified, as in exception events
     assert retries[1].attributes[semconv.EXCEPTION_MESSAGE] == "try 2 failed"
     delays = [e.attributes[semconv.RETRY_DELAY_S] for e in retries]
     assert 0.45 <= delays[0] <= 0.55 and 0.9 <= delays[1] <= 1.1 and 1.8 <= delays[2] <= 2.2  # x2, +/-10 %

@@ -1,14 +1,40 @@
-// SVG charts drawn at the element's own pixel size, so text is never stretched.
+// SVG charts drawn at the element's own pixel size, so text is never stretched. A chart drawn
+// before it is laid out (a card not yet in the page) is drawn again once it has a size, and on
+// every resize after, by one ResizeObserver.
 import { h } from "/static/dom.js";
 
 const PAD = { left: 40, right: 10, top: 10, bottom: 22 };
+const CHAR_PX = 6.6; // width of a character of an 11 px label, to size the gutter beside the plot
 
-function frame(svg) {
+const redraws = new WeakMap();
+const sizes = new WeakMap();
+const observer = new ResizeObserver((entries) => {
+  for (const { target, contentRect } of entries) {
+    const size = `${Math.round(contentRect.width)}x${Math.round(contentRect.height)}`;
+    if (sizes.get(target) === size) continue;
+    sizes.set(target, size);
+    redraws.get(target)?.();
+  }
+});
+
+/** Draw again with `draw` whenever the chart's size changes. */
+function keep(svg, draw) {
+  if (!redraws.has(svg)) observer.observe(svg);
+  redraws.set(svg, draw);
+}
+
+/** Stop redrawing a chart that left the page. */
+export function forget(svg) {
+  observer.unobserve(svg);
+  redraws.delete(svg);
+}
+
+function frame(svg, pad = PAD) {
   const width = Math.max(svg.clientWidth, 100);
   const height = Math.max(svg.clientHeight, 60);
   svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
   svg.replaceChildren();
-  return { width, height, w: width - PAD.left - PAD.right, hgt: height - PAD.top - PAD.bottom };
+  return { width, height, pad, w: width - pad.left - pad.right, hgt: height - pad.top - pad.bottom };
 }
 
 /** Round numbers for an axis from 0 to at least `max`. */
@@ -23,37 +49,47 @@ export function ticks(max, count = 4) {
   return out;
 }
 
-function yAxis(svg, f, top, format) {
-  for (const t of ticks(top)) {
-    const y = PAD.top + f.hgt - (t / top) * f.hgt;
-    svg.append(h("svg:line", { class: "gridline", x1: PAD.left, x2: f.width - PAD.right, y1: y, y2: y }));
-    svg.append(h("svg:text", { class: "axis-label", x: PAD.left - 6, y: y + 4, "text-anchor": "end" }, format(t)));
+function yAxis(svg, f, top, format, unit = "", count = 4) {
+  const { pad } = f;
+  for (const t of ticks(top, count)) {
+    const y = pad.top + f.hgt - (t / top) * f.hgt;
+    svg.append(h("svg:line", { class: "gridline", x1: pad.left, x2: f.width - pad.right, y1: y, y2: y }));
+    svg.append(h("svg:text", { class: "axis-label", x: pad.left - 6, y: y + 4, "text-anchor": "end" }, format(t)));
   }
+  if (unit) svg.append(h("svg:text", { class: "axis-unit", x: 2, y: 10 }, unit));
 }
 
 /**
  * A line chart of `series` ([{name, color, points: [[x, y]]}]) over x in [x0, x1].
  * The first series gets a soft area fill; a series with `dotted: true` is drawn dotted.
+ * `markers` ([{y, label}]) are dashed lines labelled in a gutter right of the plot, never on the data.
  * Returns the highest y drawn.
  */
-export function lineChart(svg, { series, x0, x1, formatX, formatY = String, minTop = 1, markers = [] }) {
-  const f = frame(svg);
+export function lineChart(svg, options) {
+  keep(svg, () => lineChart(svg, options));
+  const { series, x0, x1, formatX, formatY = String, minTop = 1, markers = [], unit = "", tickCount = 4 } = options;
+  const gutter = markers.length ? Math.ceil(Math.max(...markers.map((m) => m.label.length)) * CHAR_PX) + 12 : PAD.right;
+  const pad = { ...PAD, right: gutter, top: unit ? 18 : PAD.top };
+  const f = frame(svg, pad);
   const peak = Math.max(0, ...series.flatMap((s) => s.points.map((p) => p[1])));
-  const axis = ticks(Math.max(peak, minTop, ...markers.map((m) => m.y * 1.1)));
+  const axis = ticks(Math.max(peak, minTop, ...markers.map((m) => m.y * 1.1)), tickCount);
   const top = axis[axis.length - 1];
-  yAxis(svg, f, top, formatY);
+  yAxis(svg, f, top, formatY, unit, tickCount);
   const span = Math.max(x1 - x0, 1);
-  const X = (x) => PAD.left + ((x - x0) / span) * f.w;
-  const Y = (y) => PAD.top + f.hgt - (y / top) * f.hgt;
+  const X = (x) => pad.left + ((x - x0) / span) * f.w;
+  const Y = (y) => pad.top + f.hgt - (y / top) * f.hgt;
   for (let i = 0; i <= 3; i++) {
     const x = x0 + (span * i) / 3;
     svg.append(h("svg:text", { class: "axis-label", x: X(x), y: f.height - 6, "text-anchor": i === 0 ? "start" : i === 3 ? "end" : "middle" }, formatX(x)));
   }
-  markers.forEach((m, i) => {
-    // Labels step leftwards so that limits close in value do not print over each other.
-    svg.append(h("svg:line", { class: "marker", x1: PAD.left, x2: f.width - PAD.right, y1: Y(m.y), y2: Y(m.y), "data-limit": m.y }));
-    svg.append(h("svg:text", { class: "marker-label", x: f.width - PAD.right - 4 - i * 150, y: Y(m.y) - 5, "text-anchor": "end" }, m.label));
-  });
+  // Labels sit in the gutter at their line's height, pushed apart when limits are close in value.
+  let lastY = Infinity;
+  for (const m of [...markers].sort((a, b) => a.y - b.y)) {
+    const y = Math.min(Y(m.y) + 4, lastY - 13);
+    lastY = y;
+    svg.append(h("svg:line", { class: "marker", x1: pad.left, x2: f.width - pad.right, y1: Y(m.y), y2: Y(m.y), "data-limit": m.y }));
+    svg.append(h("svg:text", { class: "marker-label", x: f.width - pad.right + 6, y, "text-anchor": "start" }, m.label));
+  }
   series.forEach((s, i) => {
     if (!s.points.length) return;
     const d = s.points.map(([x, y], j) => `${j ? "L" : "M"}${X(x).toFixed(1)},${Y(y).toFixed(1)}`).join("");
@@ -67,18 +103,19 @@ export function lineChart(svg, { series, x0, x1, formatX, formatY = String, minT
   return peak;
 }
 
-/** Bars for histogram buckets [{le_ms, count}], labelled by upper bound. */
-export function histogram(svg, buckets, formatLe) {
-  const f = frame(svg);
+/** Bars for histogram buckets [{le_ms, count}], labelled by upper bound; `unit` names what the bars count. */
+export function histogram(svg, buckets, formatLe, unit) {
+  keep(svg, () => histogram(svg, buckets, formatLe, unit));
+  const f = frame(svg, { ...PAD, top: 18 });
   const top = ticks(Math.max(1, ...buckets.map((b) => b.count))).at(-1);
-  yAxis(svg, f, top, String);
+  yAxis(svg, f, top, String, unit);
   if (!buckets.length) return;
   const slot = f.w / buckets.length;
   const every = Math.ceil(buckets.length / Math.max(1, Math.floor(f.w / 56)));
   buckets.forEach((b, i) => {
     const barH = (b.count / top) * f.hgt;
-    const x = PAD.left + i * slot + slot * 0.12;
-    const bar = h("svg:rect", { class: "bar", x, y: PAD.top + f.hgt - barH, width: Math.max(1, slot * 0.76), height: barH, rx: 2, "data-count": b.count });
+    const x = f.pad.left + i * slot + slot * 0.12;
+    const bar = h("svg:rect", { class: "bar", x, y: f.pad.top + f.hgt - barH, width: Math.max(1, slot * 0.76), height: barH, rx: 2, "data-count": b.count });
     bar.append(h("svg:title", {}, `${b.le_ms === null ? "over the last bound" : `≤ ${formatLe(b.le_ms)}`}: ${b.count}`));
     svg.append(bar);
     if (i % every === 0) {

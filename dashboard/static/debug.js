@@ -3,6 +3,7 @@ import { $, h, names, setRows } from "/static/dom.js";
 import { seconds, time, value } from "/static/format.js";
 import { latest, report, throttle } from "/static/api.js";
 import { onLive } from "/static/socket.js";
+import { stackView } from "/static/stack.js";
 
 const KEEP = 500;
 const fetchEvents = latest();
@@ -23,7 +24,7 @@ function detail(e) {
   if (names.DEBUG_DURATION_S in attrs) parts.push(h("strong", {}, `blocked ${seconds(attrs[names.DEBUG_DURATION_S])} `));
   const rest = Object.entries(attrs).filter(([k]) => k !== names.DEBUG_DURATION_S).map(([k, v]) => `${k}=${value(v)}`);
   if (rest.length) parts.push(h("span", { class: "mono" }, rest.join("  ")));
-  if (stack) parts.push(h("details", {}, h("summary", {}, "stack"), h("pre", {}, stack)));
+  if (stack) parts.push(h("details", {}, h("summary", {}, "where it was created"), stackView(stack)));
   return parts;
 }
 

@@ -49,6 +49,13 @@ export function bytes(n) {
   return `${i ? n.toFixed(n < 10 ? 1 : 0) : n} ${units[i]}`;
 }
 
+/** Why a retry happened, never blank: "Type: message", or what a bare timeout means. */
+export function retryCause(type, message) {
+  if (message) return `${type || "error"}: ${message}`;
+  if (type === "TimeoutError") return "TimeoutError: the attempt ran past its timeout";
+  return type || "error (no cause recorded)";
+}
+
 /** Any attribute value as one line of text. */
 export function value(v) {
   if (v === null || v === undefined) return "–";

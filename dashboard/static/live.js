@@ -1,7 +1,7 @@
 // The Live page: everything comes from /ws/live pushes; ages tick locally between pushes.
 import { $, h, setRows, setText, fill } from "/static/dom.js";
 import { bytes, count, duration, percent, time } from "/static/format.js";
-import { lineChart, cssColor } from "/static/charts.js";
+import { forget, lineChart, cssColor } from "/static/charts.js";
 import { onLive } from "/static/socket.js";
 import { getJSON, latest, report, throttle } from "/static/api.js";
 
@@ -66,7 +66,7 @@ function renderInFlight() {
     const name = oldest ? h("a", { href: `/traces/${oldest.trace_id}?span=${oldest.span_id}` }, f.name) : f.name;
     const waiting = f.waiting || 0;
     return h("tr", { "data-name": f.name },
-      h("td", {}, name),
+      h("td", { title: f.name }, name),
       h("td", { class: "num", "data-testid": "in-flight-count" }, count(f.count - waiting)),
       h("td", { class: `num ${waiting ? "warn" : "muted"}`, "data-testid": "waiting-count" }, count(waiting)),
       h("td", { class: "num" }, duration((now - f.oldest_start_ns) / 1e6)));
@@ -78,26 +78,53 @@ function renderInFlight() {
 function renderConcurrency() {
   const points = live.concurrency;
   const svg = $("#concurrency-chart");
-  if (!points.length) { lineChart(svg, { series: [], x0: 0, x1: 1, formatX: () => "" }); return; }
+  if (!points.length) { lineChart(svg, { series: [], x0: 0, x1: 1, formatX: () => "" }); renderMultiples([], 0, 1); return; }
   const totals = new Map();
   for (const p of points) for (const [name, n] of Object.entries(p.by_name)) totals.set(name, Math.max(totals.get(name) || 0, n));
   const names = [...totals.keys()].sort((a, b) => totals.get(b) - totals.get(a)).slice(0, SERIES_VARS.length);
-  const series = [
-    { name: "total", color: cssColor("--series-1"), points: points.map((p) => [p.t_ns, p.total]) },
-    ...names.map((name, i) => ({ name, color: cssColor(SERIES_VARS[i]), points: points.map((p) => [p.t_ns, p.by_name[name] || 0]) })),
-  ];
+  // The big chart holds the total, the waiting and the limits; each busy function gets a small
+  // chart of its own on its own scale, so one function's spike cannot flatten the others.
+  const series = [{ name: "total", color: cssColor("--series-1"), points: points.map((p) => [p.t_ns, p.total]) }];
   if (points.some((p) => p.waiting)) {
     series.push({ name: "waiting for a slot", color: cssColor("--muted"), dotted: true, points: points.map((p) => [p.t_ns, p.waiting || 0]) });
   }
   const x0 = points[0].t_ns;
   const x1 = points[points.length - 1].t_ns;
+  const formatX = (x) => time(x).replace(/\.\d+$/, "");
   const markers = [...new Set(limits.map((l) => l.limit))].map((y) => ({ y, label: `max_concurrent ${y}` }));
-  const peak = lineChart(svg, { series, x0, x1, markers, formatX: (x) => time(x).replace(/\.\d+$/, "") });
+  const peak = lineChart(svg, { series, x0, x1, markers, formatX, unit: "calls" });
   setText($("#concurrency-peak"), count(peak));
+  renderMultiples(names.map((name, i) => ({ name, color: cssColor(SERIES_VARS[i]), points: points.map((p) => [p.t_ns, p.by_name[name] || 0]) })), x0, x1);
   fill($("#concurrency-legend"), series.map((s) => {
     const max = Math.max(0, ...s.points.map((p) => p[1]));
     return h("li", { "data-series": s.name, "data-peak": max },
       h("span", { class: "key", style: `background:${s.color}` }), s.name, h("span", { class: "muted" }, ` max ${max}`));
+  }));
+}
+
+const multiples = new Map(); // function name -> its small chart, kept across renders
+
+/** One small chart per busy function, each scaled to its own peak. */
+function renderMultiples(series, x0, x1) {
+  const box = $("#concurrency-multiples");
+  for (const [name, node] of multiples) {
+    if (series.some((s) => s.name === name)) continue;
+    forget(node.querySelector("svg"));
+    multiples.delete(name);
+  }
+  box.replaceChildren(...series.map((s) => {
+    if (!multiples.has(s.name)) {
+      multiples.set(s.name, h("figure", { class: "multiple", "data-series": s.name },
+        h("figcaption", {}, h("span", { class: "key" }), h("span", { class: "name", title: s.name }, s.name), h("span", { class: "muted peak-text" })),
+        h("svg:svg", { class: "chart small", role: "img", "aria-label": `${s.name}: calls running over time` })));
+    }
+    const node = multiples.get(s.name);
+    const max = Math.max(0, ...s.points.map((p) => p[1]));
+    node.dataset.peak = max;
+    node.querySelector(".key").style.background = s.color;
+    setText(node.querySelector(".peak-text"), `max ${max}`);
+    lineChart(node.querySelector("svg"), { series: [s], x0, x1, formatX: () => "", tickCount: 1 });
+    return node;
   }));
 }
 
@@ -140,9 +167,9 @@ function renderProcesses() {
   const processes = [...live.processes].sort((a, b) => b.connected - a.connected || b.last_seen_ns - a.last_seen_ns);
   const processRows = processes.slice(0, MAX_PROCESSES).map((p) =>
     h("tr", {},
-      h("td", {}, h("span", { class: `badge ${p.connected ? "ok" : ""}`, title: p.connected ? "connected" : "disconnected" }, p.service || p.id)),
+      h("td", { title: p.service || p.id }, h("span", { class: `badge ${p.connected ? "ok" : ""}`, title: p.connected ? "connected" : "disconnected" }, p.service || p.id)),
       h("td", { class: "num" }, p.pid ?? "–"),
-      h("td", {}, p.host || "–"),
+      h("td", { title: p.host || "" }, p.host || "–"),
       h("td", { class: "num" }, p.connected ? "now" : `${duration((now - p.last_seen_ns) / 1e6)} ago`)));
   const total = live.process_counts.total;
   if (total > MAX_PROCESSES) processRows.push(more(total - MAX_PROCESSES, "processes", 4));
@@ -172,7 +199,6 @@ onLive((message) => {
 
 // Ages move every second even when nothing new arrives.
 setInterval(() => { if (live) { renderInFlight(); } }, 1000);
-addEventListener("resize", () => { if (live) renderConcurrency(); });
 
 // ---- storage: the database's size and retention, from /api/live every 10 s ----
 

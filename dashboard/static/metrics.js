@@ -18,12 +18,18 @@ function figure(key, v) {
 
 const label = (key) => key.replace(/_bytes$|_s$/, "").replaceAll("_", " ");
 
+// What a figure cannot tell by itself.
+const NOTES = {
+  cpu_s: "the event loop thread's CPU time while each block was open, summed: blocks open at the same time each count the loop's CPU, so the sum can pass the CPU used",
+};
+
 function tile(key, v, history) {
   const spark = h("svg:svg", { class: "spark", preserveAspectRatio: "none", "aria-hidden": "true" });
   sparkline(spark, history.map(([, s]) => s[key]).filter((x) => typeof x === "number"));
   return h("div", { class: "figure", "data-figure": key },
     h("div", { class: "stat-label" }, label(key)),
     h("div", { class: "figure-value" }, figure(key, v)),
+    NOTES[key] ? h("p", { class: "figure-note", "data-testid": `note-${key}` }, NOTES[key]) : null,
     spark);
 }
 

@@ -48,10 +48,10 @@ function render(queue) {
   lineChart(node.querySelector('[data-chart="depth"]'), {
     series: [{ name: "depth", color: cssColor("--series-1"), points: depth }],
     x0: depth[0]?.[0] ?? 0, x1: depth.at(-1)?.[0] ?? 1,
-    formatX: (x) => (depth.length ? time(x).replace(/\.\d+$/, "") : ""),
+    formatX: (x) => (depth.length ? time(x).replace(/\.\d+$/, "") : ""), unit: "items queued",
   });
-  histogram(node.querySelector('[data-chart="wait"]'), buckets(queue.wait_ms.histogram), bound);
-  histogram(node.querySelector('[data-chart="put"]'), buckets(queue.put_blocked_ms.histogram), bound);
+  histogram(node.querySelector('[data-chart="wait"]'), buckets(queue.wait_ms.histogram), bound, "items");
+  histogram(node.querySelector('[data-chart="put"]'), buckets(queue.put_blocked_ms.histogram), bound, "puts");
   return node;
 }
 
@@ -70,5 +70,4 @@ async function load() {
 
 const refresh = throttle(load, 1000);
 onLive((message) => { if (message.type === "update" && message.new_spans) refresh(); });
-addEventListener("resize", throttle(load, 250));
 load();

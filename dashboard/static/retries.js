@@ -1,6 +1,6 @@
-// The Retries page: retry rate per function and the latest retries with their causes.
+// The Retries page: retries per call for each function and the latest retries with their causes.
 import { $, h, setRows } from "/static/dom.js";
-import { count, percent, seconds, time } from "/static/format.js";
+import { count, retryCause, seconds, time } from "/static/format.js";
 import { latest, report, throttle } from "/static/api.js";
 import { onLive } from "/static/socket.js";
 
@@ -20,13 +20,13 @@ async function load() {
       h("td", {}, f.name),
       h("td", { class: "num" }, count(f.calls)),
       h("td", { class: "num" }, count(f.retries)),
-      h("td", { class: "num" }, percent(f.retry_rate)),
+      h("td", { class: "num", title: `${count(f.retries)} retries over ${count(f.calls)} calls` }, f.retries_per_call.toFixed(2)),
       h("td", { class: "num" }, f.exhausted ? h("span", { class: "badge error" }, count(f.exhausted)) : "0"))));
     setRows($("#retry-table"), data.retries.map((r) => h("tr", {},
       h("td", {}, time(r.time_ns)),
       h("td", {}, r.name),
       h("td", { class: "num" }, r.attempt),
-      h("td", { title: r.exception_message || "" }, r.exception_message ? `${r.exception_type || "error"}: ${r.exception_message}` : r.exception_type || "error"),
+      h("td", { title: retryCause(r.exception_type, r.exception_message), "data-testid": "retry-cause" }, retryCause(r.exception_type, r.exception_message)),
       h("td", { class: "num" }, seconds(r.delay_s)),
       h("td", {}, h("a", { href: `/traces/${r.trace_id}?span=${r.span_id}` }, `${r.trace_id.slice(0, 8)}…`)))));
   } catch (error) {

@@ -1,8 +1,9 @@
 // The Trace page: the waterfall of one trace and the detail panel of the selected span.
 import { $, h, fill, names, pageData, setText } from "/static/dom.js";
-import { count, duration, time, value } from "/static/format.js";
+import { count, duration, retryCause, time, value } from "/static/format.js";
 import { ApiError, latest, report, throttle } from "/static/api.js";
 import { onLive } from "/static/socket.js";
+import { stackView } from "/static/stack.js";
 import { Waterfall } from "/static/waterfall.js";
 
 const { trace_id: traceId } = pageData();
@@ -37,7 +38,7 @@ async function load() {
       data = await fetchTrace(url);
     } catch (error) {
       if (error instanceof ApiError && error.status === 404) {
-        setText($("#trace-summary"), "no spans of this trace have arrived yet; waiting for them");
+        notFound();
         return;
       }
       report(error);
@@ -51,10 +52,20 @@ async function load() {
   }
 }
 
+/** No span of this trace is stored: say so plainly (it was pruned, or never sent); it still opens if spans arrive. */
+function notFound() {
+  setText($("#trace-title"), "Trace not found");
+  setText($("#trace-summary"), "not found: the dashboard holds no span of this trace (it may have been pruned, or not sent yet)");
+  $("#wf-empty").hidden = false;
+  document.body.dataset.ready = "not-found";
+}
+
 function show(loaded, more) {
+  $("#wf-empty").hidden = true;
   spans = loaded;
   waterfall.setSpans(spans, nowNs());
   summarise(more);
+  showErrorCount();
   if (!rendered) {
     rendered = true;
     const wanted = new URLSearchParams(location.search).get("span");
@@ -65,6 +76,9 @@ function show(loaded, more) {
   }
   if (!more) document.body.dataset.ready = "trace";
 }
+
+/** "1 error", "100 errors", "3 timeouts", "2 cancelled". */
+const plural = (n, outcome) => `${count(n)} ${outcome}${n === 1 || outcome === names.OUTCOME_CANCELLED ? "" : "s"}`;
 
 function summarise(more = false) {
   const root = waterfall.model.rows[0]?.span;
@@ -77,7 +91,7 @@ function summarise(more = false) {
   }
   const { t0, t1 } = waterfall.model;
   const parts = [`${spans.length.toLocaleString()} span${spans.length === 1 ? "" : "s"}`, duration((t1 - t0) / 1e6), time(t0)];
-  for (const o of names.OUTCOMES) if (o !== names.OUTCOME_OK && outcomes[o]) parts.push(`${count(outcomes[o])} ${o}`);
+  for (const o of names.OUTCOMES) if (o !== names.OUTCOME_OK && outcomes[o]) parts.push(plural(outcomes[o], o));
   if (running) parts.push(`${count(running)} running`);
   if (more) parts.push("loading more…");
   setText($("#trace-summary"), parts.join(" · "));
@@ -103,7 +117,7 @@ function eventBlock(span, e) {
     cls += " retry";
     title = `Retry after attempt ${attrs[names.ATTEMPT] ?? "?"}`;
     const message = attrs[names.EXCEPTION_MESSAGE];
-    body = [h("div", {}, message ? `${attrs[names.EXCEPTION_TYPE] || "error"}: ${message}` : attrs[names.EXCEPTION_TYPE] || "error"),
+    body = [h("div", {}, retryCause(attrs[names.EXCEPTION_TYPE], message)),
       h("div", { class: "muted" }, `waited ${duration((attrs[names.RETRY_DELAY_S] || 0) * 1000)} before the next attempt`)];
   } else if (e.name === "exception") {
     cls += " exception";
@@ -118,7 +132,7 @@ function eventBlock(span, e) {
     const stack = attrs[names.DEBUG_CREATION_STACK];
     delete attrs[names.DEBUG_CREATION_STACK];
     body = [Object.keys(attrs).length ? kvTable(Object.entries(attrs).map(([k, v]) => [k, value(v)])) : null,
-      stack ? h("pre", {}, stack) : null];
+      stack ? stackView(stack) : null];
   }
   return h("div", { class: cls, "data-event": e.name }, h("div", { class: "event-head" }, h("span", {}, title), h("span", { class: "muted" }, offset)), body);
 }
@@ -163,13 +177,67 @@ function showDetail(span) {
     args.length ? section("Arguments", kvTable(args)) : null,
     names.RESULT in attrs ? section("Result", h("pre", {}, value(attrs[names.RESULT]))) : null,
     events.length ? section(`Events (${events.length})`, events.map((e) => eventBlock(span, e))) : null,
-    attrs[names.DEBUG_CREATION_STACK] ? section("Created at", h("pre", {}, attrs[names.DEBUG_CREATION_STACK])) : null,
+    attrs[names.DEBUG_CREATION_STACK] ? section("Created at", stackView(attrs[names.DEBUG_CREATION_STACK])) : null,
     span.links.length ? section("Links", h("ul", { class: "links" }, span.links.map(linkItem))) : null,
     other.length ? section("Attributes", kvTable(other)) : null,
   );
   body.hidden = false;
   $("#detail-empty").hidden = true;
 }
+
+// ---- find in trace, next error, collapse: buttons and keys ----
+
+const findInput = $("#wf-find");
+
+function findStep(step) {
+  const total = waterfall.matches.length;
+  const at = waterfall.jump(waterfall.matches, step);
+  setText($("#wf-find-count"), findInput.value.trim() ? (total ? `${count(at)} of ${count(total)}` : "no match") : "");
+}
+
+function errorStep(step) {
+  const at = waterfall.jump(waterfall.errorRows, step);
+  showErrorCount(at);
+}
+
+function showErrorCount(at = 0) {
+  const total = waterfall.errorRows?.length || 0;
+  setText($("#wf-error-count"), total ? `${at ? `${count(at)} of ` : ""}${count(total)} failed` : "no errors");
+  $("#wf-error-prev").disabled = $("#wf-error-next").disabled = !total;
+}
+
+findInput.addEventListener("input", () => {
+  const total = waterfall.find(findInput.value);
+  setText($("#wf-find-count"), findInput.value.trim() ? (total ? `${count(total)} match${total === 1 ? "" : "es"}` : "no match") : "");
+});
+$("#wf-find-form").addEventListener("submit", (e) => e.preventDefault());
+findInput.addEventListener("keydown", (e) => {
+  if (e.key === "Enter") { e.preventDefault(); findStep(e.shiftKey ? -1 : 1); }
+  if (e.key === "Escape") { findInput.blur(); $("#waterfall").focus(); }
+});
+$("#wf-find-next").addEventListener("click", () => findStep(1));
+$("#wf-find-prev").addEventListener("click", () => findStep(-1));
+$("#wf-error-next").addEventListener("click", () => errorStep(1));
+$("#wf-error-prev").addEventListener("click", () => errorStep(-1));
+$("#wf-collapse-all").addEventListener("click", () => waterfall.collapseAll());
+// The spans the page holds (every page of a big trace), saved as one file, as Jaeger's "Download JSON".
+$("#wf-download").addEventListener("click", () => {
+  const url = URL.createObjectURL(new Blob([JSON.stringify({ trace_id: traceId, spans }, null, 1)], { type: "application/json" }));
+  h("a", { href: url, download: `trace-${traceId}.json` }).click();
+  setTimeout(() => URL.revokeObjectURL(url));
+});
+$("#wf-expand-all").addEventListener("click", () => waterfall.collapseAll(true));
+
+// Page-wide keys, except while typing in a field.
+const KEYS = {
+  "/": () => findInput.focus(), n: () => findStep(1), N: () => findStep(-1), e: () => errorStep(1), E: () => errorStep(-1),
+  "[": () => waterfall.collapseAll(), "]": () => waterfall.collapseAll(true),
+};
+addEventListener("keydown", (e) => {
+  if (e.ctrlKey || e.metaKey || e.altKey || e.target.closest("input, select, textarea") || !(e.key in KEYS)) return;
+  e.preventDefault();
+  KEYS[e.key]();
+});
 
 // A trace still running is refreshed as its spans arrive.
 const refresh = throttle(load, 1000);

@@ -14,6 +14,7 @@ let loads = 0; // the spinner shows until the newest load ends
 function readUrl() {
   const params = new URLSearchParams(location.search);
   for (const field of FIELDS) form.elements[field].value = params.get(field) || "";
+  if (["min_duration_ms", "since", "until"].some((f) => params.get(f))) $("#more-filters").open = true;
   return params;
 }
 
@@ -68,6 +69,10 @@ async function load() {
     if (!data) return; // overtaken by a newer request
     report(null);
     setRows(table, data.traces.map(row));
+    const filtered = FIELDS.some((f) => params.get(f));
+    setText($("[data-empty-for='trace-table']"), filtered || Number(params.get("offset") || 0)
+      ? "No traces match these filters."
+      : "No traces yet: point a program at this dashboard with opto.configure(dashboard=URL), or run make demo.");
     const offset = Number(params.get("offset") || 0);
     const total = `${count(data.total)}${data.more ? "+" : ""}`;
     setText($("#page-info"), data.total ? `${count(offset + 1)}–${count(offset + data.traces.length)} of ${total}` : "0 traces");
@@ -131,14 +136,23 @@ function page(delta) {
 $("#prev").addEventListener("click", () => page(-1));
 $("#next").addEventListener("click", () => page(1));
 
+// Live by default: the table follows new spans unless the URL says `live=0` (the box unticked).
 const toggle = $("#live-toggle");
-toggle.checked = new URLSearchParams(location.search).get("live") === "1";
-toggle.addEventListener("change", () => navigate({ live: toggle.checked ? "1" : "" }, { resetPage: false }));
+const liveInUrl = () => new URLSearchParams(location.search).get("live") !== "0";
+toggle.checked = liveInUrl();
+toggle.addEventListener("change", () => navigate({ live: toggle.checked ? "" : "0" }, { resetPage: false }));
 const refresh = throttle(load, 1000);
 onLive((message) => { if (toggle.checked && message.type === "update" && message.new_spans) refresh(); });
 
 for (const input of form.querySelectorAll("[data-suggest]")) suggestions(input);
 
-addEventListener("popstate", () => { readUrl(); toggle.checked = new URLSearchParams(location.search).get("live") === "1"; load(); });
+// The second skip link lands on the first trace row (or the table when it has none).
+$("#skip-to-rows").addEventListener("click", (e) => {
+  e.preventDefault();
+  (table.tBodies[0].rows[0] || table).focus();
+});
+table.tabIndex = -1;
+
+addEventListener("popstate", () => { readUrl(); toggle.checked = liveInUrl(); load(); });
 readUrl();
 load();

@@ -28,7 +28,7 @@ from . import debug as _debug
 from .capture import ArgumentCapture, capture_into, exception_text, safe_repr
 from .loops import deadline, run_on_loop, running_loop, sleep
 from .options import Options
-from .outcome import outcome_of, record_error
+from .outcome import outcome_of, qualified_type, record_error
 from .retry import RetryPolicy, testing
 from .scope import CALL, HANDOFF, HELD, SCOPE, CallInfo, Limiter, acquire_slots
 
@@ -223,7 +223,7 @@ class Call:
             {
                 semconv.ATTEMPT: self.count,
                 semconv.RETRY_DELAY_S: delay,
-                semconv.EXCEPTION_TYPE: "TimeoutError" if self.own_timeout else type(exc).__qualname__,
+                semconv.EXCEPTION_TYPE: "TimeoutError" if self.own_timeout else qualified_type(exc),
                 semconv.EXCEPTION_MESSAGE: exception_text(exc)[0],
             },
         )

@@ -9,7 +9,7 @@ from opentelemetry.trace import Span, Status, StatusCode
 from ..telemetry import semconv
 from .capture import exception_stacktrace, exception_text
 
-__all__ = ["outcome_of", "record_error"]
+__all__ = ["outcome_of", "qualified_type", "record_error"]
 
 _EXCEPTION_EVENT = "exception"  # OpenTelemetry's event name, with its exception.* attributes
 
@@ -29,6 +29,12 @@ def _trio_cancelled(exc: BaseException) -> bool:
     return t.__name__ == "Cancelled" and t.__module__.startswith("trio")
 
 
+def qualified_type(exc: BaseException) -> str:
+    """`exception.type` as OpenTelemetry's exception events write it: module and name, builtins bare."""
+    t = type(exc)
+    return f"{t.__module__}.{t.__qualname__}" if t.__module__ and t.__module__ != "builtins" else t.__qualname__
+
+
 def record_error(span: Span, exc: BaseException, *, escaped: bool = True) -> None:
     """Mark `span` failed by `exc`: `error.type`, the exception event with its stack, status ERROR.
 
@@ -38,12 +44,11 @@ def record_error(span: Span, exc: BaseException, *, escaped: bool = True) -> Non
     t = type(exc)
     name = t.__qualname__
     message, failed = exception_text(exc)
-    module = t.__module__
     span.set_attribute(semconv.ERROR_TYPE, name)
     if failed is not None:
         span.set_attribute(semconv.CAPTURE_ERROR, f"{semconv.EXCEPTION_MESSAGE}: {failed}")
     span.add_event(_EXCEPTION_EVENT, {
-        semconv.EXCEPTION_TYPE: f"{module}.{name}" if module and module != "builtins" else name,
+        semconv.EXCEPTION_TYPE: qualified_type(exc),
         semconv.EXCEPTION_MESSAGE: message,
         semconv.EXCEPTION_STACKTRACE: exception_stacktrace(exc),
         semconv.EXCEPTION_ESCAPED: str(escaped),
