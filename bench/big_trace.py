@@ -26,11 +26,11 @@ TRACE = "ab" * 16
 
 
 def rows(first: int, count: int) -> list[object]:
-    """`count` ended child spans of TRACE (span ids from `first`), flat in SPAN_COLUMNS order."""
+    """`count` ended child spans of TRACE (span ids from `first`), flat in WIRE_COLUMNS order."""
     flat: list[object] = []
     for n in range(first, first + count):
         flat += [TRACE, f"{n:016x}", "f" * 16, "handle", "task", "ended", 1_000 + n, 2_000 + n, "UNSET", "", "ok", 1,
-                 None, "bench", '{"opto.arg.item": "42"}', None, None, "{}", "{}"]
+                 None, "bench", '["opto.arg.item"]', '["42"]', None, None, "{}", "{}"]
     return flat
 
 
@@ -39,7 +39,7 @@ def run(path: Path, writes: int, spans: int, big: int) -> list[float]:
     writer._BIG = big
     db = open_database(str(path))
     root = SpanWrite([TRACE, "f" * 16, None, "batch", "batch", "started", 0, None, "UNSET", "", None, None, None,
-                      "bench", "{}", None, None, "{}", "{}"], f'["{TRACE}"]', [], [], [], [])
+                      "bench", "[]", "[]", None, None, "{}", "{}"], f'["{TRACE}"]', [], [], [], [])
     writer._transaction(db, root)
     times = []
     for w in range(writes):

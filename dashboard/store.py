@@ -28,9 +28,9 @@ from opto.telemetry import semconv
 
 from .readers import QueryTimeout, Readers
 from .records import MAX_INT, ProcessInfo, SpanRecord, outcome_of
-from .writer import HEADER, SPAN_COLUMNS, Prune, Reply, SpanWrite
+from .writer import HEADER, SPAN_COLUMNS, SPAN_TABLES, Prune, Reply, SpanWrite
 
-__all__ = ["Store", "StoreError", "QueryTimeout", "Write", "SPAN_COLUMNS", "row_to_record"]
+__all__ = ["Store", "StoreError", "QueryTimeout", "Write", "SPAN_COLUMNS", "SPAN_TABLES", "row_to_record"]
 
 logger = logging.getLogger("opto_dashboard")
 _TERM_CHARS = 200  # an attribute value is indexed by its first 200 chars (as the writer's SQL does)
@@ -145,10 +145,11 @@ class _Repeats:
 
 
 def _span_params(spans: Iterable[SpanRecord]) -> list[Any]:
-    """The 19 column values of every span, flat, in `SPAN_COLUMNS` order (bound to multi-row INSERTs)."""
+    """The 20 wire values of every span, flat, in `WIRE_COLUMNS` order (the writer stores them compactly)."""
     resources, scopes = _Repeats(), _Repeats()
     params: list[Any] = []
     add = params.extend
+    dumps = orjson.dumps
     for r in spans:
         attrs = r.attributes
         attempts = attrs.get(semconv.ATTEMPTS)
@@ -157,17 +158,22 @@ def _span_params(spans: Iterable[SpanRecord]) -> list[Any]:
             r.trace_id, r.span_id, r.parent_span_id, r.name, r.kind, r.state, r.start_ns, r.end_ns,
             r.status_code, r.status_message, None if r.state == "started" else outcome_of(attrs, r.status_code),
             attempts if type(attempts) is int and 0 <= attempts <= MAX_INT else None, r.process_id, service if type(service) is str else None,
-            orjson.dumps(attrs).decode(), _dumps(r.events) if r.events else None, _dumps(r.links) if r.links else None,
-            resources.dumps(r.resource), scopes.dumps(r.scope),
+            dumps(list(attrs)).decode(), dumps(list(attrs.values())).decode(), _dumps(r.events) if r.events else None,
+            _dumps(r.links) if r.links else None, resources.dumps(r.resource), scopes.dumps(r.scope),
         ))
     return params
 
 
 def _event_rows(spans: Iterable[SpanRecord]) -> list[tuple[Any, ...]]:
-    """Retry, debug and queue events, indexed on their own for `/api/retries`, `/api/debug` and
-    `/api/queues` (a queue item's wait is a link attribute on the consumer's span)."""
+    """Retry, debug and queue events, and concurrency limits, indexed on their own for `/api/retries`,
+    `/api/debug`, `/api/queues` and `/api/limits` (a queue item's wait is a link attribute on the
+    consumer's span; a limit's row is stored as its span starts and replaced as it ends)."""
     rows: list[tuple[Any, ...]] = []
     for r in spans:
+        limit = r.attributes.get(semconv.CONCURRENCY_LIMIT)
+        if limit is not None:
+            peak = r.attributes.get(semconv.CONCURRENCY_PEAK)
+            rows.append((r.trace_id, r.span_id, r.name, "concurrency", r.start_ns, _dumps({"limit": limit, "peak": peak, "end_ns": r.end_ns})))
         if r.state != "ended" or not (r.events or r.links or semconv.DEBUG_CREATION_STACK in r.attributes):
             continue
         for i, event in enumerate(r.events):
@@ -206,7 +212,7 @@ def _request(writes: Sequence[Write], now: int) -> SpanWrite:
 
 
 def row_to_record(row: Sequence[Any]) -> SpanRecord:
-    """A `SELECT {SPAN_COLUMNS}` row back into a record."""
+    """A `SELECT {SPAN_COLUMNS} FROM {SPAN_TABLES}` row back into a record."""
     return SpanRecord(
         trace_id=row[0], span_id=row[1], parent_span_id=row[2], name=row[3], kind=row[4],
         state=row[5], start_ns=row[6], end_ns=row[7], status_code=row[8], status_message=row[9],
@@ -264,7 +270,7 @@ class Store:
             raise StoreError(f"{exc} as it started; its error is in the log above", transient=True) from None
         if reply.error is not None:
             self._stop_writer()
-            raise StoreError(reply.error, transient=True)  # the file may come back (a disk remounted, a lock freed)
+            raise StoreError(reply.error, transient=reply.transient)  # transient: the file may come back (a disk remounted, a lock freed)
 
     def _stop_writer(self) -> None:
         """End of input: the writer finishes its request, closes the database and exits."""

@@ -20,7 +20,7 @@ def write_traces(db, first: int, n: int) -> None:  # type: ignore[no-untyped-def
     for i in range(first, first + n):
         trace = f"{i:032x}"
         rows.append([trace, f"{i:016x}", None, "work", "internal", "ended", i, i + 1, "unset", "", "ok", None, None, "svc",
-                     json.dumps({"payload": "x" * 1000, "n": i}), None, None, "{}", "{}"])
+                     json.dumps(["payload", "n"]), json.dumps(["x" * 1000, i]), None, None, "{}", "{}"])
     db.execute("BEGIN IMMEDIATE")
     writer._write(db, SpanWrite([v for r in rows for v in r], json.dumps([r[0] for r in rows]), [], [], [], []))
     db.execute("COMMIT")

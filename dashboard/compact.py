@@ -1,0 +1,46 @@
+"""How a span's ids and attributes are stored compactly, and the SQL functions that read them back.
+
+Ids are stored as blobs (8 or 16 bytes, not 16 or 32 hex chars); a span's attribute names are
+stored once per distinct set (`attribute_keys`), its values as a JSON array in their order.
+`register(db)` gives a connection `opto_attributes(values, keys)`, the attributes as the JSON
+object they came as, and `unhex(text)`, which SQLite 3.40 lacks. Standard library and msgspec
+only: the writer process imports this.
+"""
+
+from __future__ import annotations
+
+import functools
+import sqlite3
+from typing import Any
+
+import msgspec
+
+__all__ = ["attributes_json", "register"]
+
+_decode = msgspec.json.decode
+_encode = msgspec.json.encode
+
+
+@functools.lru_cache(maxsize=4096)
+def _keys(keys: str) -> list[str]:
+    """A set of attribute names, parsed once (spans of one function share theirs)."""
+    return _decode(keys, type=list[str])
+
+
+def attributes_json(values: str, keys: str) -> str:
+    """The attributes object's JSON text from its stored values and names."""
+    return _encode(dict(zip(_keys(keys), _decode(values)))).decode()
+
+
+def _unhex(text: Any) -> bytes | None:
+    """The bytes of a hex id (NULL for NULL or anything that is not hex)."""
+    try:
+        return bytes.fromhex(text) if isinstance(text, str) else None
+    except ValueError:
+        return None
+
+
+def register(db: sqlite3.Connection) -> None:
+    """Give `db` the functions `opto_attributes(values, keys)` and `unhex(text)`."""
+    db.create_function("opto_attributes", 2, attributes_json, deterministic=True)
+    db.create_function("unhex", 1, _unhex, deterministic=True)
