@@ -3,7 +3,8 @@
 Ids are stored as blobs (8 or 16 bytes, not 16 or 32 hex chars); a span's attribute names are
 stored once per distinct set (`attribute_keys`), its values as a JSON array in their order.
 `register(db)` gives a connection `opto_attributes(values, keys)`, the attributes as the JSON
-object they came as, and `unhex(text)`, which SQLite 3.40 lacks. Standard library and msgspec
+object they came as, `opto_holds(terms, ids)`, whether a trace's term list (`traces.terms`, a
+msgpack array) holds one of the JSON list `ids`, and `unhex(text)`, which SQLite 3.40 lacks. Standard library and msgspec
 only: the writer process imports this.
 """
 
@@ -15,7 +16,7 @@ from typing import Any
 
 import msgspec
 
-__all__ = ["attributes_json", "register"]
+__all__ = ["attributes_json", "holds", "register"]
 
 _decode = msgspec.json.decode
 _encode = msgspec.json.encode
@@ -32,6 +33,20 @@ def attributes_json(values: str, keys: str) -> str:
     return _encode(dict(zip(_keys(keys), _decode(values)))).decode()
 
 
+_decode_terms = msgspec.msgpack.Decoder(list[int]).decode
+
+
+@functools.lru_cache(maxsize=64)
+def _ids(ids: str) -> frozenset[int]:
+    """A JSON list of term ids, parsed once per query (SQLite passes the same text for every trace)."""
+    return frozenset(_decode(ids, type=list[int]))
+
+
+def holds(terms: bytes | None, ids: str) -> bool:
+    """Whether the term list `terms` holds any of `ids`."""
+    return terms is not None and not _ids(ids).isdisjoint(_decode_terms(terms))
+
+
 def _unhex(text: Any) -> bytes | None:
     """The bytes of a hex id (NULL for NULL or anything that is not hex)."""
     try:
@@ -41,6 +56,7 @@ def _unhex(text: Any) -> bytes | None:
 
 
 def register(db: sqlite3.Connection) -> None:
-    """Give `db` the functions `opto_attributes(values, keys)` and `unhex(text)`."""
+    """Give `db` the functions `opto_attributes(values, keys)`, `opto_holds(terms, ids)` and `unhex(text)`."""
     db.create_function("opto_attributes", 2, attributes_json, deterministic=True)
+    db.create_function("opto_holds", 2, holds, deterministic=True)
     db.create_function("unhex", 1, _unhex, deterministic=True)

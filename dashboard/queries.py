@@ -77,8 +77,8 @@ _FIELDS = "lower(hex(t.trace_id)), t.root_name, t.service, t.start_ns, t.end_ns,
 NARROW = 20_000
 WINDOW = 5_000
 _DRIVING = "t.rowid IN (SELECT trace_ref FROM trace_terms WHERE term_id IN ({}))"
-# `+`: the trace's few terms are read and looked up in the list, not the list's terms each sought.
-_CHECKED = "EXISTS (SELECT 1 FROM trace_terms x WHERE x.trace_ref = t.rowid AND +x.term_id IN ({}))"
+# The trace's own list of its terms against the filter's (one list for the query: the subquery is not correlated).
+_CHECKED = "opto_holds(t.terms, (SELECT json_group_array(id) FROM ({})))"
 
 
 def _term_filters(f: TraceFilter) -> list[tuple[str, list[Any]]]:
@@ -92,7 +92,7 @@ def _term_filters(f: TraceFilter) -> list[tuple[str, list[Any]]]:
         terms.append(("SELECT id FROM terms WHERE term = ?", [f"a:{key}={value}"]))
     search = fts_query(f.text) if f.text else None
     if search is not None:
-        terms.append(("SELECT rowid FROM terms_fts WHERE terms_fts MATCH ?", [search]))
+        terms.append(("SELECT rowid AS id FROM terms_fts WHERE terms_fts MATCH ?", [search]))
     return terms
 
 

@@ -54,7 +54,8 @@ CREATE TABLE IF NOT EXISTS attribute_keys (id INTEGER PRIMARY KEY, keys TEXT NOT
 CREATE TABLE IF NOT EXISTS traces (
     trace_id BLOB PRIMARY KEY, root_name TEXT NOT NULL, service TEXT, start_ns INTEGER NOT NULL,
     end_ns INTEGER, span_count INTEGER NOT NULL, in_flight INTEGER NOT NULL, outcome TEXT,
-    error_count INTEGER NOT NULL, retry_count INTEGER NOT NULL, root_span_id BLOB
+    error_count INTEGER NOT NULL, retry_count INTEGER NOT NULL, root_span_id BLOB,
+    terms BLOB  -- the ids of the terms it holds (below), a msgpack array: `trace_terms` the other way round
 );
 CREATE INDEX IF NOT EXISTS traces_start ON traces (start_ns);
 CREATE INDEX IF NOT EXISTS traces_root ON traces (root_name, start_ns);
@@ -62,12 +63,13 @@ CREATE INDEX IF NOT EXISTS traces_outcome ON traces (outcome, start_ns);
 CREATE INDEX IF NOT EXISTS traces_duration ON traces (coalesce(end_ns, start_ns) - start_ns);
 -- The filter vocabulary: `n:` span name, `s:` service, `a:key=value` a scalar attribute of a span or
 -- of one of its events (first 200 characters), `e:` event name; each term once, and the traces
--- holding it by their rowid (kept for a trace's life: its summary row is upserted, never replaced).
+-- holding it by their rowid (kept for a trace's life: its summary row is updated, never replaced).
+-- A trace's own terms are listed in its summary row (`traces.terms`), not in an index of this table
+-- by trace: a 3-byte id a term there, where an index entry took 10.
 CREATE TABLE IF NOT EXISTS terms (id INTEGER PRIMARY KEY, term TEXT NOT NULL UNIQUE);
 CREATE TABLE IF NOT EXISTS trace_terms (
     term_id INTEGER NOT NULL, trace_ref INTEGER NOT NULL, PRIMARY KEY (term_id, trace_ref)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS trace_terms_trace ON trace_terms (trace_ref);
 -- Ended calls, retries and exhausted retries by span name, for the Retries page: kept as spans end
 -- and as they are pruned, so the page never counts the spans of a name.
 CREATE TABLE IF NOT EXISTS function_stats (
@@ -197,9 +199,11 @@ _WRITTEN_TERM = "INSERT INTO temp.written (trace_id, term) VALUES (?, ?)"
 _STORE_TERMS = (
     "INSERT OR IGNORE INTO terms (term) SELECT DISTINCT term FROM temp.written WHERE term IS NOT NULL",
     "INSERT OR IGNORE INTO trace_terms (term_id, trace_ref) SELECT DISTINCT terms.id, w.trace_id "
-    "FROM temp.written w JOIN terms ON terms.term = w.term ORDER BY 1, 2",
+    "FROM temp.written w JOIN terms ON terms.term = w.term ORDER BY 1, 2 RETURNING term_id, trace_ref",  # the pairs added
     "DELETE FROM temp.written",
 )
+_TRACE_TERMS = "SELECT rowid, terms FROM traces WHERE rowid IN (SELECT value FROM json_each(?))"
+_SET_TRACE_TERMS = "UPDATE traces SET terms = ? WHERE rowid = ?"
 # A trace this big has its summary updated from the write's spans instead of recounted: a recount
 # reads every span of the trace, so one trace growing by many writes would cost quadratic time.
 _BIG = 512
@@ -341,6 +345,25 @@ def open_database(path: str) -> _Connection:
     return db
 
 
+_encode_terms = msgspec.msgpack.Encoder().encode
+_decode_terms = msgspec.msgpack.Decoder(list[int]).decode
+
+
+def _store_terms(db: sqlite3.Connection) -> None:
+    """Store the terms in `temp.written`: the vocabulary, `trace_terms`, and each trace's list of
+    its terms, to which the pairs added are appended."""
+    db.execute(_STORE_TERMS[0])
+    added: dict[int, list[int]] = {}
+    for term, ref in db.execute(_STORE_TERMS[1]).fetchall():
+        added.setdefault(ref, []).append(term)
+    db.execute(_STORE_TERMS[2])
+    if added:
+        had = {ref: terms for ref, terms in db.execute(_TRACE_TERMS, (json.dumps(list(added)),)) if terms}
+        db.executemany(_SET_TRACE_TERMS, [
+            (_encode_terms(_decode_terms(had[ref]) + terms if ref in had else terms), ref) for ref, terms in added.items()
+        ])
+
+
 @functools.lru_cache(maxsize=len(_ROWS_PER_INSERT))
 def _upsert_spans(rows: int) -> str:
     return _UPSERT_SPANS.format(columns=_STORED_COLUMNS, values=", ".join([f"({', '.join('?' * _WIDTH)})"] * rows))
@@ -436,8 +459,7 @@ def _write(db: _Connection, w: SpanWrite) -> int:
             db.execute(_COLLECT_TERMS, (json.dumps(keys),))
         else:
             db.executemany(_WRITTEN_TERM, [(refs[t], term) for t, term in w.terms])
-        for sql in _STORE_TERMS:
-            db.execute(sql)
+        _store_terms(db)
         _count_functions(db, params, stored_rows, ended_before)
     if w.events:
         db.executemany(_INSERT_EVENT, w.events)
@@ -581,8 +603,9 @@ def _drop(db: sqlite3.Connection, victims: list[int]) -> int:
     gone = db.execute(_FUNCTION_COUNTS.format(f"s.trace_ref IN {_VICTIMS}"), (ids,)).fetchall()
     db.executemany(_ADD_FUNCTION_COUNTS, [(name, -calls, -retries, -exhausted) for name, calls, retries, exhausted in gone])
     db.execute("DELETE FROM function_stats WHERE calls <= 0")
-    for sql in _PRUNE_TERMS:
-        db.execute(sql, (ids,))
+    pairs = [(term, ref) for ref, terms in db.execute(_TRACE_TERMS, (ids,)) if terms for term in _decode_terms(terms)]
+    db.executemany("DELETE FROM trace_terms WHERE term_id = ? AND trace_ref = ?", pairs)
+    db.executemany("INSERT INTO temp.written (term) VALUES (?)", [(term,) for term in {term for term, _ in pairs}])
     for sql in _PRUNE_VOCABULARY:
         db.execute(sql)
     db.execute(f"DELETE FROM span_events WHERE trace_id IN (SELECT lower(hex(trace_id)) FROM traces WHERE rowid IN {_VICTIMS})", (ids,))
@@ -597,11 +620,7 @@ def used_bytes(db: sqlite3.Connection) -> int:
     return int((pages - free) * size)
 
 
-# The victims' trace_terms, then the terms no trace holds any more (only the victims' terms are looked at).
-_PRUNE_TERMS = (
-    f"INSERT INTO temp.written (term) SELECT DISTINCT term_id FROM trace_terms WHERE trace_ref IN {_VICTIMS}",
-    f"DELETE FROM trace_terms WHERE trace_ref IN {_VICTIMS}",
-)
+# After the victims' trace_terms: the terms no trace holds any more (only the victims' terms are looked at).
 _PRUNE_VOCABULARY = (
     "DELETE FROM terms WHERE id IN (SELECT term FROM temp.written) "
     "AND NOT EXISTS (SELECT 1 FROM trace_terms WHERE term_id = terms.id)",

@@ -8,6 +8,7 @@ import json
 import sqlite3
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from dashboard_server import Dashboard, span_record
@@ -16,6 +17,7 @@ from opto_dashboard.store import Store, StoreError
 from opto_dashboard.writer import SCHEMA_VERSION, OldDatabase, Prune, SpanWrite, open_database
 from test_dashboard_api import Feed, served  # noqa: F401  (the fixture)
 from test_dashboard_filters import span_row, store
+from test_dashboard_trace_summary import random_writes, write
 
 # The spans table as versions before SCHEMA_VERSION 2 made it (hex text ids, JSON on every span).
 OLD_SCHEMA = """
@@ -130,3 +132,27 @@ async def test_limits_are_kept_as_spans_start_and_end(served: tuple[Dashboard, F
     (row,) = d.get("/api/limits")["limits"]
     assert (row["peak"], row["end_ns"]) == (3, started["start_ns"] + 10)
     assert d.get(f"/api/limits?since_ns={started['start_ns'] + 1}")["limits"] == []
+
+
+def lists_agree(db: sqlite3.Connection) -> int:
+    pairs = set(db.execute("SELECT term_id, trace_ref FROM trace_terms"))
+    listed = {(term, ref) for ref, terms in db.execute("SELECT rowid, terms FROM traces") for term in msgspec.msgpack.decode(terms)}
+    assert listed == pairs
+    return len(pairs)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_each_traces_own_term_list_agrees_with_trace_terms(tmp_path: Path, seed: int) -> None:
+    """Through writes that add spans (and terms) to traces already stored, resends, and prunes."""
+    db = open_database(str(tmp_path / "lists.db"))
+    try:
+        for batch in random_writes(seed):
+            write(db, batch)
+            assert lists_agree(db)
+        db.execute("UPDATE traces SET in_flight = 0")
+        store(db, Prune(max_spans=db.execute("SELECT max(span_count) FROM traces").fetchone()[0], retention_s=None))
+        assert db.execute("SELECT count(*) FROM traces").fetchone() == (1,)
+        assert lists_agree(db)
+        assert db.execute("SELECT count(*) FROM terms WHERE id NOT IN (SELECT term_id FROM trace_terms)").fetchone() == (0,)
+    finally:
+        db.close()
