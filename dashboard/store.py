@@ -75,7 +75,7 @@ class Write:
     drops: dict[str, Any] | None = None
     params: list[Any] = field(init=False)
     events: list[tuple[Any, ...]] = field(init=False)
-    terms: list[tuple[str, str]] = field(init=False)
+    terms: list[tuple[str, list[str]]] = field(init=False)
     metric_rows: list[tuple[Any, ...]] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -105,28 +105,29 @@ def _term_value(value: Any) -> str | None:
     return None
 
 
-def _terms(spans: Iterable[SpanRecord]) -> list[tuple[str, str]]:
-    """The (trace id, term) pairs of the filter index for these spans, each once: `n:` name, `s:`
-    service, `a:key=value` of each scalar attribute (of the span and its events), `e:` event name.
-    Made here, on the event loop, from the records' dicts, instead of parsed back out of JSON by
-    the writer."""
-    terms: set[tuple[str, str]] = set()
-    add = terms.add
+def _terms(spans: Iterable[SpanRecord]) -> list[tuple[str, list[str]]]:
+    """The terms of the filter index for these spans, by trace, each once: `n:` name, `s:` service,
+    `a:key=value` of each scalar attribute (of the span and its events), `e:` event name. Made
+    here, on the event loop, from the records' dicts, instead of parsed back out of JSON by the writer."""
+    by_trace: dict[str, set[str]] = {}
     for r in spans:
-        t = r.trace_id
-        add((t, "n:" + r.name))
+        terms = by_trace.get(r.trace_id)
+        if terms is None:
+            terms = by_trace[r.trace_id] = set()
+        add = terms.add
+        add("n:" + r.name)
         service = r.resource.get(semconv.SERVICE_NAME)
         if type(service) is str:
-            add((t, "s:" + service))
+            add("s:" + service)
         for key, value in r.attributes.items():
             if (text := _term_value(value)) is not None:
-                add((t, f"a:{key}={text}"))
+                add(f"a:{key}={text}")
         for event in r.events:
-            add((t, "e:" + event["name"]))
+            add("e:" + event["name"])
             for key, value in event.get("attributes", {}).items():
                 if (text := _term_value(value)) is not None:
-                    add((t, f"a:{key}={text}"))
-    return list(terms)
+                    add(f"a:{key}={text}")
+    return [(t, list(terms)) for t, terms in by_trace.items()]
 
 
 class _Repeats:

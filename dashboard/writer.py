@@ -18,6 +18,7 @@ import sqlite3
 import struct
 import sys
 import time
+from collections.abc import Iterable
 from typing import Any, BinaryIO
 
 import msgspec
@@ -138,7 +139,7 @@ WHERE spans.state = 'started' AND excluded.state = 'ended'
 """
 # Each trace of the write has its summary row first (a stub for a new trace, filled in the same
 # transaction), so its spans can refer to it by rowid.
-_ADD_TRACE = "INSERT OR IGNORE INTO traces (trace_id, root_name, start_ns, span_count, in_flight, error_count, retry_count) VALUES (unhex(?), '', 0, 0, 0, 0, 0)"
+_ADD_TRACE = "INSERT OR IGNORE INTO traces (trace_id, root_name, start_ns, span_count, in_flight, error_count, retry_count) VALUES (?, '', 0, 0, 0, 0, 0)"
 _TRACE_REFS = """
 SELECT lower(hex(trace_id)), rowid, span_count, root_span_id FROM traces
 WHERE trace_id IN (SELECT unhex(value) FROM json_each(?))
@@ -195,13 +196,6 @@ UNION SELECT w.trace_ref, 'e:' || (e.value ->> 'name') FROM w, json_each(w.event
 UNION SELECT w.trace_ref, 'a:' || j.key || '=' || {_VALUE}
 FROM w, json_each(w.events) e, json_each(e.value, '$.attributes') j WHERE w.events IS NOT NULL AND {_SCALAR}
 """
-_WRITTEN_TERM = "INSERT INTO temp.written (trace_id, term) VALUES (?, ?)"
-_STORE_TERMS = (
-    "INSERT OR IGNORE INTO terms (term) SELECT DISTINCT term FROM temp.written WHERE term IS NOT NULL",
-    "INSERT OR IGNORE INTO trace_terms (term_id, trace_ref) SELECT DISTINCT terms.id, w.trace_id "
-    "FROM temp.written w JOIN terms ON terms.term = w.term ORDER BY 1, 2 RETURNING term_id, trace_ref",  # the pairs added
-    "DELETE FROM temp.written",
-)
 _TRACE_TERMS = "SELECT rowid, terms FROM traces WHERE rowid IN (SELECT value FROM json_each(?))"
 _SET_TRACE_TERMS = "UPDATE traces SET terms = ? WHERE rowid = ?"
 # A trace this big has its summary updated from the write's spans instead of recounted: a recount
@@ -261,9 +255,9 @@ class SpanWrite(msgspec.Struct, array_like=True, tag=True):
     processes: list[tuple[Any, ...]]
     drops: list[tuple[Any, ...]]
     metrics: list[tuple[Any, ...]]
-    # (trace id, term) pairs of the filter index, as the dashboard makes them from its records;
+    # The terms of the filter index by trace id, as the dashboard makes them from its records;
     # None: read back out of the stored rows here (`_COLLECT_TERMS`, the same terms, slower)
-    terms: list[tuple[str, str]] | None = None
+    terms: list[tuple[str, list[str]]] | None = None
 
 
 class Prune(msgspec.Struct, array_like=True, tag=True):
@@ -299,20 +293,23 @@ class OldDatabase(Exception):
 
 
 class _Connection(sqlite3.Connection):
-    """The write connection, with the ids of the resources and attribute-name sets it has stored
+    """The write connection, with the ids of the resources, attribute-name sets and terms it has stored
     (cleared when a transaction is undone or rows are pruned, as the ids may no longer exist)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.resources: dict[tuple[Any, ...], int] = {}
         self.keys: dict[str, int] = {}
+        self.terms: dict[str, int] = {}
 
     def forget(self) -> None:
         self.resources.clear()
         self.keys.clear()
+        self.terms.clear()
 
 
 _MAX_CACHED = 10_000  # resources and attribute-name sets remembered; past it the memory starts over
+_MAX_CACHED_TERMS = 100_000  # terms' ids remembered (about 10 MB)
 
 
 def open_database(path: str) -> _Connection:
@@ -349,19 +346,38 @@ _encode_terms = msgspec.msgpack.Encoder().encode
 _decode_terms = msgspec.msgpack.Decoder(list[int]).decode
 
 
-def _store_terms(db: sqlite3.Connection) -> None:
-    """Store the terms in `temp.written`: the vocabulary, `trace_terms`, and each trace's list of
-    its terms, to which the pairs added are appended."""
-    db.execute(_STORE_TERMS[0])
-    added: dict[int, list[int]] = {}
-    for term, ref in db.execute(_STORE_TERMS[1]).fetchall():
-        added.setdefault(ref, []).append(term)
-    db.execute(_STORE_TERMS[2])
-    if added:
-        had = {ref: terms for ref, terms in db.execute(_TRACE_TERMS, (json.dumps(list(added)),)) if terms}
-        db.executemany(_SET_TRACE_TERMS, [
-            (_encode_terms(_decode_terms(had[ref]) + terms if ref in had else terms), ref) for ref, terms in added.items()
-        ])
+def _term_id(db: _Connection, term: str) -> int:
+    """The id of a term of the vocabulary, added if new."""
+    found = db.execute("SELECT id FROM terms WHERE term = ?", (term,)).fetchone()
+    ref = int(found[0] if found else db.execute("INSERT INTO terms (term) VALUES (?)", (term,)).lastrowid)  # type: ignore[arg-type]
+    if len(db.terms) >= _MAX_CACHED_TERMS:
+        db.terms.clear()
+    db.terms[term] = ref
+    return ref
+
+
+def _store_terms(db: _Connection, by_trace: Iterable[tuple[int, Iterable[str]]], existing: set[int]) -> None:
+    """Store the terms of each trace (by rowid): the vocabulary, `trace_terms`, and the trace's list
+    of its terms, appended to with those it did not hold (only `existing` traces held any)."""
+    ids = db.terms
+    written: dict[int, dict[int, None]] = {}
+    for ref, terms in by_trace:
+        into = written.setdefault(ref, {})
+        for term in terms:
+            into[ids.get(term) or _term_id(db, term)] = None
+    held = existing.intersection(written)
+    had = {ref: terms for ref, terms in db.execute(_TRACE_TERMS, (json.dumps(list(held)),)) if terms} if held else {}
+    added: list[tuple[int, int]] = []
+    lists: list[tuple[bytes, int]] = []
+    for ref, terms in written.items():
+        old = _decode_terms(had[ref]) if ref in had else []
+        fresh = list(terms.keys() - old) if old else list(terms)
+        if fresh:
+            added += [(t, ref) for t in fresh]
+            lists.append((_encode_terms(old + fresh), ref))
+    added.sort()
+    db.executemany("INSERT OR IGNORE INTO trace_terms (term_id, trace_ref) VALUES (?, ?)", added)
+    db.executemany(_SET_TRACE_TERMS, lists)
 
 
 @functools.lru_cache(maxsize=len(_ROWS_PER_INSERT))
@@ -417,7 +433,7 @@ def _rows(db: _Connection, params: list[Any], refs: dict[str, int]) -> list[Any]
 def _trace_refs(db: _Connection, trace_ids: str) -> tuple[dict[str, int], dict[int, bytes], set[int]]:
     """Each trace's rowid (its summary row added if new), by hex id; the big ones' root span ids;
     the traces that held spans before this write."""
-    db.executemany(_ADD_TRACE, [(t,) for t in json.loads(trace_ids)])
+    db.executemany(_ADD_TRACE, [(bytes.fromhex(t),) for t in json.loads(trace_ids)])
     refs: dict[str, int] = {}
     big: dict[int, bytes] = {}
     existing: set[int] = set()
@@ -441,8 +457,7 @@ def _write(db: _Connection, w: SpanWrite) -> int:
                 if stored_rows[i] in rows:
                     rows[stored_rows[i]].append(stored_rows[i:i + _WIDTH])
         stored = {t: _stored(db, t, rows[t]) for t in big}
-        keys = [[stored_rows[i], stored_rows[i + _SPAN].hex()] for i in range(0, len(stored_rows), _WIDTH)]
-        earlier = [k for k in keys if k[0] in existing]
+        earlier = [[ref, span.hex()] for ref, span in zip(stored_rows[::_WIDTH], stored_rows[_SPAN::_WIDTH]) if ref in existing]
         ended_before = {tuple(k) for k in db.execute(_ENDED_BEFORE, (json.dumps(earlier),))} if earlier else set()
         i = 0
         for count in _ROWS_PER_INSERT:
@@ -456,10 +471,15 @@ def _write(db: _Connection, w: SpanWrite) -> int:
         for ref, root in big.items():
             _update_trace(db, ref, root, rows[ref], stored[ref])
         if w.terms is None:
+            keys = [[ref, span.hex()] for ref, span in zip(stored_rows[::_WIDTH], stored_rows[_SPAN::_WIDTH])]
             db.execute(_COLLECT_TERMS, (json.dumps(keys),))
+            collected: dict[int, list[str]] = {}
+            for ref, term in db.execute("SELECT DISTINCT trace_id, term FROM temp.written WHERE term IS NOT NULL"):
+                collected.setdefault(ref, []).append(term)
+            db.execute("DELETE FROM temp.written")
+            _store_terms(db, collected.items(), existing)
         else:
-            db.executemany(_WRITTEN_TERM, [(refs[t], term) for t, term in w.terms])
-        _store_terms(db)
+            _store_terms(db, ((refs[t], terms) for t, terms in w.terms), existing)
         _count_functions(db, params, stored_rows, ended_before)
     if w.events:
         db.executemany(_INSERT_EVENT, w.events)
