@@ -28,7 +28,7 @@ from opto.telemetry import semconv
 
 from .readers import QueryTimeout, Readers
 from .records import MAX_INT, ProcessInfo, SpanRecord, outcome_of
-from .writer import HEADER, SPAN_COLUMNS, SPAN_TABLES, Prune, Reply, SpanWrite
+from .writer import HEADER, SPAN_COLUMNS, SPAN_TABLES, WIRE_COLUMNS, Prune, Reply, SpanWrite
 
 __all__ = ["Store", "StoreError", "QueryTimeout", "Write", "SPAN_COLUMNS", "SPAN_TABLES", "row_to_record"]
 
@@ -39,6 +39,8 @@ _EVENT_KINDS = {
 }
 _T = TypeVar("_T")
 _MIN_DB_BYTES = 1 << 20
+_WIRE = WIRE_COLUMNS.count(",") + 1
+_RESOURCE = WIRE_COLUMNS.split(", ").index("resource")  # then the attribute names' position
 _encode = msgspec.msgpack.Encoder().encode
 _decode_reply = msgspec.msgpack.Decoder(Reply).decode
 
@@ -74,13 +76,15 @@ class Write:
     metrics: Sequence[dict[str, Any]] = ()
     drops: dict[str, Any] | None = None
     params: list[Any] = field(init=False)
+    resources: list[tuple[str | None, str | None, str, str]] = field(init=False)
+    keys: list[str] = field(init=False)
     events: list[tuple[Any, ...]] = field(init=False)
     terms: list[tuple[str, list[str]]] = field(init=False)
     metric_rows: list[tuple[Any, ...]] = field(init=False)
 
     def __post_init__(self) -> None:
         """Raises (orjson's error) for data that cannot be encoded: that write alone is refused."""
-        self.params = _span_params(self.spans)
+        self.params, self.resources, self.keys = _span_params(self.spans)
         self.events = _event_rows(self.spans)
         self.terms = _terms(self.spans)
         p = self.process
@@ -145,24 +149,37 @@ class _Repeats:
         return self.text
 
 
-def _span_params(spans: Iterable[SpanRecord]) -> list[Any]:
-    """The 20 wire values of every span, flat, in `WIRE_COLUMNS` order (the writer stores them compactly)."""
+def _span_params(spans: Iterable[SpanRecord]) -> tuple[list[Any], list[tuple[str | None, str | None, str, str]], list[str]]:
+    """The 17 wire values of every span, flat, in `WIRE_COLUMNS` order; the write's distinct
+    (process id, service, resource JSON, scope JSON) and attribute-name lists (JSON), which the
+    spans name by position."""
     resources, scopes = _Repeats(), _Repeats()
+    resource_at: dict[tuple[str | None, str, str], int] = {}
+    resource_rows: list[tuple[str | None, str | None, str, str]] = []
+    keys_at: dict[str, int] = {}
     params: list[Any] = []
     add = params.extend
     dumps = orjson.dumps
     for r in spans:
         attrs = r.attributes
         attempts = attrs.get(semconv.ATTEMPTS)
-        service = r.resource.get(semconv.SERVICE_NAME)
+        key = (r.process_id, resources.dumps(r.resource), scopes.dumps(r.scope))
+        resource = resource_at.get(key)
+        if resource is None:
+            resource = resource_at[key] = len(resource_rows)
+            service = r.resource.get(semconv.SERVICE_NAME)
+            resource_rows.append((key[0], service if type(service) is str else None, key[1], key[2]))
+        names = dumps(list(attrs)).decode()
+        keys = keys_at.get(names)
+        if keys is None:
+            keys = keys_at[names] = len(keys_at)
         add((
             r.trace_id, r.span_id, r.parent_span_id, r.name, r.kind, r.state, r.start_ns, r.end_ns,
             r.status_code, r.status_message, None if r.state == "started" else outcome_of(attrs, r.status_code),
-            attempts if type(attempts) is int and 0 <= attempts <= MAX_INT else None, r.process_id, service if type(service) is str else None,
-            dumps(list(attrs)).decode(), dumps(list(attrs.values())).decode(), _dumps(r.events) if r.events else None,
-            _dumps(r.links) if r.links else None, resources.dumps(r.resource), scopes.dumps(r.scope),
+            attempts if type(attempts) is int and 0 <= attempts <= MAX_INT else None, resource, keys,
+            dumps(list(attrs.values())).decode(), _dumps(r.events) if r.events else None, _dumps(r.links) if r.links else None,
         ))
-    return params
+    return params, resource_rows, list(keys_at)
 
 
 def _event_rows(spans: Iterable[SpanRecord]) -> list[tuple[Any, ...]]:
@@ -201,8 +218,22 @@ def _request(writes: Sequence[Write], now: int) -> SpanWrite:
             continue
         latest[p.id] = (p, w.drops if w.drops is not None else latest.get(p.id, (p, None))[1])
         metrics.extend(w.metric_rows)
+    spans: list[Any] = []
+    resources: list[tuple[str | None, str | None, str, str]] = []
+    keys: list[str] = []
+    for w in writes:  # each write's positions in its own lists, moved past the writes' before it
+        if resources or keys:
+            first = len(spans)
+            spans += w.params
+            for i in range(first + _RESOURCE, len(spans), _WIRE):
+                spans[i] += len(resources)
+                spans[i + 1] += len(keys)
+        else:
+            spans += w.params
+        resources += w.resources
+        keys += w.keys
     return SpanWrite(
-        spans=list(chain.from_iterable(w.params for w in writes)),
+        spans=spans, resources=resources, keys=keys,
         terms=list(chain.from_iterable(w.terms for w in writes)),
         trace_ids=_dumps(list({r.trace_id for w in writes for r in w.spans})),
         events=list(chain.from_iterable(w.events for w in writes)),

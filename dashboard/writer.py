@@ -112,11 +112,12 @@ SPAN_TABLES = (
     "spans s JOIN traces t ON t.rowid = s.trace_ref JOIN resources r ON r.id = s.resource_ref "
     "JOIN attribute_keys k ON k.id = s.keys_ref"
 )
-# What the dashboard sends for each span, flat (`SpanWrite.spans`): ids in hex, the attribute names
-# and values as two JSON arrays, the resource and scope as JSON.
+# What the dashboard sends for each span, flat (`SpanWrite.spans`): ids in hex, the positions of its
+# resource and attribute names in the request's lists (`SpanWrite.resources`, `.keys`), its
+# attribute values as a JSON array.
 WIRE_COLUMNS = (
     "trace_id, span_id, parent_span_id, name, kind, state, start_ns, end_ns, status_code, status_message, outcome, "
-    "attempts, process_id, service, attribute_keys, attribute_values, events, links, resource, scope"
+    "attempts, resource, keys, attributes, events, links"
 )
 _WIRE = WIRE_COLUMNS.count(",") + 1
 _STORED_COLUMNS = (
@@ -228,7 +229,7 @@ _UNUSED = (  # no span kept started after their last use
     "DELETE FROM attribute_keys WHERE last_ns < coalesce((SELECT min(start_ns) FROM traces), 9223372036854775807)",
 )
 # Column positions in a stored span row (`_STORED_COLUMNS` order).
-_TRACE, _SPAN, _PARENT, _NAME, _STATE, _START, _END, _OUTCOME, _ATTEMPTS = 0, 1, 2, 3, 5, 6, 7, 10, 11
+_TRACE, _SPAN, _PARENT, _NAME, _STATE, _START, _END, _OUTCOME, _ATTEMPTS, _KEYS_REF, _VALUES = 0, 1, 2, 3, 5, 6, 7, 10, 11, 13, 14
 # An event is stored once; a concurrency limit's row (`store._event_rows`) is stored as its span
 # starts and replaced by the ended span's, which adds the peak and the end.
 _INSERT_EVENT = """
@@ -258,6 +259,9 @@ class SpanWrite(msgspec.Struct, array_like=True, tag=True):
     # The terms of the filter index by trace id, as the dashboard makes them from its records;
     # None: read back out of the stored rows here (`_COLLECT_TERMS`, the same terms, slower)
     terms: list[tuple[str, list[str]]] | None = None
+    # (process id, service, resource JSON, scope JSON) and attribute-name lists (JSON) the spans name
+    resources: list[tuple[str | None, str | None, str, str]] = []
+    keys: list[str] = []
 
 
 class Prune(msgspec.Struct, array_like=True, tag=True):
@@ -366,12 +370,12 @@ def _store_terms(db: _Connection, by_trace: Iterable[tuple[int, Iterable[str]]],
         for term in terms:
             into[ids.get(term) or _term_id(db, term)] = None
     held = existing.intersection(written)
-    had = {ref: terms for ref, terms in db.execute(_TRACE_TERMS, (json.dumps(list(held)),)) if terms} if held else {}
+    had = {ref: blob for ref, blob in db.execute(_TRACE_TERMS, (json.dumps(list(held)),)) if blob} if held else {}
     added: list[tuple[int, int]] = []
     lists: list[tuple[bytes, int]] = []
-    for ref, terms in written.items():
+    for ref, term_ids in written.items():
         old = _decode_terms(had[ref]) if ref in had else []
-        fresh = list(terms.keys() - old) if old else list(terms)
+        fresh = list(term_ids.keys() - old) if old else list(term_ids)
         if fresh:
             added += [(t, ref) for t in fresh]
             lists.append((_encode_terms(old + fresh), ref))
@@ -405,29 +409,27 @@ def _keys(db: _Connection, keys: str) -> int:
     return ref
 
 
-def _rows(db: _Connection, params: list[Any], refs: dict[str, int]) -> list[Any]:
-    """The wire's span values (`WIRE_COLUMNS`) as stored rows (`_STORED_COLUMNS`), flat; the
-    resources and attribute-name sets used are marked used up to the write's latest start."""
+def _rows(db: _Connection, w: SpanWrite, refs: dict[str, int]) -> tuple[list[Any], dict[int, str]]:
+    """The wire's span values (`WIRE_COLUMNS`) as stored rows (`_STORED_COLUMNS`), flat, and the
+    attribute-name lists by id; the resources and name lists are marked used up to the write's
+    latest start."""
+    cached_resources, cached_keys = db.resources, db.keys
+    resources = [cached_resources.get((p, r, s)) or _resource(db, p, service, r, s) for p, service, r, s in w.resources]
+    keys = [cached_keys.get(k) or _keys(db, k) for k in w.keys]
     rows: list[Any] = []
     add = rows.extend
-    resources, keys_of, fromhex = db.resources, db.keys, bytes.fromhex
-    used_resources: set[int] = set()
-    used_keys: set[int] = set()
+    fromhex = bytes.fromhex
     latest = 0
-    it = iter(params)
-    for (trace_id, span_id, parent, name, kind, state, start, end, code, message, outcome, attempts, process_id, service,
-         keys, values, events, links, resource, scope) in zip(*[it] * _WIRE):
-        resource_ref = resources.get((process_id, resource, scope)) or _resource(db, process_id, service, resource, scope)
-        keys_ref = keys_of.get(keys) or _keys(db, keys)
-        used_resources.add(resource_ref)
-        used_keys.add(keys_ref)
+    it = iter(w.spans)
+    for (trace_id, span_id, parent, name, kind, state, start, end, code, message, outcome, attempts, resource, key,
+         values, events, links) in zip(*[it] * _WIRE):
         if start > latest:
             latest = start
         add((refs[trace_id], fromhex(span_id), None if parent is None else fromhex(parent), name, kind, state, start, end, code,
-             message, outcome, attempts, resource_ref, keys_ref, values, events, links))
-    for sql, used in zip(_USED, (used_resources, used_keys)):
-        db.execute(sql, (latest, json.dumps(list(used))))
-    return rows
+             message, outcome, attempts, resources[resource], keys[key], values, events, links))
+    for sql, used in zip(_USED, (resources, keys)):
+        db.execute(sql, (latest, json.dumps(used)))
+    return rows, dict(zip(keys, w.keys))
 
 
 def _trace_refs(db: _Connection, trace_ids: str) -> tuple[dict[str, int], dict[int, bytes], set[int]]:
@@ -450,7 +452,7 @@ def _write(db: _Connection, w: SpanWrite) -> int:
     params = w.spans
     if params:
         refs, big, existing = _trace_refs(db, w.trace_ids)
-        stored_rows = _rows(db, params, refs)
+        stored_rows, names = _rows(db, w, refs)
         rows: dict[int, list[list[Any]]] = {t: [] for t in big}
         if big:
             for i in range(0, len(stored_rows), _WIDTH):
@@ -480,7 +482,7 @@ def _write(db: _Connection, w: SpanWrite) -> int:
             _store_terms(db, collected.items(), existing)
         else:
             _store_terms(db, ((refs[t], terms) for t, terms in w.terms), existing)
-        _count_functions(db, params, stored_rows, ended_before)
+        _count_functions(db, names, stored_rows, ended_before)
     if w.events:
         db.executemany(_INSERT_EVENT, w.events)
     if w.processes:
@@ -492,22 +494,23 @@ def _write(db: _Connection, w: SpanWrite) -> int:
     return len(params) // _WIRE
 
 
-_KEYS, _VALUES = 14, 15  # the attribute names and values in a wire row
-
-
-def _count_functions(db: sqlite3.Connection, params: list[Any], rows: list[Any], ended_before: set[tuple[Any, ...]]) -> None:
+def _count_functions(db: sqlite3.Connection, names: dict[int, str], rows: list[Any], ended_before: set[tuple[Any, ...]]) -> None:
     """Add the spans this write ended (new ended rows, or started rows now ended; each once) to `function_stats`."""
+    exhaustible = {ref: k for ref, k in names.items() if RETRY_EXHAUSTED in k}  # attribute names that may hold it
     counts: dict[str, list[int]] = {}
-    for i, j in zip(range(0, len(rows), _WIDTH), range(0, len(params), _WIRE)):
-        key = (rows[i], rows[i + _SPAN])
-        if rows[i + _STATE] != "ended" or key in ended_before:
+    for ref, span, name, state, attempts, keys, values in zip(
+        rows[_TRACE::_WIDTH], rows[_SPAN::_WIDTH], rows[_NAME::_WIDTH], rows[_STATE::_WIDTH], rows[_ATTEMPTS::_WIDTH],
+        rows[_KEYS_REF::_WIDTH], rows[_VALUES::_WIDTH],
+    ):
+        if state != "ended" or (ref, span) in ended_before:
             continue
-        ended_before.add(key)  # a span sent twice in one write counts once, as the upsert stores it once
-        attempts, keys = rows[i + _ATTEMPTS], params[j + _KEYS]
-        c = counts.setdefault(rows[i + _NAME], [0, 0, 0])
+        ended_before.add((ref, span))  # a span sent twice in one write counts once, as the upsert stores it once
+        c = counts.get(name) or counts.setdefault(name, [0, 0, 0])
         c[0] += 1
-        c[1] += max((1 if attempts is None else attempts) - 1, 0)
-        c[2] += RETRY_EXHAUSTED in keys and dict(zip(json.loads(keys), json.loads(params[j + _VALUES]))).get(RETRY_EXHAUSTED) is True
+        if attempts is not None and attempts > 1:
+            c[1] += attempts - 1
+        if keys in exhaustible:
+            c[2] += dict(zip(json.loads(exhaustible[keys]), json.loads(values))).get(RETRY_EXHAUSTED) is True
     db.executemany(_ADD_FUNCTION_COUNTS, [(name, *c) for name, c in counts.items()])
 
 

@@ -46,7 +46,7 @@ def test_exhausted_retries_are_counted(tmp_path: Path) -> None:
     db = open_database(str(tmp_path / "exhausted.db"))
     try:
         r = row("f" * 32, "1" * 16, None, 5, "ended", "error", 3)
-        r[3], r[14], r[15] = "flaky", json.dumps([semconv.RETRY_EXHAUSTED]), json.dumps([True])
+        r[3], r[13], r[14] = "flaky", json.dumps([semconv.RETRY_EXHAUSTED]), json.dumps([True])
         write(db, [r])
         assert kept(db) == [("flaky", 1, 2, 1)]
     finally:

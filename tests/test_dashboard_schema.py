@@ -11,10 +11,10 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from dashboard_server import Dashboard, span_record
+from dashboard_server import Dashboard, span_record, span_write
 from opto.telemetry import semconv
 from opto_dashboard.store import Store, StoreError
-from opto_dashboard.writer import SCHEMA_VERSION, OldDatabase, Prune, SpanWrite, open_database
+from opto_dashboard.writer import SCHEMA_VERSION, OldDatabase, Prune, open_database
 from test_dashboard_api import Feed, served  # noqa: F401  (the fixture)
 from test_dashboard_filters import span_row, store
 from test_dashboard_trace_summary import random_writes, write
@@ -101,8 +101,8 @@ def test_resources_and_attribute_names_are_stored_once_and_pruned_with_their_las
     try:
         rows = [span_row(f"{i + 1:032x}", f"{i + 1:016x}", "work", {"k": i, "path": "/app.py"}) for i in range(50)]
         rows.append(span_row("f" * 32, "f" * 16, "other", {"other": True}))
-        rows[-1][18] = json.dumps({semconv.SERVICE_NAME: "billing"})
-        store(db, SpanWrite([v for r in rows for v in r], json.dumps([r[0] for r in rows]), [], [], [], []))
+        rows[-1][12] = (None, "billing", json.dumps({semconv.SERVICE_NAME: "billing"}), "{}")
+        store(db, span_write(rows))
         assert db.execute("SELECT count(*) FROM resources").fetchone() == (2,)
         assert db.execute("SELECT keys FROM attribute_keys ORDER BY id").fetchall() == [('["k", "path"]',), ('["other"]',)]
         # As if the "other" span had come before the rest (every span here starts at 1).

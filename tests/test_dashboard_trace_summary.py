@@ -11,21 +11,21 @@ from typing import Any
 import pytest
 
 from opto_dashboard import writer
-from opto_dashboard.writer import SpanWrite, open_database
+from dashboard_server import span_write
+from opto_dashboard.writer import open_database
 
 
 def row(trace_id: str, span_id: str, parent: str | None, start: int, state: str, outcome: str | None = None,
         attempts: int | None = None) -> list[Any]:
-    """A span's values in WIRE_COLUMNS order."""
+    """A span's values in WIRE_COLUMNS order, its resource and attribute names as values (`span_write`)."""
     end = start + 10 if state == "ended" else None
     return [trace_id, span_id, parent, f"op-{span_id}", "call", state, start, end, "UNSET", "", outcome, attempts,
-            None, "svc", "[]", "[]", None, None, "{}", "{}"]
+            (None, "svc", "{}", "{}"), "[]", "[]", None, None]
 
 
 def write(db: sqlite3.Connection, rows: list[list[Any]]) -> None:
-    trace_ids = writer.json.dumps(sorted({r[0] for r in rows}))
     db.execute("BEGIN IMMEDIATE")
-    writer._write(db, SpanWrite([v for r in rows for v in r], trace_ids, [], [], [], []))
+    writer._write(db, span_write(rows))
     db.execute("COMMIT")
 
 
