@@ -26,11 +26,11 @@ TRACE = "ab" * 16
 
 
 def rows(first: int, count: int) -> list[object]:
-    """`count` ended child spans of TRACE (span ids from `first`), flat in SPAN_COLUMNS order."""
+    """`count` ended child spans of TRACE (span ids from `first`), flat in WIRE_COLUMNS order."""
     flat: list[object] = []
     for n in range(first, first + count):
         flat += [TRACE, f"{n:016x}", "f" * 16, "handle", "task", "ended", 1_000 + n, 2_000 + n, "UNSET", "", "ok", 1,
-                 None, "bench", '{"opto.arg.item": "42"}', None, None, "{}", "{}"]
+                 0, 0, '["42"]', None, None]
     return flat
 
 
@@ -38,12 +38,13 @@ def run(path: Path, writes: int, spans: int, big: int) -> list[float]:
     """Seconds per write transaction, in order, with `writer._BIG` set to `big`."""
     writer._BIG = big
     db = open_database(str(path))
-    root = SpanWrite([TRACE, "f" * 16, None, "batch", "batch", "started", 0, None, "UNSET", "", None, None, None,
-                      "bench", "{}", None, None, "{}", "{}"], f'["{TRACE}"]', [], [], [], [])
+    resources, keys = [(None, "bench", "{}", "{}")], ['["opto.arg.item"]']
+    root = SpanWrite([TRACE, "f" * 16, None, "batch", "batch", "started", 0, None, "UNSET", "", None, None, 0, 0, '["-"]', None, None],
+                     f'["{TRACE}"]', [], [], [], [], resources=resources, keys=keys)
     writer._transaction(db, root)
     times = []
     for w in range(writes):
-        request = SpanWrite(rows(w * spans + 1, spans), f'["{TRACE}"]', [], [], [], [])
+        request = SpanWrite(rows(w * spans + 1, spans), f'["{TRACE}"]', [], [], [], [], resources=resources, keys=keys)
         t0 = time.perf_counter()
         reply = writer._transaction(db, request)
         times.append(time.perf_counter() - t0)

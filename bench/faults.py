@@ -215,10 +215,12 @@ def main() -> None:
         result = json.loads(app.stdout.readline())
         app.wait(200)
         with sqlite3.connect(server.db) as db:
+            compact.register(db)
+            work = "SELECT opto_attributes(s.attributes, k.keys) AS a FROM spans s JOIN attribute_keys k ON k.id = s.keys_ref WHERE s.name = 'work'"
             stored = dict(db.execute(
-                "SELECT json_extract(attributes, '$.phase'), count(*) FROM spans WHERE name = 'work' AND state = 'ended' GROUP BY 1"
+                f"SELECT a ->> '$.phase', count(*) FROM ({work} AND s.state = 'ended') GROUP BY 1"
             ).fetchall())
-            truncated = db.execute("SELECT count(*) FROM spans WHERE name = 'work' AND attributes LIKE '%opto.truncated%'").fetchone()[0]
+            truncated = db.execute(f"SELECT count(*) FROM ({work}) WHERE a LIKE '%opto.truncated%'").fetchone()[0]
         live = httpx.get(f"{server.url}/api/live", timeout=30).json()
     finally:
         if app.poll() is None:

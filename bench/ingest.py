@@ -1,6 +1,7 @@
 """Dashboard ingest rate and the live exporter's cost to a traced program.
 
-Run: .venv/bin/python bench/ingest.py
+Run: .venv/bin/python bench/ingest.py  (--against DIR: only the websocket door, this tree against
+the `opto` and `opto_dashboard` packages in DIR, runs interleaved)
 1. Websocket door: a load generator sends pre-built batch frames (1,000 spans each, up to 16 unacked
    per connection) to a real dashboard subprocess; spans stored per second are counted from its
    SQLite file, median of 5 runs with the load average and the CPU time of the server and its
@@ -13,6 +14,7 @@ Run: .venv/bin/python bench/ingest.py
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -37,7 +39,8 @@ WINDOW = 16
 class Server:
     """A real dashboard subprocess on a socket bound here, on a fresh SQLite file."""
 
-    def __init__(self, db: Path) -> None:
+    def __init__(self, db: Path, code: str | None = None) -> None:
+        """`code`: a directory holding the `opto` and `opto_dashboard` packages to run instead of this tree's."""
         self.db = db
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
@@ -45,7 +48,8 @@ class Server:
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
         fd = self.sock.fileno()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "opto_dashboard", "--db", str(db), "--fd", str(fd)], pass_fds=[fd], stdout=subprocess.DEVNULL
+            [sys.executable, "-m", "opto_dashboard", "--db", str(db), "--fd", str(fd)], pass_fds=[fd], stdout=subprocess.DEVNULL,
+            env=None if code is None else {**os.environ, "PYTHONPATH": code},
         )
         httpx.get(self.url + "/api/live", timeout=60).raise_for_status()
 
@@ -301,9 +305,49 @@ def bench_otlp(tmp: Path, batches: int = 120, batch_size: int = 512, in_flight: 
           f"the server used {cpu:.2f} CPU s = {stored / cpu:,.0f} spans per CPU second, {cpu / elapsed:.2f} cores busy")
 
 
+def door_run(tmp: Path, batches: list[list[str]], code: str | None) -> tuple[float, float, float]:
+    """One run of the websocket door on a fresh server: spans/s stored, spans per CPU second of the
+    busiest thread, CPU seconds of the server and its writer."""
+    server = Server(tmp / f"door{time.time_ns()}.db", code)
+    try:
+        threads0 = server.thread_cpu_s()
+        t0 = time.perf_counter()
+        asyncio.run(_feed_all(server.url, batches))
+        elapsed = time.perf_counter() - t0
+        used = [c - threads0.get(tid, 0.0) for tid, c in server.thread_cpu_s().items()]
+        stored = server.count()
+    finally:
+        server.close()
+    assert stored == CONNECTIONS * FRAMES * SPANS_PER_FRAME, stored
+    return stored / elapsed, stored / max(used), sum(used)
+
+
+def bench_against(tmp: Path, code: str, rounds: int) -> None:
+    """The websocket door, this tree against the code in `code` (a directory holding `opto` and
+    `opto_dashboard`, e.g. links into a `git worktree` of the baseline commit), runs interleaved."""
+    batches = [frames(c) for c in range(CONNECTIONS)]
+    runs: dict[str, list[tuple[float, float, float]]] = {"this tree": [], code: []}
+    loads = []
+    for r in range(rounds):
+        for label in ("this tree", code)[:: 1 if r % 2 else -1]:
+            runs[label].append(door_run(tmp, batches, None if label == "this tree" else code))
+            loads.append(os.getloadavg()[0])
+    for label, got in runs.items():
+        rate, per_thread, cpu = (sorted(run[i] for run in got)[rounds // 2] for i in range(3))
+        print(f"{label}: median of {rounds} runs {rate:,.0f} spans/s stored (runs {', '.join(f'{run[0]:,.0f}' for run in got)}); "
+              f"busiest thread {per_thread:,.0f} spans per CPU second; server and writer {cpu:.2f} CPU s")
+    print(f"load average {min(loads):.2f} to {max(loads):.2f}")
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--against", metavar="DIR", help="only the websocket door, against the code in DIR, interleaved")
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        bench_ingest(Path(tmp))
+        if args.against:
+            return bench_against(Path(tmp), args.against, args.rounds)
+        bench_ingest(Path(tmp), args.rounds)
         bench_otlp(Path(tmp))
         bench_exporter(Path(tmp))
 

@@ -11,7 +11,8 @@ Run: .venv/bin/python bench/store_scale.py --spans 10000000
    call, `--repeat` times in turn, p50 and p95 in ms; then again while a third connection keeps
    ingesting. The floor: the same trace queries (`opto_dashboard.queries`) run straight on a
    sqlite3 connection to the file, without HTTP.
-3. Bytes on disk per span: the database file after a checkpoint, over the spans stored.
+3. Bytes on disk per span: the database file after a checkpoint, over the spans stored; and by
+   table and index (SQLite's `dbstat`).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from pathlib import Path
 import httpx
 from websockets.asyncio.client import connect
 
-from opto_dashboard import queries
+from opto_dashboard import compact, queries
 
 SPANS_PER_TRACE = 5
 SPANS_PER_FRAME = 1000
@@ -192,6 +193,7 @@ def time_routes(url: str, paths: dict[str, str], repeat: int) -> dict[str, tuple
 
 def time_floor(db: Path, filters: dict[str, queries.TraceFilter], repeat: int) -> dict[str, tuple[float, float]]:
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    compact.register(conn)  # as the dashboard's readers are
     out: dict[str, list[float]] = {name: [] for name in filters}
     try:
         for _ in range(repeat):
@@ -246,6 +248,7 @@ def main() -> None:
         try:
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             (stored,) = conn.execute("SELECT count(*) FROM spans").fetchone()
+            tables = conn.execute("SELECT name, sum(pgsize) FROM dbstat GROUP BY name ORDER BY 2 DESC").fetchall()
         finally:
             conn.close()
         size = db.stat().st_size
@@ -256,6 +259,7 @@ def main() -> None:
     worst = max(max(quiet[n][1], busy[n][1]) for n in paths)
     print(f"\nworst p95: {worst:.1f} ms (goal < 100 ms); {size:,} bytes on disk for {stored:,} spans: "
           f"{size / stored:.0f} bytes per span (goal <= 300)")
+    print("bytes per span by table and index (dbstat): " + ", ".join(f"{name} {b / stored:.1f}" for name, b in tables if b / stored >= 0.5))
 
 
 # The third connection, in a process of its own so it competes with the queries as a real SDK would.

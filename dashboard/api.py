@@ -18,7 +18,7 @@ from opto.telemetry import semconv
 
 from . import queries, shapes
 from .records import MAX_INT, RecordError, check_id
-from .store import QueryTimeout, Store
+from .store import SPAN_TABLES, QueryTimeout, Store
 
 __all__ = ["routes", "BadParameter"]
 
@@ -433,13 +433,12 @@ async def debug(request: Request) -> dict[str, Any]:
 
 
 async def limits(request: Request) -> dict[str, Any]:
-    """Concurrency limits (spans carrying `opto.concurrency.limit`) started since `since_ns`, newest first."""
+    """Concurrency limits (spans carrying `opto.concurrency.limit`) started since `since_ns`, newest
+    first: the rows the writer keeps of them (`store._event_rows`), not a scan of the spans."""
     since = _param(request.query_params, "since_ns", _nonneg_int, 0)
-    limit_key = "json_extract(attributes, '$.\"" + semconv.CONCURRENCY_LIMIT + "\"')"
-    peak_key = "json_extract(attributes, '$.\"" + semconv.CONCURRENCY_PEAK + "\"')"
     rows = await _store(request).fetch(
-        f"SELECT name, {limit_key} AS lim, {peak_key}, trace_id, span_id, start_ns, end_ns FROM spans "
-        "WHERE start_ns >= ? AND lim IS NOT NULL ORDER BY start_ns DESC LIMIT 20", [since]
+        "SELECT span_name, attributes ->> '$.limit', attributes ->> '$.peak', trace_id, span_id, time_ns, attributes ->> '$.end_ns' "
+        "FROM span_events WHERE kind = 'concurrency' AND time_ns >= ? ORDER BY time_ns DESC LIMIT 20", [since]
     )
     keys = ("name", "limit", "peak", "trace_id", "span_id", "start_ns", "end_ns")
     return {"limits": [dict(zip(keys, row)) for row in rows]}
@@ -450,9 +449,15 @@ _SEARCH_ATTRS = {
     "num_proposals": semconv.OPTIMIZE_NUM_PROPOSALS, "max_depth": semconv.OPTIMIZE_MAX_DEPTH,
     "max_concurrent": semconv.OPTIMIZE_MAX_CONCURRENT,
 }
-_SEARCH_FIELDS = "trace_id, span_id, state, start_ns, end_ns, outcome, service, attributes"
-_STEP_FIELDS = "span_id, parent_span_id, state, start_ns, end_ns, outcome, status_message, attributes, events"
-_KIND = "json_extract(attributes, '$.\"" + semconv.SPAN_KIND + "\"')"
+_ATTRIBUTES = "opto_attributes(s.attributes, k.keys)"
+_SEARCH_FIELDS = f"lower(hex(t.trace_id)), lower(hex(s.span_id)), s.state, s.start_ns, s.end_ns, s.outcome, r.service, {_ATTRIBUTES}"
+_STEP_FIELDS = (
+    "lower(hex(s.span_id)), CASE WHEN s.parent_span_id IS NOT NULL THEN lower(hex(s.parent_span_id)) END, "
+    f"s.state, s.start_ns, s.end_ns, s.outcome, s.status_message, {_ATTRIBUTES}, s.events"
+)
+_KIND = _ATTRIBUTES + " ->> '$.\"" + semconv.SPAN_KIND + "\"'"
+# The traces holding a span of a name, from the filter index: a name's spans have no index of their own.
+_NAMED = "s.trace_ref IN (SELECT trace_ref FROM trace_terms WHERE term_id = (SELECT id FROM terms WHERE term = ?)) AND s.name = ?"
 
 
 async def optimize_searches(request: Request) -> dict[str, Any]:
@@ -460,8 +465,8 @@ async def optimize_searches(request: Request) -> dict[str, Any]:
     limit = _limit(request.query_params, 50)
     store = _store(request)
     rows = await store.fetch(
-        f"SELECT {_SEARCH_FIELDS} FROM spans WHERE name = ? AND {_KIND} = ? ORDER BY start_ns DESC LIMIT ?",
-        (semconv.SPAN_OPTIMIZE, semconv.KIND_OPTIMIZE, limit),
+        f"SELECT {_SEARCH_FIELDS} FROM {SPAN_TABLES} WHERE {_NAMED} AND {_KIND} = ? ORDER BY s.start_ns DESC LIMIT ?",
+        ("n:" + semconv.SPAN_OPTIMIZE, semconv.SPAN_OPTIMIZE, semconv.KIND_OPTIMIZE, limit),
     )
     steps = await _search_steps(store, sorted({r[0] for r in rows}))
     found = [_search(row, steps.get(row[0], [])) for row in rows]
@@ -474,8 +479,8 @@ async def optimize_search(request: Request) -> Response:
     span_id = check_id(request.path_params["span_id"], 16, "span_id")
     store = _store(request)
     rows = await store.fetch(
-        f"SELECT {_SEARCH_FIELDS} FROM spans WHERE trace_id = ? AND span_id = ? AND {_KIND} = ?",
-        (trace_id, span_id, semconv.KIND_OPTIMIZE),
+        f"SELECT {_SEARCH_FIELDS} FROM {SPAN_TABLES} WHERE s.trace_ref = (SELECT rowid FROM traces WHERE trace_id = ?) "
+        f"AND s.span_id = ? AND {_KIND} = ?", (bytes.fromhex(trace_id), bytes.fromhex(span_id), semconv.KIND_OPTIMIZE),
     )
     if not rows:
         return JSONResponse({"msg": "not found", "detail": f"no search {trace_id}/{span_id}"}, status_code=404)
@@ -489,9 +494,9 @@ async def _search_steps(store: Store, trace_ids: Sequence[str]) -> dict[str, lis
     if not trace_ids:
         return found
     rows = await store.fetch(
-        f"SELECT trace_id, {_STEP_FIELDS} FROM spans WHERE trace_id IN ({', '.join('?' * len(trace_ids))}) "
-        "AND name IN (?, ?) ORDER BY start_ns, rowid",
-        [*trace_ids, semconv.SPAN_OPTIMIZE_DEPTH, semconv.SPAN_OPTIMIZE_CANDIDATE],
+        f"SELECT lower(hex(t.trace_id)), {_STEP_FIELDS} FROM {SPAN_TABLES} WHERE t.trace_id IN ({', '.join('?' * len(trace_ids))}) "
+        "AND s.name IN (?, ?) ORDER BY s.start_ns, s.span_id",
+        [*map(bytes.fromhex, trace_ids), semconv.SPAN_OPTIMIZE_DEPTH, semconv.SPAN_OPTIMIZE_CANDIDATE],
     )
     for trace_id, *step in rows:
         found.setdefault(trace_id, []).append(step)

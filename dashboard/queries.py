@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from .store import SPAN_COLUMNS, Store
+from .store import SPAN_COLUMNS, SPAN_TABLES, Store
 
 __all__ = ["TraceFilter", "TraceRow", "TracePage", "traces_sql", "traces", "suggest", "prefix_range", "fts_query", "MAX_TOTAL", "TERM_KINDS", "trace_spans", "SpanCursor", "breadth_sql", "choose_driver", "NARROW", "WINDOW"]
 
@@ -69,7 +69,7 @@ class TracePage:
     more: bool
 
 
-_FIELDS = "t.trace_id, t.root_name, t.service, t.start_ns, t.end_ns, t.span_count, t.in_flight, t.outcome, t.error_count, t.retry_count"
+_FIELDS = "lower(hex(t.trace_id)), t.root_name, t.service, t.start_ns, t.end_ns, t.span_count, t.in_flight, t.outcome, t.error_count, t.retry_count"
 # A term filter drives the query (the traces holding its terms, by rowid) when it matches fewer
 # traces than this; a broader one is checked per trace as the traces are walked in sort order,
 # which stops at a page's worth of matches. Walked so, matches are counted among the first WINDOW
@@ -77,8 +77,8 @@ _FIELDS = "t.trace_id, t.root_name, t.service, t.start_ns, t.end_ns, t.span_coun
 NARROW = 20_000
 WINDOW = 5_000
 _DRIVING = "t.rowid IN (SELECT trace_ref FROM trace_terms WHERE term_id IN ({}))"
-# `+`: the trace's few terms are read and looked up in the list, not the list's terms each sought.
-_CHECKED = "EXISTS (SELECT 1 FROM trace_terms x WHERE x.trace_ref = t.rowid AND +x.term_id IN ({}))"
+# The trace's own list of its terms against the filter's (one list for the query: the subquery is not correlated).
+_CHECKED = "opto_holds(t.terms, (SELECT json_group_array(id) FROM ({})))"
 
 
 def _term_filters(f: TraceFilter) -> list[tuple[str, list[Any]]]:
@@ -92,7 +92,7 @@ def _term_filters(f: TraceFilter) -> list[tuple[str, list[Any]]]:
         terms.append(("SELECT id FROM terms WHERE term = ?", [f"a:{key}={value}"]))
     search = fts_query(f.text) if f.text else None
     if search is not None:
-        terms.append(("SELECT rowid FROM terms_fts WHERE terms_fts MATCH ?", [search]))
+        terms.append(("SELECT rowid AS id FROM terms_fts WHERE terms_fts MATCH ?", [search]))
     return terms
 
 
@@ -106,14 +106,14 @@ def _conditions(f: TraceFilter, driver: int | None) -> tuple[list[str], list[Any
         holding = (_DRIVING if i == driver else _CHECKED).format(ids)
         if searching and i == len(term_filters) - 1:
             holding = f"(t.trace_id = ? OR {holding})"  # the search box also takes a trace id
-            terms_params.append(f.text.lower())  # type: ignore[union-attr]
+            terms_params.append(_trace_id(f.text))  # type: ignore[arg-type]
         terms.append(holding)
         terms_params += ids_params
     plain: list[str] = []
     plain_params: list[Any] = []
     if f.text and not searching:
         plain.append("t.trace_id = ?")
-        plain_params.append(f.text.lower())
+        plain_params.append(_trace_id(f.text))
     if f.outcome:
         plain.append("t.outcome = ?")
         plain_params.append(f.outcome)
@@ -127,6 +127,14 @@ def _conditions(f: TraceFilter, driver: int | None) -> tuple[list[str], list[Any
         plain.append("t.start_ns <= ?")
         plain_params.append(f.until_ns)
     return terms, terms_params, plain, plain_params
+
+
+def _trace_id(text: str) -> bytes | None:
+    """The stored form of a trace id typed in the search box (None: the text is not one)."""
+    return bytes.fromhex(text) if _TRACE_ID.fullmatch(text) else None
+
+
+_TRACE_ID = re.compile(r"[0-9a-fA-F]{32}")
 
 
 def _clause(conditions: list[str]) -> str:
@@ -203,12 +211,13 @@ SpanCursor = tuple[int, str]  # (start_ns, span_id) of the last span of a page
 
 
 async def trace_spans(store: Store, trace_id: str, after: SpanCursor | None, limit: int) -> tuple[list[Any], SpanCursor | None]:
-    """A page of a trace's spans (`SELECT {SPAN_COLUMNS}` rows) ordered by start then span id, after
+    """A page of a trace's spans (`SELECT {SPAN_COLUMNS}` rows; `trace_id` and the cursor's span id checked hex) ordered by start then span id, after
     `after`, and the cursor of the next page (None: this was the last)."""
     start, span = after if after is not None else (-1, "")
     rows = await store.fetch(
-        f"SELECT {SPAN_COLUMNS} FROM spans WHERE trace_id = ? AND (start_ns > ? OR (start_ns = ? AND span_id > ?)) "
-        "ORDER BY start_ns, span_id LIMIT ?", (trace_id, start, start, span, limit + 1),
+        f"SELECT {SPAN_COLUMNS} FROM {SPAN_TABLES} WHERE s.trace_ref = (SELECT rowid FROM traces WHERE trace_id = ?) "
+        "AND (s.start_ns > ? OR (s.start_ns = ? AND s.span_id > ?)) ORDER BY s.start_ns, s.span_id LIMIT ?",
+        (bytes.fromhex(trace_id), start, start, bytes.fromhex(span), limit + 1),
     )
     more = len(rows) > limit
     del rows[limit:]

@@ -18,6 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from . import compact
+
 __all__ = ["Readers", "QueryTimeout", "READERS"]
 
 READERS = 4  # connections (and threads): queries running at once; more wait for a free one
@@ -45,6 +47,7 @@ class Readers:
         for _ in range(READERS):
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             db.execute("PRAGMA query_only = ON")
+            compact.register(db)
             self._all.append(db)
             self._idle.put_nowait(db)
 

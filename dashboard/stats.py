@@ -14,7 +14,7 @@ from opto.telemetry import semconv
 from .pipeline import WriteHealth
 from .records import ProcessInfo
 from .refusals import Refusals
-from .store import Store, Write
+from .store import SPAN_TABLES, Store, Write
 
 __all__ = ["Stats"]
 
@@ -99,9 +99,10 @@ class Stats:
             info = ProcessInfo(pid, service or "", os_pid or 0, host or "", sdk or "", started_ns or 0)
             self.processes[pid] = _Process(info, 0, last_seen or 0, {"spans": drop_spans, "metrics": drop_metrics})
         for trace_id, span_id, name, start_ns, process_id, parent, kind, function in await store.fetch(
-            "SELECT trace_id, span_id, name, start_ns, process_id, parent_span_id, "
-            f"json_extract(attributes, '$.\"{semconv.SPAN_KIND}\"'), json_extract(attributes, '$.\"{semconv.FUNCTION}\"') "
-            f"FROM spans WHERE state = 'started' ORDER BY start_ns DESC LIMIT {_MAX_IN_FLIGHT}"
+            "SELECT lower(hex(t.trace_id)), lower(hex(s.span_id)), s.name, s.start_ns, r.process_id, "
+            "CASE WHEN s.parent_span_id IS NOT NULL THEN lower(hex(s.parent_span_id)) END, "
+            f"opto_attributes(s.attributes, k.keys) ->> '$.\"{semconv.SPAN_KIND}\"', opto_attributes(s.attributes, k.keys) ->> '$.\"{semconv.FUNCTION}\"' "
+            f"FROM {SPAN_TABLES} WHERE s.state = 'started' ORDER BY s.start_ns DESC LIMIT {_MAX_IN_FLIGHT}"
         ):
             if process_id is None or process_id in self.processes:
                 attrs = {semconv.SPAN_KIND: kind, semconv.FUNCTION: function or name}

@@ -28,9 +28,9 @@ from opto.telemetry import semconv
 
 from .readers import QueryTimeout, Readers
 from .records import MAX_INT, ProcessInfo, SpanRecord, outcome_of
-from .writer import HEADER, SPAN_COLUMNS, Prune, Reply, SpanWrite
+from .writer import HEADER, SPAN_COLUMNS, SPAN_TABLES, WIRE_COLUMNS, Prune, Reply, SpanWrite
 
-__all__ = ["Store", "StoreError", "QueryTimeout", "Write", "SPAN_COLUMNS", "row_to_record"]
+__all__ = ["Store", "StoreError", "QueryTimeout", "Write", "SPAN_COLUMNS", "SPAN_TABLES", "row_to_record"]
 
 logger = logging.getLogger("opto_dashboard")
 _TERM_CHARS = 200  # an attribute value is indexed by its first 200 chars (as the writer's SQL does)
@@ -39,6 +39,8 @@ _EVENT_KINDS = {
 }
 _T = TypeVar("_T")
 _MIN_DB_BYTES = 1 << 20
+_WIRE = WIRE_COLUMNS.count(",") + 1
+_RESOURCE = WIRE_COLUMNS.split(", ").index("resource")  # then the attribute names' position
 _encode = msgspec.msgpack.Encoder().encode
 _decode_reply = msgspec.msgpack.Decoder(Reply).decode
 
@@ -74,13 +76,15 @@ class Write:
     metrics: Sequence[dict[str, Any]] = ()
     drops: dict[str, Any] | None = None
     params: list[Any] = field(init=False)
+    resources: list[tuple[str | None, str | None, str, str]] = field(init=False)
+    keys: list[str] = field(init=False)
     events: list[tuple[Any, ...]] = field(init=False)
-    terms: list[tuple[str, str]] = field(init=False)
+    terms: list[tuple[str, list[str]]] = field(init=False)
     metric_rows: list[tuple[Any, ...]] = field(init=False)
 
     def __post_init__(self) -> None:
         """Raises (orjson's error) for data that cannot be encoded: that write alone is refused."""
-        self.params = _span_params(self.spans)
+        self.params, self.resources, self.keys = _span_params(self.spans)
         self.events = _event_rows(self.spans)
         self.terms = _terms(self.spans)
         p = self.process
@@ -105,28 +109,29 @@ def _term_value(value: Any) -> str | None:
     return None
 
 
-def _terms(spans: Iterable[SpanRecord]) -> list[tuple[str, str]]:
-    """The (trace id, term) pairs of the filter index for these spans, each once: `n:` name, `s:`
-    service, `a:key=value` of each scalar attribute (of the span and its events), `e:` event name.
-    Made here, on the event loop, from the records' dicts, instead of parsed back out of JSON by
-    the writer."""
-    terms: set[tuple[str, str]] = set()
-    add = terms.add
+def _terms(spans: Iterable[SpanRecord]) -> list[tuple[str, list[str]]]:
+    """The terms of the filter index for these spans, by trace, each once: `n:` name, `s:` service,
+    `a:key=value` of each scalar attribute (of the span and its events), `e:` event name. Made
+    here, on the event loop, from the records' dicts, instead of parsed back out of JSON by the writer."""
+    by_trace: dict[str, set[str]] = {}
     for r in spans:
-        t = r.trace_id
-        add((t, "n:" + r.name))
+        terms = by_trace.get(r.trace_id)
+        if terms is None:
+            terms = by_trace[r.trace_id] = set()
+        add = terms.add
+        add("n:" + r.name)
         service = r.resource.get(semconv.SERVICE_NAME)
         if type(service) is str:
-            add((t, "s:" + service))
+            add("s:" + service)
         for key, value in r.attributes.items():
             if (text := _term_value(value)) is not None:
-                add((t, f"a:{key}={text}"))
+                add(f"a:{key}={text}")
         for event in r.events:
-            add((t, "e:" + event["name"]))
+            add("e:" + event["name"])
             for key, value in event.get("attributes", {}).items():
                 if (text := _term_value(value)) is not None:
-                    add((t, f"a:{key}={text}"))
-    return list(terms)
+                    add(f"a:{key}={text}")
+    return [(t, list(terms)) for t, terms in by_trace.items()]
 
 
 class _Repeats:
@@ -144,30 +149,49 @@ class _Repeats:
         return self.text
 
 
-def _span_params(spans: Iterable[SpanRecord]) -> list[Any]:
-    """The 19 column values of every span, flat, in `SPAN_COLUMNS` order (bound to multi-row INSERTs)."""
+def _span_params(spans: Iterable[SpanRecord]) -> tuple[list[Any], list[tuple[str | None, str | None, str, str]], list[str]]:
+    """The 17 wire values of every span, flat, in `WIRE_COLUMNS` order; the write's distinct
+    (process id, service, resource JSON, scope JSON) and attribute-name lists (JSON), which the
+    spans name by position."""
     resources, scopes = _Repeats(), _Repeats()
+    resource_at: dict[tuple[str | None, str, str], int] = {}
+    resource_rows: list[tuple[str | None, str | None, str, str]] = []
+    keys_at: dict[str, int] = {}
     params: list[Any] = []
     add = params.extend
+    dumps = orjson.dumps
     for r in spans:
         attrs = r.attributes
         attempts = attrs.get(semconv.ATTEMPTS)
-        service = r.resource.get(semconv.SERVICE_NAME)
+        key = (r.process_id, resources.dumps(r.resource), scopes.dumps(r.scope))
+        resource = resource_at.get(key)
+        if resource is None:
+            resource = resource_at[key] = len(resource_rows)
+            service = r.resource.get(semconv.SERVICE_NAME)
+            resource_rows.append((key[0], service if type(service) is str else None, key[1], key[2]))
+        names = dumps(list(attrs)).decode()
+        keys = keys_at.get(names)
+        if keys is None:
+            keys = keys_at[names] = len(keys_at)
         add((
             r.trace_id, r.span_id, r.parent_span_id, r.name, r.kind, r.state, r.start_ns, r.end_ns,
             r.status_code, r.status_message, None if r.state == "started" else outcome_of(attrs, r.status_code),
-            attempts if type(attempts) is int and 0 <= attempts <= MAX_INT else None, r.process_id, service if type(service) is str else None,
-            orjson.dumps(attrs).decode(), _dumps(r.events) if r.events else None, _dumps(r.links) if r.links else None,
-            resources.dumps(r.resource), scopes.dumps(r.scope),
+            attempts if type(attempts) is int and 0 <= attempts <= MAX_INT else None, resource, keys,
+            dumps(list(attrs.values())).decode(), _dumps(r.events) if r.events else None, _dumps(r.links) if r.links else None,
         ))
-    return params
+    return params, resource_rows, list(keys_at)
 
 
 def _event_rows(spans: Iterable[SpanRecord]) -> list[tuple[Any, ...]]:
-    """Retry, debug and queue events, indexed on their own for `/api/retries`, `/api/debug` and
-    `/api/queues` (a queue item's wait is a link attribute on the consumer's span)."""
+    """Retry, debug and queue events, and concurrency limits, indexed on their own for `/api/retries`,
+    `/api/debug`, `/api/queues` and `/api/limits` (a queue item's wait is a link attribute on the
+    consumer's span; a limit's row is stored as its span starts and replaced as it ends)."""
     rows: list[tuple[Any, ...]] = []
     for r in spans:
+        limit = r.attributes.get(semconv.CONCURRENCY_LIMIT)
+        if limit is not None:
+            peak = r.attributes.get(semconv.CONCURRENCY_PEAK)
+            rows.append((r.trace_id, r.span_id, r.name, "concurrency", r.start_ns, _dumps({"limit": limit, "peak": peak, "end_ns": r.end_ns})))
         if r.state != "ended" or not (r.events or r.links or semconv.DEBUG_CREATION_STACK in r.attributes):
             continue
         for i, event in enumerate(r.events):
@@ -194,8 +218,22 @@ def _request(writes: Sequence[Write], now: int) -> SpanWrite:
             continue
         latest[p.id] = (p, w.drops if w.drops is not None else latest.get(p.id, (p, None))[1])
         metrics.extend(w.metric_rows)
+    spans: list[Any] = []
+    resources: list[tuple[str | None, str | None, str, str]] = []
+    keys: list[str] = []
+    for w in writes:  # each write's positions in its own lists, moved past the writes' before it
+        if resources or keys:
+            first = len(spans)
+            spans += w.params
+            for i in range(first + _RESOURCE, len(spans), _WIRE):
+                spans[i] += len(resources)
+                spans[i + 1] += len(keys)
+        else:
+            spans += w.params
+        resources += w.resources
+        keys += w.keys
     return SpanWrite(
-        spans=list(chain.from_iterable(w.params for w in writes)),
+        spans=spans, resources=resources, keys=keys,
         terms=list(chain.from_iterable(w.terms for w in writes)),
         trace_ids=_dumps(list({r.trace_id for w in writes for r in w.spans})),
         events=list(chain.from_iterable(w.events for w in writes)),
@@ -206,7 +244,7 @@ def _request(writes: Sequence[Write], now: int) -> SpanWrite:
 
 
 def row_to_record(row: Sequence[Any]) -> SpanRecord:
-    """A `SELECT {SPAN_COLUMNS}` row back into a record."""
+    """A `SELECT {SPAN_COLUMNS} FROM {SPAN_TABLES}` row back into a record."""
     return SpanRecord(
         trace_id=row[0], span_id=row[1], parent_span_id=row[2], name=row[3], kind=row[4],
         state=row[5], start_ns=row[6], end_ns=row[7], status_code=row[8], status_message=row[9],
@@ -264,7 +302,7 @@ class Store:
             raise StoreError(f"{exc} as it started; its error is in the log above", transient=True) from None
         if reply.error is not None:
             self._stop_writer()
-            raise StoreError(reply.error, transient=True)  # the file may come back (a disk remounted, a lock freed)
+            raise StoreError(reply.error, transient=reply.transient)  # transient: the file may come back (a disk remounted, a lock freed)
 
     def _stop_writer(self) -> None:
         """End of input: the writer finishes its request, closes the database and exits."""

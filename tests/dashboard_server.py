@@ -25,6 +25,7 @@ import uvicorn
 from opto_dashboard.app import create_app
 from opto_dashboard.connections import server_options
 from opto_dashboard.ingest import MAX_FRAME_BYTES
+from opto_dashboard.writer import SpanWrite
 
 __all__ = ["Dashboard", "DashboardProcess", "listening_socket", "serve_command", "run_program", "span_record", "hello_frame", "ROOT"]
 
@@ -139,3 +140,15 @@ def span_record(trace_id: str, span_id: str, name: str = "work", /, *, parent: s
     }
     record.update(fields)
     return record
+
+
+def span_write(rows: list[list[Any]]) -> SpanWrite:
+    """A writer request for span rows in WIRE_COLUMNS order whose resource and attribute names are
+    given as values, a (process id, service, resource JSON, scope JSON) tuple and a JSON list,
+    instead of positions in the request's lists."""
+    resources: dict[tuple[Any, ...], int] = {}
+    keys: dict[str, int] = {}
+    flat: list[Any] = []
+    for r in rows:
+        flat += [*r[:12], resources.setdefault(tuple(r[12]), len(resources)), keys.setdefault(r[13], len(keys)), *r[14:]]
+    return SpanWrite(flat, json.dumps(sorted({r[0] for r in rows})), [], [], [], [], resources=list(resources), keys=list(keys))

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from dashboard_server import Dashboard
+from dashboard_server import Dashboard, span_write
 from opto.telemetry import semconv
 from opto_dashboard import queries, writer
 from opto_dashboard.queries import TraceFilter
@@ -161,9 +161,9 @@ async def test_broad_and_narrow_filters_find_the_same_traces(served: tuple[Dashb
 
 
 def span_row(trace_id: str, span_id: str, name: str, attributes: dict[str, Any]) -> list[Any]:
-    """A span row in SPAN_COLUMNS order."""
-    return [trace_id, span_id, None, name, "internal", "ended", 1, 2, "unset", "", "ok", None, None, "svc",
-            json.dumps(attributes), None, None, "{}", "{}"]
+    """A span's values in WIRE_COLUMNS order, its resource and attribute names as values (`span_write`)."""
+    return [trace_id, span_id, None, name, "internal", "ended", 1, 2, "unset", "", "ok", None, (None, "svc", "{}", "{}"),
+            json.dumps(list(attributes)), json.dumps(list(attributes.values())), None, None]
 
 
 def store(db: sqlite3.Connection, request: SpanWrite | Prune) -> None:
@@ -174,7 +174,7 @@ def store(db: sqlite3.Connection, request: SpanWrite | Prune) -> None:
 
 def terms(db: sqlite3.Connection) -> list[tuple[str, str]]:
     return db.execute(
-        "SELECT t.trace_id, terms.term FROM trace_terms JOIN terms ON terms.id = term_id "
+        "SELECT lower(hex(t.trace_id)), terms.term FROM trace_terms JOIN terms ON terms.id = term_id "
         "JOIN traces t ON t.rowid = trace_ref ORDER BY 1, 2").fetchall()
 
 
@@ -183,8 +183,8 @@ def test_pruned_traces_take_their_terms_and_unused_vocabulary(tmp_path: Path) ->
     try:
         old, new = "a" * 32, "b" * 32
         rows = [span_row(old, "1" * 16, "gone", {"k": "old"}), span_row(new, "2" * 16, "kept", {"k": "new"})]
-        store(db, SpanWrite([v for r in rows for v in r], json.dumps([old, new]), [], [], [], []))
-        db.execute("UPDATE traces SET start_ns = 0 WHERE trace_id = ?", (old,))
+        store(db, span_write(rows))
+        db.execute("UPDATE traces SET start_ns = 0 WHERE trace_id = ?", (bytes.fromhex(old),))
         store(db, Prune(1, None))
         assert terms(db) == [(new, "a:k=new"), (new, "n:kept"), (new, "s:svc")]
         assert sorted(t for (t,) in db.execute("SELECT term FROM terms")) == ["a:k=new", "n:kept", "s:svc"]
@@ -199,37 +199,8 @@ def test_rewritten_trace_keeps_its_terms(tmp_path: Path) -> None:
         trace = "c" * 32
         for i, name in enumerate(("first", "second")):
             row = span_row(trace, f"{i:016x}", name, {})
-            store(db, SpanWrite(row, json.dumps([trace]), [], [], [], []))
+            store(db, span_write([row]))
         assert [term for _, term in terms(db)] == ["n:first", "n:second", "s:svc"]
-    finally:
-        db.close()
-
-
-def test_terms_kept_before_full_text_search_are_indexed_on_opening(tmp_path: Path) -> None:
-    path = str(tmp_path / "fts.db")
-    db = open_database(path)
-    trace = "e" * 32
-    store(db, SpanWrite(span_row(trace, "1" * 16, "before_search", {}), json.dumps([trace]), [], [], [], []))
-    db.executescript("DROP TABLE terms_fts; DROP TRIGGER terms_added; DROP TRIGGER terms_removed;")
-    db.close()
-    db = open_database(path)
-    try:
-        sql, params = queries.traces_sql(TraceFilter(text="before"))[0]
-        assert [row[0] for row in db.execute(sql, params)] == [trace]
-    finally:
-        db.close()
-
-
-def test_a_database_of_an_earlier_version_gets_its_terms(tmp_path: Path) -> None:
-    path = str(tmp_path / "old.db")
-    db = open_database(path)
-    trace = "d" * 32
-    store(db, SpanWrite(span_row(trace, "1" * 16, "legacy", {"k": 1}), json.dumps([trace]), [], [], [], []))
-    db.executescript("DROP TABLE trace_terms; DROP TABLE terms;")
-    db.close()
-    db = open_database(path)
-    try:
-        assert terms(db) == [(trace, "a:k=1"), (trace, "n:legacy"), (trace, "s:svc")]
     finally:
         db.close()
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from dashboard_server import Dashboard
+from dashboard_server import Dashboard, span_write
 from opto_dashboard import writer
 from opto_dashboard.cli import build_parser, parse_size
-from opto_dashboard.writer import Prune, SpanWrite, open_database, used_bytes
+from opto_dashboard.writer import Prune, open_database, used_bytes
 from test_dashboard_api import Feed, call, served  # noqa: F401  (the fixture)
 
 
@@ -19,10 +19,10 @@ def write_traces(db, first: int, n: int) -> None:  # type: ignore[no-untyped-def
     rows = []
     for i in range(first, first + n):
         trace = f"{i:032x}"
-        rows.append([trace, f"{i:016x}", None, "work", "internal", "ended", i, i + 1, "unset", "", "ok", None, None, "svc",
-                     json.dumps({"payload": "x" * 1000, "n": i}), None, None, "{}", "{}"])
+        rows.append([trace, f"{i:016x}", None, "work", "internal", "ended", i, i + 1, "unset", "", "ok", None, (None, "svc", "{}", "{}"),
+                     json.dumps(["payload", "n"]), json.dumps(["x" * 1000, i]), None, None])
     db.execute("BEGIN IMMEDIATE")
-    writer._write(db, SpanWrite([v for r in rows for v in r], json.dumps([r[0] for r in rows]), [], [], [], []))
+    writer._write(db, span_write(rows))
     db.execute("COMMIT")
 
 

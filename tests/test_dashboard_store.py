@@ -118,7 +118,7 @@ async def test_a_large_write_is_stored_whole_and_a_span_ended_in_it_is_not_in_fl
         await store.write([Write([started, ended, *spans])])
         with sqlite3.connect(store.path) as conn:
             assert conn.execute("SELECT count(*) FROM spans").fetchone() == (2001,)
-            assert conn.execute("SELECT state, end_ns FROM spans WHERE span_id = ?", ("f" * 16,)).fetchone() == ("ended", now + 5)
+            assert conn.execute("SELECT state, end_ns FROM spans WHERE span_id = ?", (bytes.fromhex("f" * 16),)).fetchone() == ("ended", now + 5)
             assert conn.execute("SELECT sum(span_count), sum(in_flight) FROM traces").fetchone() == (2001, 0)
     finally:
         await store.close()
@@ -228,5 +228,7 @@ async def test_writes_queued_back_to_back_are_stored_in_order(running: tuple[Sto
         await asyncio.sleep(0)
     assert await asyncio.gather(*submits) == [1] * 8
     with sqlite3.connect(store.path) as conn:
-        assert conn.execute("SELECT count(*), sum(state = 'ended') FROM spans WHERE trace_id = ?", (trace_id,)).fetchone() == (4, 4)
-        assert conn.execute("SELECT in_flight FROM traces WHERE trace_id = ?", (trace_id,)).fetchone() == (0,)
+        assert conn.execute(
+            "SELECT count(*), sum(state = 'ended') FROM spans WHERE trace_ref = (SELECT rowid FROM traces WHERE trace_id = ?)",
+            (bytes.fromhex(trace_id),)).fetchone() == (4, 4)
+        assert conn.execute("SELECT in_flight FROM traces WHERE trace_id = ?", (bytes.fromhex(trace_id),)).fetchone() == (0,)

@@ -10,7 +10,7 @@ import httpx
 from websockets.asyncio.client import connect
 
 from dashboard_server import Dashboard, hello_frame, span_record
-from opto_dashboard.store import SPAN_COLUMNS, Store, row_to_record
+from opto_dashboard.store import SPAN_COLUMNS, SPAN_TABLES, Store, row_to_record
 
 
 async def test_trace_json_equals_the_records_own_encoding(tmp_path: Path) -> None:
@@ -37,7 +37,8 @@ async def test_trace_json_equals_the_records_own_encoding(tmp_path: Path) -> Non
     store = Store(db)
     await store.open()
     try:
-        rows = await store.fetch(f"SELECT {SPAN_COLUMNS} FROM spans WHERE trace_id = ? ORDER BY start_ns, span_id", (trace,))
+        rows = await store.fetch(
+            f"SELECT {SPAN_COLUMNS} FROM {SPAN_TABLES} WHERE t.trace_id = ? ORDER BY s.start_ns, s.span_id", (bytes.fromhex(trace),))
     finally:
         await store.close()
     want = json.loads(json.dumps({"trace_id": trace, "spans": [row_to_record(r).to_json() for r in rows], "next": None}))

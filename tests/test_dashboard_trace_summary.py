@@ -11,26 +11,26 @@ from typing import Any
 import pytest
 
 from opto_dashboard import writer
-from opto_dashboard.writer import SpanWrite, open_database
+from dashboard_server import span_write
+from opto_dashboard.writer import open_database
 
 
 def row(trace_id: str, span_id: str, parent: str | None, start: int, state: str, outcome: str | None = None,
         attempts: int | None = None) -> list[Any]:
-    """A span row in SPAN_COLUMNS order."""
+    """A span's values in WIRE_COLUMNS order, its resource and attribute names as values (`span_write`)."""
     end = start + 10 if state == "ended" else None
     return [trace_id, span_id, parent, f"op-{span_id}", "call", state, start, end, "UNSET", "", outcome, attempts,
-            None, "svc", "{}", None, None, "{}", "{}"]
+            (None, "svc", "{}", "{}"), "[]", "[]", None, None]
 
 
 def write(db: sqlite3.Connection, rows: list[list[Any]]) -> None:
-    trace_ids = writer.json.dumps(sorted({r[0] for r in rows}))
     db.execute("BEGIN IMMEDIATE")
-    writer._write(db, SpanWrite([v for r in rows for v in r], trace_ids, [], [], [], []))
+    writer._write(db, span_write(rows))
     db.execute("COMMIT")
 
 
 def summaries(db: sqlite3.Connection) -> list[tuple[Any, ...]]:
-    return db.execute("SELECT * FROM traces ORDER BY trace_id").fetchall()
+    return db.execute("SELECT * FROM traces ORDER BY trace_id").fetchall()  # the rowids too: the same writes, the same rows
 
 
 def random_writes(seed: int) -> list[list[list[Any]]]:
@@ -76,14 +76,3 @@ def test_updating_a_big_trace_from_each_write_agrees_with_recounting_it(tmp_path
         write(updated, batch)
         assert summaries(updated) == summaries(recounted)
     assert len(summaries(updated)) == 3
-
-
-def test_a_database_from_before_root_span_id_is_given_the_column_and_recounts_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    path = tmp_path / "old.db"
-    with sqlite3.connect(path) as old:
-        old.executescript(writer.SCHEMA.replace(", root_span_id TEXT", ""))
-        old.execute("INSERT INTO traces VALUES ('t', 'stale', NULL, 0, NULL, 999, 0, NULL, 0, 0)")
-    db = open_database(str(path))
-    monkeypatch.setattr(writer, "_BIG", 0)
-    write(db, [row("t", "r1", None, 5, "ended", "ok")])
-    assert summaries(db) == [("t", "op-r1", "svc", 5, 15, 1, 0, "ok", 0, 0, "r1")]

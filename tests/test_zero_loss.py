@@ -23,6 +23,7 @@ import httpx
 import pytest
 
 from dashboard_server import Dashboard, DashboardProcess, run_program
+from opto_dashboard import compact
 
 PROGRAM = """
 import asyncio, sys, opto
@@ -117,12 +118,15 @@ def test_oversized_spans_are_stored_cut_to_the_limits_and_marked(dashboard: Dash
     app.run("flush")
     assert "did not get" not in app.finish()
     assert stored(dashboard.app.state.store.path) == emitted == 4220
+    attributes = "SELECT a FROM (SELECT opto_attributes(s.attributes, k.keys) AS a FROM spans s JOIN attribute_keys k ON k.id = s.keys_ref)"
     with sqlite3.connect(dashboard.app.state.store.path) as db:
-        odd = db.execute("SELECT attributes FROM spans WHERE attributes LIKE '%huge%'").fetchall()
+        compact.register(db)
+        odd = db.execute(attributes + " WHERE a LIKE '%huge%'").fetchall()
     assert len(odd) == 10 and all(json.loads(a)["path"] == "bad\ufffd.txt" for (a,) in odd)
     assert dropped(dashboard)["spans"] == 0
     with sqlite3.connect(dashboard.app.state.store.path) as db:
-        rows = db.execute("SELECT attributes FROM spans WHERE attributes LIKE '%opto.truncated%'").fetchall()
+        compact.register(db)
+        rows = db.execute(attributes + " WHERE a LIKE '%opto.truncated%'").fetchall()
         messages = [m for (m,) in db.execute("SELECT status_message FROM spans WHERE status_code = 'error'")]
     assert len(rows) == 220 and all('"attributes.big"' in a and len(a) > 65_536 for (a,) in rows)
     assert len(messages) == 20 and all(m.startswith("ValueError: mmm") and len(m) <= 4096 for m in messages)
