@@ -7,8 +7,9 @@ The shapes are the peers' bench's (`bench/peers/overhead.py`): `fn(query: str, k
 `{"query": query, "k": k}`, and an async generator of 10 items with the same arguments. The stream
 baselines are the naive wrapper (one `start_as_current_span` around the iteration, which leaves
 its context attached across each `yield`) and the correct one (the span attached around each step
-and detached before each `yield`). Spans go to a BatchSpanProcessor that exports after the run, so
-the count is the calls' own. Each figure is (instructions with N calls - with none) / N.
+and detached before each `yield`). Spans go to a BatchSpanProcessor whose batch is as large as its
+queue, so nothing is exported during the run and the count is the calls' own. Each figure is
+(instructions with N calls - with none) / N; counts still vary by a few percent from run to run.
 `--against` counts the opto variants of another checkout's `sdk/` too (say, the session's start).
 """
 
@@ -38,7 +39,10 @@ def _child(variant: str, n: int) -> None:
             return SpanExportResult.SUCCESS
 
     provider = TracerProvider()
-    provider.add_span_processor(BatchSpanProcessor(Nowhere(), max_queue_size=1 << 20, schedule_delay_millis=3_600_000))
+    # A batch as large as the queue: nothing is exported during the run, so no export thread runs.
+    provider.add_span_processor(
+        BatchSpanProcessor(Nowhere(), max_queue_size=1 << 20, max_export_batch_size=1 << 20, schedule_delay_millis=3_600_000)
+    )
     otel_trace.set_tracer_provider(provider)
     import opto
 
@@ -106,7 +110,8 @@ def _child(variant: str, n: int) -> None:
 
 def _total(variant: str, n: int, sdk_path: str | None) -> int:
     cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, __file__, "--child", variant, str(n)]
-    env = {"PYTHONHASHSEED": "0", "PATH": "/usr/bin:/bin", **({"PYTHONPATH": sdk_path} if sdk_path else {})}
+    # No .pyc written: a run that compiled (after an edit) and one that did not would not cancel out.
+    env = {"PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1", "PATH": "/usr/bin:/bin", **({"PYTHONPATH": sdk_path} if sdk_path else {})}
     out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env).stderr
     return int(next(line for line in out.splitlines() if "Collected" in line).split()[-1])
 

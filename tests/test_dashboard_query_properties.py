@@ -1,5 +1,5 @@
 """Generated query strings against the real app (Hypothesis): every route answers 200, 400 (with
-`{"msg", "detail"}`, counted) or 404, never 500, and the server keeps serving."""
+`{"msg", "detail"}`, counted), 404 or a same-site redirect, never 500, and the server keeps serving."""
 
 from __future__ import annotations
 
@@ -45,6 +45,9 @@ def test_generated_query_strings_never_answer_500(tmp_path: Path) -> None:
             nonlocal refusals
             for path in (route, f"/api/traces/{quote(trace_id, safe='')}" if trace_id else route):
                 response = client.get(path, params=params)
+                if response.status_code == 307:  # an id of "/" makes a path ending in "//": Starlette drops the slash
+                    assert httpx.URL(response.headers["location"]).host == httpx.URL(d.url).host
+                    continue
                 assert response.status_code in (200, 400, 404), (path, params, response.status_code, response.text[:200])
                 if response.status_code == 400:
                     body = response.json()
