@@ -214,7 +214,10 @@ def main() -> None:
     parser.add_argument("--spans", type=int, default=10_000_000, help="spans to store (default 10,000,000)")
     parser.add_argument("--repeat", type=int, default=20, help="times each query is timed (default 20)")
     parser.add_argument("--db", type=Path, default=None, help="keep the database here (default: a temporary directory)")
+    parser.add_argument("--reuse", action="store_true", help="time the queries on the store an earlier run kept at --db, without building it")
     args = parser.parse_args()
+    if args.reuse and (args.db is None or not args.db.exists()):
+        parser.error("--reuse needs --db naming a store an earlier run kept")
     traces = args.spans // SPANS_PER_TRACE
     with tempfile.TemporaryDirectory() as tmp:
         db = args.db or Path(tmp) / "scale.db"
@@ -222,16 +225,26 @@ def main() -> None:
         try:
             now = time.time_ns()
             t0, gap = now - 6 * DAY_NS, 6 * DAY_NS // (traces + traces // 10 + 1)
+            if args.reuse:  # the earlier run's times: its first trace's start and its spacing
+                conn = sqlite3.connect(db)
+                try:
+                    t0, second = (row[0] for row in conn.execute("SELECT start_ns FROM traces ORDER BY rowid LIMIT 2"))
+                    traces = conn.execute("SELECT count(*) FROM traces").fetchone()[0]
+                finally:
+                    conn.close()
+                gap = second - t0
             rates = []
             step = max(1, traces // 10)
-            for first in range(0, traces, step):
+            for first in range(0, 0 if args.reuse else traces, step):
                 n = min(step, traces - first)
                 started = time.perf_counter()
                 asyncio.run(ingest(server.url, first, n, t0, gap))
                 rates.append(n * SPANS_PER_TRACE / (time.perf_counter() - started))
                 print(f"  stored {(first + n) * SPANS_PER_TRACE:>12,} spans: {rates[-1]:>9,.0f} spans/s for this tenth", flush=True)
-            print(f"ingest: last tenth {rates[-1]:,.0f} spans/s, first tenth {rates[0]:,.0f}: {rates[-1] / rates[0]:.2f}x "
-                  f"(goal >= 0.8x); load average {os.getloadavg()[0]:.2f}")
+            if rates:
+                print(f"ingest: last tenth {rates[-1]:,.0f} spans/s, first tenth {rates[0]:,.0f}: {rates[-1] / rates[0]:.2f}x "
+                      f"(goal >= 0.8x); load average {os.getloadavg()[0]:.2f}")
+            load = os.getloadavg()[0]
             newest = t0 + (traces - 1) * gap
             paths = routes(t0, newest, f"{traces // 2 + 1:032x}")
             quiet = time_routes(server.url, paths, args.repeat)
@@ -257,6 +270,7 @@ def main() -> None:
         f50, f95 = floor.get(name, (float("nan"), float("nan")))
         print(f"{name:34} {quiet[name][0]:8.1f} {quiet[name][1]:8.1f} {busy[name][1]:9.1f} {f50:10.1f} {f95:10.1f}")
     worst = max(max(quiet[n][1], busy[n][1]) for n in paths)
+    print(f"\nload average {load:.2f} as the quiet timing began, {os.getloadavg()[0]:.2f} at the end")
     print(f"\nworst p95: {worst:.1f} ms (goal < 100 ms); {size:,} bytes on disk for {stored:,} spans: "
           f"{size / stored:.0f} bytes per span (goal <= 300)")
     print("bytes per span by table and index (dbstat): " + ", ".join(f"{name} {b / stored:.1f}" for name, b in tables if b / stored >= 0.5))
