@@ -3,13 +3,16 @@ caveat, creation stacks with the user's frames first, and long attribute keys re
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
+import subprocess
+import sys
 import time
 
 from playwright.sync_api import Page, expect
 
-from harness import Dashboard, Feeder, span
+from harness import HERE, Dashboard, Feeder, span
 
 __all__: list[str] = []
 
@@ -96,3 +99,16 @@ def test_long_attribute_keys_are_readable_whole(page: Page, dashboard: Dashboard
     cell = page.locator("#detail-body td", has_text="x-very-long").first
     expect(cell).to_have_text(key)
     assert cell.evaluate("c => c.scrollWidth <= c.clientWidth"), "the key is cut off"
+
+
+def test_candidate_prompts_are_readable_whole(page: Page, dashboard: Dashboard) -> None:
+    """The prompt search's long instructions show in full on their candidate cards (wrapped, not cut to one line)."""
+    example = [sys.executable, str(HERE.parent / "examples" / "optimize_prompt.py")]
+    subprocess.run(example, env={**os.environ, "OPTO_DASHBOARD_URL": dashboard.url}, stdout=subprocess.DEVNULL, check=True, timeout=60)
+    search = dashboard.get("/api/optimize")["searches"][0]
+    page.goto(f"{dashboard.url}/optimize/{search['trace_id']}/{search['span_id']}")
+    prompt = page.locator(".cand-params dd", has_text="Answer with one word").first
+    whole = "'Classify the review. Answer with one word: positive or negative.'"  # the parameter's repr
+    expect(prompt).to_have_text(whole)
+    assert prompt.evaluate("d => d.scrollHeight <= d.clientHeight + 1 && d.scrollWidth <= d.clientWidth + 1"), "the prompt is cut off"
+    expect(prompt).to_have_attribute("title", whole)

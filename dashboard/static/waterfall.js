@@ -144,15 +144,20 @@ export class Waterfall {
     const id = row.span.span_id;
     if (open ?? this.collapsed.has(id)) this.collapsed.delete(id);
     else this.collapsed.add(id);
-    const before = this.selectedSpan();
-    this.show();
-    if (this.selectedSpan() && this.selectedSpan() !== before) this.onSelect(this.selectedSpan(), true);
+    this.reshow();
   }
 
   /** Collapse every subtree below the roots' children (`open`: expand everything). */
   collapseAll(open = false) {
     this.collapsed = new Set(open ? [] : this.all.filter((r) => r.size && r.depth >= 1).map((r) => r.span.span_id));
+    this.reshow();
+  }
+
+  /** Show the rows after a collapse; the detail follows a selection that moved to its collapsed row. */
+  reshow() {
+    const before = this.selectedSpan();
     this.show();
+    if (this.selectedSpan() && this.selectedSpan() !== before) this.onSelect(this.selectedSpan(), true);
   }
 
   /** Mark the spans whose name, ids, service or attributes contain `text`; returns how many. */
