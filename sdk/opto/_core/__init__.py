@@ -2,12 +2,13 @@
 
 `opto.trace` builds its public names from the names below, and only these: options and their
 checks, the engine (`Calls`, `Call` and its one `end`), the one exception-to-outcome rule
-(`outcome_of`), capture, ad-hoc spans, scope, retry, debug and loops. Nothing here imports `opto.trace`.
+(`outcome_of`), capture, ad-hoc spans, scope, retry, debug and loops; the asyncio instrumentation. Nothing here imports `opto.trace`.
 """
 
 from .adhoc import add_event, set_attributes, span
 from .capture import DEFAULT_MAX_LENGTH, MASK, capture_into, capture_named, looks_secret, safe_repr
 from .debug import set_async_debug
+from .instrument import instrument_asyncio, uninstrument_asyncio
 from .engine import Calls, is_traced_call, wrap_coroutine_function, wrap_function
 from .options import NOT_SET, OPTION_NAMES, Options, check_options, check_timeout, label
 from .outcome import outcome_of, record_error
@@ -16,7 +17,7 @@ from .scope import CALL, HANDOFF, SCOPE, HandOff, Limiter, Scope
 from .stream import wrap_async_generator_function
 
 __all__ = [
-    "add_event", "set_attributes", "span",
+    "add_event", "set_attributes", "span", "instrument_asyncio", "uninstrument_asyncio",
     "DEFAULT_MAX_LENGTH", "MASK", "capture_into", "capture_named", "looks_secret", "safe_repr", "set_async_debug",
     "Calls", "is_traced_call", "wrap_coroutine_function", "wrap_function",
     "NOT_SET", "OPTION_NAMES", "Options", "check_options", "check_timeout", "label",

@@ -19,7 +19,7 @@ from opentelemetry.sdk.resources import OTELResourceDetector, Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
 
-from . import _facade, live, otlp, scrub as _scrub, semconv
+from . import _facade, instrumentation, live, otlp, scrub as _scrub, semconv
 from ._durations import CallDurations
 
 __all__ = ["configure", "shutdown"]
@@ -73,6 +73,8 @@ def configure(
     otlp_headers: Mapping[str, str] | None = None,
     dashboard: str | None = None,
     scrub: _scrub.Scrub | None = None,
+    asyncio: bool | None = None,
+    introspection: bool | None = None,
 ) -> None:
     """Send OpenTrace telemetry somewhere.
 
@@ -83,9 +85,15 @@ def configure(
     metrics over OTLP/HTTP, sending `otlp_headers`. `dashboard` (else `OPTO_DASHBOARD_URL`), such as
     "http://127.0.0.1:8765", streams span starts and ends to opto-dashboard. `scrub`
     (`opto.Scrub(extra_patterns=..., callback=...)`) adds secret-name patterns to the defaults and
-    a callback that may let a matched value through; None keeps the defaults. Calling it is
-    optional: without it, spans go to whatever the app set up.
+    a callback that may let a matched value through; None keeps the defaults. `asyncio=True`
+    instruments asyncio (`opto.instrument_asyncio()`: every task, loop lag, blocked-loop
+    reports), False switches it off; `introspection=True` lets the dashboard ask this process
+    where its tasks are awaiting even with asyncio off (None leaves either as it is). Calling it
+    is optional: without it, spans go to whatever the app set up.
     """
+    for switch, value in (("asyncio", asyncio), ("introspection", introspection)):
+        if value is not None and not isinstance(value, bool):
+            raise TypeError(f"{switch} must be True, False or None, got {value!r}")
     if scrub is not None and not isinstance(scrub, _scrub.Scrub):
         raise TypeError(f"scrub must be an opto.Scrub(extra_patterns=..., callback=...), got {type(scrub).__name__}")
     _scrub.set_scrub(scrub)
@@ -103,6 +111,8 @@ def configure(
     readers += otlp_readers
     resource_given = service_name is not None or bool(resource_attributes)
     _install(resource, processors, readers, durations, resource_given)
+    if asyncio is not None or introspection is not None:
+        instrumentation.switch(asyncio, introspection)
 
 
 class _LateProvider(logging.Filter):
