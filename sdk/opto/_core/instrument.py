@@ -39,6 +39,7 @@ class _State:
     new_event_loop: Callable[[], asyncio.AbstractEventLoop] | None = None  # our wrapper, set on `policy`
 
 
+MAX_LOOPS = 8  # loops described in a snapshot (the dashboard takes no more)
 _state = _State()
 _loops: dict[int, _Attached] = {}
 _lock = threading.RLock()
@@ -159,7 +160,7 @@ def asyncio_snapshot() -> dict[str, Any] | None:
     board = _state.board
     if board is None and not _state.introspection:
         return None
-    loops = [a.health.snapshot() for a in list(_loops.values()) if a.health is not None]
+    loops = [a.health.snapshot() for a in list(_loops.values()) if a.health is not None][:MAX_LOOPS]
     return {
         "tasks": board.snapshot() if board is not None else None, "loops": loops,
         "introspection": True, "threshold_s": _state.threshold_s,
