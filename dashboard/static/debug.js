@@ -3,6 +3,7 @@ import { $, h, names, setRows } from "/static/dom.js";
 import { seconds, time, value } from "/static/format.js";
 import { latest, report, throttle } from "/static/api.js";
 import { onLive } from "/static/socket.js";
+import { mountIncidents } from "/static/incidents.js";
 
 const KEEP = 500;
 const fetchEvents = latest();
@@ -71,3 +72,5 @@ pause.addEventListener("change", () => { if (!pause.checked) load(); });
 const refresh = throttle(() => load(), 1000);
 onLive((message) => { if (message.type === "update" && message.new_spans && !pause.checked) refresh(); });
 load();
+
+mountIncidents($("#events"));

@@ -2,6 +2,7 @@
 // DOM (virtualised), so a 10,000-span trace opens as fast as a small one and scrolls smoothly.
 import { h, names } from "/static/dom.js";
 import { duration } from "/static/format.js";
+import { whereButton } from "/static/where.js";
 
 const ROW = 26;
 const OVERSCAN = 12;
@@ -173,11 +174,16 @@ export class Waterfall {
     const indent = Math.min(depth, MAX_INDENT_LEVELS) * INDENT;
     const name = h("div", { class: "wf-name", style: `padding-left:${10 + indent}px`, title: span.name },
       h("span", { class: `dot swatch ${outcome}` }),
-      h("span", { class: "label" }, span.name));
+      h("span", { class: "label" }, span.name), whereNow(span));
     return h("div", {
       class: "wf-row", id: `wf-row-${i}`, role: "treeitem", "aria-level": depth + 1,
       "aria-selected": i === this.selected ? "true" : "false", "data-index": i, "data-depth": depth,
       "data-span-id": span.span_id, "data-outcome": outcome,
     }, name, track);
   }
+}
+
+/** "Where is it now?" on a running span: its process answers with the await chain, if it allows. */
+function whereNow(span) {
+  return span.state === "started" && span.process_id ? whereButton(span.process_id, { span_id: span.span_id }) : null;
 }
