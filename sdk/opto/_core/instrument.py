@@ -152,7 +152,7 @@ def _detach(attached: _Attached, keep: bool = False) -> None:
 def _site_of(task: asyncio.Task[Any]) -> str:
     board = _state.board
     live = board.live.get(id(task)) if board is not None else None
-    return live.site.where.label if live is not None and live.site.where is not None else ""
+    return live[0].where.label if live is not None and live[0].where is not None else ""
 
 
 def asyncio_snapshot() -> dict[str, Any] | None:
