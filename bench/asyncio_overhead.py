@@ -60,7 +60,7 @@ def _count(mode: str, n: int) -> None:
     asyncio.run(run())
 
 
-def instructions(mode: str, n: int = 5000) -> float:
+def instructions(mode: str, n: int = 10_000) -> float:
     """Instructions per create_task+await: a run of `n` less a run of none, under callgrind."""
     def total(k: int) -> int:
         cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, __file__, "--count", mode, str(k)]

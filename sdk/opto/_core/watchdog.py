@@ -1,7 +1,7 @@
 """Loop health: a lag monitor on the loop and a watchdog thread that reports a blocked loop.
 
 The monitor is a callback the loop runs every `threshold / 4`: how late it runs is the loop's
-scheduling delay (lag). The watchdog thread checks each tick that the callback keeps running;
+scheduling delay (lag). The watchdog thread checks every `threshold / 2` that the callback keeps running;
 when it is later than the threshold, the loop's thread is stuck in something that does not
 await, and the watchdog samples that thread's Python stack (`sys._current_frames`, read-only),
 starts an `opto.loop.blocked` span from when the loop stopped answering, adds an event to the
@@ -89,7 +89,8 @@ class LoopHealth:
     def _watch(self) -> None:
         incident: _Incident | None = None
         running = False
-        while not self._stop.wait(self.tick):
+        while not self._stop.wait(self.tick * 2):  # half as often as the beats: cheaper when idle, and a
+            # spell is still seen within threshold + 3 ticks (1.75x the threshold)
             if self.loop.is_closed():
                 break
             was_running, running = running, self.loop.is_running()
