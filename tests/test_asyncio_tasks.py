@@ -208,3 +208,27 @@ def test_configure_switches_it_on_and_off() -> None:
     assert instrument.asyncio_snapshot() is not None
     opto.configure(asyncio=False)
     assert instrument.asyncio_snapshot() is None
+
+
+def test_tasks_still_pending_when_their_loop_closes_are_counted_as_never_finished() -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        async def forever() -> None:
+            await asyncio.get_running_loop().create_future()
+
+        async def start() -> asyncio.Task[None]:
+            opto.instrument_asyncio()
+            task = asyncio.create_task(forever())  # never finishes
+            await asyncio.sleep(0)
+            return task
+
+        task = loop.run_until_complete(start())
+        (attached,) = instrument._loops.values()
+        watchdog = attached.health
+        assert watchdog is not None
+    finally:
+        loop.close()
+    watchdog.stop()  # it notices the closed loop on its next check; stop() waits for it
+    (site,) = [s for s in _sites().values() if s["function"].endswith("start")]
+    assert (site["never_finished"], site["live"]) == (1, 0)
+    assert not task.done()

@@ -141,3 +141,17 @@ def test_an_asyncio_frame_before_hello_is_refused(dashboard: Dashboard) -> None:
         ws.send(json.dumps({"type": "asyncio", "loops": []}))
         assert "send a hello frame first" in json.loads(ws.recv(timeout=30))["detail"]
     assert dashboard.get("/api/tasks") == {"processes": []}
+
+
+def test_the_task_board_keeps_the_latest_picture_of_at_most_max_processes() -> None:
+    from opto_dashboard.records import ProcessInfo
+    from opto_dashboard.tasks import MAX_PROCESSES, TaskBoard
+
+    board = TaskBoard()
+    for i in range(MAX_PROCESSES + 5):
+        board.take(ProcessInfo(f"{i:032x}", "svc", i, "h", "sdk", 0), {"type": "asyncio", "loops": []})
+    board.take(ProcessInfo(f"{7:032x}", "svc", 7, "h", "sdk", 0), {"type": "asyncio", "loops": [], "tasks": {"live": 2, "sites": [], "recent": []}})
+    listed = board.tasks()["processes"]
+    assert len(listed) == MAX_PROCESSES
+    assert listed[0]["process"]["pid"] == 7 and listed[0]["live"] == 2  # heard from last: listed first
+    assert {p["process"]["pid"] for p in listed} == set(range(5, MAX_PROCESSES + 5))  # the first five went
