@@ -3,7 +3,9 @@
 `on_start`/`on_end` run on the application's thread and only append to a bounded deque (when it
 is full the oldest record is dropped and counted). A named daemon thread owns the connection: it
 encodes and sends batches, keeps each frame until the dashboard acks it, resends unacked frames
-after reconnecting (with jittered backoff), and never raises into the application.
+after reconnecting (with jittered backoff), and never raises into the application. With the
+asyncio instrumentation on, it also sends its snapshot each second and answers the dashboard's
+await-stack requests (docs/asyncio.md).
 """
 
 from __future__ import annotations
@@ -304,7 +306,8 @@ class LiveSpanProcessor(SpanProcessor):
             self._stop.wait(_LINGER_S)
 
     def _receive(self, ws: Any, timeout: float) -> None:
-        """Take acks (and error replies) until none is waiting; `_NotStored` when the dashboard
+        """Take acks (and error replies) until none is waiting, answering the dashboard's
+        await-stack requests met on the way (`telemetry.instrumentation`); `_NotStored` when the dashboard
         could not store a frame for now (its frames stay unacked, to be resent)."""
         while True:
             try:
