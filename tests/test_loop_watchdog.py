@@ -112,3 +112,19 @@ def test_uvloop_a_blocked_loop_is_reported(spans: Spans) -> None:
     span = spans.one(semconv.SPAN_LOOP_BLOCKED)
     assert (span.attributes or {})[semconv.CODE_LINE_NUMBER] == _line_of("# blocks the loop", _blocks)
     assert not _watchdogs()
+
+
+async def test_lag_and_live_tasks_are_opentelemetry_gauges(metric_points: Any) -> None:
+    opto.instrument_asyncio(threshold_s=0.05)
+    await _wait_for_the_monitor()
+    release = asyncio.Event()
+    parked = asyncio.create_task(release.wait())  # a live task
+    await _blocks()
+    while not any(a.health is not None and max(a.health.lags, default=0) > 0.05 for a in instrument._loops.values()):
+        await asyncio.sleep(0)  # the monitor's overdue beat runs, and records the lag
+    (p99,) = metric_points(semconv.METRIC_LOOP_LAG, {semconv.LOOP_QUANTILE: "p99"})
+    assert p99.value > 0.05
+    (live,) = [p for p in metric_points(semconv.METRIC_TASKS_LIVE, {}) if p.value == 1]
+    assert str(live.attributes[semconv.TASK_SITE]).endswith("test_lag_and_live_tasks_are_opentelemetry_gauges")
+    release.set()
+    await parked

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from ..telemetry import instrumentation
+from opentelemetry.metrics import CallbackOptions, Observation
+
+from .. import telemetry
+from ..telemetry import instrumentation, semconv
 from .await_stack import chain, find
 from .tasks import TaskBoard, TaskFactory, ExceptionHandler
 from .watchdog import DEFAULT_THRESHOLD_S, LoopHealth
@@ -190,6 +193,28 @@ def answer_stack_request(request: dict[str, Any]) -> dict[str, Any]:
             return {"type": "stack", "id": rid, **chain(task, loop, thread_id, span_id)}
     what = f"task {task_id}" if task_id is not None else f"span {span}"
     return {"type": "stack", "id": rid, "error": "not found", "detail": f"no pending task of this process is {what}: it may have finished"}
+
+
+def _observe_lag(options: CallbackOptions) -> Iterator[Observation]:
+    """Each instrumented loop's lag (p50, p99, max over the last minute), for OpenTelemetry readers."""
+    for attached in list(_loops.values()):
+        if attached.health is not None:
+            snap = attached.health.snapshot()
+            for quantile in ("p50", "p99", "max"):
+                if (value := snap[f"lag_{quantile}_s"]) is not None:
+                    yield Observation(value, {semconv.LOOP_QUANTILE: quantile})
+
+
+def _observe_tasks(options: CallbackOptions) -> Iterator[Observation]:
+    """Pending tasks by creation site (at most MAX_SITES and "(other)")."""
+    board = _state.board
+    if board is not None:
+        for site in board.snapshot()["sites"]:
+            yield Observation(site["live"], {semconv.TASK_SITE: site["site"]})
+
+
+telemetry.METER.create_observable_gauge(semconv.METRIC_LOOP_LAG, [_observe_lag], unit="s", description="Event loop scheduling lag")
+telemetry.METER.create_observable_gauge(semconv.METRIC_TASKS_LIVE, [_observe_tasks], unit="{task}", description="Pending asyncio tasks, by creation site")
 
 
 def _switch(asyncio_on: bool | None, introspection: bool | None) -> None:

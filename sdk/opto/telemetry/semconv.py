@@ -31,7 +31,8 @@ __all__ = [
     "TASKS_COMPLETED", "TASKS_FAILED", "TASKS_TIMED_OUT", "TASKS_CANCELLED", "TASKS_RETRIED",
     "BATCH_INDEX", "BATCH_SIZE", "BATCH_COUNT", "BATCH_ITEMS",
     "SPAN_LOOP_BLOCKED", "KIND_LOOP_BLOCKED", "EVENT_LOOP_BLOCKED", "LOOP_BLOCKED_S", "LOOP_THRESHOLD_S", "LOOP_STACK",
-    "SPAN_TASK", "KIND_ASYNCIO_TASK", "TASK_SITE", "TASK_PARENT_SITE",
+    "SPAN_TASK", "KIND_ASYNCIO_TASK", "TASK_SITE", "TASK_PARENT_SITE", "METRIC_LOOP_LAG", "METRIC_TASKS_LIVE",
+    "LOOP_QUANTILE",
 ]
 
 # OpenTelemetry semantic conventions.
@@ -175,3 +176,6 @@ SPAN_TASK: Final = "opto.task"
 KIND_ASYNCIO_TASK: Final = "asyncio.task"
 TASK_SITE: Final = "opto.task.site"  # where the task was created: "file:line function"
 TASK_PARENT_SITE: Final = "opto.task.parent_site"  # where the task that created it was created
+METRIC_LOOP_LAG: Final = "opto.loop.lag"  # gauge, seconds: the loop's scheduling lag over the last minute
+LOOP_QUANTILE: Final = "opto.loop.quantile"  # its attribute: "p50", "p99" or "max"
+METRIC_TASKS_LIVE: Final = "opto.tasks.live"  # gauge: pending tasks, by creation site (TASK_SITE)
