@@ -17,6 +17,7 @@ from starlette.routing import Route
 from opto.telemetry import semconv
 
 from . import queries, shapes
+from .introspect import Introspect, Unanswered
 from .records import MAX_INT, RecordError, check_id
 from .store import SPAN_TABLES, QueryTimeout, Store
 
@@ -594,6 +595,40 @@ def _search(row: Sequence[Any], steps: list[Any]) -> dict[str, Any]:
     return {"search": summary, "depths": [depths[i] for i in sorted(depths)], "history": history, "skipped": skipped}
 
 
+async def tasks(request: Request) -> dict[str, Any]:
+    """Live tasks by creation site, per instrumented process (docs/asyncio.md)."""
+    return request.app.state.tasks.tasks()  # type: ignore[no-any-return]
+
+
+async def loop(request: Request) -> dict[str, Any]:
+    """Each instrumented process's loop lag and blocked-loop incidents."""
+    return request.app.state.tasks.loop()  # type: ignore[no-any-return]
+
+
+_HEX16 = re.compile(r"[0-9a-f]{16}")
+_STACK_STATUS = {"refused": 403, "not found": 404, "invalid": 400, "failed": 502}
+
+
+async def await_stack(request: Request) -> Response:
+    """Ask a connected process where a task (`task`) or the task running a span (`span_id`) is now."""
+    q = request.query_params
+    process = check_id(q.get("process"), 32, "process")
+    task = _param(q, "task", _nonneg_int)
+    span_id = q.get("span_id") or None
+    if span_id is not None and _HEX16.fullmatch(span_id) is None:
+        raise BadParameter(f"span_id: expected 16 lowercase hex chars, got {span_id[:40]!r}")
+    if (task is None) == (span_id is None):
+        raise BadParameter("task or span_id: give exactly one")
+    introspect: Introspect = request.app.state.introspect
+    try:
+        answer = await introspect.ask(process, {"task": task} if task is not None else {"span_id": span_id})
+    except Unanswered as exc:
+        return JSONResponse({"msg": exc.msg, "detail": exc.detail}, status_code=exc.status)
+    if "error" in answer:
+        return JSONResponse({"msg": answer["error"], "detail": answer["detail"]}, status_code=_STACK_STATUS[answer["error"]])
+    return JSONResponse({"process": process, **answer})
+
+
 routes = [
     Route("/api/traces", _endpoint(traces)),
     Route("/api/traces/{trace_id}", _endpoint(trace)),
@@ -604,6 +639,9 @@ routes = [
     Route("/api/metrics", _endpoint(metrics)),
     Route("/api/limits", _endpoint(limits)),
     Route("/api/debug", _endpoint(debug)),
+    Route("/api/tasks", _endpoint(tasks)),
+    Route("/api/loop", _endpoint(loop)),
+    Route("/api/await-stack", _endpoint(await_stack)),
     Route("/api/optimize", _endpoint(optimize_searches)),
     Route("/api/optimize/{trace_id}/{span_id}", _endpoint(optimize_search)),
 ]

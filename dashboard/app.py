@@ -15,11 +15,13 @@ from . import api, hub, ingest, otlp, pages
 from .headers import SecurityHeadersMiddleware
 from .hosts import HostRule
 from .hub import Hub
+from .introspect import Introspect
 from .pipeline import Pipeline
 from .refusals import Refusals
 from .security import AccessMiddleware, check_token
 from .stats import Stats
 from .store import Store
+from .tasks import TaskBoard
 
 __all__ = ["create_app"]
 
@@ -83,4 +85,6 @@ def create_app(
     app.state.token = token
     app.state.refused = refused
     app.state.otlp_gate = otlp.decode_gate()
+    app.state.tasks = TaskBoard()  # asyncio pictures of instrumented processes (tasks.py)
+    app.state.introspect = Introspect()  # await-stack requests to connected processes (introspect.py)
     return app

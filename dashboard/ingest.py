@@ -22,6 +22,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from opto.telemetry.limits import MAX_BATCH_SPANS, MAX_DEPTH, MAX_FRAME_BYTES, depth_within
 
+from . import asyncio_frames
 from .batch import decode_batch
 from .pipeline import Pipeline
 from .records import MAX_INT, MAX_NAME, ProcessInfo, RecordError, SpanRecord, check_attributes, int_field, list_field, object_field, text_field
@@ -168,6 +169,7 @@ class _Connection:
         self.slots = asyncio.Semaphore(_MAX_UNACKED)
         self.tasks: set[asyncio.Task[None]] = set()
         self.closed = False
+        self.askable: asyncio_frames.Send | None = None  # how await-stack requests reach this process
 
     def refuse(self, detail: str, seq: int | None = None) -> None:
         self.stats.bad_frames += 1
@@ -249,8 +251,13 @@ class _Connection:
             self.refuse(f"expected a JSON object, got {type(frame).__name__}")
         elif kind == "hello":
             self.hello(frame)
-        elif kind != "batch":
-            self.refuse(f"type: expected 'hello' or 'batch', got {kind!r}"[:120])
+        elif kind in asyncio_frames.KINDS and self.process is not None:
+            try:
+                asyncio_frames.take(self.ws.app.state, self.process, kind, frame)
+            except RecordError as exc:
+                self.refuse(str(exc)[:300])
+        elif kind not in ("batch", *asyncio_frames.KINDS):
+            self.refuse(f"type: expected 'hello' or 'batch' (or 'asyncio', 'stack'), got {kind!r}"[:120])
         elif self.process is None:
             self.refuse("send a hello frame first", frame.get("seq") if isinstance(frame.get("seq"), int) else None)
         else:
@@ -268,6 +275,7 @@ class _Connection:
         except RecordError as exc:
             return self.refuse(str(exc))
         self.stats.connected(self.process)
+        self.askable = asyncio_frames.connected(self.ws.app.state, self.process.id, self.replies, lambda: self.closed)
 
 
 class _Closing(Exception):
@@ -308,6 +316,8 @@ async def ingest(ws: WebSocket) -> None:
     finally:
         if conn.process is not None:
             stats.disconnected(conn.process.id)
+            if conn.askable is not None:
+                asyncio_frames.disconnected(ws.app.state, conn.process.id, conn.askable)
         sender.cancel()
         await asyncio.gather(sender, return_exceptions=True)
         conn.close()

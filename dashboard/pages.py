@@ -71,6 +71,7 @@ _PAGES = [
     ("/traces", "traces.html", "Traces"),
     ("/queues", "queues.html", "Queues"),
     ("/retries", "retries.html", "Retries"),
+    ("/tasks", "tasks.html", "Tasks"),
     ("/debug", "debug.html", "Debug"),
     ("/metrics", "metrics.html", "Metrics"),
     ("/optimize", "optimize.html", "Optimization"),

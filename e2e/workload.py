@@ -175,7 +175,33 @@ async def optimize() -> None:
     release.set()
     await search
 
-SCENARIOS = {"inflight": inflight, "concurrency": concurrency, "trace": trace_shapes, "queue": queue, "xss": xss, "optimize": optimize}
+async def tasks() -> None:
+    """Instrumented asyncio (issue 18): untraced tasks and a traced call stuck on an Event, and a
+    loop blocked once for 0.3 s by time.sleep."""
+    import time
+
+    opto.instrument_asyncio()
+    release = asyncio.Event()
+
+    async def parked() -> None:
+        await release.wait()  # parked here
+
+    @async_trace(name="stuck_call")
+    async def stuck_call() -> None:
+        await release.wait()  # stuck here
+
+    loop = asyncio.get_running_loop()
+    held = [loop.create_task(parked(), name=f"parked-{i}") for i in range(3)]
+    held.append(loop.create_task(stuck_call(), name="stuck"))
+    await asyncio.sleep(0)
+    time.sleep(0.3)  # blocks the loop
+    ready()
+    await until_told()
+    release.set()
+    await asyncio.gather(*held)
+
+
+SCENARIOS = {"tasks": tasks, "inflight": inflight, "concurrency": concurrency, "trace": trace_shapes, "queue": queue, "xss": xss, "optimize": optimize}
 
 if __name__ == "__main__":
     url, scenario = sys.argv[1], sys.argv[2]

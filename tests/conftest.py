@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -100,6 +101,9 @@ def _reset_global_config() -> Iterator[None]:
     opto.trace.set_async_debug(False)
     opto.trace.set_testing(False)
     assert opto.trace is not None
+    opto.uninstrument_asyncio()
+    opto._core.instrument.set_introspection(False)
+    assert not [t for t in threading.enumerate() if t.name == "opto-loop-watchdog"], "a loop watchdog outlived its test"
 
 
 SPEC_PAGE = Path(__file__).parent / "spec" / "asynchronous-execution.md"

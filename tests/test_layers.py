@@ -104,7 +104,8 @@ def test_every_package_folder_is_packaged() -> None:
 
 
 def test_the_public_surface_of_opto_is_pinned() -> None:
-    assert opto.__all__ == ["trace", "RetryableError", "configure", "shutdown", "Scrub", "ScrubMatch", "span", "set_attributes", "add_event", "__version__"]
+    assert opto.__all__ == ["trace", "RetryableError", "configure", "shutdown", "Scrub", "ScrubMatch", "span", "set_attributes", "add_event",
+                            "instrument_asyncio", "uninstrument_asyncio", "__version__"]
     assert sorted(opto.trace.__all__) == sorted([
         "async_trace", "set_async_debug", "set_testing", "RetryPolicy", "optimize", "param", "Param", "Workflow",
         "OptimizeResult", "Candidate", "Evaluation", "async_stream", "AsyncQueue", "QueueClosed", "QueueStats",

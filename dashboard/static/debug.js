@@ -4,6 +4,7 @@ import { seconds, time, value } from "/static/format.js";
 import { latest, report, throttle } from "/static/api.js";
 import { onLive } from "/static/socket.js";
 import { stackView } from "/static/stack.js";
+import { mountIncidents } from "/static/incidents.js";
 
 const KEEP = 500;
 const fetchEvents = latest();
@@ -72,3 +73,5 @@ pause.addEventListener("change", () => { if (!pause.checked) load(); });
 const refresh = throttle(() => load(), 1000);
 onLive((message) => { if (message.type === "update" && message.new_spans && !pause.checked) refresh(); });
 load();
+
+mountIncidents($("#events"));

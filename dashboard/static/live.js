@@ -4,6 +4,8 @@ import { bytes, count, duration, percent, time } from "/static/format.js";
 import { forget, lineChart, cssColor } from "/static/charts.js";
 import { onLive } from "/static/socket.js";
 import { getJSON, latest, report, throttle } from "/static/api.js";
+import { whereButton } from "/static/where.js";
+import { mountLoopHealth } from "/static/loop_health.js";
 
 const SERIES_VARS = ["--series-2", "--series-3", "--series-4", "--series-5", "--series-6"];
 let live = null;
@@ -66,13 +68,18 @@ function renderInFlight() {
     const name = oldest ? h("a", { href: `/traces/${oldest.trace_id}?span=${oldest.span_id}` }, f.name) : f.name;
     const waiting = f.waiting || 0;
     return h("tr", { "data-name": f.name },
-      h("td", { title: f.name }, name),
+      h("td", { title: f.name }, name, whereNow(oldest)),
       h("td", { class: "num", "data-testid": "in-flight-count" }, count(f.count - waiting)),
       h("td", { class: `num ${waiting ? "warn" : "muted"}`, "data-testid": "waiting-count" }, count(waiting)),
       h("td", { class: "num" }, duration((now - f.oldest_start_ns) / 1e6)));
   });
   if (functions.length > MAX_FUNCTIONS) rows.push(more(functions.length - MAX_FUNCTIONS, "functions", 4));
   setRows($("#inflight-table"), rows);
+}
+
+/** "Where is it now?" for a function's oldest call in flight (its process answers, if it allows). */
+function whereNow(span) {
+  return span?.process_id ? [" ", whereButton(span.process_id, { span_id: span.span_id })] : null;
 }
 
 function renderConcurrency() {
@@ -219,3 +226,5 @@ async function loadStorage() {
 }
 loadStorage();
 setInterval(loadStorage, 10_000);
+
+mountLoopHealth($("#processes").parentElement);

@@ -2,6 +2,7 @@
 // DOM (virtualised), so a 10,000-span trace opens as fast as a small one and scrolls smoothly.
 import { h, names } from "/static/dom.js";
 import { duration } from "/static/format.js";
+import { whereButton } from "/static/where.js";
 
 const ROW = 26;
 const OVERSCAN = 12;
@@ -283,7 +284,7 @@ export class Waterfall {
     const hiddenNote = closed ? h("span", { class: "wf-hidden", "data-testid": "hidden-count" }, `+${size.toLocaleString()}${errors ? ` · ${errors.toLocaleString()} failed` : ""}`) : null;
     const name = h("div", { class: "wf-name", style: `padding-left:${4 + indent}px`, title: span.name },
       toggle, h("span", { class: `dot swatch ${outcome}` }),
-      h("span", { class: "label" }, span.name), hiddenNote);
+      h("span", { class: "label" }, span.name), hiddenNote, whereNow(span));
     return h("div", {
       class: this.matched?.has(span.span_id) ? "wf-row match" : "wf-row", id: `wf-row-${i}`, role: "treeitem", "aria-level": depth + 1,
       "aria-expanded": size ? String(!closed) : null, "data-errors-below": closed && errors ? errors : null,
@@ -291,4 +292,9 @@ export class Waterfall {
       "data-span-id": span.span_id, "data-outcome": outcome,
     }, name, track);
   }
+}
+
+/** "Where is it now?" on a running span: its process answers with the await chain, if it allows. */
+function whereNow(span) {
+  return span.state === "started" && span.process_id ? whereButton(span.process_id, { span_id: span.span_id }) : null;
 }

@@ -2,7 +2,7 @@
 
 from typing import TYPE_CHECKING
 
-from ._core import add_event, set_attributes, span
+from ._core import add_event, instrument_asyncio, set_attributes, span, uninstrument_asyncio
 from ._version import __version__
 from .errors import RetryableError
 from .telemetry import configure, shutdown
@@ -15,4 +15,5 @@ if TYPE_CHECKING:  # type checkers see the callable module `opto.trace` through 
 else:
     from . import trace
 
-__all__ = ["trace", "RetryableError", "configure", "shutdown", "Scrub", "ScrubMatch", "span", "set_attributes", "add_event", "__version__"]
+__all__ = ["trace", "RetryableError", "configure", "shutdown", "Scrub", "ScrubMatch", "span", "set_attributes", "add_event", "instrument_asyncio",
+           "uninstrument_asyncio", "__version__"]

@@ -19,7 +19,7 @@ from opentelemetry.sdk.resources import OTELResourceDetector, Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
 
-from . import _facade, live, otlp, scrub as _scrub, semconv
+from . import _facade, instrumentation, live, otlp, scrub as _scrub, semconv
 from ._durations import CallDurations
 
 __all__ = ["configure", "shutdown"]
@@ -74,6 +74,8 @@ def configure(
     dashboard: str | None = None,
     scrub: _scrub.Scrub | None = None,
     call_durations: bool = True,
+    asyncio: bool | None = None,
+    introspection: bool | None = None,
 ) -> None:
     """Send OpenTrace telemetry somewhere.
 
@@ -84,7 +86,10 @@ def configure(
     metrics over OTLP/HTTP, sending `otlp_headers`. `dashboard` (else `OPTO_DASHBOARD_URL`), such as
     "http://127.0.0.1:8765", streams span starts and ends to opto-dashboard. `scrub`
     (`opto.Scrub(extra_patterns=..., callback=...)`) adds secret-name patterns to the defaults and
-    a callback that may let a matched value through; None keeps the defaults.
+    a callback that may let a matched value through; None keeps the defaults. `asyncio=True`
+    instruments asyncio (`opto.instrument_asyncio()`: every task, loop lag, blocked-loop
+    reports), False switches it off; `introspection=True` lets the dashboard ask this process
+    where its tasks are awaiting even with asyncio off (None leaves either as it is).
     `call_durations=False` stops recording the `opto.call.duration` histogram (spans keep every
     call's duration): with the app's own SDK MeterProvider, whose `Histogram.record` costs about
     as much as the rest of a traced call, that is the fastest setting. Calling it is optional:
@@ -92,6 +97,9 @@ def configure(
     """
     if not isinstance(call_durations, bool):
         raise TypeError(f"call_durations must be True or False, got {type(call_durations).__name__}")
+    for switch, value in (("asyncio", asyncio), ("introspection", introspection)):
+        if value is not None and not isinstance(value, bool):
+            raise TypeError(f"{switch} must be True, False or None, got {value!r}")
     _facade.set_call_durations(call_durations)
     if scrub is not None and not isinstance(scrub, _scrub.Scrub):
         raise TypeError(f"scrub must be an opto.Scrub(extra_patterns=..., callback=...), got {type(scrub).__name__}")
@@ -110,6 +118,8 @@ def configure(
     readers += otlp_readers
     resource_given = service_name is not None or bool(resource_attributes)
     _install(resource, processors, readers, durations, resource_given)
+    if asyncio is not None or introspection is not None:
+        instrumentation.switch(asyncio, introspection)
 
 
 class _LateProvider(logging.Filter):

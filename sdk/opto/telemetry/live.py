@@ -3,7 +3,9 @@
 `on_start`/`on_end` run on the application's thread and only append to a bounded deque (when it
 is full the oldest record is dropped and counted). A named daemon thread owns the connection: it
 encodes and sends batches, keeps each frame until the dashboard acks it, resends unacked frames
-after reconnecting (with jittered backoff), and never raises into the application.
+after reconnecting (with jittered backoff), and never raises into the application. With the
+asyncio instrumentation on, it also sends its snapshot each second and answers the dashboard's
+await-stack requests (docs/asyncio.md).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from .._version import __version__
-from . import limits, semconv, sources
+from . import instrumentation, limits, semconv, sources
 from .wire import encode_span
 
 __all__ = ["LiveSpanProcessor", "ingest_url", "processors", "DEFAULT_BUFFER", "DEFAULT_FLUSH_TIMEOUT_S"]
@@ -155,6 +157,7 @@ class LiveSpanProcessor(SpanProcessor):
         self._stop = threading.Event()
         self._idle = threading.Condition()
         self._next_metrics = 0.0
+        self._next_asyncio = 0.0
         self._connects = 0
         self._sleeping = False  # the exporter thread waits for records: the next one wakes it
         self._failed = False  # the last connection attempt failed
@@ -275,6 +278,7 @@ class LiveSpanProcessor(SpanProcessor):
                 ws.send(frame, text=True)
             while not self._stop.is_set():
                 self._receive(ws, 0 if len(self._unacked) < _WINDOW else _TICK_S)
+                self._send_asyncio(ws)
                 if len(self._unacked) >= _WINDOW:
                     continue
                 with self._idle:  # a flush must not see records between the buffer and `_unacked`
@@ -302,14 +306,20 @@ class LiveSpanProcessor(SpanProcessor):
             self._stop.wait(_LINGER_S)
 
     def _receive(self, ws: Any, timeout: float) -> None:
-        """Take acks (and error replies) until none is waiting; `_NotStored` when the dashboard
+        """Take acks (and error replies) until none is waiting, answering the dashboard's
+        await-stack requests met on the way (`telemetry.instrumentation`); `_NotStored` when the dashboard
         could not store a frame for now (its frames stay unacked, to be resent)."""
-        while self._unacked:
+        while True:
             try:
-                reply = orjson.loads(ws.recv(timeout=timeout))
+                reply = orjson.loads(ws.recv(timeout=timeout if self._unacked else 0))
             except TimeoutError:
-                return
+                if self._unacked:
+                    return
+                break
             timeout = 0
+            if reply.get("type") == "stack_request":  # the dashboard asks where a task is now
+                ws.send(_encode_json(instrumentation.answer(reply)), text=True)
+                continue
             seq = reply.get("seq")
             ends = self._unacked_ends.get(seq, b"")
             if reply.get("type") == "error":
@@ -330,6 +340,17 @@ class LiveSpanProcessor(SpanProcessor):
             self._unacked_ends.pop(seq, None)
         with self._idle:
             self._idle.notify_all()
+
+    def _send_asyncio(self, ws: Any) -> None:
+        """Every _METRICS_EVERY_S, the asyncio instrumentation's snapshot (tasks, loop health), if it
+        is on: a frame of its own, not acked (the next one replaces it)."""
+        now = time.monotonic()
+        if now < self._next_asyncio:
+            return
+        self._next_asyncio = now + _METRICS_EVERY_S
+        snapshot = instrumentation.snapshot()
+        if snapshot is not None:
+            ws.send(_encode_json({"type": "asyncio", **snapshot}), text=True)
 
     def _log_refusal(self, detail: Any) -> None:
         if not self._rejected_logged:

@@ -29,6 +29,9 @@ __all__ = [
     "KIND_CONTEXT", "SPAN_SLOT_WAIT", "KIND_SLOT_WAIT", "KIND_TASK", "KIND_BATCH", "CONCURRENCY_LIMIT", "CONCURRENCY_PEAK", "RETRY_MAX_ATTEMPTS",
     "TASKS_COMPLETED", "TASKS_FAILED", "TASKS_TIMED_OUT", "TASKS_CANCELLED", "TASKS_RETRIED",
     "BATCH_INDEX", "BATCH_SIZE", "BATCH_COUNT", "BATCH_ITEMS",
+    "SPAN_LOOP_BLOCKED", "KIND_LOOP_BLOCKED", "EVENT_LOOP_BLOCKED", "LOOP_BLOCKED_S", "LOOP_THRESHOLD_S", "LOOP_STACK",
+    "SPAN_TASK", "KIND_ASYNCIO_TASK", "TASK_SITE", "TASK_PARENT_SITE", "METRIC_LOOP_LAG", "METRIC_TASKS_LIVE",
+    "LOOP_QUANTILE",
 ]
 
 # OpenTelemetry semantic conventions.
@@ -157,3 +160,20 @@ BATCH_INDEX: Final = "opto.batch.index"  # 0-based, in input order
 BATCH_SIZE: Final = "opto.batch.size"  # items in this batch; on a run, the batch_size asked for
 BATCH_COUNT: Final = "opto.batch.count"  # batches started in a run
 BATCH_ITEMS: Final = "opto.batch.items"  # items read in a run
+
+# asyncio instrumentation (docs/asyncio.md). A blocked event loop is a span of its own (kind
+# "loop.blocked", from when the loop stopped answering to when it came back) and an event on the
+# traced call that was running; with task_spans=True every task gets a span (kind "asyncio.task").
+SPAN_LOOP_BLOCKED: Final = "opto.loop.blocked"
+KIND_LOOP_BLOCKED: Final = "loop.blocked"
+EVENT_LOOP_BLOCKED: Final = "opto.loop.blocked"
+LOOP_BLOCKED_S: Final = "opto.loop.blocked_s"  # how long the loop did not answer (so far, on the event)
+LOOP_THRESHOLD_S: Final = "opto.loop.threshold_s"
+LOOP_STACK: Final = "opto.loop.stack"  # the loop thread's Python stack when it was seen blocked, innermost last
+SPAN_TASK: Final = "opto.task"
+KIND_ASYNCIO_TASK: Final = "asyncio.task"
+TASK_SITE: Final = "opto.task.site"  # where the task was created: "file:line function"
+TASK_PARENT_SITE: Final = "opto.task.parent_site"  # where the task that created it was created
+METRIC_LOOP_LAG: Final = "opto.loop.lag"  # gauge, seconds: the loop's scheduling lag over the last minute
+LOOP_QUANTILE: Final = "opto.loop.quantile"  # its attribute: "p50", "p99" or "max"
+METRIC_TASKS_LIVE: Final = "opto.tasks.live"  # gauge: pending tasks, by creation site (TASK_SITE)
