@@ -83,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         except KeyboardInterrupt:
             parser.exit(0, "OpenTrace demo stopped.\n")
     try:  # from here on, Ctrl-C at any moment flushes the spans and stops the server
-        opto.configure(dashboard=url, service_name="opto-demo")
+        opto.configure(dashboard=url, service_name="opto-demo", asyncio=True)  # the Tasks page, loop lag, "Where is it now?"
         logging.getLogger("asyncio").setLevel(logging.ERROR)  # the debug agent's slow steps show in the dashboard instead
         print(f"OpenTrace demo: open {url}/ in a browser. Ctrl-C stops.", flush=True)
         asyncio.run(workload())
