@@ -69,20 +69,28 @@ def test_queue_charts_are_sized_right_on_first_load_with_no_data_arriving(page: 
     expect(page.locator(".queue svg[data-chart='depth'] text.axis-unit")).to_have_text("items queued")
 
 
-CONTRAST = """labels => {
-    const rgb = (c) => c.match(/[\\d.]+/g).slice(0, 4).map(Number);
+CONTRAST = """() => {
+    // Null (so the caller waits and asks again) while the waterfall is being redrawn: a label
+    // replaced mid-read has no computed colours.
+    const labels = [...document.querySelectorAll('.wf-dur')];
+    const card = document.querySelector('.waterfall-card');
+    const rgb = (c) => { const m = c && c.match(/[\\d.]+/g); return m ? m.slice(0, 4).map(Number) : null; };
     const lum = ([r, g, b]) => {
         const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
         return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
     };
-    const panel = rgb(getComputedStyle(document.querySelector('.waterfall-card')).backgroundColor);
-    return labels.map(label => {
+    const panel = card && rgb(getComputedStyle(card).backgroundColor);
+    if (!panel || labels.length !== 9) return null;
+    const out = [];
+    for (const label of labels) {
         const style = getComputedStyle(label);
-        const own = rgb(style.backgroundColor);
+        const own = rgb(style.backgroundColor), fg = rgb(style.color);
+        if (!label.isConnected || !own || !fg) return null;
         const back = own.length === 4 && own[3] === 0 ? panel : own.slice(0, 3);
-        const [a, b] = [lum(rgb(style.color)), lum(back)].sort((x, y) => y - x);
-        return { text: label.textContent, inside: label.classList.contains('inside'), ratio: (a + 0.05) / (b + 0.05) };
-    });
+        const [a, b] = [lum(fg), lum(back)].sort((x, y) => y - x);
+        out.push({ text: label.textContent, inside: label.classList.contains('inside'), ratio: (a + 0.05) / (b + 0.05) });
+    }
+    return out;
 }"""
 
 
@@ -105,7 +113,7 @@ def test_waterfall_duration_labels_keep_their_contrast_at_the_right_edge(themed_
     feeder.send(spans)
     themed_page.goto(f"{dashboard.url}/traces/{trace_id}")
     expect(themed_page.locator(".wf-row")).to_have_count(9)
-    labels = themed_page.locator(".wf-dur").evaluate_all(CONTRAST)
+    labels = themed_page.wait_for_function(CONTRAST).json_value()
     assert sum(label["inside"] for label in labels) == 5, labels  # the root and the four late ones
     low = [label for label in labels if label["ratio"] < 4.5]
     assert not low, low
