@@ -14,7 +14,7 @@ from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import Any, Protocol, TypeVar
 
-__all__ = ["Deadline", "deadline", "in_thread", "run_on_loop", "running_loop", "running_task", "sleep"]
+__all__ = ["Deadline", "deadline", "gather_in_task_group", "in_thread", "run_on_loop", "running_loop", "running_task", "sleep"]
 
 T = TypeVar("T")
 _owned: dict[int, threading.Thread] = {}
@@ -54,6 +54,34 @@ async def in_thread(fn: Callable[..., T], *args: Any) -> T:
     import anyio.to_thread
 
     return await anyio.to_thread.run_sync(functools.partial(contextvars.copy_context().run, fn, *args))
+
+
+async def gather_in_task_group(coros: list[Coroutine[Any, Any, Any]], *, return_exceptions: bool = False) -> list[Any]:
+    """`asyncio.gather` for trio and the other libraries anyio runs on: results in input order;
+    the first failure cancels the rest and is raised as itself, or, with `return_exceptions`,
+    failures come back in place."""
+    import anyio
+
+    results: list[Any] = [None] * len(coros)
+    failure: list[BaseException] = []
+
+    async with anyio.create_task_group() as group:
+
+        async def run(index: int, coro: Coroutine[Any, Any, Any]) -> None:
+            try:
+                results[index] = await coro
+            except Exception as exc:
+                if return_exceptions:
+                    results[index] = exc
+                elif not failure:
+                    failure.append(exc)
+                    group.cancel_scope.cancel()
+
+        for index, coro in enumerate(coros):
+            group.start_soon(run, index, coro)
+    if failure:
+        raise failure[0]
+    return results
 
 
 class Deadline(AbstractAsyncContextManager[Any], Protocol):

@@ -21,8 +21,8 @@ from opentelemetry.trace import Span
 
 from .. import telemetry
 from .._core import (
-    SCOPE, Calls, Limiter, Options, PolicyName, RetryPolicy, Scope, check_timeout, is_traced_call, outcome_of,
-    record_error, resolve_policy, running_loop, safe_repr, wrap_coroutine_function,
+    SCOPE, Calls, Limiter, Options, PolicyName, RetryPolicy, Scope, check_timeout, gather_in_task_group, is_traced_call,
+    outcome_of, record_error, resolve_policy, running_loop, safe_repr, wrap_coroutine_function,
 )
 from ..telemetry import semconv
 
@@ -184,7 +184,9 @@ class AsyncTraceContext:
             context.run(SCOPE.set, entry.scope)
         loop = running_loop()
         if loop is None:  # trio, or another library anyio runs on: a task group in place of tasks
-            return await _run_in_task_group(coros, None if context is None else entry.scope, return_exceptions)
+            if context is not None:  # called from outside the block
+                coros = [_in_scope(coro, entry.scope) for coro in coros]
+            return await gather_in_task_group(coros, return_exceptions=return_exceptions)
         tasks = [loop.create_task(coro, context=None if context is None else context.copy()) for coro in coros]
         try:
             await asyncio.wait(tasks, return_when=asyncio.ALL_COMPLETED if return_exceptions else asyncio.FIRST_EXCEPTION)
@@ -290,35 +292,10 @@ def _label(aw: Awaitable[Any]) -> str:
     return getattr(aw, "__qualname__", None) or type(aw).__qualname__
 
 
-async def _run_in_task_group(coros: list[Coroutine[Any, Any, Any]], scope: Scope | None, return_exceptions: bool) -> list[Any]:
-    """`run_parallel` where asyncio does not run the caller: an anyio task group, same results and
-    errors (the first failure cancels the rest, unless `return_exceptions`)."""
-    import anyio
-
-    results: list[Any] = [None] * len(coros)
-    failure: list[BaseException] = []
-
-    async with anyio.create_task_group() as group:
-
-        async def run(index: int, coro: Coroutine[Any, Any, Any]) -> None:
-            token = SCOPE.set(scope) if scope is not None else None
-            try:
-                results[index] = await coro
-            except Exception as exc:
-                if return_exceptions:
-                    results[index] = exc
-                elif not failure:
-                    failure.append(exc)
-                    group.cancel_scope.cancel()
-            finally:
-                if token is not None:
-                    SCOPE.reset(token)
-
-        for index, coro in enumerate(coros):
-            group.start_soon(run, index, coro)
-    if failure:
-        raise failure[0]
-    return results
+async def _in_scope(coro: Coroutine[Any, Any, Any], scope: Scope) -> Any:
+    """`coro` run with `scope` as its ambient scope (a task group's task has its own context copy)."""
+    SCOPE.set(scope)
+    return await coro
 
 
 def _outcome(task: asyncio.Task[Any]) -> Any:

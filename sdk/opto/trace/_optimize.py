@@ -20,8 +20,8 @@ from opentelemetry.trace import Span
 
 from .. import telemetry
 from .._core import (
-    OPTION_NAMES, Limiter, Options, capture_named, check_options, outcome_of, record_error, running_loop, safe_repr,
-    wrap_coroutine_function,
+    OPTION_NAMES, Limiter, Options, capture_named, check_options, gather_in_task_group, outcome_of, record_error,
+    running_loop, safe_repr, wrap_coroutine_function,
 )
 from ..telemetry import semconv
 from ._param import Param, bound, recording
@@ -380,31 +380,13 @@ async def _gather(steps: Sequence[Callable[[], Coroutine[Any, Any, T]]], concurr
     if not concurrent:
         return [await step() for step in steps]
     if running_loop() is None:  # trio, or another library anyio runs on
-        return await _gather_in_task_group(steps)
+        return await gather_in_task_group([step() for step in steps])
     try:
         async with asyncio.TaskGroup() as group:
             tasks = [group.create_task(step()) for step in steps]
     except BaseExceptionGroup as errors:
         raise errors.exceptions[0] from None
     return [task.result() for task in tasks]
-
-
-async def _gather_in_task_group(steps: Sequence[Callable[[], Coroutine[Any, Any, T]]]) -> list[T]:
-    """`_gather` where asyncio does not run the caller: an anyio task group, the same results and errors."""
-    import anyio
-
-    results: list[Any] = [None] * len(steps)
-
-    async def run(index: int, step: Callable[[], Coroutine[Any, Any, T]]) -> None:
-        results[index] = await step()
-
-    try:
-        async with anyio.create_task_group() as group:
-            for index, step in enumerate(steps):
-                group.start_soon(run, index, step)
-    except BaseExceptionGroup as errors:
-        raise errors.exceptions[0] from None
-    return results
 
 
 def _verdict(verdict: Any) -> tuple[float, Any]:
