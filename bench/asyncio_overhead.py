@@ -11,7 +11,10 @@
    as a multiple of the threshold (worst of TRIALS).
 
 `--instructions` also counts instructions per create_task+await under valgrind (load-independent,
-where wall-clock ratios on a shared machine are not).
+where wall-clock ratios on a shared machine are not): with the task factory alone, and with the
+monitor and watchdog running too. Valgrind runs the program about 50 times slower, so the monitor's
+beats, which come at a fixed rate in time, are counted about 50 times too often per task there;
+their real cost is part 2's.
 
     .venv/bin/python bench/asyncio_overhead.py [--tasks 50000] [--seconds 3] [--trials 10] [--instructions]
 """
@@ -49,12 +52,17 @@ async def _create_and_await(n: int) -> float:
 
 
 def _count(mode: str, n: int) -> None:
-    """Child process for --instructions: `n` create_task+await, plain or instrumented, nothing else."""
+    """Child process for --instructions: `n` create_task+await, plain, with the task factory alone
+    ("factory") or instrumented whole, nothing else."""
     async def run() -> None:
-        if mode == "instrumented":
+        if mode != "plain":
             opto.instrument_asyncio()
+        if mode == "factory":
+            health = instrument._loops[id(asyncio.get_running_loop())].health
+            assert health is not None
+            health.stop()
         await _create_and_await(n)
-        if mode == "instrumented":
+        if mode != "plain":
             opto.uninstrument_asyncio()
 
     asyncio.run(run())
@@ -112,7 +120,7 @@ async def _busy(chunks: int, watched: bool) -> float:
 
 
 def _health() -> LoopHealth:
-    return LoopHealth(asyncio.get_running_loop(), 0.1, lambda task: "", lambda loop_id: None)
+    return LoopHealth(asyncio.get_running_loop(), 0.1, lambda task: "", lambda loop: None)
 
 
 async def _detection(threshold: float) -> float:
@@ -145,8 +153,9 @@ def main() -> None:
     print(f"create_task+await: plain {plain * 1e6:.2f} us, with the task factory {instrumented * 1e6:.2f} us: "
           f"{instrumented / plain:.2f}x (best of {REPEATS}, {args.tasks:,} tasks each)")
     if args.instructions:
-        bare, counted = instructions("plain"), instructions("instrumented")
-        print(f"create_task+await, instructions (valgrind): plain {bare:,.0f}, with the task factory {counted:,.0f}: {counted / bare:.2f}x")
+        bare, factory, whole = instructions("plain"), instructions("factory"), instructions("instrumented")
+        print(f"create_task+await, instructions (valgrind): plain {bare:,.0f}, with the task factory {factory:,.0f}: {factory / bare:.2f}x; "
+              f"with the monitor and watchdog too {whole:,.0f}: {whole / bare:.2f}x")
 
     idle_plain = asyncio.run(_idle(args.seconds, False))
     idle_watched = asyncio.run(_idle(args.seconds, True))

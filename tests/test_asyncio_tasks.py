@@ -232,3 +232,19 @@ def test_tasks_still_pending_when_their_loop_closes_are_counted_as_never_finishe
     (site,) = [s for s in _sites().values() if s["function"].endswith("start")]
     assert (site["never_finished"], site["live"]) == (1, 0)
     assert not task.done()
+
+
+async def test_a_task_of_an_earlier_instrumenting_is_not_counted_again() -> None:
+    opto.instrument_asyncio()
+    release = asyncio.Event()
+    earlier = asyncio.create_task(release.wait())
+    await asyncio.sleep(0)
+    opto.instrument_asyncio()  # starts over: the pending task belongs to the earlier board
+    later = asyncio.create_task(release.wait())
+    await asyncio.sleep(0)
+    here = [s for s in _sites().values() if s["function"] == "test_a_task_of_an_earlier_instrumenting_is_not_counted_again"]
+    assert (sum(s["created"] for s in here), sum(s["live"] for s in here)) == (1, 1)
+    release.set()
+    await asyncio.gather(earlier, later)
+    here = [s for s in _sites().values() if s["function"] == "test_a_task_of_an_earlier_instrumenting_is_not_counted_again"]
+    assert (sum(s["ok"] for s in here), sum(s["live"] for s in here)) == (1, 0)

@@ -9,14 +9,14 @@ from __future__ import annotations
 import asyncio
 import os
 from dataclasses import dataclass
-from types import CodeType, FrameType
+from types import FrameType
 from typing import Any
 
 from opentelemetry.trace import Span
 
 from .engine import Call
 
-__all__ = ["Where", "INTERNAL", "OPTO", "internal_codes", "caller_outside", "where", "stack_of", "span_in"]
+__all__ = ["Where", "INTERNAL", "OPTO", "where", "stack_of", "span_in"]
 
 # Files under these folders are asyncio's or opto's: a creation site is the first frame past them.
 OPTO = os.path.dirname(os.path.dirname(__file__)) + os.sep
@@ -43,27 +43,6 @@ class Where:
 def where(frame: FrameType) -> Where:
     code = frame.f_code
     return Where(code.co_filename, frame.f_lineno or 0, code.co_qualname)
-
-
-# id(code) -> (code, whether it is asyncio's or opto's): a cache, asked per task. The code object
-# is held so that its id is not reused while cached (an id hashes faster than a code object).
-internal_codes: dict[int, tuple[CodeType, bool]] = {}
-_MAX_CACHED = 10_000
-
-
-def caller_outside(frame: FrameType | None) -> FrameType | None:
-    """The first frame from `frame` outward that is not asyncio's or opto's; None if all are."""
-    while frame is not None:
-        code = frame.f_code
-        known = internal_codes.get(id(code))
-        if known is None:
-            if len(internal_codes) >= _MAX_CACHED:
-                internal_codes.clear()
-            known = internal_codes[id(code)] = (code, code.co_filename.startswith(INTERNAL))
-        if not known[1]:
-            return frame
-        frame = frame.f_back
-    return None
 
 
 def stack_of(frame: FrameType | None) -> list[Where]:

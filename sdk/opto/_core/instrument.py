@@ -19,7 +19,7 @@ from opentelemetry.metrics import CallbackOptions, Observation
 from .. import telemetry
 from ..telemetry import instrumentation, semconv
 from .await_stack import chain, find
-from .tasks import TaskBoard, TaskFactory, ExceptionHandler
+from .tasks import ExceptionHandler, TaskBoard, TaskFactoryType, task_factory
 from .watchdog import DEFAULT_THRESHOLD_S, LoopHealth
 
 __all__ = ["instrument_asyncio", "uninstrument_asyncio", "set_introspection", "asyncio_snapshot", "answer_stack_request"]
@@ -28,7 +28,8 @@ __all__ = ["instrument_asyncio", "uninstrument_asyncio", "set_introspection", "a
 @dataclass(slots=True)
 class _Attached:
     loop: asyncio.AbstractEventLoop
-    factory: TaskFactory | None = None
+    factory: TaskFactoryType | None = None  # ours, set on the loop
+    inner: TaskFactoryType | None = None  # the loop's own, given back on detach
     handler: ExceptionHandler | None = None
     health: LoopHealth | None = None
 
@@ -129,7 +130,8 @@ def _attach(loop: asyncio.AbstractEventLoop) -> None:
         board = _state.board
         if board is None or attached.factory is not None:
             return
-        attached.factory = TaskFactory(board, loop.get_task_factory())
+        attached.inner = loop.get_task_factory()
+        attached.factory = task_factory(board, attached.inner, loop)
         loop.set_task_factory(attached.factory)
         attached.handler = ExceptionHandler(board, loop.get_exception_handler())
         loop.set_exception_handler(attached.handler)
@@ -143,19 +145,17 @@ def _detach(attached: _Attached, keep: bool = False) -> None:
         _loops.pop(id(loop), None)
     if attached.health is not None:
         attached.health.stop()
-    if attached.factory is not None:
-        inner = attached.factory.inner
-        if loop.get_task_factory() is attached.factory:
-            loop.set_task_factory(inner)
+    if attached.factory is not None and loop.get_task_factory() is attached.factory:
+        loop.set_task_factory(attached.inner)
     if attached.handler is not None and loop.get_exception_handler() is attached.handler:
         loop.set_exception_handler(attached.handler.inner)
-    attached.factory = attached.handler = attached.health = None
+    attached.factory = attached.inner = attached.handler = attached.health = None
 
 
 def _site_of(task: asyncio.Task[Any]) -> str:
     board = _state.board
-    live = board.live.get(id(task)) if board is not None else None
-    return live[0].where.label if live is not None and live[0].where is not None else ""
+    note = board.noted(task) if board is not None else None
+    return note[0].where.label if note is not None and note[0].where is not None else ""
 
 
 def asyncio_snapshot() -> dict[str, Any] | None:
@@ -165,9 +165,13 @@ def asyncio_snapshot() -> dict[str, Any] | None:
         return None
     loops = [a.health.snapshot() for a in list(_loops.values()) if a.health is not None][:MAX_LOOPS]
     return {
-        "tasks": board.snapshot() if board is not None else None, "loops": loops,
+        "tasks": board.snapshot(_instrumented()) if board is not None else None, "loops": loops,
         "introspection": True, "threshold_s": _state.threshold_s,
     }
+
+
+def _instrumented() -> list[asyncio.AbstractEventLoop]:
+    return [attached.loop for attached in list(_loops.values()) if attached.factory is not None]
 
 
 def answer_stack_request(request: dict[str, Any]) -> dict[str, Any]:
@@ -209,7 +213,7 @@ def _observe_tasks(options: CallbackOptions) -> Iterator[Observation]:
     """Pending tasks by creation site (at most MAX_SITES and "(other)")."""
     board = _state.board
     if board is not None:
-        for site in board.snapshot()["sites"]:
+        for site in board.snapshot(_instrumented())["sites"]:
             yield Observation(site["live"], {semconv.TASK_SITE: site["site"]})
 
 

@@ -2,23 +2,28 @@
 
 The factory wraps the loop's own (the app's or uvloop's, if any): each task is made by it, then
 noted with its creation site (the first frame outside asyncio and opto), its parent task and its
-start; a done callback counts its outcome. No span per task unless `task_spans` is on. The
-loop's exception handler is wrapped too, to count tasks destroyed while pending and exceptions
-never retrieved (then it passes the report on, unchanged).
+start. No span per task unless `task_spans` is on. The loop's exception handler is wrapped too, to
+count tasks destroyed while pending and exceptions never retrieved (then it passes the report on,
+unchanged).
+
+Every task comes through the factory, so its road is kept lean (issue 18's line: 1.3x a plain
+`create_task`): when the loop had no factory of its own, the task is our `Task`, which carries
+its note in a slot and counts its outcome when it is let go of; asyncio's own table of tasks is
+the list of them (no table of ours, no weak reference, no done callback).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import sys
 import threading
 import time
-from asyncio import current_task
-from time import monotonic
 import weakref
 from collections import deque
-from collections.abc import Callable, Coroutine, Generator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from time import monotonic
 from types import CodeType, FrameType
 from typing import Any
 
@@ -26,10 +31,10 @@ from opentelemetry import context as otel_context
 
 from .. import telemetry
 from ..telemetry import semconv
-from .frames import Where, caller_outside, internal_codes, where
+from .frames import INTERNAL, Where, where
 from .outcome import outcome_of
 
-__all__ = ["MAX_SITES", "OTHER", "TaskBoard", "Task", "TaskFactory", "ExceptionHandler"]
+__all__ = ["MAX_SITES", "OTHER", "TaskBoard", "Task", "task_factory", "ExceptionHandler"]
 
 MAX_SITES = 200  # creation sites counted apart; tasks of any further site are counted under OTHER
 OTHER = "(other)"
@@ -42,10 +47,9 @@ _TEXT = 300  # characters of an exception's text kept
 
 TaskFactoryType = Callable[[asyncio.AbstractEventLoop, Any], "asyncio.Future[Any]"]
 
-
 @dataclass(slots=True)
 class _Site:
-    where: Where | None  # None for OTHER
+    where: Where | None  # None for OTHER and PASS
     code: CodeType | None = None  # held, so that its id() (the key of `TaskBoard.sites`) is never reused
     created: int = 0
     ok: int = 0
@@ -56,89 +60,160 @@ class _Site:
     never_finished: int = 0  # still pending when their loop closed
 
 
-# A pending task, as a tuple (the cheapest thing to make per task): its creation site, its parent
-# (the parent's site, or its name if it was not counted), when (monotonic), its loop's id(), and
-# the task, weakly: noting a task must not keep it alive.
+PASS = _Site(None)  # in `TaskBoard.sites`: a call in asyncio's or opto's code; the site is further out
+
+# A task's note: its creation site, its parent (the parent's site, or its name if it was not
+# counted) and when it was made (monotonic). Our `Task` holds it in a slot; a task another factory
+# made is noted in `TaskBoard.live`, with its loop's id() and the task, weakly.
+_Note = tuple[_Site, "_Site | str", float]
 _Live = tuple[_Site, "_Site | str", float, int, "weakref.ref[asyncio.Future[Any]]"]
+
+# The running task of a loop: 3.11's `asyncio.current_task` is Python code around this lookup.
+running: Callable[[asyncio.AbstractEventLoop], "asyncio.Task[Any] | None"] = (
+    asyncio.tasks._current_tasks.get if sys.version_info < (3, 12) else asyncio.current_task  # type: ignore[attr-defined]
+)
+
+if sys.version_info < (3, 12):
+    _HELD: Any = asyncio.tasks._all_tasks  # type: ignore[attr-defined]
+elif sys.version_info < (3, 14):
+    _HELD = asyncio.tasks._scheduled_tasks  # type: ignore[attr-defined]
+else:  # 3.14 keeps native tasks in a list per thread, and lists the pending ones only
+    _HELD = None
+
+
+def _held_tasks(loops: Iterable[asyncio.AbstractEventLoop]) -> list[asyncio.Future[Any]]:
+    """The tasks not yet let go of, done ones too (asyncio's own weak table, as `asyncio.all_tasks`
+    reads it, from any thread); on 3.14, the pending tasks of `loops`."""
+    if _HELD is None:
+        return [task for loop in loops for task in asyncio.all_tasks(loop)]
+    for _ in range(1000):  # the table may change size while it is copied (another thread): again
+        try:
+            return list(_HELD)
+        except RuntimeError:
+            pass
+    return []
+
+
+class Task(asyncio.Task[Any]):
+    """The task the factory makes when the loop had no factory of its own. It carries its note
+    (`_Note`; None once its outcome is counted) and counts its outcome when it is let go of,
+    which costs nothing while it runs (a done callback would cost a turn of the loop per task).
+    Each board makes its own subclass, so a task of an earlier board is told apart by its type.
+    Named `Task` because asyncio's reports and reprs show the class's name."""
+
+    __slots__ = ("note",)
+    note: _Note | None
+
+    def __del__(self) -> None:
+        try:
+            _asyncio_task_del(self)  # first: a report of it (never retrieved, destroyed pending) counts it
+        finally:
+            note = getattr(self, "note", None)
+            if note is not None:  # `_count`, inlined: every task comes here
+                if self.cancelled():
+                    note[0].cancelled += 1
+                elif self._exception is not None:  # see `_count`
+                    note[0].error += 1
+                else:
+                    note[0].ok += 1
+
+
+_asyncio_task_del = asyncio.Task.__del__
+
+
+def _count(task: asyncio.Future[Any], site: _Site) -> str:
+    """Count a done task's outcome on its site."""
+    if task.cancelled():
+        site.cancelled += 1
+        return semconv.OUTCOME_CANCELLED
+    # `_exception`, not `exception()`: asking would mark it retrieved, and asyncio would no
+    # longer report an exception the app never looked at.
+    exc = getattr(task, "_exception", None)
+    if exc is not None:
+        site.error += 1
+        return outcome_of(exc)
+    site.ok += 1
+    return semconv.OUTCOME_OK
 
 
 @dataclass(slots=True)
 class TaskBoard:
     """Tasks by creation site: counts since instrumenting, and the pending ones.
 
-    A task's outcome is counted when it is done and either a done callback ran (with task_spans,
-    or under another task factory) or it was let go of (`Task.__del__`): a done callback
-    costs every task a turn of the loop, so plain tasks do without; `snapshot()` counts done
+    A task's outcome is counted once it is done: when it is let go of (our `Task`), by a done
+    callback (with task_spans, or under another task factory), or by `snapshot()` for done
     tasks still held.
     """
 
     task_spans: bool = False
     # By (id(code), offset of the call instruction): an offset is read for free, a line number is
     # worked out from the code's line table. Several calls on one line share their line's site.
-    sites: dict[tuple[int, int], _Site] = field(default_factory=dict)
+    sites: dict[int, _Site] = field(default_factory=dict)
     by_line: dict[Where, _Site] = field(default_factory=dict)
     other: _Site = field(default_factory=lambda: _Site(None))
-    live: dict[int, _Live] = field(default_factory=dict)  # by id(task)
+    live: dict[int, _Live] = field(default_factory=dict)  # tasks another factory made, by id(task)
     span_starts: dict[int, tuple[Any, int]] = field(default_factory=dict)  # task_spans: (OpenTelemetry context, time_ns)
     recent: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=_RECENT))
     lock: threading.Lock = field(default_factory=threading.Lock)  # site table growth, from several loops' threads
+    task_class: type[Task] = field(init=False)
 
-    def created(self, task: asyncio.Future[Any], loop: asyncio.AbstractEventLoop, frame: FrameType | None) -> None:
-        """Note a new task; `frame` is the factory's caller. (Every task comes here: kept lean.)"""
-        while frame is not None:  # `caller_outside`, inlined for the codes it has met already
-            code = internal_codes.get(id(frame.f_code))
-            if code is None:
-                frame = caller_outside(frame)
-                break
-            if not code[1]:
-                break
-            frame = frame.f_back
-        if frame is None:
-            site = self.other
-        else:
-            site = self.sites.get((id(frame.f_code), frame.f_lasti))  # type: ignore[assignment]
+    def __post_init__(self) -> None:
+        self.task_class = type("Task", (Task,), {"__slots__": (), "__module__": Task.__module__})
+
+    def site(self, frame: FrameType | None) -> _Site:
+        """The creation site of a call made in `frame`: the first frame outward that is not
+        asyncio's or opto's. (The factory inlines this: every task comes there.)"""
+        while frame is not None:
+            site = self.sites.get(id(frame.f_code) + frame.f_lasti)
             if site is None:
                 site = self._new_site(frame)
-        site.created += 1
-        parent = current_task(loop)
-        if parent is None:
-            self.live[id(task)] = (site, NO_PARENT, monotonic(), id(loop), weakref.ref(task))
-        else:
-            known = self.live.get(id(parent))
-            mother = self.live.get(id(parent))
-            self.live[id(task)] = (site, mother[0] if mother is not None else parent.get_name(), monotonic(), id(loop), weakref.ref(task))
+            if site is not PASS:
+                return site
+            frame = frame.f_back
+        return self.other
 
     def _new_site(self, frame: FrameType) -> _Site:
-        """The site of a call instruction not seen before: the site of its line if another call on
-        that line made a task already, else a new one (while fewer than MAX_SITES)."""
-        where_ = where(frame)
+        """A call instruction not seen before: PASS in asyncio's or opto's code, else the site of
+        its line if another call on that line made a task already, else a new one (while fewer
+        than MAX_SITES)."""
+        code = frame.f_code
         with self.lock:
-            site = self.by_line.get(where_)
-            if site is None:
-                if len(self.by_line) >= MAX_SITES:
-                    return self.other
-                site = self.by_line[where_] = _Site(where_, frame.f_code)
+            if code.co_filename.startswith(INTERNAL):
+                site = PASS
+            else:
+                where_ = where(frame)
+                site = self.by_line.get(where_)  # type: ignore[assignment]
+                if site is None:
+                    if len(self.by_line) >= MAX_SITES:
+                        return self.other
+                    site = self.by_line[where_] = _Site(where_, code)
             if len(self.sites) < MAX_SITES * 4:
-                self.sites[(id(frame.f_code), frame.f_lasti)] = site
+                self.sites[id(code) + frame.f_lasti] = site
         return site
 
+    def parent(self, loop: asyncio.AbstractEventLoop) -> _Site | str:
+        """The running task of `loop`, as a new task's parent."""
+        parent = running(loop)
+        if parent is None:
+            return NO_PARENT
+        if type(parent) is self.task_class and (note := parent.note) is not None:
+            return note[0]
+        live = self.live.get(id(parent))
+        return live[0] if live is not None else parent.get_name()
+
+    def noted(self, task: asyncio.Future[Any]) -> _Note | None:
+        """A task's note, whichever road made it; None if it is not counted (or counted already)."""
+        if type(task) is self.task_class:
+            return task.note
+        live = self.live.get(id(task))
+        return live[:3] if live is not None else None
+
     def done(self, task: asyncio.Future[Any]) -> None:
-        """Count a done task's outcome, once (a done callback, a task let go of, or a snapshot)."""
+        """A done callback (tasks another factory made, or with task_spans): count its outcome, once."""
         live = self.live.pop(id(task), None)
         if live is None:
             return
-        site = live[0]
-        if task.cancelled():
-            site.cancelled += 1
-            outcome = semconv.OUTCOME_CANCELLED
-        # `_exception`, not `exception()`: asking would mark it retrieved, and asyncio would no
-        # longer report an exception the app never looked at.
-        elif (exc := getattr(task, "_exception", None)) is not None:
-            site.error += 1
-            outcome = outcome_of(exc)
-        else:
-            site.ok += 1
-            outcome = semconv.OUTCOME_OK
+        outcome = _count(task, live[0])
         if self.task_spans and (start := self.span_starts.pop(id(task), None)) is not None:
             self._span(task, live, start, outcome)
 
@@ -146,10 +221,18 @@ class TaskBoard:
         span = telemetry.tracer().start_span(semconv.SPAN_TASK, context=start[0], start_time=start[1])
         if span.is_recording():
             span.set_attributes({
-                semconv.SPAN_KIND: semconv.KIND_ASYNCIO_TASK, semconv.TASK_NAME: _name(live),
-                semconv.TASK_SITE: _label(live[0]), semconv.TASK_PARENT_SITE: _parent(live), semconv.OUTCOME: outcome,
+                semconv.SPAN_KIND: semconv.KIND_ASYNCIO_TASK, semconv.TASK_NAME: _name(task),
+                semconv.TASK_SITE: _label(live[0]), semconv.TASK_PARENT_SITE: _parent(live[1]), semconv.OUTCOME: outcome,
             })
         span.end()
+
+    def _forget(self, task: asyncio.Future[Any]) -> _Site | None:
+        """Take a task off the board, uncounted: its site, or None if it was not on it."""
+        if type(task) is self.task_class:
+            note, task.note = task.note, None
+            return note[0] if note is not None else None
+        live = self.live.pop(id(task), None)
+        return live[0] if live is not None else None
 
     def reported(self, context: dict[str, Any]) -> None:
         """A loop's exception report: counted when it is about a task destroyed pending or an
@@ -162,11 +245,11 @@ class TaskBoard:
             kind = "never_retrieved"
         else:
             return
-        live = self.live.pop(id(task), None) if task is not None else None
-        site = live[0] if live is not None else self.other
+        counted = self._forget(task) if task is not None else None
+        site = counted if counted is not None else self.other
         setattr(site, kind, getattr(site, kind) + 1)
-        if live is not None and kind == "never_retrieved":
-            site.error += 1  # popped here: its outcome is counted here
+        if counted is not None and kind == "never_retrieved":
+            site.error += 1  # taken off the board here: its outcome is counted here
         exc = context.get("exception")
         self.recent.append({
             "kind": kind, "time_ns": time.time_ns(), "site": _label(site),
@@ -174,35 +257,55 @@ class TaskBoard:
             "exception": f"{type(exc).__name__}: {exc}"[:_TEXT] if exc is not None else None,
         })
 
-    def loop_closed(self, loop_id: int) -> None:
+    def loop_closed(self, loop: asyncio.AbstractEventLoop) -> None:
         """Tasks of a closed loop that were still pending never finished: counted, and forgotten."""
-        for key, live in list(self.live.items()):
-            if live[3] != loop_id:
+        for task, note in self._tasks([loop]):
+            if task.get_loop() is not loop:
                 continue
-            task = live[4]()
-            if task is not None and task.done():
-                self.done(task)
-            elif self.live.pop(key, None) is not None:
-                live[0].never_finished += 1
+            if task.done():
+                self._settle(task, note)
+            elif (site := self._forget(task)) is not None:
+                site.never_finished += 1
 
-    def snapshot(self) -> dict[str, Any]:
-        """Counts per site, live tasks per site (oldest age, the oldest few, by parent), and recent reports."""
+    def _tasks(self, loops: Iterable[asyncio.AbstractEventLoop]) -> list[tuple[asyncio.Future[Any], _Note]]:
+        """Every task on the board not yet counted, with its note."""
+        ours = self.task_class
+        found: list[tuple[asyncio.Future[Any], _Note]] = [
+            (task, note) for task in _held_tasks(loops) if type(task) is ours and (note := task.note) is not None
+        ]
+        for live in list(self.live.values()):
+            if (other := live[4]()) is not None:
+                found.append((other, (live[0], live[1], live[2])))
+        return found
+
+    def _settle(self, task: asyncio.Future[Any], note: _Note) -> None:
+        """Count a done task that is still held (our `Task`) or whose callback has not run yet."""
+        if type(task) is self.task_class:
+            if self._forget(task) is not None:
+                _count(task, note[0])
+        else:
+            self.done(task)
+
+    def snapshot(self, loops: Iterable[asyncio.AbstractEventLoop]) -> dict[str, Any]:
+        """Counts per site, live tasks per site (oldest age, the oldest few, by parent), and recent
+        reports. `loops` are the instrumented loops (where asyncio lists pending tasks only)."""
         now = time.monotonic()
-        by_site: dict[int, list[tuple[int, _Live]]] = {}
-        for key, live in list(self.live.items()):
-            task = live[4]()
-            if task is not None and task.done():
-                self.done(task)
+        by_site: dict[int, list[tuple[asyncio.Future[Any], _Note]]] = {}
+        live_count = 0
+        for task, note in self._tasks(loops):
+            if task.done():
+                self._settle(task, note)
             else:
-                by_site.setdefault(id(live[0]), []).append((key, live))
+                live_count += 1
+                by_site.setdefault(id(note[0]), []).append((task, note))
         sites = []
         for site in [*list(self.by_line.values()), self.other]:
             alive = sorted(by_site.get(id(site), []), key=lambda item: item[1][2])
             if not site.created and site is self.other:
                 continue
             parents: dict[str, int] = {}
-            for _, live in alive:
-                parent = _parent(live)
+            for _, note in alive:
+                parent = _parent(note[1])
                 parents[parent] = parents.get(parent, 0) + 1
             sites.append({
                 "site": _label(site), **(site.where.json() if site.where is not None else {"file": "", "line": 0, "function": OTHER}),
@@ -210,19 +313,17 @@ class TaskBoard:
                 "destroyed_pending": site.destroyed_pending, "never_retrieved": site.never_retrieved,
                 "never_finished": site.never_finished,
                 "oldest_s": round(now - alive[0][1][2], 6) if alive else None,
-                "oldest": [{"id": key, "name": _name(live), "age_s": round(now - live[2], 6)} for key, live in alive[:_OLDEST]],
+                "oldest": [{"id": id(task), "name": _name(task), "age_s": round(now - note[2], 6)} for task, note in alive[:_OLDEST]],
                 "parents": dict(sorted(parents.items(), key=lambda kv: -kv[1])[:_PARENTS]),
             })
-        return {"sites": sites, "live": len(self.live), "recent": list(self.recent)}
+        return {"sites": sites, "live": live_count, "recent": list(self.recent)}
 
 
-def _name(live: _Live) -> str:
-    task = live[4]()
+def _name(task: asyncio.Future[Any] | None) -> str:
     return task.get_name() if isinstance(task, asyncio.Task) else ""
 
 
-def _parent(live: _Live) -> str:
-    parent = live[1]
+def _parent(parent: _Site | str) -> str:
     return parent if isinstance(parent, str) else _label(parent)
 
 
@@ -230,55 +331,53 @@ def _label(site: _Site) -> str:
     return site.where.label if site.where is not None else OTHER
 
 
-_asyncio_task_del = asyncio.Task.__del__
+def task_factory(board: TaskBoard, inner: TaskFactoryType | None, loop: asyncio.AbstractEventLoop) -> TaskFactoryType:
+    """A loop's task factory: the one it had (or the board's `Task`) makes the task, the board
+    notes it. A function, not an object with `__call__`: asyncio calls it for every task."""
+    if inner is not None or board.task_spans:
+        return functools.partial(_noted_by_callback, board, inner)
+    ours, sites, other, new_site, parent_of = board.task_class, board.sites, board.other, board._new_site, board.parent
+    # The frame that called the factory: asyncio's `create_task` if the loop's is that one
+    # (skipped at once), else the caller of the loop's own (uvloop's is not Python code).
+    depth = 2 if type(loop).create_task is asyncio.BaseEventLoop.create_task else 1
 
-
-class Task(asyncio.Task[Any]):
-    """The task the factory makes when the loop had no factory of its own: its outcome is counted
-    when it is let go of, which costs nothing while it runs (a done callback would cost a turn of
-    the loop per task). Named `Task` because asyncio's reports and reprs show the class's name."""
-
-    __slots__ = ("board",)
-    board: TaskBoard
-
-    def __del__(self) -> None:
-        try:
-            _asyncio_task_del(self)  # first: a report of it (never retrieved, destroyed pending) finds it counted live
-        finally:
-            # `TaskBoard.done` inlined (every task comes here), without task spans (they take the
-            # done-callback road).
-            board = getattr(self, "board", None)
-            live = board.live.pop(id(self), None) if board is not None else None
-            if live is not None:
-                if self.cancelled():
-                    live[0].cancelled += 1
-                elif getattr(self, "_exception", None) is not None:  # see `TaskBoard.done`
-                    live[0].error += 1
-                else:
-                    live[0].ok += 1
-
-
-class TaskFactory:
-    """A loop's task factory: the one it had (or our `Task`) makes the task, the board notes it."""
-
-    def __init__(self, board: TaskBoard, inner: TaskFactoryType | None) -> None:
-        self.board = board
-        self.inner = inner
-
-    def __call__(self, loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any] | Generator[Any, None, Any], **kwargs: Any) -> asyncio.Future[Any]:
-        board = self.board
-        if self.inner is None and not board.task_spans:
-            task = Task(coro, loop=loop, **kwargs)
-            board.created(task, loop, sys._getframe(1))
-            task.board = board
+    def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Future[Any]:
+        task = ours(coro, loop=loop, **kwargs)
+        frame: FrameType | None = sys._getframe(depth)
+        while True:  # `TaskBoard.site`, inlined
+            if frame is None:
+                site = other
+                break
+            site = sites.get(id(frame.f_code) + frame.f_lasti)  # type: ignore[assignment]
+            if site is None:
+                site = new_site(frame)
+            if site is not PASS:
+                break
+            frame = frame.f_back
+        site.created += 1
+        parent = running(loop)
+        if parent is None:
+            task.note = (site, NO_PARENT, monotonic())
+        elif type(parent) is ours and (note := parent.note) is not None:
+            task.note = (site, note[0], monotonic())
         else:
-            other = self.inner(loop, coro, **kwargs) if self.inner is not None else asyncio.Task(coro, loop=loop, **kwargs)
-            board.created(other, loop, sys._getframe(1))
-            if board.task_spans:
-                board.span_starts[id(other)] = (otel_context.get_current(), time.time_ns())
-            other.add_done_callback(board.done)
-            return other
+            task.note = (site, parent_of(loop), monotonic())
         return task
+
+    return factory
+
+
+def _noted_by_callback(board: TaskBoard, inner: TaskFactoryType | None, loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Future[Any]:
+    """The factory's road when the loop had a factory of its own, or with task spans: its outcome
+    is counted by a done callback."""
+    task = inner(loop, coro, **kwargs) if inner is not None else asyncio.Task(coro, loop=loop, **kwargs)
+    site = board.site(sys._getframe(1))
+    site.created += 1
+    board.live[id(task)] = (site, board.parent(loop), monotonic(), id(loop), weakref.ref(task))
+    if board.task_spans:
+        board.span_starts[id(task)] = (otel_context.get_current(), time.time_ns())
+    task.add_done_callback(board.done)
+    return task
 
 
 class ExceptionHandler:

@@ -48,7 +48,7 @@ class LoopHealth:
 
     def __init__(
         self, loop: asyncio.AbstractEventLoop, threshold_s: float, task_of: Callable[[asyncio.Task[Any]], str],
-        closed: Callable[[int], None],
+        closed: Callable[[asyncio.AbstractEventLoop], None],
     ) -> None:
         self.loop = loop
         self.threshold_s = threshold_s
@@ -110,7 +110,7 @@ class LoopHealth:
         if incident is not None:
             self._end(incident, time.monotonic())
         if self.loop.is_closed():
-            self._closed(id(self.loop))
+            self._closed(self.loop)
 
     def _start(self, since: float, late: float, beats: int) -> _Incident:
         """The loop has not run its beat for `late` seconds: sample its thread, start the span."""
