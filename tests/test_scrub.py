@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import pydantic
 import pytest
+from hypothesis import given, strategies as st
 
 import opto
 from opto._core.capture import MASK, looks_secret, safe_repr
@@ -39,6 +40,7 @@ def test_an_ordinary_name_is_not_secret(name: str) -> None:
 
 @pytest.mark.parametrize("secret", [
     "Bearer abcdefghijklmnop1234",
+    "bEaReR abcdefghijklmnop1234",  # the pattern ignores case: so must the check that comes before it
     "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
     "sk-proj-abcdefghijklmnopqrstuvwxyz012345",
     "AKIAIOSFODNN7EXAMPLE",
@@ -53,6 +55,15 @@ def test_a_secret_looking_value_is_masked_wherever_it_is(secret: str) -> None:
         text = safe_repr(value)
         assert secret not in text and MASK in text, text
     assert "header: " in safe_repr(f"header: {secret} end")  # only the secret part is masked
+
+
+@given(st.tuples(st.text(max_size=20), st.sampled_from(scrub.VALUE_PATTERNS).flatmap(st.from_regex), st.text(max_size=20)))
+def test_the_quick_check_lets_every_secret_value_through_to_the_patterns(parts: tuple[str, str, str]) -> None:
+    """`suspect` runs before the patterns, on every captured string: it may say yes to text the
+    patterns do not match, never no to text they do."""
+    text = "".join(parts)
+    if scrub.rules.values.search(text) is not None:
+        assert scrub.suspect(text)
 
 
 def test_an_ordinary_value_is_kept() -> None:
