@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 
 from dashboard_server import Dashboard, span_write
 from opto.telemetry import semconv
-from opto_dashboard import queries, writer
+from opto_dashboard import compact, queries, writer
 from opto_dashboard.queries import TraceFilter
 from opto_dashboard.writer import Prune, SpanWrite, open_database
 from test_dashboard_api import Feed, call, served  # noqa: F401  (the fixture)
@@ -255,3 +256,14 @@ async def test_retries_function_filter_matches_by_prefix(served: tuple[Dashboard
     assert [r["name"] for r in d.get("/api/retries?name=flaky")["retries"]] == ["flaky_llm"]
     assert [f["name"] for f in d.get("/api/retries?name=flaky")["by_function"]] == ["flaky_llm"]
     assert d.get("/api/retries?name=llm")["retries"] == []
+
+
+def test_term_sets_are_named_by_key_for_the_query_and_then_released() -> None:
+    """`opto_holds` checks a trace's term list against the set its key names, while the query's
+    block lasts; the sets go with it (the table of sets grows only with the queries running)."""
+    terms = msgspec.msgpack.encode
+    with compact.term_sets(["[1, 2]", "[]"]) as (both, none):
+        assert compact.holds(terms([9, 2]), both) and not compact.holds(terms([3]), both)
+        assert not compact.holds(terms([1]), none) and not compact.holds(None, both)
+    with pytest.raises(KeyError):
+        compact.holds(terms([1]), both)
