@@ -200,9 +200,10 @@ def time_floor(db: Path, filters: dict[str, queries.TraceFilter], repeat: int) -
             for name, f in filters.items():
                 t = time.perf_counter()
                 breadth = queries.breadth_sql(f)
-                driver = None if breadth is None else queries.choose_driver(conn.execute(*breadth).fetchone())
-                for sql, params in queries.traces_sql(f, driver):
-                    conn.execute(sql, params).fetchall()
+                plan = queries.Plan() if breadth is None else queries.choose_plan(f, conn.execute(*breadth).fetchone())
+                with compact.term_sets(plan.ids) as sets:
+                    for sql, params in queries.traces_sql(f, plan, sets):
+                        conn.execute(sql, params).fetchall()
                 out[name].append((time.perf_counter() - t) * 1000)
     finally:
         conn.close()

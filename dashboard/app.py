@@ -73,7 +73,7 @@ def create_app(
     routes: list[BaseRoute] = [*ingest.routes, *otlp.routes, *hub.routes, *api.routes, *pages.routes]
     # JSON answers and static files of 1 KB or more go gzipped to clients that accept it.
     middleware = [
-        Middleware(GZipMiddleware, minimum_size=1024),
+        Middleware(GZipMiddleware, minimum_size=1024, compresslevel=1),
         Middleware(SecurityHeadersMiddleware, script_hashes=pages.SCRIPT_HASHES),
         Middleware(AccessMiddleware, token=token, hosts=hosts, refused=refused),
     ]

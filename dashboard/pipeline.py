@@ -79,6 +79,7 @@ class Pipeline:
         self._work = asyncio.Event()
         self._room = asyncio.Event()
         self._room.set()
+        self._telling = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self.health = WriteHealth(str(store.path))
@@ -170,11 +171,18 @@ class Pipeline:
                     future.set_result(len(write.spans))
                 else:
                     future.set_exception(error)
-        for listener in self.listeners:  # told even when nothing was stored: the live view shows failures
-            try:
-                listener(stored)
-            except Exception:
-                logger.exception("opto-dashboard: listener %r failed", listener)
+        # Listeners hear of one write at a time, with a turn of the event loop between: folding a
+        # 20,000-span transaction into the live figures at once held every request up for tens of
+        # ms. The lock keeps commits' turns in order (the next commit may be stored meanwhile).
+        async with self._telling:
+            for i, told in enumerate([stored[i:i + 1] for i in range(len(stored))] or [[]]):
+                if i:
+                    await asyncio.sleep(0)
+                for listener in self.listeners:  # told even when nothing was stored: the live view shows failures
+                    try:
+                        listener(told)
+                    except Exception:
+                        logger.exception("opto-dashboard: listener %r failed", listener)
 
     async def _run(self) -> None:
         """Commit batch after batch, the next one queued at the store while the last is stored, so

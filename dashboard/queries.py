@@ -12,9 +12,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from . import compact
 from .store import SPAN_COLUMNS, SPAN_TABLES, Store
 
-__all__ = ["TraceFilter", "TraceRow", "TracePage", "traces_sql", "traces", "suggest", "prefix_range", "fts_query", "MAX_TOTAL", "TERM_KINDS", "trace_spans", "SpanCursor", "breadth_sql", "choose_driver", "NARROW", "WINDOW"]
+__all__ = ["TraceFilter", "TraceRow", "TracePage", "traces_sql", "traces", "suggest", "prefix_range", "fts_query", "MAX_TOTAL", "TERM_KINDS", "trace_spans", "SpanCursor", "breadth_sql", "choose_plan", "Plan", "NARROW", "WINDOW"]
 
 MAX_TOTAL = 10_000  # matches counted past this are reported as "more": a count must not read every trace
 TERM_KINDS = {"name": "n:", "service": "s:", "attribute": "a:"}
@@ -77,8 +78,9 @@ _FIELDS = "lower(hex(t.trace_id)), t.root_name, t.service, t.start_ns, t.end_ns,
 NARROW = 20_000
 WINDOW = 5_000
 _DRIVING = "t.rowid IN (SELECT trace_ref FROM trace_terms WHERE term_id IN ({}))"
-# The trace's own list of its terms against the filter's (one list for the query: the subquery is not correlated).
-_CHECKED = "opto_holds(t.terms, (SELECT json_group_array(id) FROM ({})))"
+_TESTED = "+t.rowid IN (SELECT trace_ref FROM trace_terms WHERE term_id IN ({}))"  # its traces, looked up as the walk goes
+# The trace's own list of its terms against the filter's ids, passed by key (compact.term_sets).
+_CHECKED = "opto_holds(t.terms, ?)"
 
 
 def _term_filters(f: TraceFilter) -> list[tuple[str, list[Any]]]:
@@ -96,37 +98,45 @@ def _term_filters(f: TraceFilter) -> list[tuple[str, list[Any]]]:
     return terms
 
 
-def _conditions(f: TraceFilter, driver: int | None) -> tuple[list[str], list[Any], list[str], list[Any]]:
-    """`f` as SQL conditions on `traces t`: those of its term filters, then the others, each with its parameters."""
-    terms: list[str] = []
-    terms_params: list[Any] = []
+def _conditions(
+    f: TraceFilter, sets: Sequence[int], driver: int | None, driven: bool,
+) -> tuple[list[str], list[Any], list[str], list[Any]]:
+    """`f` as SQL conditions on `traces t`, in the order SQLite tests them: the driving term filter's
+    and the plain columns' (with their parameters), then the other term filters', each a call into
+    Python per trace (with theirs; `sets` holds their keys, by position). `driven`: only the
+    driver can use an index (the others get a unary `+`), so the plan starts from the driver's
+    traces; else the driver's traces are a set the walk in sort order looks each trace up in."""
+    indexed: list[str] = []
+    indexed_params: list[Any] = []
+    checked: list[str] = []
+    checked_params: list[Any] = []
     term_filters = _term_filters(f)
     searching = f.text is not None and fts_query(f.text) is not None  # then the last term filter is the search
     for i, (ids, ids_params) in enumerate(term_filters):
-        holding = (_DRIVING if i == driver else _CHECKED).format(ids)
+        params: list[Any] = ids_params if i == driver else [sets[i]]
+        holding = (_DRIVING if driven else _TESTED).format(ids) if i == driver else _CHECKED
         if searching and i == len(term_filters) - 1:
             holding = f"(t.trace_id = ? OR {holding})"  # the search box also takes a trace id
-            terms_params.append(_trace_id(f.text))  # type: ignore[arg-type]
-        terms.append(holding)
-        terms_params += ids_params
-    plain: list[str] = []
-    plain_params: list[Any] = []
+            params = [_trace_id(f.text), *params]  # type: ignore[arg-type]
+        (indexed if i == driver else checked).append(holding)
+        (indexed_params if i == driver else checked_params).extend(params)
+    t = "+t" if driven else "t"
     if f.text and not searching:
-        plain.append("t.trace_id = ?")
-        plain_params.append(_trace_id(f.text))
+        indexed.append(f"{t}.trace_id = ?")
+        indexed_params.append(_trace_id(f.text))
     if f.outcome:
-        plain.append("t.outcome = ?")
-        plain_params.append(f.outcome)
+        indexed.append(f"{t}.outcome = ?")
+        indexed_params.append(f.outcome)
     if f.min_duration_ns is not None:
-        plain.append("t.in_flight = 0 AND coalesce(t.end_ns, t.start_ns) - t.start_ns >= ?")  # traces_duration
-        plain_params.append(f.min_duration_ns)
+        indexed.append(f"t.in_flight = 0 AND {'+' if driven else ''}coalesce(t.end_ns, t.start_ns) - t.start_ns >= ?")  # traces_duration
+        indexed_params.append(f.min_duration_ns)
     if f.since_ns is not None:
-        plain.append("t.start_ns >= ?")
-        plain_params.append(f.since_ns)
+        indexed.append(f"{t}.start_ns >= ?")
+        indexed_params.append(f.since_ns)
     if f.until_ns is not None:
-        plain.append("t.start_ns <= ?")
-        plain_params.append(f.until_ns)
-    return terms, terms_params, plain, plain_params
+        indexed.append(f"{t}.start_ns <= ?")
+        indexed_params.append(f.until_ns)
+    return indexed, indexed_params, checked, checked_params
 
 
 def _trace_id(text: str) -> bytes | None:
@@ -149,48 +159,74 @@ def fts_query(text: str) -> str | None:
 
 
 def breadth_sql(f: TraceFilter) -> tuple[str, list[Any]] | None:
-    """How many traces each term filter of `f` matches, counted up to NARROW (None: `f` has none)."""
+    """What the plan of `f`'s queries is chosen from (None: `f` has no term filter): about how many
+    traces are stored (the span of their rowids), then for each term filter the traces it matches,
+    counted up to NARROW, and its term ids as a JSON list (`Plan.ids`)."""
     terms = _term_filters(f)
     if not terms:
         return None
-    counts = [f"(SELECT count(*) FROM (SELECT 1 FROM trace_terms WHERE term_id IN ({ids}) LIMIT {NARROW}))" for ids, _ in terms]
-    return "SELECT " + ", ".join(counts), [p for _, ids_params in terms for p in ids_params]
+    columns = ["coalesce((SELECT max(rowid) FROM traces) - (SELECT min(rowid) FROM traces) + 1, 0)"]  # each by the rowid's end
+    for ids, _ in terms:
+        columns.append(f"(SELECT count(*) FROM (SELECT 1 FROM trace_terms WHERE term_id IN ({ids}) LIMIT {NARROW}))")
+        columns.append(f"(SELECT json_group_array(id) FROM ({ids}))")
+    return "SELECT " + ", ".join(columns), [p for _, ids_params in terms for p in ids_params * 2]
 
 
-def choose_driver(counts: Sequence[int]) -> int | None:
-    """The term filter to drive by (its position), given `breadth_sql`'s counts: the narrowest, if under NARROW."""
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """How `traces_sql` reads: `driver`, the term filter (by position) whose traces are looked up
+    first, or None to walk the traces in sort order; `driven_page`, whether the page query starts
+    from the driver's traces too (else it walks in sort order, testing each against them); `ids`,
+    each term filter's term ids (JSON lists, for `compact.term_sets`)."""
+
+    driver: int | None = None
+    driven_page: bool = False
+    ids: tuple[str, ...] = ()
+
+
+def choose_plan(f: TraceFilter, breadth: Sequence[Any]) -> Plan:
+    """The plan for `f` from `breadth_sql`'s row: driven by the narrowest term filter if it matches
+    fewer than NARROW traces. Its page query is driven too when that looks up fewer traces than a
+    walk in sort order would pass to find a page's worth (offset + limit, one in `traces / matches`)."""
+    traces, counts, ids = breadth[0], breadth[1::2], tuple(breadth[2::2])
     narrowest = min(range(len(counts)), key=counts.__getitem__)
-    return narrowest if counts[narrowest] < NARROW else None
+    if counts[narrowest] >= NARROW:
+        return Plan(None, False, ids)
+    matches = max(counts[narrowest], 1)
+    return Plan(narrowest, matches * matches < (f.offset + f.limit) * traces, ids)
 
 
-def traces_sql(f: TraceFilter, driver: int | None = None) -> list[tuple[str, list[Any]]]:
-    """The page query and the (bounded) count query for `f`, as (SQL, parameters); `driver` is the
-    term filter (by position) whose traces are looked up first, None to walk the traces in order.
+def traces_sql(f: TraceFilter, plan: Plan = Plan(), sets: Sequence[int] = ()) -> list[tuple[str, list[Any]]]:
+    """The page query and the (bounded) count query for `f` read as `plan` says, as (SQL,
+    parameters); `sets`: the keys of `plan.ids` (`compact.term_sets`) for the term filters checked
+    per trace. The count query starts from the driver's traces, if there is a driver.
     The count query answers (matches, whether more traces were left unread)."""
-    terms, terms_params, plain, plain_params = _conditions(f, driver)
     key = "t.start_ns" if f.sort == "start" else "coalesce(t.end_ns, t.start_ns) - t.start_ns"
     direction = "DESC" if f.order == "desc" else "ASC"
-    clause, params = _clause(terms + plain), terms_params + plain_params
-    page = f"SELECT {_FIELDS} FROM traces t {clause} ORDER BY {key} {direction} LIMIT ? OFFSET ?"
-    if driver is not None or not terms:
-        count = f"SELECT count(*), 0 FROM (SELECT 1 FROM traces t {clause} LIMIT ?)"
-        return [(page, [*params, f.limit, f.offset]), (count, [*params, MAX_TOTAL + 1])]
+    driver = plan.driver
+    indexed, indexed_params, checked, checked_params = _conditions(f, sets, driver, plan.driven_page and driver is not None)
+    page = f"SELECT {_FIELDS} FROM traces t {_clause(indexed + checked)} ORDER BY {key} {direction} LIMIT ? OFFSET ?"
+    page_params = [*indexed_params, *checked_params, f.limit, f.offset]
+    if driver is not None or not checked:
+        indexed, indexed_params, checked, checked_params = _conditions(f, sets, driver, driver is not None)
+        count = f"SELECT count(*), 0 FROM (SELECT 1 FROM traces t {_clause(indexed + checked)} LIMIT ?)"
+        return [(page, page_params), (count, [*indexed_params, *checked_params, MAX_TOTAL + 1])]
     # Walked in sort order: the matches among the first WINDOW traces, and whether there were more.
     count = (
-        f"SELECT coalesce(sum(ok), 0), count(*) > ? FROM (SELECT {' AND '.join(terms)} AS ok "
-        f"FROM traces t {_clause(plain)} ORDER BY {key} {direction} LIMIT ?)"
+        f"SELECT coalesce(sum(ok), 0), count(*) > ? FROM (SELECT {' AND '.join(checked)} AS ok "
+        f"FROM traces t {_clause(indexed)} ORDER BY {key} {direction} LIMIT ?)"
     )
-    return [(page, [*params, f.limit, f.offset]), (count, [WINDOW, *terms_params, *plain_params, WINDOW + 1])]
+    return [(page, page_params), (count, [WINDOW, *checked_params, *indexed_params, WINDOW + 1])]
 
 
 async def traces(store: Store, f: TraceFilter) -> TracePage:
-    """The traces matching `f`, one page of them, sorted as asked: driven by its narrowest term
-    filter if one matches fewer than NARROW traces, else walked in sort order."""
+    """The traces matching `f`, one page of them, sorted as asked, read as `choose_plan` says."""
     breadth = breadth_sql(f)
-    driver = None if breadth is None else choose_driver((await store.fetch(*breadth))[0])
-    (page, page_params), (count, count_params) = traces_sql(f, driver)
-    rows = [TraceRow(*r) for r in await store.fetch(page, page_params)]
-    ((total, walked_past),) = await store.fetch(count, count_params)
+    plan = Plan() if breadth is None else choose_plan(f, (await store.fetch(*breadth))[0])
+    with compact.term_sets(plan.ids) as sets:
+        (page, page_params), (count, count_params) = traces_sql(f, plan, sets)
+        rows = [TraceRow(*r) for r in await store.fetch(page, page_params)]
+        ((total, walked_past),) = await store.fetch(count, count_params)
     return TracePage(rows, min(total, MAX_TOTAL), total > MAX_TOTAL or bool(walked_past))
 
 

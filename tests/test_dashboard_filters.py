@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 
 from dashboard_server import Dashboard, span_write
 from opto.telemetry import semconv
-from opto_dashboard import queries, writer
+from opto_dashboard import compact, queries, writer
 from opto_dashboard.queries import TraceFilter
 from opto_dashboard.writer import Prune, SpanWrite, open_database
 from test_dashboard_api import Feed, call, served  # noqa: F401  (the fixture)
@@ -120,27 +121,69 @@ FILTERS = {
 }
 
 
-@pytest.mark.parametrize("driver", [None, 0], ids=["walked in order", "driven by a term"])
+PLANS = {"walked in order": queries.Plan(), "driven by a term": queries.Plan(0, True), "a term tested in the walk": queries.Plan(0, False)}
+
+
+@pytest.mark.parametrize("plan", PLANS.values(), ids=PLANS.keys())
 @pytest.mark.parametrize("f", FILTERS.values(), ids=FILTERS.keys())
-def test_trace_queries_are_index_driven(tmp_path: Path, f: TraceFilter, driver: int | None) -> None:
+def test_trace_queries_are_index_driven(tmp_path: Path, f: TraceFilter, plan: queries.Plan) -> None:
     """No plan reads spans, and a scan is either in index order or a full-text match (free text)."""
     db = open_database(str(tmp_path / "plan.db"))
     try:
         breadth = queries.breadth_sql(f)
-        statements = [*queries.traces_sql(f, driver), *([breadth] if breadth else [])]
+        if breadth is None and plan.driver is not None:
+            pytest.skip("no term filter to drive by")
+        statements = [*queries.traces_sql(f, plan, range(1, 10)), *([breadth] if breadth else [])]
         for sql, params in statements:
-            plan = [row[3] for row in db.execute("EXPLAIN QUERY PLAN " + sql, params)]
-            assert not [step for step in plan if "spans" in step], plan
-            scans = [step for step in plan if step.startswith("SCAN ") and not step.startswith("SCAN (subquery")]
+            plan_steps = [row[3] for row in db.execute("EXPLAIN QUERY PLAN " + sql, params)]
+            assert not [step for step in plan_steps if "spans" in step], plan_steps
+            scans = [step for step in plan_steps if step.startswith("SCAN ") and not step.startswith("SCAN (subquery")]
             allowed = ("SCAN t USING INDEX", "SCAN t USING COVERING INDEX", "SCAN CONSTANT ROW", *(["SCAN terms_fts VIRTUAL TABLE INDEX 0:M"] if f.text else []))
-            assert all(step.startswith(allowed) for step in scans), plan
-            probes = [step for step in plan if "trace_terms" in step]
-            assert all(step.startswith("SEARCH") for step in probes), plan
+            assert all(step.startswith(allowed) for step in scans), plan_steps
+            probes = [step for step in plan_steps if "trace_terms" in step]
+            assert all(step.startswith("SEARCH") for step in probes), plan_steps
         sql, params = queries.suggest_sql("name", "st", 20)
         assert [row[3] for row in db.execute("EXPLAIN QUERY PLAN " + sql, params)] == [
             "SEARCH terms USING COVERING INDEX sqlite_autoindex_terms_1 (term>? AND term<?)"]
     finally:
         db.close()
+
+
+def test_a_driven_count_starts_from_the_drivers_traces(tmp_path: Path) -> None:
+    """With a driving term, the count query looks up the driver's traces by rowid, even when an
+    index on the other columns (outcome and start) could serve it: walking that index called Python
+    for every trace since `since` (99 ms at 200,000 spans); and the page query walks in sort order
+    testing the driver's traces, or starts from them, as the plan says."""
+    f = FILTERS["everything"]
+    db = open_database(str(tmp_path / "plan.db"))
+    try:
+        def first_step(sql: str, params: list[Any]) -> str:
+            return next(row[3] for row in db.execute("EXPLAIN QUERY PLAN " + sql, params) if " t " in row[3] + " ")
+
+        for driven_page in (False, True):
+            (page, page_params), (count, count_params) = queries.traces_sql(f, queries.Plan(1, driven_page), range(1, 10))
+            assert first_step(count, count_params) == "SEARCH t USING INTEGER PRIMARY KEY (rowid=?)"
+            page_step = first_step(page, page_params)
+            if driven_page:
+                assert page_step == "SEARCH t USING INTEGER PRIMARY KEY (rowid=?)"
+            else:  # an index of the columns (the driver's traces a set looked up as it goes)
+                assert page_step.startswith(("SCAN t USING INDEX", "SEARCH t USING INDEX")), page_step
+            assert count.index("opto_holds") > count.index("outcome"), "Python's checks come after SQLite's own"
+    finally:
+        db.close()
+
+
+@pytest.mark.parametrize(("traces", "matches", "offset", "plan"), [
+    (2_000_000, 30_000, 0, queries.Plan(None, False)),  # no term narrow enough: walked in order
+    (2_000_000, 9_000, 0, queries.Plan(1, True)),  # 9,000 looked up beat 50 in 9,000/2,000,000 walked to
+    (40_000, 9_000, 0, queries.Plan(1, False)),  # a page's worth is found in the first 225 traces walked
+    (40_000, 9_000, 2_000, queries.Plan(1, True)),  # page 41: the walk would pass 9,100 traces
+])
+def test_the_plan_follows_the_terms_counts(traces: int, matches: int, offset: int, plan: queries.Plan) -> None:
+    """The narrowest term filter under NARROW drives; the page query starts from its traces when
+    they are fewer than a walk in sort order would pass to find offset + limit of them."""
+    f = TraceFilter(name="a", service="b", offset=offset)
+    assert queries.choose_plan(f, [traces, 40_000, "[1]", matches, "[2]"]) == queries.Plan(plan.driver, plan.driven_page, ("[1]", "[2]"))
 
 
 async def test_broad_and_narrow_filters_find_the_same_traces(served: tuple[Dashboard, Feed], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -213,3 +256,14 @@ async def test_retries_function_filter_matches_by_prefix(served: tuple[Dashboard
     assert [r["name"] for r in d.get("/api/retries?name=flaky")["retries"]] == ["flaky_llm"]
     assert [f["name"] for f in d.get("/api/retries?name=flaky")["by_function"]] == ["flaky_llm"]
     assert d.get("/api/retries?name=llm")["retries"] == []
+
+
+def test_term_sets_are_named_by_key_for_the_query_and_then_released() -> None:
+    """`opto_holds` checks a trace's term list against the set its key names, while the query's
+    block lasts; the sets go with it (the table of sets grows only with the queries running)."""
+    terms = msgspec.msgpack.encode
+    with compact.term_sets(["[1, 2]", "[]"]) as (both, none):
+        assert compact.holds(terms([9, 2]), both) and not compact.holds(terms([3]), both)
+        assert not compact.holds(terms([1]), none) and not compact.holds(None, both)
+    with pytest.raises(KeyError):
+        compact.holds(terms([1]), both)

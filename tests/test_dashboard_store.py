@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from dashboard_server import span_record
+from opto_dashboard import writer
 from opto_dashboard.pipeline import Pipeline
 from opto_dashboard.records import ProcessInfo, SpanRecord
 from opto_dashboard.store import Store, StoreError, Write
@@ -232,3 +233,47 @@ async def test_writes_queued_back_to_back_are_stored_in_order(running: tuple[Sto
             "SELECT count(*), sum(state = 'ended') FROM spans WHERE trace_ref = (SELECT rowid FROM traces WHERE trace_id = ?)",
             (bytes.fromhex(trace_id),)).fetchone() == (4, 4)
         assert conn.execute("SELECT in_flight FROM traces WHERE trace_id = ?", (bytes.fromhex(trace_id),)).fetchone() == (0,)
+
+
+async def test_listeners_hear_one_write_a_turn_in_commit_order(tmp_path: Path) -> None:
+    """Writes committed in one transaction are told to listeners one at a time, with a turn of the
+    event loop between (a request waits behind one write's folding, not a transaction's), and
+    still in the order they were submitted."""
+    store = Store(tmp_path / "opto.db")
+    await store.open()
+    pipeline = Pipeline(store)
+    heard: list[object] = []
+    pipeline.listeners.append(lambda writes: heard.append([r.name for w in writes for r in w.spans]))
+    pipeline.start()
+    done = asyncio.Event()
+
+    async def other_work() -> None:
+        while not done.is_set():
+            heard.append("turn")
+            await asyncio.sleep(0)
+
+    other = asyncio.create_task(other_work())
+    try:
+        now = time.time_ns()
+        submits = [asyncio.ensure_future(pipeline.submit([record(now + i, name=f"w{i}") for _ in range(3)])) for i in range(6)]
+        assert await asyncio.gather(*submits) == [3] * 6
+        await pipeline.stop()  # the last listeners have been told
+    finally:
+        done.set()
+        await other
+        await pipeline.stop()
+        await store.close()
+    told = [i for i, h in enumerate(heard) if h != "turn"]
+    assert [heard[i] for i in told] == [[f"w{i}"] * 3 for i in range(6)]
+    assert all(b - a > 1 for a, b in zip(told, told[1:])), "another task ran between two writes' listeners"
+
+
+async def test_the_writer_process_runs_at_a_lower_os_priority(tmp_path: Path) -> None:
+    """The writer yields a contended core to the server (whose requests wait on it) by `writer.NICE`."""
+    store = Store(tmp_path / "opto.db")
+    await store.open()
+    try:
+        (pid,) = writer_pids(store.path)
+        assert os.getpriority(os.PRIO_PROCESS, pid) == min(os.getpriority(os.PRIO_PROCESS, 0) + writer.NICE, 19)
+    finally:
+        await store.close()
