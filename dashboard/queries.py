@@ -35,10 +35,11 @@ class TraceFilter:
     attributes: tuple[tuple[str, str], ...] = ()
     outcome: str | None = None
     min_duration_ns: int | None = None
+    max_duration_ns: int | None = None
     since_ns: int | None = None
     until_ns: int | None = None
     text: str | None = None
-    sort: Literal["start", "duration"] = "start"
+    sort: Literal["start", "duration", "spans", "errors"] = "start"
     order: Literal["asc", "desc"] = "desc"
     limit: int = 50
     offset: int = 0
@@ -120,6 +121,9 @@ def _conditions(f: TraceFilter, driver: int | None) -> tuple[list[str], list[Any
     if f.min_duration_ns is not None:
         plain.append("t.in_flight = 0 AND coalesce(t.end_ns, t.start_ns) - t.start_ns >= ?")  # traces_duration
         plain_params.append(f.min_duration_ns)
+    if f.max_duration_ns is not None:
+        plain.append("t.in_flight = 0 AND coalesce(t.end_ns, t.start_ns) - t.start_ns <= ?")
+        plain_params.append(f.max_duration_ns)
     if f.since_ns is not None:
         plain.append("t.start_ns >= ?")
         plain_params.append(f.since_ns)
@@ -163,22 +167,31 @@ def choose_driver(counts: Sequence[int]) -> int | None:
     return narrowest if counts[narrowest] < NARROW else None
 
 
+# The sort keys: start and duration by their index; span and error counts by the summary rows
+# (read whole, SQLite's sorter keeping a page's worth), ties by start in the same direction.
+_ORDER = {
+    "start": "t.start_ns {dir}",
+    "duration": "coalesce(t.end_ns, t.start_ns) - t.start_ns {dir}",
+    "spans": "t.span_count {dir}, t.start_ns {dir}",
+    "errors": "t.error_count {dir}, t.start_ns {dir}",
+}
+
+
 def traces_sql(f: TraceFilter, driver: int | None = None) -> list[tuple[str, list[Any]]]:
     """The page query and the (bounded) count query for `f`, as (SQL, parameters); `driver` is the
     term filter (by position) whose traces are looked up first, None to walk the traces in order.
     The count query answers (matches, whether more traces were left unread)."""
     terms, terms_params, plain, plain_params = _conditions(f, driver)
-    key = "t.start_ns" if f.sort == "start" else "coalesce(t.end_ns, t.start_ns) - t.start_ns"
-    direction = "DESC" if f.order == "desc" else "ASC"
+    order = _ORDER[f.sort].format(dir="DESC" if f.order == "desc" else "ASC")
     clause, params = _clause(terms + plain), terms_params + plain_params
-    page = f"SELECT {_FIELDS} FROM traces t {clause} ORDER BY {key} {direction} LIMIT ? OFFSET ?"
+    page = f"SELECT {_FIELDS} FROM traces t {clause} ORDER BY {order} LIMIT ? OFFSET ?"
     if driver is not None or not terms:
         count = f"SELECT count(*), 0 FROM (SELECT 1 FROM traces t {clause} LIMIT ?)"
         return [(page, [*params, f.limit, f.offset]), (count, [*params, MAX_TOTAL + 1])]
     # Walked in sort order: the matches among the first WINDOW traces, and whether there were more.
     count = (
         f"SELECT coalesce(sum(ok), 0), count(*) > ? FROM (SELECT {' AND '.join(terms)} AS ok "
-        f"FROM traces t {_clause(plain)} ORDER BY {key} {direction} LIMIT ?)"
+        f"FROM traces t {_clause(plain)} ORDER BY {order} LIMIT ?)"
     )
     return [(page, [*params, f.limit, f.offset]), (count, [WINDOW, *terms_params, *plain_params, WINDOW + 1])]
 

@@ -5,7 +5,7 @@ import { latest, report, throttle } from "/static/api.js";
 import { onLive } from "/static/socket.js";
 
 const PAGE = 50;
-const FIELDS = ["name", "service", "attr", "outcome", "min_duration_ms", "since", "until", "q"];
+const FIELDS = ["name", "service", "attr", "outcome", "min_duration_ms", "max_duration_ms", "since", "until", "q"];
 const form = $("#filters");
 const table = $("#trace-table");
 const fetchTraces = latest();
@@ -14,7 +14,7 @@ let loads = 0; // the spinner shows until the newest load ends
 function readUrl() {
   const params = new URLSearchParams(location.search);
   for (const field of FIELDS) form.elements[field].value = params.get(field) || "";
-  if (["min_duration_ms", "since", "until"].some((f) => params.get(f))) $("#more-filters").open = true;
+  if (["min_duration_ms", "max_duration_ms", "since", "until"].some((f) => params.get(f))) $("#more-filters").open = true;
   return params;
 }
 
@@ -23,7 +23,7 @@ const toNs = (local) => (local ? BigInt(new Date(local).getTime()) * 1_000_000n 
 
 function apiUrl(params) {
   const api = new URLSearchParams();
-  for (const key of ["name", "service", "attr", "outcome", "min_duration_ms", "q"]) if (params.get(key)) api.set(key, params.get(key));
+  for (const key of ["name", "service", "attr", "outcome", "min_duration_ms", "max_duration_ms", "q"]) if (params.get(key)) api.set(key, params.get(key));
   const since = toNs(params.get("since"));
   const until = toNs(params.get("until"));
   if (since !== null) api.set("since_ns", since.toString());
