@@ -124,6 +124,33 @@ export function histogram(svg, buckets, formatLe, unit) {
   });
 }
 
+/**
+ * Dots at (x, y) for `points` ([{x, y, title, className, onclick, data}]) over x in [x0, x1] and y from 0:
+ * each dot's <title> names it; time labels under the plot, y labels left of it, never on a dot.
+ */
+export function scatterChart(svg, options) {
+  keep(svg, () => scatterChart(svg, options));
+  const { points, x0, x1, formatX, formatY = String, unit = "" } = options;
+  const f = frame(svg, { ...PAD, top: unit ? 18 : PAD.top });
+  const axis = ticks(Math.max(0, ...points.map((p) => p.y)));
+  const top = axis[axis.length - 1];
+  yAxis(svg, f, top, formatY, unit);
+  const R = 4; // a dot's radius: the x range is inset by it so no dot reaches the y labels
+  const span = Math.max(x1 - x0, 1);
+  const X = (x) => f.pad.left + R + ((x - x0) / span) * (f.w - 2 * R);
+  const labels = Math.max(2, Math.min(4, Math.floor(f.w / 110)));
+  for (let i = 0; i < labels; i++) {
+    const x = x0 + (span * i) / (labels - 1);
+    const anchor = i === 0 ? "start" : i === labels - 1 ? "end" : "middle";
+    svg.append(h("svg:text", { class: "axis-label", x: X(x), y: f.height - 6, "text-anchor": anchor }, formatX(x)));
+  }
+  for (const p of points) {
+    const dot = h("svg:circle", { class: `dot ${p.className || ""}`, cx: X(p.x).toFixed(1), cy: (f.pad.top + f.hgt - (p.y / top) * f.hgt).toFixed(1), r: R, onclick: p.onclick, ...p.data });
+    dot.append(h("svg:title", {}, p.title));
+    svg.append(dot);
+  }
+}
+
 /** A tiny line without axes. */
 export function sparkline(svg, values) {
   const width = 120;

@@ -2,6 +2,7 @@
 import { $, h, setRows, setText } from "/static/dom.js";
 import { count, duration, time } from "/static/format.js";
 import { latest, report, throttle } from "/static/api.js";
+import { scatterChart } from "/static/charts.js";
 import { onLive } from "/static/socket.js";
 
 const PAGE = 50;
@@ -47,9 +48,29 @@ function row(t) {
     h("td", { class: "num" }, t.error_count ? count(t.error_count) : "–"),
     h("td", { class: "num" }, t.retry_count ? count(t.retry_count) : "–"),
     h("td", {}, h("span", { class: `badge ${outcome}` }, t.in_flight ? "in flight" : outcome)));
+  // The row in focus or under the pointer outlines its dot in the scatter plot.
+  const mark = (on) => $(`#trace-scatter [data-trace-id="${t.trace_id}"]`)?.classList.toggle("current", on);
+  for (const event of ["focus", "mouseenter"]) tr.addEventListener(event, () => mark(true));
+  for (const event of ["blur", "mouseleave"]) tr.addEventListener(event, () => mark(false));
   tr.addEventListener("click", (e) => { if (e.target.tagName !== "A") location.href = link.href; });
   tr.addEventListener("keydown", (e) => { if (e.key === "Enter") location.href = link.href; });
   return tr;
+}
+
+/** Jaeger's search-page plot: the listed finished traces, duration over start time (the rows stay the keyboard path). */
+function scatter(traces) {
+  const done = traces.filter((t) => t.duration_ms !== null);
+  $("#scatter").hidden = !done.length;
+  if (!done.length) return;
+  const starts = done.map((t) => t.start_ns / 1e6);
+  scatterChart($("#trace-scatter"), {
+    x0: Math.min(...starts), x1: Math.max(...starts), formatX: (ms) => time(ms * 1e6), formatY: (ms) => duration(ms), unit: "duration",
+    points: done.map((t) => ({
+      x: t.start_ns / 1e6, y: t.duration_ms, className: t.outcome,
+      title: `${t.root_name || "(no root)"}: ${duration(t.duration_ms)}, ${count(t.span_count)} spans, ${t.outcome}, ${time(t.start_ns)}`,
+      data: { "data-trace-id": t.trace_id }, onclick: () => { location.href = `/traces/${t.trace_id}`; },
+    })),
+  });
 }
 
 async function load() {
@@ -69,6 +90,7 @@ async function load() {
     if (!data) return; // overtaken by a newer request
     report(null);
     setRows(table, data.traces.map(row));
+    scatter(data.traces);
     const filtered = FIELDS.some((f) => params.get(f));
     setText($("[data-empty-for='trace-table']"), filtered || Number(params.get("offset") || 0)
       ? "No traces match these filters."
