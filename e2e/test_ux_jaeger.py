@@ -10,6 +10,7 @@ from typing import Any
 from playwright.sync_api import Page, expect
 
 from harness import Dashboard, Feeder, span
+from test_trace import ten_thousand_spans
 
 __all__: list[str] = []
 
@@ -117,3 +118,87 @@ def test_scatter_follows_the_filters_and_hides_with_no_finished_rows(page: Page,
     page.goto(f"{dashboard.url}/traces?name=absent")
     expect(page.get_by_test_id("traces-empty")).to_be_visible()
     expect(page.locator("#scatter")).to_be_hidden()
+
+
+def open_big_trace(page: Page, dashboard: Dashboard, feeder: Feeder) -> None:
+    """The 10,000-span trace of test_trace (30 s: 99 workers of 100 calls), opened with the waterfall focused."""
+    feeder.send(ten_thousand_spans("9" * 32))
+    page.goto(f"{dashboard.url}/traces/{'9' * 32}")
+    expect(page.locator("body[data-ready='trace']")).to_have_count(1)
+    expect(page.locator("#wf-mini-canvas")).to_have_attribute("data-spans", "10000")
+    page.locator("#waterfall").focus()
+
+
+def shown_range(page: Page) -> list[float]:
+    """The minimap's range as shares of the trace ([] while the whole trace shows)."""
+    value = page.locator("#wf-minimap").get_attribute("data-range") or ""
+    return [float(x) for x in value.split(",")] if value else []
+
+
+def bar_share(page: Page, name: str) -> list[float]:
+    """Where `name`'s bar starts and ends, as shares of its track's width."""
+    return page.locator(".wf-row", has_text=name).first.evaluate("""row => {
+        const track = row.querySelector('.wf-track').getBoundingClientRect();
+        const bar = row.querySelector('.wf-bar').getBoundingClientRect();
+        return [(bar.left - track.left) / track.width, (bar.right - track.left) / track.width];
+    }""")
+
+
+def test_minimap_drag_zooms_the_waterfall_and_reset_shows_it_all(page: Page, dashboard: Dashboard, feeder: Feeder) -> None:
+    """Dragging across the first tenth of the strip zooms the time axis to the trace's first 3 s; a
+    drag inside the range moves it; Reset zoom goes back to the whole trace."""
+    open_big_trace(page, dashboard, feeder)
+    expect(page.locator("#wf-axis span").nth(1)).to_have_text("7.50 s")
+    strip = page.locator("#wf-minimap").bounding_box()
+    assert strip is not None
+    y = strip["y"] + strip["height"] / 2
+    page.mouse.move(strip["x"] + 1, y)
+    page.mouse.down()
+    page.mouse.move(strip["x"] + strip["width"] * 0.1, y, steps=4)
+    page.mouse.up()
+    expect(page.locator("#wf-mini-window")).to_be_visible()
+    start, end = shown_range(page)
+    assert start < 0.002 and abs(end - 0.1) < 0.005, (start, end)
+    expect(page.get_by_test_id("zoom-range")).to_contain_text(" – 3.00 s")
+    axis = page.locator("#wf-axis span").all_inner_texts()
+    assert axis[2].endswith(" s") and 1.4 < float(axis[2].split()[0]) < 1.6, axis  # half of the first 3 s
+    left, right = bar_share(page, "call-5")  # 500 to 580 ms into the 30 s trace
+    assert abs(left - (0.5 / 30 - start) / (end - start)) < 0.01 and abs(right - (0.58 / 30 - start) / (end - start)) < 0.01, (left, right)
+    window = page.locator("#wf-mini-window").bounding_box()
+    assert window is not None
+    page.mouse.move(window["x"] + window["width"] / 2, y)
+    page.mouse.down()
+    page.mouse.move(window["x"] + window["width"] / 2 + strip["width"] * 0.2, y, steps=4)
+    page.mouse.up()
+    moved = shown_range(page)
+    assert abs(moved[0] - start - 0.2) < 0.005 and abs(moved[1] - moved[0] - (end - start)) < 0.001, moved
+    page.get_by_role("button", name="Reset zoom").click()
+    expect(page.locator("#wf-mini-window")).to_be_hidden()
+    expect(page.locator("#wf-axis span").nth(1)).to_have_text("7.50 s")
+    expect(page.get_by_role("button", name="Reset zoom")).to_be_disabled()
+
+
+def test_zoom_keys_narrow_move_and_reset_the_range(page: Page, dashboard: Dashboard, feeder: Feeder) -> None:
+    """w and s zoom in and out around the middle, a and d move by a quarter, z zooms to the selected span, 0 resets; all are listed under Keys."""
+    open_big_trace(page, dashboard, feeder)
+    page.keyboard.press("w")
+    page.wait_for_function("document.querySelector('#wf-minimap').dataset.range === '0.2500,0.7500'")
+    page.keyboard.press("a")
+    page.wait_for_function("document.querySelector('#wf-minimap').dataset.range === '0.1250,0.6250'")
+    page.keyboard.press("d")
+    page.keyboard.press("d")
+    page.wait_for_function("document.querySelector('#wf-minimap').dataset.range === '0.3750,0.8750'")
+    page.keyboard.press("s")
+    page.wait_for_function("document.querySelector('#wf-minimap').dataset.range === '0.1250,1.0000'")
+    page.keyboard.press("0")
+    page.wait_for_function("document.querySelector('#wf-minimap').dataset.range === ''")
+    page.keyboard.press("e")  # the first failure: call-5 of worker-0, 500 to 580 ms
+    expect(page.locator(".wf-row[aria-selected='true']")).to_contain_text("call-5")
+    page.keyboard.press("z")
+    page.wait_for_function("document.querySelector('#wf-minimap').dataset.range !== ''")
+    left, right = bar_share(page, "call-5")
+    assert abs(left - 0.05 / 1.1) < 0.01 and abs(right - 1.05 / 1.1) < 0.01, (left, right)
+    page.get_by_text("Keys", exact=True).click()
+    keys = page.get_by_test_id("keys")
+    for listed in ("w s", "a d", "z", "0"):
+        expect(keys.locator("dt", has_text=listed).first).to_be_visible()

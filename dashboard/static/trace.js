@@ -5,6 +5,7 @@ import { ApiError, latest, report, throttle } from "/static/api.js";
 import { onLive } from "/static/socket.js";
 import { stackView } from "/static/stack.js";
 import { Waterfall } from "/static/waterfall.js";
+import { Minimap, clampRange, zoomStep } from "/static/minimap.js";
 
 const { trace_id: traceId } = pageData();
 const fetchTrace = latest();
@@ -22,6 +23,31 @@ const waterfall = new Waterfall({
     history.replaceState(null, "", url);
   },
 });
+
+const minimap = new Minimap({
+  strip: $("#wf-minimap"), canvas: $("#wf-mini-canvas"), window: $("#wf-mini-window"), onRange: (range) => zoomTo(range, false),
+});
+
+/** Zoom the waterfall's time axis to `range` (null: the whole trace); `place` moves the minimap's box too. */
+function zoomTo(range, place = true) {
+  if (place) minimap.setRange(range);
+  waterfall.zoom(range);
+  const { t0 } = waterfall.model;
+  $("#wf-zoom-reset").disabled = !range;
+  setText($("#wf-zoom-info"), range ? `${duration((range[0] - t0) / 1e6)} – ${duration((range[1] - t0) / 1e6)}` : "");
+}
+
+/** The key's zoom (`op` of zoomStep), or a zoom to the selected span ("span"). */
+function zoomKey(op) {
+  const { t0, t1 } = waterfall.model;
+  const span = waterfall.selectedSpan();
+  if (op !== "span") zoomTo(zoomStep(waterfall.range, [t0, t1], op));
+  else if (span) {
+    const end = span.end_ns ?? t1;
+    const margin = (end - span.start_ns) * 0.05;
+    zoomTo(clampRange([span.start_ns - margin, end + margin], [t0, t1]));
+  }
+}
 
 const nowNs = () => Date.now() * 1e6 + clockOffsetNs;
 
@@ -64,6 +90,7 @@ function show(loaded, more) {
   $("#wf-empty").hidden = true;
   spans = loaded;
   waterfall.setSpans(spans, nowNs());
+  minimap.setRows(waterfall.all, waterfall.model.t0, waterfall.model.t1);
   summarise(more);
   showErrorCount();
   if (!rendered) {
@@ -227,11 +254,14 @@ $("#wf-download").addEventListener("click", () => {
   setTimeout(() => URL.revokeObjectURL(url));
 });
 $("#wf-expand-all").addEventListener("click", () => waterfall.collapseAll(true));
+$("#wf-zoom-reset").addEventListener("click", () => zoomTo(null));
 
 // Page-wide keys, except while typing in a field.
 const KEYS = {
   "/": () => findInput.focus(), n: () => findStep(1), N: () => findStep(-1), e: () => errorStep(1), E: () => errorStep(-1),
   "[": () => waterfall.collapseAll(), "]": () => waterfall.collapseAll(true),
+  w: () => zoomKey("in"), s: () => zoomKey("out"), a: () => zoomKey("left"), d: () => zoomKey("right"), z: () => zoomKey("span"),
+  0: () => zoomTo(null),
 };
 addEventListener("keydown", (e) => {
   if (e.ctrlKey || e.metaKey || e.altKey || e.target.closest("input, select, textarea") || !(e.key in KEYS)) return;
@@ -246,7 +276,12 @@ onLive((message) => {
   if (message.type === "update" && message.new_spans && (!rendered || spans.some((s) => s.state === "started"))) refresh();
 });
 // Bars of spans still running grow with the clock between refreshes.
-setInterval(() => { if (spans.some((s) => s.state === "started")) { waterfall.setSpans(spans, nowNs()); summarise(); } }, 1000);
+setInterval(() => {
+  if (!spans.some((s) => s.state === "started")) return;
+  waterfall.setSpans(spans, nowNs());
+  minimap.setRows(waterfall.all, waterfall.model.t0, waterfall.model.t1);
+  summarise();
+}, 1000);
 addEventListener("popstate", () => {
   const wanted = new URLSearchParams(location.search).get("span");
   if (wanted) waterfall.selectId(wanted);
