@@ -202,3 +202,60 @@ def test_zoom_keys_narrow_move_and_reset_the_range(page: Page, dashboard: Dashbo
     keys = page.get_by_test_id("keys")
     for listed in ("w s", "a d", "z", "0"):
         expect(keys.locator("dt", has_text=listed).first).to_be_visible()
+
+
+def stats_row(page: Page, name: str) -> list[str]:
+    return page.locator("#stats-table tbody tr", has=page.locator(f"td:text-is('{name}')")).locator("td").all_inner_texts()
+
+
+def test_statistics_tab_sums_durations_and_self_time_per_span_name(page: Page, dashboard: Dashboard, feeder: Feeder, dialogs: list[str]) -> None:
+    """Per name: count (with those running), errors, total, average, min, max and self time (what no
+    child covers: overlapping children count once); names are text; a click on one finds its spans."""
+    trace_id, root = secrets.token_hex(16), secrets.token_hex(8)
+    t0 = time.time_ns() - 60_000 * MS
+    hostile = "<img src=x onerror=alert(1)>"
+    feeder.send([
+        span(trace_id, root, "job", t0, t0 + 100 * MS),
+        span(trace_id, secrets.token_hex(8), "fetch", t0 + 10 * MS, t0 + 30 * MS, parent=root),
+        span(trace_id, secrets.token_hex(8), "fetch", t0 + 20 * MS, t0 + 50 * MS, parent=root),
+        span(trace_id, secrets.token_hex(8), "fetch", t0 + 60 * MS, t0 + 70 * MS, parent=root, outcome="error"),
+        span(trace_id, secrets.token_hex(8), "parse", t0 + 80 * MS, None, parent=root),
+        span(trace_id, secrets.token_hex(8), hostile, t0 + 1 * MS, t0 + 2 * MS, parent=root),
+    ])
+    page.goto(f"{dashboard.url}/traces/{trace_id}")
+    expect(page.locator(".wf-row")).to_have_count(6)
+    page.get_by_role("tab", name="Statistics").click()
+    expect(page.get_by_role("tab", name="Statistics")).to_have_attribute("aria-selected", "true")
+    expect(page.locator("#waterfall")).to_be_hidden()
+    expect(page.locator("#stats-table tbody tr")).to_have_count(4)
+    assert stats_row(page, "fetch") == ["fetch", "3", "1", "60.0 ms", "20.0 ms", "10.0 ms", "30.0 ms", "60.0 ms", "20.0 ms"]
+    # 100 ms less the children's union: 1-2, 10-50 (two fetches overlapping), 60-70 and the running parse from 80 ms on.
+    assert stats_row(page, "job")[7] == "29.0 ms"
+    assert stats_row(page, "parse")[:4] == ["parse", "1 (1 running)", "–", "–"]
+    assert stats_row(page, hostile)[0] == hostile
+    expect(page.get_by_test_id("stats-note")).to_contain_text("4 span names in 6 spans")
+    expect(page.locator("#stats-table tbody tr").first).to_contain_text("job")  # by total, longest first
+    page.get_by_role("button", name="Count").click()
+    expect(page.locator("#stats-table tbody tr").first).to_contain_text("fetch")
+    page.get_by_role("button", name="Count").click()
+    expect(page.locator("#stats-table tbody tr").first).not_to_contain_text("fetch")
+    page.locator("#stats-table tbody td", has_text="fetch").click()
+    expect(page.locator("#waterfall")).to_be_visible()
+    expect(page.locator("#wf-find")).to_have_value("fetch")
+    expect(page.get_by_test_id("find-count")).to_have_text("1 of 3")
+    expect(page.locator(".wf-row[aria-selected='true']")).to_contain_text("fetch")
+    page.locator("#waterfall").focus()
+    page.keyboard.press("t")
+    expect(page.locator("#wf-stats")).to_be_visible()
+    page.keyboard.press("t")
+    expect(page.locator("#waterfall")).to_be_visible()
+    assert dialogs == []
+
+
+def test_statistics_of_a_ten_thousand_span_trace(page: Page, dashboard: Dashboard, feeder: Feeder) -> None:
+    """All 10,000 spans are counted: 99 of each call, call-5 failing in every worker."""
+    open_big_trace(page, dashboard, feeder)
+    page.keyboard.press("t")
+    expect(page.get_by_test_id("stats-note")).to_contain_text("200 span names in 10,000 spans")
+    assert stats_row(page, "call-5")[:3] == ["call-5", "99", "99"]
+    assert stats_row(page, "call-6")[1:4] == ["99", "–", "7.92 s"]

@@ -6,6 +6,7 @@ import { onLive } from "/static/socket.js";
 import { stackView } from "/static/stack.js";
 import { Waterfall } from "/static/waterfall.js";
 import { Minimap, clampRange, zoomStep } from "/static/minimap.js";
+import { MAX_NAMES, renderStats, spanStats } from "/static/trace_stats.js";
 
 const { trace_id: traceId } = pageData();
 const fetchTrace = latest();
@@ -91,6 +92,7 @@ function show(loaded, more) {
   spans = loaded;
   waterfall.setSpans(spans, nowNs());
   minimap.setRows(waterfall.all, waterfall.model.t0, waterfall.model.t1);
+  if (statsShown()) drawStats();
   summarise(more);
   showErrorCount();
   if (!rendered) {
@@ -212,6 +214,46 @@ function showDetail(span) {
   $("#detail-empty").hidden = true;
 }
 
+// ---- statistics: a tab beside the waterfall ----
+
+const statsSort = { key: "total", order: "desc" };
+const statsShown = () => !$("#wf-stats").hidden;
+
+function drawStats() {
+  const distinct = renderStats($("#stats-table"), spanStats(spans), statsSort.key, statsSort.order);
+  setText($("#stats-note"), `${count(distinct)} span name${distinct === 1 ? "" : "s"} in ${spans.length.toLocaleString()} spans`
+    + `${distinct > MAX_NAMES ? `, the first ${count(MAX_NAMES)} shown` : ""}. Durations count ended spans; self time is`
+    + " the part of a span that none of its children covers. A click on a name finds its spans in the waterfall.");
+}
+
+/** Show the statistics (true) or the waterfall. */
+function showView(stats) {
+  $("#wf-panel").hidden = stats;
+  $("#wf-stats").hidden = !stats;
+  $("#tab-waterfall").setAttribute("aria-selected", String(!stats));
+  $("#tab-stats").setAttribute("aria-selected", String(stats));
+  if (stats) drawStats();
+}
+
+$("#tab-waterfall").addEventListener("click", () => showView(false));
+$("#tab-stats").addEventListener("click", () => showView(true));
+for (const button of $("#stats-table").querySelectorAll("button.sort")) {
+  button.addEventListener("click", () => {
+    const same = statsSort.key === button.dataset.key;
+    statsSort.order = same ? (statsSort.order === "desc" ? "asc" : "desc") : button.dataset.key === "name" ? "asc" : "desc";
+    statsSort.key = button.dataset.key;
+    drawStats();
+  });
+}
+$("#stats-table").tBodies[0].addEventListener("click", (e) => {
+  const row = e.target.closest("tr");
+  if (!row) return;
+  showView(false);
+  findInput.value = row.dataset.name;
+  findInput.dispatchEvent(new Event("input"));
+  findStep(1);
+});
+
 // ---- find in trace, next error, collapse: buttons and keys ----
 
 const findInput = $("#wf-find");
@@ -261,11 +303,12 @@ const KEYS = {
   "/": () => findInput.focus(), n: () => findStep(1), N: () => findStep(-1), e: () => errorStep(1), E: () => errorStep(-1),
   "[": () => waterfall.collapseAll(), "]": () => waterfall.collapseAll(true),
   w: () => zoomKey("in"), s: () => zoomKey("out"), a: () => zoomKey("left"), d: () => zoomKey("right"), z: () => zoomKey("span"),
-  0: () => zoomTo(null),
+  0: () => zoomTo(null), t: () => showView(!statsShown()),
 };
 addEventListener("keydown", (e) => {
   if (e.ctrlKey || e.metaKey || e.altKey || e.target.closest("input, select, textarea") || !(e.key in KEYS)) return;
   e.preventDefault();
+  if (e.key !== "t" && statsShown()) showView(false); // the waterfall's keys bring it back
   KEYS[e.key]();
 });
 
@@ -280,6 +323,7 @@ setInterval(() => {
   if (!spans.some((s) => s.state === "started")) return;
   waterfall.setSpans(spans, nowNs());
   minimap.setRows(waterfall.all, waterfall.model.t0, waterfall.model.t1);
+  if (statsShown()) drawStats();
   summarise();
 }, 1000);
 addEventListener("popstate", () => {
