@@ -259,3 +259,79 @@ def test_statistics_of_a_ten_thousand_span_trace(page: Page, dashboard: Dashboar
     expect(page.get_by_test_id("stats-note")).to_contain_text("200 span names in 10,000 spans")
     assert stats_row(page, "call-5")[:3] == ["call-5", "99", "99"]
     assert stats_row(page, "call-6")[1:4] == ["99", "–", "7.92 s"]
+
+
+DRAW_SPIKE = """async (clip) => {
+    const { clipAbove, lineChart } = await import("/static/charts.js");
+    const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+    svg.setAttribute("class", "chart");
+    document.querySelector("main").append(svg);
+    const values = Array.from({ length: 100 }, (_, i) => (i === 50 ? 40 : 2 + (i % 3)));
+    const top = clip ? clipAbove(values) : null;
+    lineChart(svg, { series: [{ name: "total", color: "red", points: values.map((v, i) => [i, v]) }], x0: 0, x1: 99,
+                     formatX: (x) => `t${x}`, unit: "calls", clip: top });
+    const grid = [...svg.querySelectorAll("line.gridline")].map((l) => Number(l.getAttribute("y1")));
+    const box = svg.getBoundingClientRect();
+    const note = svg.querySelector(".clip-note");
+    const result = {
+        top, dataClip: svg.dataset.clip, labels: [...svg.querySelectorAll("text.axis-label")].map((t) => t.textContent),
+        marks: [...svg.querySelectorAll("path.clipped title")].map((t) => t.textContent),
+        usualShare: (() => {  // how high the usual values' top (4, at x = 11) stands in the plot
+            const y = Number(svg.querySelector("path.line").getAttribute("d").split(/[ML]/)[12].split(",")[1]);
+            return (Math.max(...grid) - y) / (Math.max(...grid) - Math.min(...grid));
+        })(),
+        noteAbovePlot: note ? note.getBoundingClientRect().bottom <= box.top + Math.min(...grid) : null,
+        note: note?.textContent ?? null,
+    };
+    svg.remove();
+    return result;
+}"""
+
+
+def test_one_spike_tops_out_the_scale_instead_of_flattening_the_line(page: Page, dashboard: Dashboard) -> None:
+    """With a spike of 40 among values of 2 to 4, the scale stops at 1.5 times the 90th percentile (6):
+    the usual values fill the plot, the spike is drawn at the top with a ▲ naming its value, a note above the plot says so."""
+    page.goto(f"{dashboard.url}/live")
+    flat = page.evaluate(DRAW_SPIKE, False)
+    assert flat["dataClip"] == "" and flat["labels"][:5] == ["0", "10", "20", "30", "40"] and flat["marks"] == []
+    clipped = page.evaluate(DRAW_SPIKE, True)
+    assert clipped["top"] == 6 and clipped["dataClip"] == "6", clipped
+    assert clipped["marks"] == ["total: 40 at t50"], clipped
+    assert clipped["note"] == "▲ above 6, peak 40" and clipped["noteAbovePlot"], clipped
+    assert flat["usualShare"] == 0.1 and clipped["usualShare"] > 0.66, (flat, clipped)  # the usual values' top: a tenth of the plot, then two thirds
+
+
+# The server samples concurrency every tick whether or not it pushes: this waits, in the page, until
+# its samples hold a spike of 42 (`rare` false) or until that spike is followed by ten times as many
+# samples of 2 (`rare` true). Polled every 250 ms (the sampling period), for at most 60 s.
+WAIT_FOR_SAMPLES = """async (rare) => {
+    const deadline = Date.now() + 60000;
+    for (;;) {
+        const totals = (await (await fetch('/api/live')).json()).concurrency.map((p) => p.total);
+        const after = totals.length - 1 - totals.lastIndexOf(42);
+        const spikes = totals.filter((t) => t === 42).length;
+        if (spikes && (!rare || (after >= 10 * spikes && totals.slice(-after).every((t) => t === 2)))) return totals.length;
+        if (Date.now() > deadline) throw new Error(`samples never settled: ${totals}`);
+        await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+}"""
+
+
+def test_live_concurrency_chart_clips_a_spike_and_marks_it(page: Page, dashboard: Dashboard, feeder: Feeder) -> None:
+    """Two calls in flight, then forty more for a moment: once the spike is rare among the samples,
+    the next update tops the scale out above the usual two, and the ▲'s tooltip gives the spike's value."""
+    now = time.time_ns()
+    trace_id = secrets.token_hex(16)
+    feeder.send([span(trace_id, secrets.token_hex(8), "steady", now + i, None) for i in range(2)])
+    page.goto(f"{dashboard.url}/live")
+    expect(page.get_by_test_id("concurrency-peak")).to_have_text("2")
+    spike = [span(trace_id, secrets.token_hex(8), "spiky", now + 10 + i, None) for i in range(40)]
+    feeder.send(spike)
+    page.evaluate(WAIT_FOR_SAMPLES, False)
+    feeder.send([{**s, "state": "ended", "end_ns": now + 1_000_000, "attributes": {"opto.outcome": "ok"}} for s in spike])
+    page.evaluate(WAIT_FOR_SAMPLES, True)
+    feeder.send([span(secrets.token_hex(16), secrets.token_hex(8), "nudge", now, now + 1)])  # new spans: an update is pushed
+    page.wait_for_function("document.querySelector('#concurrency-chart').dataset.clip === '3'")
+    expect(page.locator("#concurrency-chart path.clipped title").first).to_contain_text("total: 42")
+    expect(page.locator("#concurrency-chart .clip-note")).to_have_text("▲ above 3, peak 42")
+    expect(page.get_by_test_id("concurrency-peak")).to_have_text("42")
