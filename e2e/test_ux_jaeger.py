@@ -335,3 +335,48 @@ def test_live_concurrency_chart_clips_a_spike_and_marks_it(page: Page, dashboard
     expect(page.locator("#concurrency-chart path.clipped title").first).to_contain_text("total: 42")
     expect(page.locator("#concurrency-chart .clip-note")).to_have_text("▲ above 3, peak 42")
     expect(page.get_by_test_id("concurrency-peak")).to_have_text("42")
+
+
+def job(trace_id: str, t0: int, children: list[tuple[str, int]]) -> list[dict[str, Any]]:
+    """A 100 ms root `job` and children of (name, ms), one after another."""
+    root = secrets.token_hex(8)
+    spans, at = [span(trace_id, root, "job", t0, t0 + 100 * MS)], t0
+    for name, ms in children:
+        spans.append(span(trace_id, secrets.token_hex(8), name, at, at + ms * MS, parent=root))
+        at += ms * MS
+    return spans
+
+
+def test_compare_two_traces_side_by_side_per_span_name(page: Page, dashboard: Dashboard, feeder: Feeder) -> None:
+    """The Statistics tab compares with another trace (offered: the latest of the same root name):
+    counts, errors, average and total per name for both, with the change, largest first; kept in the URL."""
+    a, b = secrets.token_hex(16), secrets.token_hex(16)
+    t0 = time.time_ns() - 60_000 * MS
+    feeder.send(job(a, t0, [("fetch", 20), ("fetch", 30), ("fetch", 10), ("parse", 5)]) + job(b, t0 + 1000 * MS, [("fetch", 40), ("fetch", 40), ("store", 7)]))
+    page.goto(f"{dashboard.url}/traces/{a}")
+    expect(page.locator(".wf-row")).to_have_count(5)
+    page.get_by_role("tab", name="Statistics").click()
+    page.locator("#compare-id").focus()
+    expect(page.locator("#compare-options option")).to_have_count(1)
+    expect(page.locator("#compare-options option")).to_have_attribute("value", b)
+    page.locator("#compare-id").fill(b)
+    page.get_by_role("button", name="Compare", exact=True).click()
+    expect(page.get_by_test_id("compare-info")).to_have_text("with job (4 spans)")
+    expect(page).to_have_url(f"{dashboard.url}/traces/{a}?compare={b}")
+    rows = page.locator("#compare-table tbody tr")
+    expect(rows).to_have_count(4)
+    assert rows.nth(0).locator("td").all_inner_texts() == ["fetch", "3", "2", "−1", "0", "0", "20.0 ms", "40.0 ms", "+20.0 ms", "60.0 ms", "80.0 ms", "+20.0 ms"]
+    assert rows.nth(1).locator("td").all_inner_texts()[:4] == ["store (other only)", "–", "1", "+1"]
+    assert rows.nth(2).locator("td").all_inner_texts()[-3:] == ["5.0 ms", "–", "−5.0 ms"]
+    assert rows.nth(3).locator("td").all_inner_texts()[-1] == "0"  # the two roots last the same
+    page.reload()
+    expect(page.locator("#compare-table tbody tr")).to_have_count(4)
+    expect(page.get_by_role("tab", name="Statistics")).to_have_attribute("aria-selected", "true")
+    page.get_by_role("button", name="Stop comparing").click()
+    expect(page.locator("#stats-table")).to_be_visible()
+    expect(page.locator("#compare-table")).to_be_hidden()
+    expect(page).to_have_url(f"{dashboard.url}/traces/{a}")
+    page.locator("#compare-id").fill("0" * 32)
+    page.get_by_role("button", name="Compare", exact=True).click()
+    expect(page.get_by_test_id("compare-info")).to_have_text(f"no trace {'0' * 32} is stored")
+    expect(page.locator("#stats-table")).to_be_visible()

@@ -1,12 +1,12 @@
 // The Trace page: the waterfall of one trace and the detail panel of the selected span.
 import { $, h, fill, names, pageData, setText } from "/static/dom.js";
 import { count, duration, retryCause, time, value } from "/static/format.js";
-import { ApiError, latest, report, throttle } from "/static/api.js";
+import { ApiError, getJSON, latest, report, throttle } from "/static/api.js";
 import { onLive } from "/static/socket.js";
 import { stackView } from "/static/stack.js";
 import { Waterfall } from "/static/waterfall.js";
 import { Minimap, clampRange, zoomStep } from "/static/minimap.js";
-import { MAX_NAMES, renderStats, spanStats } from "/static/trace_stats.js";
+import { MAX_NAMES, renderComparison, renderStats, spanStats } from "/static/trace_stats.js";
 
 const { trace_id: traceId } = pageData();
 const fetchTrace = latest();
@@ -219,7 +219,19 @@ function showDetail(span) {
 const statsSort = { key: "total", order: "desc" };
 const statsShown = () => !$("#wf-stats").hidden;
 
+let other = null; // the trace compared with: {id, spans} once loaded
+const fetchOther = latest();
+
 function drawStats() {
+  $("#compare-wrap").hidden = !other;
+  $("#stats-wrap").hidden = Boolean(other);
+  if (other) {
+    const distinct = renderComparison($("#compare-table"), spanStats(spans), spanStats(other.spans));
+    setText($("#stats-note"), `${count(distinct)} span name${distinct === 1 ? "" : "s"} in either trace${distinct > MAX_NAMES ? `, the first ${count(MAX_NAMES)} shown` : ""}`
+      + `: this trace's ${spans.length.toLocaleString()} spans against the other's ${other.spans.length.toLocaleString()}, the largest change in total time first.`
+      + " Δ is the other trace's figure less this one's.");
+    return;
+  }
   const distinct = renderStats($("#stats-table"), spanStats(spans), statsSort.key, statsSort.order);
   setText($("#stats-note"), `${count(distinct)} span name${distinct === 1 ? "" : "s"} in ${spans.length.toLocaleString()} spans`
     + `${distinct > MAX_NAMES ? `, the first ${count(MAX_NAMES)} shown` : ""}. Durations count ended spans; self time is`
@@ -234,6 +246,58 @@ function showView(stats) {
   $("#tab-stats").setAttribute("aria-selected", String(stats));
   if (stats) drawStats();
 }
+
+/** Compare with trace `id` (null: stop): its spans, every page, from the same API as this trace's. */
+async function compareWith(id) {
+  const url = new URL(location.href);
+  if (id) url.searchParams.set("compare", id);
+  else url.searchParams.delete("compare");
+  history.replaceState(null, "", url);
+  other = null;
+  $("#compare-stop").hidden = !id;
+  setText($("#compare-info"), id ? "loading…" : "");
+  if (!id || !/^[0-9a-f]{32}$/.test(id)) {
+    if (id) setText($("#compare-info"), "a trace id is 32 hex digits");
+    drawStats();
+    return;
+  }
+  const loaded = [];
+  let next = `/api/traces/${id}?limit=${FIRST_PAGE}`;
+  try {
+    while (next) {
+      const data = await fetchOther(next);
+      if (!data) return; // overtaken by another comparison
+      loaded.push(...data.spans);
+      next = data.next ? `/api/traces/${id}?after=${encodeURIComponent(data.next)}` : null;
+    }
+  } catch (error) {
+    setText($("#compare-info"), error instanceof ApiError && error.status === 404 ? `no trace ${id} is stored` : `could not load it: ${error.message}`);
+    drawStats();
+    return;
+  }
+  other = { id, spans: loaded };
+  const root = loaded.find((s) => !s.parent_span_id) || loaded[0];
+  fill($("#compare-info"), "with ", h("a", { href: `/traces/${id}` }, root ? root.name : id), ` (${loaded.length.toLocaleString()} spans)`);
+  drawStats();
+}
+
+$("#compare-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  compareWith($("#compare-id").value.trim().toLowerCase());
+});
+// The candidates offered: the latest traces holding a span named as this trace's root (the Traces list's query).
+$("#compare-id").addEventListener("focus", async () => {
+  const root = waterfall.model.rows[0]?.span;
+  if (!root) return;
+  try {
+    const data = await getJSON(`/api/traces?${new URLSearchParams({ name: root.name.slice(0, 200), limit: 20 })}`);
+    fill($("#compare-options"), data.traces.filter((t) => t.trace_id !== traceId).map((t) =>
+      h("option", { value: t.trace_id }, `${t.root_name} · ${t.in_flight ? "running" : duration(t.duration_ms)} · ${time(t.start_ns)}`)));
+  } catch (error) {
+    report(error);
+  }
+});
+$("#compare-stop").addEventListener("click", () => { $("#compare-id").value = ""; compareWith(null); });
 
 $("#tab-waterfall").addEventListener("click", () => showView(false));
 $("#tab-stats").addEventListener("click", () => showView(true));
@@ -331,3 +395,10 @@ addEventListener("popstate", () => {
   if (wanted) waterfall.selectId(wanted);
 });
 load();
+// `?compare=<trace id>` opens the statistics beside that trace's.
+const comparing = new URLSearchParams(location.search).get("compare");
+if (comparing && /^[0-9a-fA-F]{32}$/.test(comparing)) {
+  $("#compare-id").value = comparing.toLowerCase();
+  showView(true);
+  compareWith(comparing.toLowerCase());
+}

@@ -1,5 +1,6 @@
 // Trace statistics, as Jaeger's: per span name, how many, how many failed, their durations and
-// their self time (the part of a span no child covers), computed from the spans the page holds.
+// their self time (the part of a span no child covers), computed from the spans the page holds;
+// and two traces' statistics side by side (Jaeger's trace comparison).
 import { h, setRows } from "/static/dom.js";
 import { count, duration } from "/static/format.js";
 import { failed } from "/static/waterfall.js";
@@ -70,5 +71,33 @@ export function renderStats(table, stats, key, order) {
     if (button?.dataset.key === key) th.setAttribute("aria-sort", order === "asc" ? "ascending" : "descending");
     else th.removeAttribute("aria-sort");
   }
+  return sorted.length;
+}
+
+/** A signed difference: "+3", "−12.0 ms", "0"; `format` shows the size. */
+function delta(a, b, format) {
+  if (a === null || b === null) return "–";
+  const d = b - a;
+  return d === 0 ? "0" : `${d > 0 ? "+" : "−"}${format(Math.abs(d))}`;
+}
+
+/**
+ * Fill `table` with one row per span name of either trace: counts, errors, average and total
+ * durations of this trace (`mine`) and the other (`theirs`), and what changed, the largest change
+ * in total time first. Returns how many names there are.
+ */
+export function renderComparison(table, mine, theirs) {
+  const rows = new Map();
+  for (const r of mine) rows.set(r.name, { name: r.name, a: r, b: null });
+  for (const r of theirs) rows.set(r.name, { ...(rows.get(r.name) || { name: r.name, a: null }), b: r });
+  const total = (r) => (r ? r.total : 0);
+  const sorted = [...rows.values()].sort((x, y) => Math.abs(total(y.b) - total(y.a)) - Math.abs(total(x.b) - total(x.a)) || x.name.localeCompare(y.name));
+  const cell = (r, key, format) => h("td", { class: "num" }, r && r[key] !== null ? format(r[key]) : "–");
+  setRows(table, sorted.slice(0, MAX_NAMES).map(({ name, a, b }) => h("tr", { "data-name": name, class: !a || !b ? "only" : null },
+    h("td", { title: name }, name, !a ? h("span", { class: "muted" }, " (other only)") : !b ? h("span", { class: "muted" }, " (this only)") : null),
+    cell(a, "count", count), cell(b, "count", count), h("td", { class: "num" }, delta(a?.count ?? 0, b?.count ?? 0, count)),
+    cell(a, "errors", count), cell(b, "errors", count),
+    cell(a, "avg", duration), cell(b, "avg", duration), h("td", { class: "num" }, delta(a?.avg ?? null, b?.avg ?? null, duration)),
+    cell(a, "total", duration), cell(b, "total", duration), h("td", { class: "num" }, delta(total(a), total(b), duration)))));
   return sorted.length;
 }
