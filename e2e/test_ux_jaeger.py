@@ -380,3 +380,31 @@ def test_compare_two_traces_side_by_side_per_span_name(page: Page, dashboard: Da
     page.get_by_role("button", name="Compare", exact=True).click()
     expect(page.get_by_test_id("compare-info")).to_have_text(f"no trace {'0' * 32} is stored")
     expect(page.locator("#stats-table")).to_be_visible()
+
+
+def test_traces_list_picks_two_traces_to_compare(page: Page, dashboard: Dashboard, feeder: Feeder) -> None:
+    """A row's box or c on a focused row picks it (a third pick drops the first); Compare opens the
+    first trace comparing it with the second."""
+    ids = [secrets.token_hex(16) for _ in range(3)]
+    t0 = time.time_ns() - 60_000 * MS
+    feeder.send([s for i, trace_id in enumerate(ids) for s in job(trace_id, t0 + i * 1000 * MS, [("fetch", 10 + i)])])
+    page.goto(f"{dashboard.url}/traces")
+    rows = page.locator("#trace-table tbody tr")
+    expect(rows).to_have_count(3)
+    compare = page.locator("#compare")
+    expect(compare).to_have_text("Compare 0 of 2")
+    expect(compare).to_be_disabled()
+    rows.nth(2).locator("input.pick").check()
+    expect(page).to_have_url(f"{dashboard.url}/traces")  # ticking a box does not open the trace
+    expect(compare).to_have_text("Compare 1 of 2")
+    rows.nth(1).focus()
+    page.keyboard.press("c")
+    rows.nth(0).focus()
+    page.keyboard.press("c")  # a third pick: the first one (row 2) drops
+    expect(rows.nth(2).locator("input.pick")).not_to_be_checked()
+    expect(rows.nth(1).locator("input.pick")).to_be_checked()
+    expect(compare).to_be_enabled()
+    compare.click()
+    expect(page).to_have_url(f"{dashboard.url}/traces/{ids[1]}?compare={ids[2]}")
+    expect(page.locator("#compare-table tbody tr")).to_have_count(2)
+    expect(page.get_by_test_id("compare-info")).to_have_text("with job (2 spans)")

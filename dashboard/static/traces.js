@@ -10,6 +10,7 @@ const FIELDS = ["name", "service", "attr", "outcome", "min_duration_ms", "max_du
 const form = $("#filters");
 const table = $("#trace-table");
 const fetchTraces = latest();
+const picked = []; // the trace ids ticked for comparison, at most two, oldest first
 let loads = 0; // the spinner shows until the newest load ends
 
 function readUrl() {
@@ -39,8 +40,10 @@ function apiUrl(params) {
 function row(t) {
   const outcome = t.in_flight ? "inflight" : t.outcome;
   const link = h("a", { href: `/traces/${t.trace_id}` }, t.root_name || "(no root yet)");
+  const pick = h("input", { type: "checkbox", class: "pick", tabindex: -1, "aria-label": "Pick for comparison (c)", checked: picked.includes(t.trace_id) });
+  pick.addEventListener("change", () => togglePick(t.trace_id));
   const tr = h("tr", { tabindex: 0, "data-trace-id": t.trace_id },
-    h("td", {}, time(t.start_ns)),
+    h("td", {}, pick, time(t.start_ns)),
     h("td", { title: t.root_name }, link),
     h("td", {}, t.service || "–"),
     h("td", { class: "num" }, t.in_flight ? "running" : duration(t.duration_ms)),
@@ -52,8 +55,11 @@ function row(t) {
   const mark = (on) => $(`#trace-scatter [data-trace-id="${t.trace_id}"]`)?.classList.toggle("current", on);
   for (const event of ["focus", "mouseenter"]) tr.addEventListener(event, () => mark(true));
   for (const event of ["blur", "mouseleave"]) tr.addEventListener(event, () => mark(false));
-  tr.addEventListener("click", (e) => { if (e.target.tagName !== "A") location.href = link.href; });
-  tr.addEventListener("keydown", (e) => { if (e.key === "Enter") location.href = link.href; });
+  tr.addEventListener("click", (e) => { if (e.target.tagName !== "A" && e.target !== pick) location.href = link.href; });
+  tr.addEventListener("keydown", (e) => {
+    if (e.key === "Enter") location.href = link.href;
+    if (e.key === "c") togglePick(t.trace_id);
+  });
   return tr;
 }
 
@@ -72,6 +78,18 @@ function scatter(traces) {
     })),
   });
 }
+
+/** Tick or untick a trace for comparison; a third tick drops the first. */
+function togglePick(traceId) {
+  const at = picked.indexOf(traceId);
+  if (at >= 0) picked.splice(at, 1);
+  else if (picked.push(traceId) > 2) picked.shift();
+  for (const box of table.querySelectorAll("input.pick")) box.checked = picked.includes(box.closest("tr").dataset.traceId);
+  const button = $("#compare");
+  button.disabled = picked.length < 2;
+  setText(button, picked.length < 2 ? `Compare ${picked.length} of 2` : "Compare");
+}
+$("#compare").addEventListener("click", () => { location.href = `/traces/${picked[0]}?compare=${picked[1]}`; });
 
 async function load() {
   const params = new URLSearchParams(location.search);
