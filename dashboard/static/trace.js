@@ -220,6 +220,7 @@ const statsSort = { key: "total", order: "desc" };
 const statsShown = () => !$("#wf-stats").hidden;
 
 let other = null; // the trace compared with: {id, spans} once loaded
+let comparisons = 0; // a newer comparison (or its end) ends an older one's loading
 const fetchOther = latest();
 
 function drawStats() {
@@ -253,6 +254,7 @@ async function compareWith(id) {
   if (id) url.searchParams.set("compare", id);
   else url.searchParams.delete("compare");
   history.replaceState(null, "", url);
+  const mine = ++comparisons;
   other = null;
   $("#compare-stop").hidden = !id;
   setText($("#compare-info"), id ? "loading…" : "");
@@ -266,11 +268,12 @@ async function compareWith(id) {
   try {
     while (next) {
       const data = await fetchOther(next);
-      if (!data) return; // overtaken by another comparison
+      if (!data || mine !== comparisons) return; // overtaken by another comparison, or stopped
       loaded.push(...data.spans);
       next = data.next ? `/api/traces/${id}?after=${encodeURIComponent(data.next)}` : null;
     }
   } catch (error) {
+    if (mine !== comparisons) return;
     setText($("#compare-info"), error instanceof ApiError && error.status === 404 ? `no trace ${id} is stored` : `could not load it: ${error.message}`);
     drawStats();
     return;
