@@ -144,11 +144,15 @@ def _attributes(query: QueryParams) -> tuple[tuple[str, str], ...]:
 
 async def traces(request: Request) -> dict[str, Any]:
     q = request.query_params
+    shortest, longest = _param(q, "min_duration_ms", _duration_ns), _param(q, "max_duration_ms", _duration_ns)
+    if shortest is not None and longest is not None and longest < shortest:
+        raise BadParameter(f"max_duration_ms: expected at least min_duration_ms ({q['min_duration_ms'][:40]}), got {q['max_duration_ms'][:40]!r}")
     page = await queries.traces(_store(request), queries.TraceFilter(
         name=_param(q, "name", _text), service=_param(q, "service", _text), attributes=_attributes(q),
-        outcome=_param(q, "outcome", _choice(*semconv.OUTCOMES)), min_duration_ns=_param(q, "min_duration_ms", _duration_ns),
+        outcome=_param(q, "outcome", _choice(*semconv.OUTCOMES)), min_duration_ns=shortest, max_duration_ns=longest,
         since_ns=_param(q, "since_ns", _nonneg_int), until_ns=_param(q, "until_ns", _nonneg_int), text=_param(q, "q", _text),
-        sort=_param(q, "sort", _choice("start", "duration"), "start"), order=_param(q, "order", _choice("desc", "asc"), "desc"),
+        sort=_param(q, "sort", _choice("start", "duration", "spans", "errors"), "start"),
+        order=_param(q, "order", _choice("desc", "asc"), "desc"),
         limit=_limit(q, 50), offset=_param(q, "offset", _nonneg_int, 0),
     ))
     return {

@@ -36,10 +36,11 @@ class TraceFilter:
     attributes: tuple[tuple[str, str], ...] = ()
     outcome: str | None = None
     min_duration_ns: int | None = None
+    max_duration_ns: int | None = None
     since_ns: int | None = None
     until_ns: int | None = None
     text: str | None = None
-    sort: Literal["start", "duration"] = "start"
+    sort: Literal["start", "duration", "spans", "errors"] = "start"
     order: Literal["asc", "desc"] = "desc"
     limit: int = 50
     offset: int = 0
@@ -130,6 +131,9 @@ def _conditions(
     if f.min_duration_ns is not None:
         indexed.append(f"t.in_flight = 0 AND {'+' if driven else ''}coalesce(t.end_ns, t.start_ns) - t.start_ns >= ?")  # traces_duration
         indexed_params.append(f.min_duration_ns)
+    if f.max_duration_ns is not None:
+        indexed.append(f"t.in_flight = 0 AND {'+' if driven else ''}coalesce(t.end_ns, t.start_ns) - t.start_ns <= ?")
+        indexed_params.append(f.max_duration_ns)
     if f.since_ns is not None:
         indexed.append(f"{t}.start_ns >= ?")
         indexed_params.append(f.since_ns)
@@ -196,16 +200,25 @@ def choose_plan(f: TraceFilter, breadth: Sequence[Any]) -> Plan:
     return Plan(narrowest, matches * matches < (f.offset + f.limit) * traces, ids)
 
 
+# The sort keys: start and duration by their index; span and error counts by the summary rows
+# (read whole, SQLite's sorter keeping a page's worth), ties by start in the same direction.
+_ORDER = {
+    "start": "t.start_ns {dir}",
+    "duration": "coalesce(t.end_ns, t.start_ns) - t.start_ns {dir}",
+    "spans": "t.span_count {dir}, t.start_ns {dir}",
+    "errors": "t.error_count {dir}, t.start_ns {dir}",
+}
+
+
 def traces_sql(f: TraceFilter, plan: Plan = Plan(), sets: Sequence[int] = ()) -> list[tuple[str, list[Any]]]:
     """The page query and the (bounded) count query for `f` read as `plan` says, as (SQL,
     parameters); `sets`: the keys of `plan.ids` (`compact.term_sets`) for the term filters checked
     per trace. The count query starts from the driver's traces, if there is a driver.
     The count query answers (matches, whether more traces were left unread)."""
-    key = "t.start_ns" if f.sort == "start" else "coalesce(t.end_ns, t.start_ns) - t.start_ns"
-    direction = "DESC" if f.order == "desc" else "ASC"
+    order = _ORDER[f.sort].format(dir="DESC" if f.order == "desc" else "ASC")
     driver = plan.driver
     indexed, indexed_params, checked, checked_params = _conditions(f, sets, driver, plan.driven_page and driver is not None)
-    page = f"SELECT {_FIELDS} FROM traces t {_clause(indexed + checked)} ORDER BY {key} {direction} LIMIT ? OFFSET ?"
+    page = f"SELECT {_FIELDS} FROM traces t {_clause(indexed + checked)} ORDER BY {order} LIMIT ? OFFSET ?"
     page_params = [*indexed_params, *checked_params, f.limit, f.offset]
     if driver is not None or not checked:
         indexed, indexed_params, checked, checked_params = _conditions(f, sets, driver, driver is not None)
@@ -214,7 +227,7 @@ def traces_sql(f: TraceFilter, plan: Plan = Plan(), sets: Sequence[int] = ()) ->
     # Walked in sort order: the matches among the first WINDOW traces, and whether there were more.
     count = (
         f"SELECT coalesce(sum(ok), 0), count(*) > ? FROM (SELECT {' AND '.join(checked)} AS ok "
-        f"FROM traces t {_clause(indexed)} ORDER BY {key} {direction} LIMIT ?)"
+        f"FROM traces t {_clause(indexed)} ORDER BY {order} LIMIT ?)"
     )
     return [(page, page_params), (count, [WINDOW, *checked_params, *indexed_params, WINDOW + 1])]
 

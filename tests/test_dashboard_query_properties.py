@@ -16,12 +16,12 @@ from opto.telemetry import semconv
 
 ROUTES = ["/api/traces", "/api/suggest", "/api/live", "/api/queues", "/api/retries", "/api/metrics", "/api/limits",
           "/api/debug", "/api/optimize"]
-KEYS = ["name", "service", "attr", "outcome", "min_duration_ms", "since_ns", "until_ns", "q", "sort", "order", "limit",
+KEYS = ["name", "service", "attr", "outcome", "min_duration_ms", "max_duration_ms", "since_ns", "until_ns", "q", "sort", "order", "limit",
         "offset", "field", "prefix", "kind"]
 VALUES = st.one_of(
     st.text(max_size=300),
     st.sampled_from(["nan", "inf", "-inf", "1e300", "-1", "0", str(2**63), str(2**63 - 1), "1_0", " 5 ", "0x10", "=", "a=b",
-                     "name", "attribute", "start", "duration", "asc", "error", "%", "_", "\\", "'", '"', "\x00"]),
+                     "name", "attribute", "start", "duration", "spans", "errors", "asc", "error", "%", "_", "\\", "'", '"', "\x00"]),
     st.integers().map(str),
     st.floats().map(str),
     st.tuples(st.sampled_from("ab%_=9"), st.integers(201, 3_000)).map(lambda c: c[0] * c[1]),  # long (50k: test_dashboard_bad_input)

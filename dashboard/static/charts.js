@@ -63,21 +63,27 @@ function yAxis(svg, f, top, format, unit = "", count = 4) {
  * A line chart of `series` ([{name, color, points: [[x, y]]}]) over x in [x0, x1].
  * The first series gets a soft area fill; a series with `dotted: true` is drawn dotted.
  * `markers` ([{y, label}]) are dashed lines labelled in a gutter right of the plot, never on the data.
- * Returns the highest y drawn.
+ * `clip` (see clipAbove) tops the scale there: what passes it is drawn at the top with a ▲ whose
+ * title gives its value, and a note above the plot says so. Returns the highest y.
  */
 export function lineChart(svg, options) {
   keep(svg, () => lineChart(svg, options));
-  const { series, x0, x1, formatX, formatY = String, minTop = 1, markers = [], unit = "", tickCount = 4 } = options;
+  const { series, x0, x1, formatX, formatY = String, minTop = 1, markers = [], unit = "", tickCount = 4, clip = null } = options;
   const gutter = markers.length ? Math.ceil(Math.max(...markers.map((m) => m.label.length)) * CHAR_PX) + 12 : PAD.right;
   const pad = { ...PAD, right: gutter, top: unit ? 18 : PAD.top };
   const f = frame(svg, pad);
   const peak = Math.max(0, ...series.flatMap((s) => s.points.map((p) => p[1])));
-  const axis = ticks(Math.max(peak, minTop, ...markers.map((m) => m.y * 1.1)), tickCount);
+  const axis = ticks(Math.max(clip === null ? peak : Math.min(peak, clip), minTop, ...markers.map((m) => m.y * 1.1)), tickCount);
   const top = axis[axis.length - 1];
   yAxis(svg, f, top, formatY, unit, tickCount);
   const span = Math.max(x1 - x0, 1);
   const X = (x) => pad.left + ((x - x0) / span) * f.w;
-  const Y = (y) => pad.top + f.hgt - (y / top) * f.hgt;
+  const Y = (y) => pad.top + f.hgt - (Math.min(y, top) / top) * f.hgt;
+  svg.dataset.clip = peak > top ? top : "";
+  if (peak > top) {
+    svg.append(h("svg:text", { class: "axis-unit clip-note", x: f.width - pad.right, y: 10, "text-anchor": "end" },
+      `▲ above ${formatY(top)}, peak ${formatY(peak)}`));
+  }
   for (let i = 0; i <= 3; i++) {
     const x = x0 + (span * i) / 3;
     svg.append(h("svg:text", { class: "axis-label", x: X(x), y: f.height - 6, "text-anchor": i === 0 ? "start" : i === 3 ? "end" : "middle" }, formatX(x)));
@@ -99,8 +105,30 @@ export function lineChart(svg, options) {
       svg.append(h("svg:path", { class: "area", fill: s.color, d: `${d}L${X(last).toFixed(1)},${Y(0)}L${X(first).toFixed(1)},${Y(0)}Z` }));
     }
     svg.append(h("svg:path", { class: s.dotted ? "line dotted" : "line", stroke: s.color, d, "data-series": s.name }));
+    // One ▲ a run of points above the scale, at the run's highest.
+    let run = null;
+    for (const [x, y] of [...s.points, [x1, -Infinity]]) {
+      if (y > top) { if (!run || y > run[1]) run = [x, y]; continue; }
+      if (!run) continue;
+      const cx = X(run[0]);
+      const mark = h("svg:path", { class: "clipped", fill: s.color, d: `M${(cx - 4).toFixed(1)},${pad.top + 3}L${cx.toFixed(1)},${pad.top - 4}L${(cx + 4).toFixed(1)},${pad.top + 3}Z`, "data-value": run[1] });
+      mark.append(h("svg:title", {}, `${s.name}: ${formatY(run[1])} at ${formatX(run[0])}`));
+      svg.append(mark);
+      run = null;
+    }
   });
   return peak;
+}
+
+/**
+ * The top for a scale of `values` that keeps their usual range readable: 1.5 times their 90th
+ * percentile when rare spikes pass twice that, else null (nothing to clip).
+ */
+export function clipAbove(values) {
+  if (!values.length) return null;
+  const sorted = values.slice().sort((a, b) => a - b);
+  const usual = Math.max(1.5 * sorted[Math.floor(0.9 * (sorted.length - 1))], 1);
+  return sorted[sorted.length - 1] > 2 * usual ? usual : null;
 }
 
 /** Bars for histogram buckets [{le_ms, count}], labelled by upper bound; `unit` names what the bars count. */
@@ -122,6 +150,33 @@ export function histogram(svg, buckets, formatLe, unit) {
       svg.append(h("svg:text", { class: "axis-label", x: x + slot * 0.38, y: f.height - 6, "text-anchor": "middle" }, formatLe(b.le_ms)));
     }
   });
+}
+
+/**
+ * Dots at (x, y) for `points` ([{x, y, title, className, onclick, data}]) over x in [x0, x1] and y from 0:
+ * each dot's <title> names it; time labels under the plot, y labels left of it, never on a dot.
+ */
+export function scatterChart(svg, options) {
+  keep(svg, () => scatterChart(svg, options));
+  const { points, x0, x1, formatX, formatY = String, unit = "" } = options;
+  const f = frame(svg, { ...PAD, top: unit ? 18 : PAD.top });
+  const axis = ticks(Math.max(0, ...points.map((p) => p.y)));
+  const top = axis[axis.length - 1];
+  yAxis(svg, f, top, formatY, unit);
+  const R = 4; // a dot's radius: the x range is inset by it so no dot reaches the y labels
+  const span = Math.max(x1 - x0, 1);
+  const X = (x) => f.pad.left + R + ((x - x0) / span) * (f.w - 2 * R);
+  const labels = Math.max(2, Math.min(4, Math.floor(f.w / 110)));
+  for (let i = 0; i < labels; i++) {
+    const x = x0 + (span * i) / (labels - 1);
+    const anchor = i === 0 ? "start" : i === labels - 1 ? "end" : "middle";
+    svg.append(h("svg:text", { class: "axis-label", x: X(x), y: f.height - 6, "text-anchor": anchor }, formatX(x)));
+  }
+  for (const p of points) {
+    const dot = h("svg:circle", { class: `dot ${p.className || ""}`, cx: X(p.x).toFixed(1), cy: (f.pad.top + f.hgt - (p.y / top) * f.hgt).toFixed(1), r: R, onclick: p.onclick, ...p.data });
+    dot.append(h("svg:title", {}, p.title));
+    svg.append(dot);
+  }
 }
 
 /** A tiny line without axes. */

@@ -1,7 +1,7 @@
 // The Live page: everything comes from /ws/live pushes; ages tick locally between pushes.
 import { $, h, setRows, setText, fill } from "/static/dom.js";
 import { bytes, count, duration, percent, time } from "/static/format.js";
-import { forget, lineChart, cssColor } from "/static/charts.js";
+import { clipAbove, forget, lineChart, cssColor } from "/static/charts.js";
 import { onLive } from "/static/socket.js";
 import { getJSON, latest, report, throttle } from "/static/api.js";
 import { whereButton } from "/static/where.js";
@@ -99,7 +99,9 @@ function renderConcurrency() {
   const x1 = points[points.length - 1].t_ns;
   const formatX = (x) => time(x).replace(/\.\d+$/, "");
   const markers = [...new Set(limits.map((l) => l.limit))].map((y) => ({ y, label: `max_concurrent ${y}` }));
-  const peak = lineChart(svg, { series, x0, x1, markers, formatX, unit: "calls" });
+  // A spike tops out the scale (marked ▲) instead of flattening the usual range into the bottom.
+  const clip = clipAbove(points.map((p) => p.total));
+  const peak = lineChart(svg, { series, x0, x1, markers, formatX, unit: "calls", clip });
   setText($("#concurrency-peak"), count(peak));
   renderMultiples(names.map((name, i) => ({ name, color: cssColor(SERIES_VARS[i]), points: points.map((p) => [p.t_ns, p.by_name[name] || 0]) })), x0, x1);
   fill($("#concurrency-legend"), series.map((s) => {

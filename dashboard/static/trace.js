@@ -1,10 +1,12 @@
 // The Trace page: the waterfall of one trace and the detail panel of the selected span.
 import { $, h, fill, names, pageData, setText } from "/static/dom.js";
 import { count, duration, retryCause, time, value } from "/static/format.js";
-import { ApiError, latest, report, throttle } from "/static/api.js";
+import { ApiError, getJSON, latest, report, throttle } from "/static/api.js";
 import { onLive } from "/static/socket.js";
 import { stackView } from "/static/stack.js";
 import { Waterfall } from "/static/waterfall.js";
+import { Minimap, clampRange, zoomStep } from "/static/minimap.js";
+import { MAX_NAMES, renderComparison, renderStats, spanStats } from "/static/trace_stats.js";
 
 const { trace_id: traceId } = pageData();
 const fetchTrace = latest();
@@ -22,6 +24,31 @@ const waterfall = new Waterfall({
     history.replaceState(null, "", url);
   },
 });
+
+const minimap = new Minimap({
+  strip: $("#wf-minimap"), canvas: $("#wf-mini-canvas"), window: $("#wf-mini-window"), onRange: (range) => zoomTo(range, false),
+});
+
+/** Zoom the waterfall's time axis to `range` (null: the whole trace); `place` moves the minimap's box too. */
+function zoomTo(range, place = true) {
+  if (place) minimap.setRange(range);
+  waterfall.zoom(range);
+  const { t0 } = waterfall.model;
+  $("#wf-zoom-reset").disabled = !range;
+  setText($("#wf-zoom-info"), range ? `${duration((range[0] - t0) / 1e6)} – ${duration((range[1] - t0) / 1e6)}` : "");
+}
+
+/** The key's zoom (`op` of zoomStep), or a zoom to the selected span ("span"). */
+function zoomKey(op) {
+  const { t0, t1 } = waterfall.model;
+  const span = waterfall.selectedSpan();
+  if (op !== "span") zoomTo(zoomStep(waterfall.range, [t0, t1], op));
+  else if (span) {
+    const end = span.end_ns ?? t1;
+    const margin = (end - span.start_ns) * 0.05;
+    zoomTo(clampRange([span.start_ns - margin, end + margin], [t0, t1]));
+  }
+}
 
 const nowNs = () => Date.now() * 1e6 + clockOffsetNs;
 
@@ -64,6 +91,8 @@ function show(loaded, more) {
   $("#wf-empty").hidden = true;
   spans = loaded;
   waterfall.setSpans(spans, nowNs());
+  minimap.setRows(waterfall.all, waterfall.model.t0, waterfall.model.t1);
+  if (statsShown()) drawStats();
   summarise(more);
   showErrorCount();
   if (!rendered) {
@@ -185,6 +214,113 @@ function showDetail(span) {
   $("#detail-empty").hidden = true;
 }
 
+// ---- statistics: a tab beside the waterfall ----
+
+const statsSort = { key: "total", order: "desc" };
+const statsShown = () => !$("#wf-stats").hidden;
+
+let other = null; // the trace compared with: {id, spans} once loaded
+let comparisons = 0; // a newer comparison (or its end) ends an older one's loading
+const fetchOther = latest();
+
+function drawStats() {
+  $("#compare-wrap").hidden = !other;
+  $("#stats-wrap").hidden = Boolean(other);
+  if (other) {
+    const distinct = renderComparison($("#compare-table"), spanStats(spans), spanStats(other.spans));
+    setText($("#stats-note"), `${count(distinct)} span name${distinct === 1 ? "" : "s"} in either trace${distinct > MAX_NAMES ? `, the first ${count(MAX_NAMES)} shown` : ""}`
+      + `: this trace's ${spans.length.toLocaleString()} spans against the other's ${other.spans.length.toLocaleString()}, the largest change in total time first.`
+      + " Δ is the other trace's figure less this one's.");
+    return;
+  }
+  const distinct = renderStats($("#stats-table"), spanStats(spans), statsSort.key, statsSort.order);
+  setText($("#stats-note"), `${count(distinct)} span name${distinct === 1 ? "" : "s"} in ${spans.length.toLocaleString()} spans`
+    + `${distinct > MAX_NAMES ? `, the first ${count(MAX_NAMES)} shown` : ""}. Durations count ended spans; self time is`
+    + " the part of a span that none of its children covers. A click on a name finds its spans in the waterfall.");
+}
+
+/** Show the statistics (true) or the waterfall. */
+function showView(stats) {
+  $("#wf-panel").hidden = stats;
+  $("#wf-stats").hidden = !stats;
+  $("#tab-waterfall").setAttribute("aria-selected", String(!stats));
+  $("#tab-stats").setAttribute("aria-selected", String(stats));
+  if (stats) drawStats();
+}
+
+/** Compare with trace `id` (null: stop): its spans, every page, from the same API as this trace's. */
+async function compareWith(id) {
+  const url = new URL(location.href);
+  if (id) url.searchParams.set("compare", id);
+  else url.searchParams.delete("compare");
+  history.replaceState(null, "", url);
+  const mine = ++comparisons;
+  other = null;
+  $("#compare-stop").hidden = !id;
+  setText($("#compare-info"), id ? "loading…" : "");
+  if (!id || !/^[0-9a-f]{32}$/.test(id)) {
+    if (id) setText($("#compare-info"), "a trace id is 32 hex digits");
+    drawStats();
+    return;
+  }
+  const loaded = [];
+  let next = `/api/traces/${id}?limit=${FIRST_PAGE}`;
+  try {
+    while (next) {
+      const data = await fetchOther(next);
+      if (!data || mine !== comparisons) return; // overtaken by another comparison, or stopped
+      loaded.push(...data.spans);
+      next = data.next ? `/api/traces/${id}?after=${encodeURIComponent(data.next)}` : null;
+    }
+  } catch (error) {
+    if (mine !== comparisons) return;
+    setText($("#compare-info"), error instanceof ApiError && error.status === 404 ? `no trace ${id} is stored` : `could not load it: ${error.message}`);
+    drawStats();
+    return;
+  }
+  other = { id, spans: loaded };
+  const root = loaded.find((s) => !s.parent_span_id) || loaded[0];
+  fill($("#compare-info"), "with ", h("a", { href: `/traces/${id}` }, root ? root.name : id), ` (${loaded.length.toLocaleString()} spans)`);
+  drawStats();
+}
+
+$("#compare-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  compareWith($("#compare-id").value.trim().toLowerCase());
+});
+// The candidates offered: the latest traces holding a span named as this trace's root (the Traces list's query).
+$("#compare-id").addEventListener("focus", async () => {
+  const root = waterfall.model.rows[0]?.span;
+  if (!root) return;
+  try {
+    const data = await getJSON(`/api/traces?${new URLSearchParams({ name: root.name.slice(0, 200), limit: 20 })}`);
+    fill($("#compare-options"), data.traces.filter((t) => t.trace_id !== traceId).map((t) =>
+      h("option", { value: t.trace_id }, `${t.root_name} · ${t.in_flight ? "running" : duration(t.duration_ms)} · ${time(t.start_ns)}`)));
+  } catch (error) {
+    report(error);
+  }
+});
+$("#compare-stop").addEventListener("click", () => { $("#compare-id").value = ""; compareWith(null); });
+
+$("#tab-waterfall").addEventListener("click", () => showView(false));
+$("#tab-stats").addEventListener("click", () => showView(true));
+for (const button of $("#stats-table").querySelectorAll("button.sort")) {
+  button.addEventListener("click", () => {
+    const same = statsSort.key === button.dataset.key;
+    statsSort.order = same ? (statsSort.order === "desc" ? "asc" : "desc") : button.dataset.key === "name" ? "asc" : "desc";
+    statsSort.key = button.dataset.key;
+    drawStats();
+  });
+}
+$("#stats-table").tBodies[0].addEventListener("click", (e) => {
+  const row = e.target.closest("tr");
+  if (!row) return;
+  showView(false);
+  findInput.value = row.dataset.name;
+  findInput.dispatchEvent(new Event("input"));
+  findStep(1);
+});
+
 // ---- find in trace, next error, collapse: buttons and keys ----
 
 const findInput = $("#wf-find");
@@ -227,15 +363,19 @@ $("#wf-download").addEventListener("click", () => {
   setTimeout(() => URL.revokeObjectURL(url));
 });
 $("#wf-expand-all").addEventListener("click", () => waterfall.collapseAll(true));
+$("#wf-zoom-reset").addEventListener("click", () => zoomTo(null));
 
 // Page-wide keys, except while typing in a field.
 const KEYS = {
   "/": () => findInput.focus(), n: () => findStep(1), N: () => findStep(-1), e: () => errorStep(1), E: () => errorStep(-1),
   "[": () => waterfall.collapseAll(), "]": () => waterfall.collapseAll(true),
+  w: () => zoomKey("in"), s: () => zoomKey("out"), a: () => zoomKey("left"), d: () => zoomKey("right"), z: () => zoomKey("span"),
+  0: () => zoomTo(null), t: () => showView(!statsShown()),
 };
 addEventListener("keydown", (e) => {
   if (e.ctrlKey || e.metaKey || e.altKey || e.target.closest("input, select, textarea") || !(e.key in KEYS)) return;
   e.preventDefault();
+  if (e.key !== "t" && statsShown()) showView(false); // the waterfall's keys bring it back
   KEYS[e.key]();
 });
 
@@ -246,9 +386,22 @@ onLive((message) => {
   if (message.type === "update" && message.new_spans && (!rendered || spans.some((s) => s.state === "started"))) refresh();
 });
 // Bars of spans still running grow with the clock between refreshes.
-setInterval(() => { if (spans.some((s) => s.state === "started")) { waterfall.setSpans(spans, nowNs()); summarise(); } }, 1000);
+setInterval(() => {
+  if (!spans.some((s) => s.state === "started")) return;
+  waterfall.setSpans(spans, nowNs());
+  minimap.setRows(waterfall.all, waterfall.model.t0, waterfall.model.t1);
+  if (statsShown()) drawStats();
+  summarise();
+}, 1000);
 addEventListener("popstate", () => {
   const wanted = new URLSearchParams(location.search).get("span");
   if (wanted) waterfall.selectId(wanted);
 });
 load();
+// `?compare=<trace id>` opens the statistics beside that trace's.
+const comparing = new URLSearchParams(location.search).get("compare");
+if (comparing && /^[0-9a-fA-F]{32}$/.test(comparing)) {
+  $("#compare-id").value = comparing.toLowerCase();
+  showView(true);
+  compareWith(comparing.toLowerCase());
+}

@@ -2,19 +2,21 @@
 import { $, h, setRows, setText } from "/static/dom.js";
 import { count, duration, time } from "/static/format.js";
 import { latest, report, throttle } from "/static/api.js";
+import { scatterChart } from "/static/charts.js";
 import { onLive } from "/static/socket.js";
 
 const PAGE = 50;
-const FIELDS = ["name", "service", "attr", "outcome", "min_duration_ms", "since", "until", "q"];
+const FIELDS = ["name", "service", "attr", "outcome", "min_duration_ms", "max_duration_ms", "since", "until", "q"];
 const form = $("#filters");
 const table = $("#trace-table");
 const fetchTraces = latest();
+const picked = []; // the trace ids ticked for comparison, at most two, oldest first
 let loads = 0; // the spinner shows until the newest load ends
 
 function readUrl() {
   const params = new URLSearchParams(location.search);
   for (const field of FIELDS) form.elements[field].value = params.get(field) || "";
-  if (["min_duration_ms", "since", "until"].some((f) => params.get(f))) $("#more-filters").open = true;
+  if (["min_duration_ms", "max_duration_ms", "since", "until"].some((f) => params.get(f))) $("#more-filters").open = true;
   return params;
 }
 
@@ -23,7 +25,7 @@ const toNs = (local) => (local ? BigInt(new Date(local).getTime()) * 1_000_000n 
 
 function apiUrl(params) {
   const api = new URLSearchParams();
-  for (const key of ["name", "service", "attr", "outcome", "min_duration_ms", "q"]) if (params.get(key)) api.set(key, params.get(key));
+  for (const key of ["name", "service", "attr", "outcome", "min_duration_ms", "max_duration_ms", "q"]) if (params.get(key)) api.set(key, params.get(key));
   const since = toNs(params.get("since"));
   const until = toNs(params.get("until"));
   if (since !== null) api.set("since_ns", since.toString());
@@ -38,8 +40,10 @@ function apiUrl(params) {
 function row(t) {
   const outcome = t.in_flight ? "inflight" : t.outcome;
   const link = h("a", { href: `/traces/${t.trace_id}` }, t.root_name || "(no root yet)");
+  const pick = h("input", { type: "checkbox", class: "pick", tabindex: -1, "aria-label": "Pick for comparison (c)", checked: picked.includes(t.trace_id) });
+  pick.addEventListener("change", () => togglePick(t.trace_id));
   const tr = h("tr", { tabindex: 0, "data-trace-id": t.trace_id },
-    h("td", {}, time(t.start_ns)),
+    h("td", {}, pick, time(t.start_ns)),
     h("td", { title: t.root_name }, link),
     h("td", {}, t.service || "–"),
     h("td", { class: "num" }, t.in_flight ? "running" : duration(t.duration_ms)),
@@ -47,10 +51,45 @@ function row(t) {
     h("td", { class: "num" }, t.error_count ? count(t.error_count) : "–"),
     h("td", { class: "num" }, t.retry_count ? count(t.retry_count) : "–"),
     h("td", {}, h("span", { class: `badge ${outcome}` }, t.in_flight ? "in flight" : outcome)));
-  tr.addEventListener("click", (e) => { if (e.target.tagName !== "A") location.href = link.href; });
-  tr.addEventListener("keydown", (e) => { if (e.key === "Enter") location.href = link.href; });
+  // The row in focus or under the pointer outlines its dot in the scatter plot.
+  const mark = (on) => $(`#trace-scatter [data-trace-id="${t.trace_id}"]`)?.classList.toggle("current", on);
+  for (const event of ["focus", "mouseenter"]) tr.addEventListener(event, () => mark(true));
+  for (const event of ["blur", "mouseleave"]) tr.addEventListener(event, () => mark(false));
+  tr.addEventListener("click", (e) => { if (e.target.tagName !== "A" && e.target !== pick) location.href = link.href; });
+  tr.addEventListener("keydown", (e) => {
+    if (e.key === "Enter") location.href = link.href;
+    if (e.key === "c") togglePick(t.trace_id);
+  });
   return tr;
 }
+
+/** Jaeger's search-page plot: the listed finished traces, duration over start time (the rows stay the keyboard path). */
+function scatter(traces) {
+  const done = traces.filter((t) => t.duration_ms !== null);
+  $("#scatter").hidden = !done.length;
+  if (!done.length) return;
+  const starts = done.map((t) => t.start_ns / 1e6);
+  scatterChart($("#trace-scatter"), {
+    x0: Math.min(...starts), x1: Math.max(...starts), formatX: (ms) => time(ms * 1e6), formatY: (ms) => duration(ms), unit: "duration",
+    points: done.map((t) => ({
+      x: t.start_ns / 1e6, y: t.duration_ms, className: t.outcome,
+      title: `${t.root_name || "(no root)"}: ${duration(t.duration_ms)}, ${count(t.span_count)} spans, ${t.outcome}, ${time(t.start_ns)}`,
+      data: { "data-trace-id": t.trace_id }, onclick: () => { location.href = `/traces/${t.trace_id}`; },
+    })),
+  });
+}
+
+/** Tick or untick a trace for comparison; a third tick drops the first. */
+function togglePick(traceId) {
+  const at = picked.indexOf(traceId);
+  if (at >= 0) picked.splice(at, 1);
+  else if (picked.push(traceId) > 2) picked.shift();
+  for (const box of table.querySelectorAll("input.pick")) box.checked = picked.includes(box.closest("tr").dataset.traceId);
+  const button = $("#compare");
+  button.disabled = picked.length < 2;
+  setText(button, picked.length < 2 ? `Compare ${picked.length} of 2` : "Compare");
+}
+$("#compare").addEventListener("click", () => { location.href = `/traces/${picked[0]}?compare=${picked[1]}`; });
 
 async function load() {
   const params = new URLSearchParams(location.search);
@@ -69,6 +108,7 @@ async function load() {
     if (!data) return; // overtaken by a newer request
     report(null);
     setRows(table, data.traces.map(row));
+    scatter(data.traces);
     const filtered = FIELDS.some((f) => params.get(f));
     setText($("[data-empty-for='trace-table']"), filtered || Number(params.get("offset") || 0)
       ? "No traces match these filters."

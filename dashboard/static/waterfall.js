@@ -84,6 +84,7 @@ export class Waterfall {
     this.query = ""; // find-in-trace text; matching rows are marked
     this.matches = [];
     this.selected = -1;
+    this.range = null; // [from, to] ns the time axis is zoomed to (the minimap's), null for the whole trace
     this.frame = 0;
     viewport.addEventListener("scroll", () => this.schedule(), { passive: true });
     viewport.addEventListener("keydown", (e) => this.key(e));
@@ -230,10 +231,25 @@ export class Waterfall {
     if (!this.frame) this.frame = requestAnimationFrame(() => { this.frame = 0; this.render(); });
   }
 
+  /** Zoom the time axis to `range` ([from, to] ns), or back to the whole trace (null). */
+  zoom(range) {
+    this.range = range;
+    this.renderAxis();
+    this.render();
+  }
+
+  /** The time the track shows: the zoomed range, or the whole trace. */
+  shown() {
+    return this.range ?? [this.model.t0, this.model.t1];
+  }
+
+  /** Times from the trace's start, at the quarters of what the track shows. */
   renderAxis() {
-    const { t0, t1 } = this.model;
-    this.axis.replaceChildren(...[0, 0.25, 0.5, 0.75].map((f) =>
-      h("span", { style: `left:${f * 100}%` }, f ? duration(((t1 - t0) * f) / 1e6) : "0")));
+    const [from, to] = this.shown();
+    this.axis.replaceChildren(...[0, 0.25, 0.5, 0.75].map((f) => {
+      const at = from - this.model.t0 + (to - from) * f;
+      return h("span", { style: `left:${f * 100}%` }, at ? duration(at / 1e6) : "0");
+    }));
   }
 
   render() {
@@ -250,10 +266,10 @@ export class Waterfall {
 
   row(i) {
     const { span, depth, size, errors } = this.model.rows[i];
-    const { t0, t1 } = this.model;
+    const [t0, t1] = this.shown();
     const pct = (ns) => `${(((ns - t0) / (t1 - t0)) * 100).toFixed(3)}%`;
     const outcome = span.state === "started" ? "inflight" : span.outcome || "ok";
-    const end = span.end_ns ?? t1;
+    const end = span.end_ns ?? this.model.t1;
     const track = h("div", { class: "wf-track" });
     // Waiting is shaded before the work it delayed: for a queued item before the span, for a slot inside it.
     const queued = queueWaitNs(span);
@@ -272,10 +288,11 @@ export class Waterfall {
       if (delay) track.append(h("div", { class: "wf-gap", style: `left:${pct(e.time_ns)};width:${pct(t0 + delay)}`, title: why }));
       track.append(h("div", { class: "wf-retry", style: `left:${pct(e.time_ns)}`, title: why, "data-attempt": e.attributes[names.ATTEMPT] ?? "" }));
     }
-    const endFrac = (end - t0) / (t1 - t0);
+    const labelAt = Math.min(end, t1); // a bar running past a zoomed range is labelled at its edge
+    const endFrac = (labelAt - t0) / (t1 - t0);
     const label = span.state === "started" ? "running" : duration(span.duration_ms);
     // The duration goes after the bar, or inside its end when the bar reaches the right edge.
-    track.append(h("span", { class: endFrac < 0.86 ? "wf-dur" : "wf-dur inside", style: `left:${pct(end)}` }, label));
+    if (end >= t0 && span.start_ns <= t1) track.append(h("span", { class: endFrac < 0.86 ? "wf-dur" : "wf-dur inside", style: `left:${pct(labelAt)}` }, label));
     const indent = Math.min(depth, MAX_INDENT_LEVELS) * INDENT;
     const closed = size > 0 && this.collapsed.has(span.span_id);
     const toggle = size
