@@ -5,7 +5,9 @@ that has not taken the previous update gets a fresh snapshot instead of a backlo
 ever holds up ingest or the others. Ticks come every `period`: MIN_TICK_S while an update is
 cheap to build, longer as it gets costly (the hub spends at most about a tenth of a core), never
 more than TICK_S; and at once for the first commit after a tick with nothing new, so work that
-starts after a quiet spell shows without waiting.
+starts after a quiet spell shows without waiting. While nothing new arrives, a heartbeat update
+every HEARTBEAT_S carries the latest concurrency samples, so the charts go on moving (a hung call
+stays visible as it ages) instead of freezing at the last change.
 """
 
 from __future__ import annotations
@@ -21,11 +23,12 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from .stats import Stats
 
-__all__ = ["Hub", "routes", "period", "TICK_S", "MIN_TICK_S"]
+__all__ = ["Hub", "routes", "period", "TICK_S", "MIN_TICK_S", "HEARTBEAT_S"]
 
 logger = logging.getLogger("opto_dashboard")
 MIN_TICK_S = 0.05  # at most twenty updates a second per browser
 TICK_S = 0.25  # the longest period, however costly an update; and the concurrency sampling period
+HEARTBEAT_S = 1.0  # with nothing new, an update this often all the same (marked `heartbeat`)
 _COST_SHARE = 10  # the period is at least this many times what building the last update took
 
 
@@ -60,7 +63,8 @@ class Hub:
         self._seen_spans = 0
         self._quiet = True  # the last tick had nothing new to push
         self._woken = asyncio.Event()
-        self._sampled = -TICK_S  # monotonic time of the last concurrency sample
+        self._sampled = -TICK_S  # perf_counter time of the last concurrency sample
+        self._pushed = 0.0  # perf_counter time of the last update offered
         self.period = MIN_TICK_S
 
     def start(self) -> None:
@@ -80,17 +84,20 @@ class Hub:
             self._woken.set()
 
     def tick(self) -> None:
-        """Sample (every TICK_S), and if anything changed, offer every browser one update."""
+        """Sample (every TICK_S), and if anything changed, offer every browser one update; if
+        nothing did for HEARTBEAT_S, a heartbeat update with the new samples."""
         started = time.perf_counter()
         if started - self._sampled >= TICK_S:
             self._sampled = started
             self.stats.sample()
         self._quiet = not self.browsers or self.stats.version == self._seen_version
-        if not self._quiet:
+        heartbeat = self._quiet and bool(self.browsers) and started - self._pushed >= HEARTBEAT_S
+        if not self._quiet or heartbeat:
+            self._pushed = started
             self._seen_version = self.stats.version
             new_spans = self.stats.spans_stored - self._seen_spans
             self._seen_spans = self.stats.spans_stored
-            update = {"type": "update", "live": self.stats.snapshot(), "new_spans": new_spans}
+            update = {"type": "update", "live": self.stats.snapshot(), "new_spans": new_spans, "heartbeat": heartbeat}
             for browser in self.browsers:
                 browser.offer(update)
         self.period = period(time.perf_counter() - started)

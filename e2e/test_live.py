@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import secrets
+import time
 from collections.abc import Callable
 
 from playwright.sync_api import Page, expect
 
-from harness import Dashboard, Workload
+from harness import Dashboard, Feeder, Workload, span
 
 __all__: list[str] = []
 
@@ -24,6 +26,22 @@ def test_in_flight_count_rises_while_calls_run_and_falls_after(page: Page, dashb
     program.finish()
     expect(page.get_by_test_id("in-flight-total")).to_have_text("0")
     expect(page.locator("#inflight-table tbody tr")).to_have_count(0)
+
+
+def test_concurrency_chart_moves_on_while_nothing_arrives(page: Page, dashboard: Dashboard, feeder: Feeder) -> None:
+    """Three calls started and then silence (no span, no process report): the chart's newest sample
+    keeps moving and still counts the three. It once froze at the last change until a span came."""
+    now = time.time_ns()
+    trace_id = secrets.token_hex(16)
+    feeder.send([span(trace_id, secrets.token_hex(8), "hung", now, None) for _ in range(3)])
+    page.goto(f"{dashboard.url}/live")
+    chart = page.locator("#concurrency-chart")
+    expect(page.locator("#concurrency-legend li[data-series='total']")).to_have_attribute("data-peak", "3")
+    before = int(chart.get_attribute("data-last-sample") or 0)
+    page.wait_for_function(
+        "min => Number(document.querySelector('#concurrency-chart').dataset.lastSample) >= min", arg=before + 2_000_000_000
+    )
+    expect(page.get_by_test_id("in-flight-total")).to_have_text("3")
 
 
 def test_concurrency_chart_shows_max_concurrent(page: Page, dashboard: Dashboard, workload: Callable[[str], Workload]) -> None:

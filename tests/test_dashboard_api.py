@@ -177,6 +177,22 @@ async def test_live_rates_and_throughput(served: tuple[Dashboard, Feed]) -> None
     assert [p["connected"] for p in live["processes"]] == [True]
 
 
+async def test_live_socket_keeps_a_hung_call_moving_with_nothing_new_arriving(served: tuple[Dashboard, Feed]) -> None:
+    """One call started and never ended, then silence: heartbeats keep bringing new concurrency
+    samples that count it, so the Live page's chart does not freeze at the last change."""
+    d, feed = served
+    trace, span = ids()
+    await feed.send([span_record(trace, span, "hung", ended=False)])
+    async with connect(d.ws_url + "/ws/live") as browser:
+        async with asyncio.timeout(30):
+            first = json.loads(await browser.recv())
+            while not (message := json.loads(await browser.recv())).get("heartbeat"):
+                pass
+    seen = {s["t_ns"] for s in first["live"]["concurrency"]}
+    newer = [s for s in message["live"]["concurrency"] if s["t_ns"] not in seen]
+    assert newer and newer[-1]["by_name"] == {"hung": 1} and message["new_spans"] == 0
+
+
 async def test_live_socket_sends_snapshot_then_pushed_updates(served: tuple[Dashboard, Feed]) -> None:
     d, feed = served
     async with connect(d.ws_url + "/ws/live") as browser:

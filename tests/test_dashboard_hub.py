@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from opto_dashboard.hub import MIN_TICK_S, TICK_S, Hub, _Browser, period
+from opto_dashboard.hub import HEARTBEAT_S, MIN_TICK_S, TICK_S, Hub, _Browser, period
 from opto_dashboard.records import SpanRecord
 from opto_dashboard.stats import Stats
 from opto_dashboard.store import Write
@@ -90,3 +90,35 @@ def test_concurrency_is_sampled_every_tick_s_however_often_the_hub_ticks() -> No
     for _ in range(5):
         hub.tick()
     assert len(stats.snapshot()["concurrency"]) == 1
+
+
+def test_with_nothing_new_a_heartbeat_carries_the_new_samples() -> None:
+    """A call that hangs while nothing else arrives: the concurrency chart goes on moving, a heartbeat
+    update every HEARTBEAT_S, and a heartbeat is not news (the next commit still ticks at once)."""
+    stats = Stats()
+    hub = Hub(stats)
+    browser = _Browser()
+    hub.browsers.add(browser)
+    stats.stored([Write([SpanRecord.from_json(span_record("a" * 32, "b" * 16, "hung", ended=False))])])
+    hub.tick()
+    assert browser.message is not None and not browser.message["heartbeat"]
+    browser.message = None
+    hub.tick()  # nothing new, within HEARTBEAT_S: nothing offered
+    assert browser.message is None
+    hub._pushed -= HEARTBEAT_S  # as if a second had gone by
+    hub._sampled -= TICK_S
+    hub.tick()
+    update = browser.message
+    assert update is not None and update["heartbeat"] and update["new_spans"] == 0
+    samples = update["live"]["concurrency"]
+    assert len(samples) == 2 and samples[-1]["by_name"] == {"hung": 1}
+    stored(stats, 1)
+    hub.nudge([])
+    assert hub._woken.is_set()
+
+
+def test_no_heartbeat_without_a_browser() -> None:
+    stats = Stats()
+    hub = Hub(stats)
+    hub.tick()
+    assert hub._pushed == 0.0

@@ -102,6 +102,7 @@ function renderConcurrency() {
   // A spike tops out the scale (marked ▲) instead of flattening the usual range into the bottom.
   const clip = clipAbove(points.map((p) => p.total));
   const peak = lineChart(svg, { series, x0, x1, markers, formatX, unit: "calls", clip });
+  svg.dataset.lastSample = x1; // moves with each heartbeat while nothing new arrives (tests read it)
   setText($("#concurrency-peak"), count(peak));
   renderMultiples(names.map((name, i) => ({ name, color: cssColor(SERIES_VARS[i]), points: points.map((p) => [p.t_ns, p.by_name[name] || 0]) })), x0, x1);
   fill($("#concurrency-legend"), series.map((s) => {

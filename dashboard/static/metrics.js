@@ -59,5 +59,5 @@ async function load() {
 }
 
 const refresh = throttle(load, 1000);
-onLive((message) => { if (message.type === "update") refresh(); });
+onLive((message) => { if (message.type === "update" && !message.heartbeat) refresh(); });
 load();
