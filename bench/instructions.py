@@ -19,7 +19,7 @@ import asyncio
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 CALLS = {"call": 5_000, "stream": 2_000}
@@ -29,7 +29,6 @@ HAND_VARIANTS = ("hand", "stream_hand", "stream_detaching")
 
 def _child(variant: str, n: int) -> None:
     """Make `n` calls of one variant, nothing else, and leave without the exit-time export."""
-    from opentelemetry import context as otel_context
     from opentelemetry import trace as otel_trace
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
@@ -45,6 +44,7 @@ def _child(variant: str, n: int) -> None:
     )
     otel_trace.set_tracer_provider(provider)
     import opto
+    from hand_written import traced, traced_stream, traced_stream_detaching
 
     hand = otel_trace.get_tracer("hand")
 
@@ -55,43 +55,11 @@ def _child(variant: str, n: int) -> None:
         for i in range(10):
             yield i
 
-    def wrapped(f: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
-        async def wrapper(*args: Any, **kwargs: Any) -> Any:
-            with hand.start_as_current_span("hand"):
-                return await f(*args, **kwargs)
-        return wrapper
-
-    def naive(f: Callable[..., AsyncIterator[Any]]) -> Callable[..., AsyncIterator[Any]]:
-        async def wrapper(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
-            with hand.start_as_current_span("naive"):
-                async for item in f(*args, **kwargs):
-                    yield item
-        return wrapper
-
-    def detaching(f: Callable[..., AsyncIterator[Any]]) -> Callable[..., AsyncIterator[Any]]:
-        async def wrapper(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
-            span = hand.start_span("detaching")
-            ctx = otel_trace.set_span_in_context(span)
-            inner = f(*args, **kwargs)
-            try:
-                while True:
-                    token = otel_context.attach(ctx)
-                    try:
-                        item = await inner.__anext__()
-                    except StopAsyncIteration:
-                        break
-                    finally:
-                        otel_context.detach(token)
-                    yield item
-            finally:
-                span.end()
-        return wrapper
-
     nocap = opto.trace.async_trace(capture_args=False, capture_result=False)
     made: dict[str, Any] = {
-        "default": opto.trace.async_trace(fn), "nocap": nocap(fn), "hand": wrapped(fn),
+        "default": opto.trace.async_trace(fn), "nocap": nocap(fn), "hand": traced(hand, fn, "hand"),
         "stream": opto.trace.async_stream(gen), "stream_nocap": opto.trace.async_stream(capture_args=False, capture_result=False)(gen),
-        "stream_hand": naive(gen), "stream_detaching": detaching(gen),
+        "stream_hand": traced_stream(hand, gen, "naive"), "stream_detaching": traced_stream_detaching(hand, gen, "detaching"),
     }
     f = made[variant]
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import functools
 import gc
 import json
 import platform
@@ -26,21 +25,23 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 import offline
 
 offline.install()
+sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # bench/, for the hand-written wrappers
 
 import logfire  # noqa: E402
 from langfuse import Langfuse, observe  # noqa: E402
-from opentelemetry import context as otel_context  # noqa: E402
 from opentelemetry import trace as otel_trace  # noqa: E402
 from opentelemetry.sdk.resources import Resource  # noqa: E402
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider  # noqa: E402
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult  # noqa: E402
 
 import opto  # noqa: E402
+from hand_written import traced, traced_stream, traced_stream_detaching  # noqa: E402
 from opto.trace import async_stream  # noqa: E402
 
 __all__: list[str] = []
@@ -100,57 +101,6 @@ LANGFUSE = Langfuse(
 )
 
 
-def otel_wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """The baseline: what a careful user writes by hand with the OpenTelemetry API."""
-    name = fn.__qualname__
-
-    @functools.wraps(fn)
-    async def wrapper(*args: Any, **kwargs: Any) -> Any:
-        with HAND_TRACER.start_as_current_span(name):
-            return await fn(*args, **kwargs)
-
-    return wrapper
-
-
-def otel_wrap_stream(fn: Callable[..., AsyncIterator[Any]]) -> Callable[..., AsyncIterator[Any]]:
-    """The generator baseline: one span around the whole iteration."""
-    name = fn.__qualname__
-
-    @functools.wraps(fn)
-    async def wrapper(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
-        with HAND_TRACER.start_as_current_span(name):
-            async for item in fn(*args, **kwargs):
-                yield item
-
-    return wrapper
-
-
-def otel_wrap_stream_detaching(fn: Callable[..., AsyncIterator[Any]]) -> Callable[..., AsyncIterator[Any]]:
-    """The correct generator baseline: the span is current only while the body runs, attached and
-    detached around each step, so no context is left attached across a `yield`."""
-    name = fn.__qualname__
-
-    @functools.wraps(fn)
-    async def wrapper(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
-        span = HAND_TRACER.start_span(name)
-        ctx = otel_trace.set_span_in_context(span)
-        inner = fn(*args, **kwargs)
-        try:
-            while True:
-                token = otel_context.attach(ctx)
-                try:
-                    item = await inner.__anext__()
-                except StopAsyncIteration:
-                    break
-                finally:
-                    otel_context.detach(token)
-                yield item
-        finally:
-            span.end()
-
-    return wrapper
-
-
 def coroutine(name: str) -> Callable[..., Any]:
     """A fresh trivial `async def` named `name`, so each variant's spans can be counted apart."""
 
@@ -184,7 +134,7 @@ class Variant:
 def coroutine_variants() -> list[Variant]:
     return [
         Variant("bare `async def`", coroutine("bare"), None),
-        Variant("hand-written `start_as_current_span`", otel_wrap(coroutine("hand")), "hand"),
+        Variant("hand-written `start_as_current_span`", traced(HAND_TRACER, coroutine("hand")), "hand"),
         Variant("OpenTrace `@async_trace` (default capture)", opto.trace.async_trace(coroutine("opto_default")), "opto_default"),
         Variant(
             "OpenTrace `@async_trace` (capture off)",
@@ -209,9 +159,9 @@ def coroutine_variants() -> list[Variant]:
 def stream_variants() -> list[Variant]:
     return [
         Variant("bare async generator", stream("s_bare"), None),
-        Variant("hand-written `start_as_current_span`", otel_wrap_stream(stream("s_hand")), "s_hand"),
+        Variant("hand-written `start_as_current_span`", traced_stream(HAND_TRACER, stream("s_hand")), "s_hand"),
         Variant(
-            "hand-written, detaching at each `yield`", otel_wrap_stream_detaching(stream("s_hand_detaching")), "s_hand_detaching"
+            "hand-written, detaching at each `yield`", traced_stream_detaching(HAND_TRACER, stream("s_hand_detaching")), "s_hand_detaching"
         ),
         Variant("OpenTrace `@async_stream` (default capture)", async_stream(stream("s_opto_default")), "s_opto_default"),
         Variant(
