@@ -9,7 +9,7 @@ import subprocess
 import sys
 import textwrap
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -129,3 +129,21 @@ class SpecPage:
 @pytest.fixture
 def spec_page() -> SpecPage:
     return SpecPage()
+
+
+@pytest.fixture
+def dashboard(tmp_path: Path) -> Iterator[Any]:
+    """A real dashboard server on its own SQLite file (`dashboard_server.Dashboard`)."""
+    from dashboard_server import Dashboard
+
+    with Dashboard(tmp_path / "opto.db") as d:
+        yield d
+
+
+@pytest.fixture
+async def client(dashboard: Any) -> AsyncIterator[Any]:
+    """An HTTP client of the `dashboard` fixture's server."""
+    import httpx
+
+    async with httpx.AsyncClient(base_url=dashboard.url, timeout=30) as c:
+        yield c

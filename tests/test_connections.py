@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -12,12 +11,6 @@ import pytest
 
 from dashboard_server import Dashboard, DashboardProcess
 from opto_dashboard.connections import HEADER_TIMEOUT_S, MAX_IDLE
-
-
-@pytest.fixture
-def dashboard(tmp_path: Path) -> Iterator[Dashboard]:
-    with Dashboard(tmp_path / "opto.db") as d:
-        yield d
 
 
 def address(url: str) -> tuple[str, int]:

@@ -12,7 +12,6 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +24,6 @@ from websockets.sync.client import connect as connect_sync
 from dashboard_server import Dashboard, hello_frame, span_record
 from opto.telemetry.limits import MAX_ITEMS, MAX_MESSAGE, MAX_VALUE
 from opto_dashboard.ingest import MAX_FRAME_BYTES
-
-
-@pytest.fixture
-def dashboard(tmp_path: Path) -> Iterator[Dashboard]:
-    with Dashboard(tmp_path / "opto.db") as d:
-        yield d
 
 
 def new_trace() -> str:
@@ -333,8 +326,6 @@ def test_a_client_that_never_reads_its_error_replies_is_closed(dashboard: Dashbo
     finally:
         logging.getLogger("opto_dashboard").removeHandler(watch)
     assert int.from_bytes(payload[:2], "big") == 1008 and b"replies unread" in payload[2:]
-
-
 
 
 def test_a_client_that_never_reads_its_acks_is_pushed_back_not_buffered(dashboard: Dashboard) -> None:

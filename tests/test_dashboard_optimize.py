@@ -7,8 +7,6 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -38,12 +36,6 @@ class Search:
     def finish(self) -> None:
         _, err = self.proc.communicate("go\n", timeout=60)
         assert self.proc.returncode == 0, err
-
-
-@pytest.fixture
-def dashboard(tmp_path: Path) -> Iterator[Dashboard]:
-    with Dashboard(tmp_path / "opto.db") as d:
-        yield d
 
 
 async def until(dashboard: Dashboard, path: str, ready: Any) -> dict[str, Any]:

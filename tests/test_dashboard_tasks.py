@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -42,12 +40,6 @@ opto.shutdown()
 
 def _line(text: str) -> int:
     return next(i for i, line in enumerate(PROGRAM.splitlines(), 1) if text in line)
-
-
-@pytest.fixture
-def dashboard(tmp_path: Path) -> Iterator[Dashboard]:
-    with Dashboard(tmp_path / "opto.db") as d:
-        yield d
 
 
 def _until(dashboard: Dashboard, path: str, ready: Any) -> Any:

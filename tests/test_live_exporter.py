@@ -7,7 +7,6 @@ import re
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -79,12 +78,6 @@ class Program:
 def stored(db: Path, name: str) -> int:
     with sqlite3.connect(db) as conn:
         return conn.execute("SELECT count(*) FROM spans WHERE name = ? AND state = 'ended'", (name,)).fetchone()[0]  # type: ignore[no-any-return]
-
-
-@pytest.fixture
-def dashboard(tmp_path: Path) -> Iterator[Dashboard]:
-    with Dashboard(tmp_path / "opto.db") as d:
-        yield d
 
 
 def test_spans_of_a_traced_program_reach_the_api_nested(dashboard: Dashboard) -> None:

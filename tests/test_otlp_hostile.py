@@ -7,8 +7,6 @@ import gzip
 import json
 import socket
 import zlib
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -21,18 +19,6 @@ from otlp_examples import SPEC_TRACE_EXAMPLE
 
 JSON = {"Content-Type": "application/json"}
 PROTOBUF = {"Content-Type": "application/x-protobuf"}
-
-
-@pytest.fixture
-def dashboard(tmp_path: Path) -> Iterator[Dashboard]:
-    with Dashboard(tmp_path / "opto.db") as d:
-        yield d
-
-
-@pytest.fixture
-async def client(dashboard: Dashboard) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=dashboard.url, timeout=30) as c:
-        yield c
 
 
 async def refused(client: httpx.AsyncClient, dashboard: Dashboard, body: bytes, status: int, reason: str, **headers: str) -> None:

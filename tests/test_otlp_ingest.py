@@ -10,7 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import zlib
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,19 +26,6 @@ from otlp_examples import SPEC_METRICS_EXAMPLE, SPEC_TRACE_EXAMPLE, TRACED_PROGR
 
 PROTOBUF = {"Content-Type": "application/x-protobuf"}
 JSON = {"Content-Type": "application/json"}
-
-
-
-@pytest.fixture
-def dashboard(tmp_path: Path) -> Iterator[Dashboard]:
-    with Dashboard(tmp_path / "opto.db") as d:
-        yield d
-
-
-@pytest.fixture
-async def client(dashboard: Dashboard) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=dashboard.url, timeout=30) as c:
-        yield c
 
 
 def example(*span_changes: dict[str, Any]) -> dict[str, Any]:
@@ -241,8 +228,6 @@ async def test_token_rule_applies(tmp_path: Path) -> None:
             ok = await c.post("/v1/traces", content=SPEC_TRACE_EXAMPLE, headers=JSON | {"Authorization": "Bearer s3cret"})
             assert ok.status_code == 200
         assert d.get(f"/api/traces/{TRACE_ID}", headers={"Authorization": "Bearer s3cret"})["spans"]
-
-
 
 
 async def test_metrics_points_are_stored_under_the_sending_process(dashboard: Dashboard, client: httpx.AsyncClient) -> None:

@@ -8,7 +8,6 @@ import re
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
@@ -24,12 +23,6 @@ from opto_dashboard.hosts import HostRule, host_name
 from opto_dashboard.security import same_origin
 
 ROUTES = ["/", "/traces", "/api/live", "/api/traces", "/static/app.css"]
-
-
-@pytest.fixture
-def dashboard(tmp_path: Path) -> Iterator[Dashboard]:
-    with Dashboard(tmp_path / "opto.db") as d:
-        yield d
 
 
 def port(d: Dashboard) -> int:

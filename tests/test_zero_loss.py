@@ -100,12 +100,6 @@ async def wait_for(condition: Any, what: str, timeout: float = 60) -> Any:
     return value
 
 
-@pytest.fixture
-def dashboard(tmp_path: Path) -> Iterator[Dashboard]:
-    with Dashboard(tmp_path / "opto.db") as d:
-        yield d
-
-
 def test_oversized_spans_are_stored_cut_to_the_limits_and_marked(dashboard: Dashboard) -> None:
     """A 5,000-char exception message and 1 MB attributes (frames that would pass 8 MiB) are cut, not
     lost; an infinite float attribute does not cost its span."""
