@@ -57,7 +57,8 @@ function zoomKey(op) {
   }
 }
 
-const nowNs = () => Date.now() * 1e6 + clockOffsetNs;
+let fileNowNs = null; // a file's trace is seen as of its latest time, however old the file
+const nowNs = () => fileNowNs ?? Date.now() * 1e6 + clockOffsetNs;
 
 const FIRST_PAGE = 1000; // spans drawn before the rest of a big trace arrives, page by page (trace.html preloads this page)
 let loads = 0; // a newer load (a refresh) ends an older one's paging
@@ -270,7 +271,7 @@ function openInWaterfall(span) {
   waterfall.selectId(span.span_id);
 }
 
-const flame = new Flamegraph({ svg: $("#flame-svg"), trail: $("#flame-trail"), note: $("#flame-note"), onPick: (span) => showDetail(span) });
+const flame = new Flamegraph({ svg: $("#flame-svg"), trail: $("#flame-trail"), note: $("#flame-note"), onPick: (span) => waterfall.selectId(span.span_id) });
 
 function drawTraceGraph() {
   const nodes = mergeTree(waterfall.all, selfTimes(spans), waterfall.model.t1);
@@ -477,6 +478,11 @@ async function openFile(file) {
     return;
   }
   traceId = read.traceId;
+  fileNowNs = 0;
+  for (const s of read.spans) {
+    fileNowNs = Math.max(fileNowNs, s.start_ns, s.end_ns ?? 0);
+    for (const e of s.events) fileNowNs = Math.max(fileNowNs, e.time_ns);
+  }
   rendered = false;
   waterfall.collapsed.clear();
   zoomTo(null);
