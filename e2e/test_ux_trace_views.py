@@ -75,7 +75,7 @@ def test_critical_path_is_marked_on_the_bars_in_the_detail_and_the_statistics(pa
 
 
 def test_flamegraph_zooms_to_a_box_and_back(page: Page, dashboard: Dashboard, feeder: Feeder, dialogs: list[str]) -> None:
-    """f shows the spans as boxes a row per depth, names as text; a click zooms to a box (only it and
+    """f shows the spans as boxes below their parents, overlapping siblings in lanes, names as text; a click zooms to a box (only it and
     its descendants, the trail naming its ancestors) and shows it in the detail; the trail goes back."""
     trace_id, ids, t0 = feed_forked(feeder)
     feeder.send([span(trace_id, secrets.token_hex(8), "tiny", t0 + 70 * MS, t0 + 70 * MS + 10, parent=ids["root"])])
@@ -87,7 +87,8 @@ def test_flamegraph_zooms_to_a_box_and_back(page: Page, dashboard: Dashboard, fe
     expect(boxes).to_have_count(4)  # tiny is 10 ns wide: under a pixel
     expect(page.get_by_test_id("flame-note")).to_contain_text("1 narrower than a pixel")
     levels = {b.get_attribute("data-span-id"): b.get_attribute("transform") for b in boxes.all()}
-    assert levels[ids["root"]].endswith(",0)") and levels[ids["C"]].endswith(",40)"), levels
+    # A and B overlap in time: each takes a lane below the root, and C goes below B.
+    assert [levels[ids[n]].split(",")[1] for n in ("root", "A", "B", "C")] == ["0)", "20)", "40)", "60)"], levels
     expect(page.locator("#flame-svg text", has_text=XSS)).to_have_count(1)
     page.locator(f"#flame-svg .fg-box[data-span-id='{ids['B']}']").click()
     expect(boxes).to_have_count(2)
@@ -147,7 +148,7 @@ def test_ten_thousand_steps_are_one_graph_node_and_the_flamegraph_stays_bounded(
 
 def test_a_ten_thousand_deep_chain_has_a_critical_path_a_flamegraph_and_a_graph(page: Page, dashboard: Dashboard, feeder: Feeder) -> None:
     """Nothing recurses per level: each span of a 10,000-deep chain is on the path for its own
-    1 ms before and after its child; the flamegraph draws 60 levels, the graph its first 1,000 nodes."""
+    1 ms before and after its child; the flamegraph draws 100 rows, the graph its first 1,000 nodes."""
     trace_id = secrets.token_hex(16)
     t0 = time.time_ns() - 100_000 * MS
     depth = 10_000
@@ -163,7 +164,7 @@ def test_a_ten_thousand_deep_chain_has_a_critical_path_a_flamegraph_and_a_graph(
     expect(page.locator("#detail-body tr", has_text="critical path")).to_contain_text("2.0 ms")
     expect(row(page, ids[0]).locator(".wf-crit")).to_have_count(2)
     page.keyboard.press("f")
-    expect(page.get_by_test_id("flame-note")).to_contain_text("9,940 more than 60 levels down")
+    expect(page.get_by_test_id("flame-note")).to_contain_text("9,900 more than 100 rows down")
     page.keyboard.press("g")
     expect(page.get_by_test_id("graph-note")).to_contain_text("10,000 spans merged into 10,000 nodes")
     expect(page.locator("#graph-svg .tg-node")).to_have_count(1000)
