@@ -148,7 +148,7 @@ def test_ten_thousand_steps_are_one_graph_node_and_the_flamegraph_stays_bounded(
 
 def test_a_ten_thousand_deep_chain_has_a_critical_path_a_flamegraph_and_a_graph(page: Page, dashboard: Dashboard, feeder: Feeder) -> None:
     """Nothing recurses per level: each span of a 10,000-deep chain is on the path for its own
-    1 ms before and after its child; the flamegraph draws 100 rows, the graph its first 1,000 nodes."""
+    1 ms before and after its child; the flamegraph draws 500 rows, the graph its first 1,000 nodes."""
     trace_id = secrets.token_hex(16)
     t0 = time.time_ns() - 100_000 * MS
     depth = 10_000
@@ -164,7 +164,7 @@ def test_a_ten_thousand_deep_chain_has_a_critical_path_a_flamegraph_and_a_graph(
     expect(page.locator("#detail-body tr", has_text="critical path")).to_contain_text("2.0 ms")
     expect(row(page, ids[0]).locator(".wf-crit")).to_have_count(2)
     page.keyboard.press("f")
-    expect(page.get_by_test_id("flame-note")).to_contain_text("9,900 more than 100 rows down")
+    expect(page.get_by_test_id("flame-note")).to_contain_text("9,500 more than 500 rows down")
     page.keyboard.press("g")
     expect(page.get_by_test_id("graph-note")).to_contain_text("10,000 spans merged into 10,000 nodes")
     expect(page.locator("#graph-svg .tg-node")).to_have_count(1000)

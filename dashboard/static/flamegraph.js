@@ -8,7 +8,7 @@ import { h, fill } from "/static/dom.js";
 import { duration } from "/static/format.js";
 
 const ROW = 20;
-const MAX_LEVELS = 100;
+const MAX_LEVELS = 500;
 const MAX_BOXES = 3000;
 const TRAIL = 6; // ancestors named in the trail; earlier ones are an ellipsis
 const CHAR = 6.6; // px per character of the boxes' 11px text, to cut names to their box
