@@ -91,9 +91,9 @@ function record(s, where) {
   };
 }
 
-/** Jaeger's key/value lists (tags, a log's fields) as one object. */
+/** Jaeger's key/value lists (tags, a log's fields) as one object (without a prototype: a key "__proto__" is a key). */
 function keyValues(v, where) {
-  const out = {};
+  const out = Object.create(null);
   list(v ?? [], where).forEach((kv, i) => { out[text(object(kv, `${where}[${i}]`).key, `${where}[${i}].key`)] = kv.value ?? null; });
   return out;
 }
