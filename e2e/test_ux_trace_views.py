@@ -275,7 +275,8 @@ def test_a_jaeger_download_opens_too(page: Page, dashboard: Dashboard) -> None:
         "spans": [
             {"traceID": trace, "spanID": "00f067aa0ba902b7", "operationName": "GET /cart", "references": [],
              "startTime": start_us, "duration": 50_000, "processID": "p1",
-             "tags": [{"key": "http.method", "type": "string", "value": "GET"}, {"key": "span.kind", "type": "string", "value": "server"}], "logs": []},
+             "tags": [{"key": "http.method", "type": "string", "value": "GET"}, {"key": "span.kind", "type": "string", "value": "server"},
+                      {"key": "__proto__", "type": "string", "value": "a key like any other"}], "logs": []},
             {"traceID": trace, "spanID": "1111111111111111", "operationName": "SELECT cart",
              "references": [{"refType": "CHILD_OF", "traceID": trace, "spanID": "00f067aa0ba902b7"}],
              "startTime": start_us + 5_000, "duration": 30_000, "processID": "p2",
@@ -293,6 +294,7 @@ def test_a_jaeger_download_opens_too(page: Page, dashboard: Dashboard) -> None:
     expect(page.locator(".wf-row")).to_have_count(3)
     expect(page.locator(".wf-row[data-depth='1']")).to_have_count(2)
     expect(page.get_by_test_id("error-count")).to_have_text("1 failed")
+    expect(page.locator("#detail-body tr", has_text="__proto__")).to_contain_text("a key like any other")
     page.locator(".wf-row", has_text="SELECT cart").click()
     detail = page.locator("#detail-body")
     expect(detail.locator("tr", has_text="service")).to_contain_text("db")
