@@ -103,6 +103,11 @@ async def trace_page(request: Request) -> Response:
     return _render(request, "trace.html", "/traces", trace_id=trace_id, page_data={"trace_id": trace_id})
 
 
+async def trace_file_page(request: Request) -> Response:
+    """The Trace page with no trace from the store: the browser reads one from a file the person chooses."""
+    return _render(request, "trace.html", "/traces", trace_id=None, page_data={"trace_id": None})
+
+
 async def search_page(request: Request) -> Response:
     """One `@trace.optimize` search: its beams by depth, scores and best so far."""
     trace_id, span_id = request.path_params["trace_id"], request.path_params["span_id"]
@@ -123,6 +128,7 @@ async def not_found(request: Request, exc: Exception) -> Response:
 routes: list[BaseRoute] = [
     Route("/", index, name="index"),
     *(_page(path, template) for path, template, _ in _PAGES),
+    Route("/traces/file", trace_file_page, name="trace_file"),
     Route("/traces/{trace_id}", trace_page, name="trace"),
     Route("/optimize/{trace_id}/{span_id}", search_page, name="optimize_search"),
     Mount("/static", _HashedStatic(directory=str(_STATIC)), name="static"),

@@ -64,6 +64,7 @@ def main() -> None:
                 ("traces", "/traces", "#trace-table tbody tr"),
                 ("trace", f"/traces/{trace_id}", "body[data-ready]"),
                 ("trace-big", f"/traces/{big}", "body[data-ready='trace']", "[ e"),
+                ("trace-flame", f"/traces/{big}", "body[data-ready='trace']", "f"),
                 ("queues", "/queues", "section.queue"),
                 ("retries", "/retries", "#retry-table tbody tr"),
                 ("debug", "/debug", "#debug-table tbody tr"),

@@ -63,7 +63,7 @@ def test_where_is_it_now_on_a_running_span_of_the_waterfall(page: Page, dashboar
     program = workload("tasks")
     program.ready()
     page.goto(f"{dashboard.url}/traces?name=stuck_call")
-    page.locator("a[href^='/traces/']").first.click()
+    page.locator("#trace-table a[href^='/traces/']").first.click()  # not Open a trace file's link
     row = page.locator(".wf-row[data-outcome='inflight']")
     row.get_by_test_id("where-button").click()
     expect(page.get_by_test_id("where-frames")).to_contain_text(f"workload.py:{_line('# stuck here')}")

@@ -1,18 +1,25 @@
-// The Trace page: the waterfall of one trace and the detail panel of the selected span.
+// The Trace page: the views of one trace (waterfall, statistics, flamegraph, graph) and the detail
+// panel of the selected span; the trace comes from the store, or from a file (/traces/file).
 import { $, h, fill, names, pageData, setText } from "/static/dom.js";
-import { count, duration, retryCause, time, value } from "/static/format.js";
+import { count, duration, percent, retryCause, time, value } from "/static/format.js";
 import { ApiError, getJSON, latest, report, throttle } from "/static/api.js";
 import { onLive } from "/static/socket.js";
 import { stackView } from "/static/stack.js";
 import { Waterfall } from "/static/waterfall.js";
 import { Minimap, clampRange, zoomStep } from "/static/minimap.js";
-import { MAX_NAMES, renderComparison, renderStats, spanStats } from "/static/trace_stats.js";
+import { MAX_NAMES, renderComparison, renderStats, selfTimes, spanStats } from "/static/trace_stats.js";
+import { criticalPath } from "/static/critical_path.js";
+import { Flamegraph } from "/static/flamegraph.js";
+import { MAX_NODES, drawGraph, mergeTree } from "/static/trace_graph.js";
+import { BadTraceFile, MAX_FILE_BYTES, MAX_FILE_SPANS, readTraceFile } from "/static/trace_file.js";
 
-const { trace_id: traceId } = pageData();
+let { trace_id: traceId } = pageData(); // null on /traces/file until a file is read
+const fromFile = traceId === null;
 const fetchTrace = latest();
 let spans = [];
 let clockOffsetNs = 0;
 let rendered = false;
+let critical = { segments: new Map(), bySpan: new Map(), total: 0 }; // the critical path of the spans held
 
 const waterfall = new Waterfall({
   viewport: $("#waterfall"), spacer: $("#wf-spacer"), rows: $("#wf-rows"), axis: $("#wf-axis"),
@@ -50,7 +57,8 @@ function zoomKey(op) {
   }
 }
 
-const nowNs = () => Date.now() * 1e6 + clockOffsetNs;
+let fileNowNs = null; // a file's trace is seen as of its latest time, however old the file
+const nowNs = () => fileNowNs ?? Date.now() * 1e6 + clockOffsetNs;
 
 const FIRST_PAGE = 1000; // spans drawn before the rest of a big trace arrives, page by page (trace.html preloads this page)
 let loads = 0; // a newer load (a refresh) ends an older one's paging
@@ -90,20 +98,40 @@ function notFound() {
 function show(loaded, more) {
   $("#wf-empty").hidden = true;
   spans = loaded;
-  waterfall.setSpans(spans, nowNs());
-  minimap.setRows(waterfall.all, waterfall.model.t0, waterfall.model.t1);
-  if (statsShown()) drawStats();
+  layoutViews();
   summarise(more);
   showErrorCount();
+  let chosen = false;
   if (!rendered) {
     rendered = true;
     const wanted = new URLSearchParams(location.search).get("span");
-    if (!(wanted && waterfall.selectId(wanted)) && spans.length) waterfall.select(0, { scroll: false, remember: false });
+    chosen = Boolean(wanted && waterfall.selectId(wanted));
+    if (!chosen && spans.length) waterfall.select(0, { scroll: false, remember: false });
     performance.mark("trace-rendered");
   } else if (waterfall.selectedSpan()) {
     showDetail(waterfall.selectedSpan());
   }
+  // `?find=` selects its first match once one has arrived (a big trace comes page by page), unless `?span=` chose.
+  if (pendingFind && (waterfall.matches.length || !more)) {
+    pendingFind = false;
+    if (chosen) showFindCount();
+    else findStep(1);
+  } else if (findInput.value.trim()) {
+    showFindCount(waterfall.matches.indexOf(waterfall.fullIndex.get(waterfall.selectedSpan()?.span_id)) + 1); // more pages, more matches
+  }
   if (!more) document.body.dataset.ready = "trace";
+}
+
+/** Lay the spans out again in every view, and their critical path. */
+function layoutViews() {
+  waterfall.setSpans(spans, nowNs());
+  const { t0, t1 } = waterfall.model;
+  const path = criticalPath(waterfall.all, t1);
+  critical = { ...path, total: [...path.bySpan.values()].reduce((a, b) => a + b, 0) };
+  waterfall.markCritical(criticalShown ? critical.segments : null);
+  minimap.setRows(waterfall.all, t0, t1);
+  flame.setRows(waterfall.all, t0, t1);
+  drawView();
 }
 
 /** "1 error", "100 errors", "3 timeouts", "2 cancelled". */
@@ -194,6 +222,8 @@ function showDetail(span) {
     ["service", span.service || "–"],
   ];
   if (span.status.message) facts.push(["status", `${span.status.code}: ${span.status.message}`]);
+  const onPath = critical.bySpan.get(span);
+  facts.push(["critical path", onPath ? `${duration(onPath / 1e6)} (${percent(onPath / critical.total)} of the trace's)` : "none of its time"]);
   if (file) facts.push(["code", `${file}:${attrs[names.CODE_LINE_NUMBER] ?? ""}`]);
   const exceptions = span.events.filter((e) => e.name === "exception");
   const events = span.events.filter((e) => e.name !== "exception");
@@ -214,10 +244,55 @@ function showDetail(span) {
   $("#detail-empty").hidden = true;
 }
 
-// ---- statistics: a tab beside the waterfall ----
+// ---- views: waterfall, statistics, flamegraph, graph, as tabs ----
+
+const VIEWS = { waterfall: "#wf-panel", stats: "#wf-stats", flame: "#wf-flame", graph: "#wf-graph" };
+let view = "waterfall";
+
+/** Show one of VIEWS. */
+function showView(name) {
+  view = name;
+  for (const [v, panel] of Object.entries(VIEWS)) {
+    $(panel).hidden = v !== name;
+    $(`#tab-${v}`).setAttribute("aria-selected", String(v === name));
+  }
+  drawView();
+}
+
+function drawView() {
+  if (view === "stats") drawStats();
+  else if (view === "flame") flame.draw();
+  else if (view === "graph") drawTraceGraph();
+}
+
+/** The waterfall again, with `span` selected (from a flamegraph box or a graph node). */
+function openInWaterfall(span) {
+  showView("waterfall");
+  waterfall.selectId(span.span_id);
+}
+
+const flame = new Flamegraph({ svg: $("#flame-svg"), trail: $("#flame-trail"), note: $("#flame-note"), onPick: (span) => waterfall.selectId(span.span_id) });
+
+function drawTraceGraph() {
+  const nodes = mergeTree(waterfall.all, selfTimes(spans), waterfall.model.t1);
+  const drawn = drawGraph($("#graph-svg"), nodes, (node) => openInWaterfall(node.spans[0]));
+  setText($("#graph-note"), `${spans.length.toLocaleString()} spans merged into ${nodes.length.toLocaleString()} node${nodes.length === 1 ? "" : "s"} by service and name under the same path`
+    + `${drawn < nodes.length ? `, the first ${MAX_NODES.toLocaleString()} drawn` : ""}. Total is the merged spans' time, self the part no child covers; a click shows the node's first span in the waterfall.`);
+}
+
+// ---- critical path: marked on the waterfall's bars ----
+
+let criticalShown = false;
+
+function toggleCritical() {
+  criticalShown = !criticalShown;
+  $("#wf-critical").setAttribute("aria-pressed", String(criticalShown));
+  waterfall.markCritical(criticalShown ? critical.segments : null);
+}
+
+// ---- statistics ----
 
 const statsSort = { key: "total", order: "desc" };
-const statsShown = () => !$("#wf-stats").hidden;
 
 let other = null; // the trace compared with: {id, spans} once loaded
 let comparisons = 0; // a newer comparison (or its end) ends an older one's loading
@@ -233,19 +308,11 @@ function drawStats() {
       + " Δ is the other trace's figure less this one's.");
     return;
   }
-  const distinct = renderStats($("#stats-table"), spanStats(spans), statsSort.key, statsSort.order);
+  const distinct = renderStats($("#stats-table"), spanStats(spans, critical.bySpan), statsSort.key, statsSort.order);
   setText($("#stats-note"), `${count(distinct)} span name${distinct === 1 ? "" : "s"} in ${spans.length.toLocaleString()} spans`
     + `${distinct > MAX_NAMES ? `, the first ${count(MAX_NAMES)} shown` : ""}. Durations count ended spans; self time is`
-    + " the part of a span that none of its children covers. A click on a name finds its spans in the waterfall.");
-}
-
-/** Show the statistics (true) or the waterfall. */
-function showView(stats) {
-  $("#wf-panel").hidden = stats;
-  $("#wf-stats").hidden = !stats;
-  $("#tab-waterfall").setAttribute("aria-selected", String(!stats));
-  $("#tab-stats").setAttribute("aria-selected", String(stats));
-  if (stats) drawStats();
+    + " the part of a span that none of its children covers, critical path its time on the path that sets the trace's duration."
+    + " A click on a name finds its spans in the waterfall.");
 }
 
 /** Compare with trace `id` (null: stop): its spans, every page, from the same API as this trace's. */
@@ -302,8 +369,8 @@ $("#compare-id").addEventListener("focus", async () => {
 });
 $("#compare-stop").addEventListener("click", () => { $("#compare-id").value = ""; compareWith(null); });
 
-$("#tab-waterfall").addEventListener("click", () => showView(false));
-$("#tab-stats").addEventListener("click", () => showView(true));
+for (const name of Object.keys(VIEWS)) $(`#tab-${name}`).addEventListener("click", () => showView(name));
+$("#wf-critical").addEventListener("click", toggleCritical);
 for (const button of $("#stats-table").querySelectorAll("button.sort")) {
   button.addEventListener("click", () => {
     const same = statsSort.key === button.dataset.key;
@@ -315,7 +382,7 @@ for (const button of $("#stats-table").querySelectorAll("button.sort")) {
 $("#stats-table").tBodies[0].addEventListener("click", (e) => {
   const row = e.target.closest("tr");
   if (!row) return;
-  showView(false);
+  showView("waterfall");
   findInput.value = row.dataset.name;
   findInput.dispatchEvent(new Event("input"));
   findStep(1);
@@ -326,9 +393,14 @@ $("#stats-table").tBodies[0].addEventListener("click", (e) => {
 const findInput = $("#wf-find");
 
 function findStep(step) {
+  showFindCount(waterfall.jump(waterfall.matches, step));
+}
+
+/** "3 of 99" (at: the selected match's place, 0 for none), "99 matches" or "no match". */
+function showFindCount(at = 0) {
   const total = waterfall.matches.length;
-  const at = waterfall.jump(waterfall.matches, step);
-  setText($("#wf-find-count"), findInput.value.trim() ? (total ? `${count(at)} of ${count(total)}` : "no match") : "");
+  const many = at ? `${count(at)} of ${count(total)}` : `${count(total)} match${total === 1 ? "" : "es"}`;
+  setText($("#wf-find-count"), findInput.value.trim() ? (total ? many : "no match") : "");
 }
 
 function errorStep(step) {
@@ -342,10 +414,19 @@ function showErrorCount(at = 0) {
   $("#wf-error-prev").disabled = $("#wf-error-next").disabled = !total;
 }
 
+// The search text is kept in the URL (`?find=`), so a link opens the trace with it applied.
 findInput.addEventListener("input", () => {
-  const total = waterfall.find(findInput.value);
-  setText($("#wf-find-count"), findInput.value.trim() ? (total ? `${count(total)} match${total === 1 ? "" : "es"}` : "no match") : "");
+  waterfall.find(findInput.value);
+  showFindCount();
+  const url = new URL(location.href);
+  if (findInput.value.trim()) url.searchParams.set("find", findInput.value);
+  else url.searchParams.delete("find");
+  history.replaceState(null, "", url);
 });
+// `?find=` (or Jaeger's `?uiFind=`) applies the search when the trace opens; show() selects the first match.
+findInput.value = (new URLSearchParams(location.search).get("find") ?? new URLSearchParams(location.search).get("uiFind") ?? "").slice(0, 200);
+waterfall.find(findInput.value);
+let pendingFind = Boolean(findInput.value.trim());
 $("#wf-find-form").addEventListener("submit", (e) => e.preventDefault());
 findInput.addEventListener("keydown", (e) => {
   if (e.key === "Enter") { e.preventDefault(); findStep(e.shiftKey ? -1 : 1); }
@@ -370,38 +451,85 @@ const KEYS = {
   "/": () => findInput.focus(), n: () => findStep(1), N: () => findStep(-1), e: () => errorStep(1), E: () => errorStep(-1),
   "[": () => waterfall.collapseAll(), "]": () => waterfall.collapseAll(true),
   w: () => zoomKey("in"), s: () => zoomKey("out"), a: () => zoomKey("left"), d: () => zoomKey("right"), z: () => zoomKey("span"),
-  0: () => zoomTo(null), t: () => showView(!statsShown()),
+  0: () => zoomTo(null), c: toggleCritical,
+  t: () => showView(view === "stats" ? "waterfall" : "stats"), f: () => showView(view === "flame" ? "waterfall" : "flame"),
+  g: () => showView(view === "graph" ? "waterfall" : "graph"),
 };
+const VIEW_KEYS = new Set(["t", "f", "g"]);
 addEventListener("keydown", (e) => {
   if (e.ctrlKey || e.metaKey || e.altKey || e.target.closest("input, select, textarea") || !(e.key in KEYS)) return;
   e.preventDefault();
-  if (e.key !== "t" && statsShown()) showView(false); // the waterfall's keys bring it back
+  if (!VIEW_KEYS.has(e.key) && view !== "waterfall") showView("waterfall"); // the waterfall's keys bring it back
   KEYS[e.key]();
 });
+
+// ---- a trace from a file (/traces/file): chosen, or dropped anywhere on the page ----
+
+/** Read `file` and show its trace; a bad file is said on the page and leaves the page as it was. */
+async function openFile(file) {
+  setText($("#file-error"), "");
+  setText($("#file-info"), `reading ${file.name}…`);
+  let read;
+  try {
+    read = await readTraceFile(file);
+  } catch (error) {
+    setText($("#file-info"), "");
+    setText($("#file-error"), error instanceof BadTraceFile ? error.message : `${file.name} could not be read: ${error.message}`);
+    return;
+  }
+  traceId = read.traceId;
+  fileNowNs = 0;
+  for (const s of read.spans) {
+    fileNowNs = Math.max(fileNowNs, s.start_ns, s.end_ns ?? 0);
+    for (const e of s.events) fileNowNs = Math.max(fileNowNs, e.time_ns);
+  }
+  rendered = false;
+  waterfall.collapsed.clear();
+  zoomTo(null);
+  flame.focusId = null;
+  setText($("#file-trace-id"), `${file.name} · trace ${traceId}`);
+  setText($("#file-info"), read.note);
+  $("#trace-layout").hidden = false;
+  show(read.spans, false);
+  $("#waterfall").focus(); // the page's keys work at once
+}
+
+function openFiles() {
+  setText($("#file-limit"), `up to ${MAX_FILE_BYTES / 1024 / 1024} MB and ${MAX_FILE_SPANS.toLocaleString()} spans`);
+  $("#file-input").addEventListener("change", (e) => { if (e.target.files[0]) openFile(e.target.files[0]); });
+  const zone = $("#trace-file");
+  addEventListener("dragover", (e) => { e.preventDefault(); zone.classList.add("dropping"); });
+  addEventListener("dragleave", (e) => { if (!e.relatedTarget) zone.classList.remove("dropping"); });
+  addEventListener("drop", (e) => {
+    e.preventDefault();
+    zone.classList.remove("dropping");
+    if (e.dataTransfer.files[0]) openFile(e.dataTransfer.files[0]);
+  });
+}
 
 // A trace still running is refreshed as its spans arrive.
 const refresh = throttle(load, 1000);
 onLive((message) => {
   if (message.type === "snapshot" || message.type === "update") clockOffsetNs = message.live.now_ns - Date.now() * 1e6;
+  if (fromFile) return;
   if (message.type === "update" && message.new_spans && (!rendered || spans.some((s) => s.state === "started"))) refresh();
 });
 // Bars of spans still running grow with the clock between refreshes.
 setInterval(() => {
-  if (!spans.some((s) => s.state === "started")) return;
-  waterfall.setSpans(spans, nowNs());
-  minimap.setRows(waterfall.all, waterfall.model.t0, waterfall.model.t1);
-  if (statsShown()) drawStats();
+  if (fromFile || !spans.some((s) => s.state === "started")) return;
+  layoutViews();
   summarise();
 }, 1000);
 addEventListener("popstate", () => {
   const wanted = new URLSearchParams(location.search).get("span");
   if (wanted) waterfall.selectId(wanted);
 });
-load();
+if (fromFile) openFiles();
+else load();
 // `?compare=<trace id>` opens the statistics beside that trace's.
 const comparing = new URLSearchParams(location.search).get("compare");
 if (comparing && /^[0-9a-fA-F]{32}$/.test(comparing)) {
   $("#compare-id").value = comparing.toLowerCase();
-  showView(true);
+  showView("stats");
   compareWith(comparing.toLowerCase());
 }

@@ -8,7 +8,7 @@ import { failed } from "/static/waterfall.js";
 export const MAX_NAMES = 500; // rows drawn: a trace of many distinct names shows the first 500 in the chosen order
 
 /** Each ended span's self time in ns: its duration less the union of its children's time inside it (a child still running covers the rest of it). */
-function selfTimes(spans) {
+export function selfTimes(spans) {
   const children = new Map();
   for (const s of spans) {
     if (s.parent_span_id) {
@@ -32,14 +32,18 @@ function selfTimes(spans) {
   return self;
 }
 
-/** One row per span name: count, errors, running, and total/avg/min/max of duration and self time (ms, ended spans only). */
-export function spanStats(spans) {
+/**
+ * One row per span name: count, errors, running, and total/avg/min/max of duration and self time
+ * (ms, ended spans only); `critical` (span -> ns on the critical path, critical_path.js) adds its total.
+ */
+export function spanStats(spans, critical = new Map()) {
   const self = selfTimes(spans);
   const byName = new Map();
   for (const s of spans) {
     let r = byName.get(s.name);
-    if (!r) byName.set(s.name, (r = { name: s.name, count: 0, errors: 0, running: 0, ended: 0, total: 0, min: Infinity, max: 0, self: 0 }));
+    if (!r) byName.set(s.name, (r = { name: s.name, count: 0, errors: 0, running: 0, ended: 0, total: 0, min: Infinity, max: 0, self: 0, critical: 0 }));
     r.count++;
+    r.critical += (critical.get(s) || 0) / 1e6;
     if (failed(s)) r.errors++;
     if (s.end_ns === null) { r.running++; continue; }
     const ms = (s.end_ns - s.start_ns) / 1e6;
@@ -65,7 +69,8 @@ export function renderStats(table, stats, key, order) {
     h("td", { title: r.name }, r.name),
     h("td", { class: "num" }, count(r.count), r.running ? h("span", { class: "muted" }, ` (${count(r.running)} running)`) : null),
     h("td", { class: r.errors ? "num bad" : "num" }, r.errors ? count(r.errors) : "–"),
-    ...[r.total, r.avg, r.min, r.max, r.self, r.selfAvg].map((ms) => h("td", { class: "num" }, r.ended ? duration(ms) : "–")))));
+    ...[r.total, r.avg, r.min, r.max, r.self, r.selfAvg].map((ms) => h("td", { class: "num" }, r.ended ? duration(ms) : "–")),
+    h("td", { class: "num" }, r.critical ? duration(r.critical) : "–"))));
   for (const th of table.tHead.rows[0].cells) {
     const button = th.querySelector("button.sort");
     if (button?.dataset.key === key) th.setAttribute("aria-sort", order === "asc" ? "ascending" : "descending");

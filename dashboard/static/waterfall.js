@@ -85,6 +85,7 @@ export class Waterfall {
     this.matches = [];
     this.selected = -1;
     this.range = null; // [from, to] ns the time axis is zoomed to (the minimap's), null for the whole trace
+    this.critical = null; // span -> its pieces of the critical path ([from, to] ns), while they are marked
     this.frame = 0;
     viewport.addEventListener("scroll", () => this.schedule(), { passive: true });
     viewport.addEventListener("keydown", (e) => this.key(e));
@@ -231,6 +232,12 @@ export class Waterfall {
     if (!this.frame) this.frame = requestAnimationFrame(() => { this.frame = 0; this.render(); });
   }
 
+  /** Mark the critical path's pieces on the bars (`segments`: critical_path.js's, null: unmark). */
+  markCritical(segments) {
+    this.critical = segments;
+    this.render();
+  }
+
   /** Zoom the time axis to `range` ([from, to] ns), or back to the whole trace (null). */
   zoom(range) {
     this.range = range;
@@ -287,6 +294,9 @@ export class Waterfall {
       const why = `retry after attempt ${e.attributes[names.ATTEMPT] ?? "?"}: ${e.attributes[names.EXCEPTION_TYPE] || "error"}, waited ${duration(delay / 1e6)}`;
       if (delay) track.append(h("div", { class: "wf-gap", style: `left:${pct(e.time_ns)};width:${pct(t0 + delay)}`, title: why }));
       track.append(h("div", { class: "wf-retry", style: `left:${pct(e.time_ns)}`, title: why, "data-attempt": e.attributes[names.ATTEMPT] ?? "" }));
+    }
+    for (const [from, to] of this.critical?.get(span) ?? []) {
+      track.append(h("div", { class: "wf-crit", style: `left:${pct(from)};width:${pct(t0 + to - from)}`, title: `on the critical path: ${duration((to - from) / 1e6)}` }));
     }
     const labelAt = Math.min(end, t1); // a bar running past a zoomed range is labelled at its edge
     const endFrac = (labelAt - t0) / (t1 - t0);
