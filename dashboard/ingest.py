@@ -229,6 +229,7 @@ class _Connection:
                 return self.refuse(f"frame is not valid UTF-8 (byte {exc.start})")
         elif len(data) > MAX_FRAME_BYTES:
             raise _oversized(len(data))
+        await self.pipeline.requests.turn()  # decoded after the HTTP requests in flight
         batch = quick_batch(data) if self.process is not None else None
         if batch is None:
             batch = self.parse(data)
