@@ -1,4 +1,4 @@
-"""Requests before ingest: while an HTTP request is being answered, ingest frames wait to be decoded
+"""Requests before ingest: while an HTTP GET is being answered, ingest frames wait to be decoded
 and turned into rows.
 
 Those steps run on the event loop (about 25 ms of it a 1,000-span frame), and a request waited
@@ -52,14 +52,15 @@ class RequestsFirst:
 
 
 class RequestsFirstMiddleware:
-    """Counts each HTTP request from its start to the end of its answer (websockets are not counted)."""
+    """Counts each GET or HEAD request (the pages and their data) from its start to the end of its
+    answer; not websockets, nor OTLP's POSTs, which are ingest themselves."""
 
     def __init__(self, app: ASGIApp, requests: RequestsFirst) -> None:
         self.app = app
         self.requests = requests
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["method"] not in ("GET", "HEAD"):
             await self.app(scope, receive, send)
             return
         with self.requests.answering():

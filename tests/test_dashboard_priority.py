@@ -1,5 +1,6 @@
 """Requests before ingest (`priority.py`): ingest steps wait for the HTTP requests in flight, at most
-`MAX_WAIT_S`, one step at a time; the middleware counts each HTTP request until its answer ends."""
+`MAX_WAIT_S`, one step at a time; the middleware counts each GET until its answer ends, and not
+POSTs (OTLP's, which are ingest: counted, each would wait for itself)."""
 
 from __future__ import annotations
 
@@ -57,6 +58,18 @@ async def test_the_middleware_counts_http_requests_until_their_answer_ends() -> 
     assert all(a.json()["in_flight"] >= 1 for a in answers)
     assert requests.in_flight == 0
     await asyncio.wait_for(requests.turn(), MAX_WAIT_S / 2)
+
+
+async def test_a_post_is_ingest_not_a_request_to_put_first() -> None:
+    requests = RequestsFirst()
+
+    async def post(request: Request) -> JSONResponse:
+        await asyncio.wait_for(requests.turn(), MAX_WAIT_S / 2)  # as OTLP's door does, through the pipeline
+        return JSONResponse({"in_flight": requests.in_flight})
+
+    app = Starlette(routes=[Route("/v1/traces", post, methods=["POST"])], middleware=[Middleware(RequestsFirstMiddleware, requests=requests)])
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost") as client:
+        assert (await client.post("/v1/traces", content=b"")).json() == {"in_flight": 0}
 
 
 async def test_a_failed_request_is_no_longer_counted() -> None:
