@@ -2,8 +2,8 @@
 and turned into rows.
 
 Those steps run on the event loop (about 25 ms of it a 1,000-span frame), and a request waited
-behind them at each of its turns (reading, each query, the answer): during ingest one request in
-ten took over 100 ms. A frame now waits for the requests in flight, at most `MAX_WAIT_S`, so
+behind the queued ones at each of its turns (reading, each query, the answer), 12 to 68 ms at a
+time (docs/benchmarks.md, Scale, Session 7). A frame now waits for the requests in flight, at most `MAX_WAIT_S`, so
 answering requests slows ingest down but never stops it; between two requests frames go on.
 """
 
@@ -41,9 +41,9 @@ class RequestsFirst:
                 self._idle.set()
 
     async def turn(self) -> None:
-        """Return once no request is in flight, or after `MAX_WAIT_S`. Ingest steps pass one at a
-        time, each on a later turn of the event loop, so a request that arrives meanwhile waits for
-        one step at most, not for every frame that waited."""
+        """Return once no request is in flight, or after `MAX_WAIT_S`. Steps that waited pass one at
+        a time, each on a later turn of the event loop, so a request that arrives meanwhile waits
+        for one step at most, not for every frame that waited."""
         async with self._one:
             if self.in_flight:
                 with contextlib.suppress(TimeoutError):
