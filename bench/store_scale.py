@@ -9,7 +9,7 @@ Run: .venv/bin/python bench/store_scale.py --spans 10000000
    last tenth's rate against the first's.
 2. Queries: each route the Traces, Trace, Live, Retries, Queues, Metrics, Debug and Optimize pages
    call, `--repeat` times in turn, p50 and p95 in ms; then again while a third connection keeps
-   ingesting. The floor: the same trace queries (`opto_dashboard.queries`) run straight on a
+   ingesting (p50, p95 and the worst; the feeder's rate and the machine's CPU pressure). The floor: the same trace queries (`opto_dashboard.queries`) run straight on a
    sqlite3 connection to the file, without HTTP.
 3. Bytes on disk per span: the database file after a checkpoint, over the spans stored; and by
    table and index (SQLite's `dbstat`).
@@ -172,13 +172,23 @@ def floor_filters(t0: int, newest: int) -> dict[str, queries.TraceFilter]:
     }
 
 
-def percentiles(samples: list[float]) -> tuple[float, float]:
+def percentiles(samples: list[float]) -> tuple[float, float, float]:
+    """p50, p95 and the worst."""
     samples = sorted(samples)
-    return statistics.median(samples), samples[min(len(samples) - 1, int(0.95 * len(samples)))]
+    return statistics.median(samples), samples[min(len(samples) - 1, int(0.95 * len(samples)))], samples[-1]
 
 
-def time_routes(url: str, paths: dict[str, str], repeat: int) -> dict[str, tuple[float, float]]:
-    """p50 and p95 ms of each path; an answer other than 200 (a query stopped at its time limit) is printed."""
+def cpu_pressure() -> str:
+    """How short of CPU the machine was over the last 10 s: the share of time some runnable task waited (Linux PSI)."""
+    try:
+        some = Path("/proc/pressure/cpu").read_text().split()[1]
+    except (OSError, IndexError):
+        return "CPU pressure unknown"
+    return f"tasks waiting for a CPU {some.partition('=')[2]}% of the last 10 s"
+
+
+def time_routes(url: str, paths: dict[str, str], repeat: int) -> dict[str, tuple[float, float, float]]:
+    """p50, p95 and worst ms of each path; an answer other than 200 (a query stopped at its time limit) is printed."""
     out: dict[str, list[float]] = {name: [] for name in paths}
     with httpx.Client(base_url=url, timeout=600, headers={"Accept-Encoding": "gzip"}) as client:
         for _ in range(repeat):
@@ -191,7 +201,7 @@ def time_routes(url: str, paths: dict[str, str], repeat: int) -> dict[str, tuple
     return {name: percentiles(samples) for name, samples in out.items()}
 
 
-def time_floor(db: Path, filters: dict[str, queries.TraceFilter], repeat: int) -> dict[str, tuple[float, float]]:
+def time_floor(db: Path, filters: dict[str, queries.TraceFilter], repeat: int) -> dict[str, tuple[float, float, float]]:
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     compact.register(conn)  # as the dashboard's readers are
     out: dict[str, list[float]] = {name: [] for name in filters}
@@ -250,11 +260,16 @@ def main() -> None:
             paths = routes(t0, newest, f"{traces // 2 + 1:032x}")
             quiet = time_routes(server.url, paths, args.repeat)
             extra = max(1, traces // 20)
+            fed = time.perf_counter()
             busy_feed = subprocess.Popen([sys.executable, "-c", FEEDER, server.url, str(traces), str(extra), str(t0), str(gap)])
             try:
                 busy = time_routes(server.url, paths, args.repeat)
+                timed = time.perf_counter() - fed
             finally:
                 busy_feed.wait(3600)
+            fed = time.perf_counter() - fed
+            print(f"during ingest: {extra * SPANS_PER_TRACE:,} spans fed in {fed:.1f} s ({extra * SPANS_PER_TRACE / fed:,.0f} spans/s), "
+                  f"the requests timed in the first {timed:.1f} s; {cpu_pressure()}", flush=True)
             floor = time_floor(db, floor_filters(t0, newest), args.repeat)
         finally:
             server.close()
@@ -266,10 +281,13 @@ def main() -> None:
         finally:
             conn.close()
         size = db.stat().st_size
-    print(f"\n{'query':34} {'p50 ms':>8} {'p95 ms':>8} {'p95 busy':>9} {'floor p50':>10} {'floor p95':>10}")
+    print(f"\n{'query':34} {'p50 ms':>8} {'p95 ms':>8} {'p50 busy':>9} {'p95 busy':>9} {'max busy':>9} {'floor p50':>10} {'floor p95':>10}")
     for name in paths:
-        f50, f95 = floor.get(name, (float("nan"), float("nan")))
-        print(f"{name:34} {quiet[name][0]:8.1f} {quiet[name][1]:8.1f} {busy[name][1]:9.1f} {f50:10.1f} {f95:10.1f}")
+        f50, f95, _ = floor.get(name, (float("nan"),) * 3)
+        print(f"{name:34} {quiet[name][0]:8.1f} {quiet[name][1]:8.1f} {busy[name][0]:9.1f} {busy[name][1]:9.1f} {busy[name][2]:9.1f} "
+              f"{f50:10.1f} {f95:10.1f}")
+    late = sum(busy[n][1] >= 100 for n in paths)
+    print(f"\nduring ingest: {late} of {len(paths)} routes at or past 100 ms at p95")
     worst = max(max(quiet[n][1], busy[n][1]) for n in paths)
     print(f"\nload average {load:.2f} as the quiet timing began, {os.getloadavg()[0]:.2f} at the end")
     print(f"\nworst p95: {worst:.1f} ms (goal < 100 ms); {size:,} bytes on disk for {stored:,} spans: "

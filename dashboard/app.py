@@ -17,6 +17,7 @@ from .hosts import HostRule
 from .hub import Hub
 from .introspect import Introspect
 from .pipeline import Pipeline
+from .priority import RequestsFirstMiddleware
 from .refusals import Refusals
 from .security import AccessMiddleware, check_token
 from .stats import Stats
@@ -71,8 +72,10 @@ def create_app(
             await store.close()
 
     routes: list[BaseRoute] = [*ingest.routes, *otlp.routes, *hub.routes, *api.routes, *pages.routes]
-    # JSON answers and static files of 1 KB or more go gzipped to clients that accept it.
+    # Outermost, ingest frames wait while requests are answered (priority.py); JSON answers and
+    # static files of 1 KB or more go gzipped to clients that accept it.
     middleware = [
+        Middleware(RequestsFirstMiddleware, requests=pipeline.requests),
         Middleware(GZipMiddleware, minimum_size=1024, compresslevel=1),
         Middleware(SecurityHeadersMiddleware, script_hashes=pages.SCRIPT_HASHES),
         Middleware(AccessMiddleware, token=token, hosts=hosts, refused=refused),

@@ -35,6 +35,9 @@ logger = logging.getLogger("opto_dashboard")
 _MAX_UNACKED = 32  # batches of one connection being stored at once
 _MAX_REPLIES = 256  # replies waiting for a client that does not read them: then reading stops
 _MAX_REASONS = 16  # drop reasons an SDK may report
+# A frame this big (about 100 spans) waits for the HTTP requests in flight before it is decoded
+# (priority.py); smaller ones, such as hello frames and await-stack answers, go on at once.
+_WAITS_FROM = 64 * 1024
 _TOO_BIG = 1009
 _POLICY = 1008
 
@@ -229,6 +232,8 @@ class _Connection:
                 return self.refuse(f"frame is not valid UTF-8 (byte {exc.start})")
         elif len(data) > MAX_FRAME_BYTES:
             raise _oversized(len(data))
+        if len(data) >= _WAITS_FROM:  # a big frame is decoded after the HTTP requests in flight
+            await self.pipeline.requests.turn()
         batch = quick_batch(data) if self.process is not None else None
         if batch is None:
             batch = self.parse(data)

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .priority import RequestsFirst
 from .records import ProcessInfo, SpanRecord
 from .store import Store, StoreError, Write
 
@@ -83,6 +84,7 @@ class Pipeline:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self.health = WriteHealth(str(store.path))
+        self.requests = RequestsFirst()  # HTTP requests in flight: a write's rows are made after them
 
     @property
     def full(self) -> bool:
@@ -121,6 +123,7 @@ class Pipeline:
         while self._pending and self._pending + len(spans) > self.max_pending:
             self._room.clear()
             await self._room.wait()
+        await self.requests.turn()
         if process is not None:
             for r in spans:
                 r.process_id = process.id

@@ -107,3 +107,18 @@ async def test_ctrl_c_stops_the_server_after_storing_what_it_acked(tmp_path: Pat
         assert conn.execute("SELECT count(*) FROM spans").fetchone() == (500,)
     with pytest.raises(ProcessLookupError):
         os.killpg(server.pid, 0)  # the group is empty: the writer exited too
+
+
+def test_the_server_freezes_start_ups_objects_and_collects_less_often(tmp_path: Path) -> None:
+    """What `main` leaves the garbage collector with as uvicorn starts serving (its `run` replaced to report it)."""
+    script = (
+        "import gc, sys, uvicorn\n"
+        "from opto_dashboard import cli\n"
+        "uvicorn.Server.run = lambda self, sockets=None: print(gc.get_freeze_count(), *gc.get_threshold())\n"
+        "cli.main(sys.argv[1:])\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script, "--db", str(tmp_path / "db.sqlite"), "--port", "0"],
+                            capture_output=True, text=True, timeout=60)
+    frozen, *thresholds = map(int, result.stdout.split()[-4:])
+    assert frozen > 10_000  # the modules and the app made at start-up
+    assert tuple(thresholds) == cli.GC_THRESHOLDS and cli.GC_THRESHOLDS[0] > 700

@@ -1,0 +1,67 @@
+"""Requests before ingest: while an HTTP GET is being answered, ingest frames wait to be decoded
+and turned into rows.
+
+Those steps run on the event loop (about 25 ms of it a 1,000-span frame), and a request waited
+behind the queued ones at each of its turns (reading, each query, the answer), 12 to 68 ms at a
+time (docs/benchmarks.md, Scale, Session 7). A frame now waits for the requests in flight, at most `MAX_WAIT_S`, so
+answering requests slows ingest down but never stops it; between two requests frames go on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+__all__ = ["RequestsFirst", "RequestsFirstMiddleware", "MAX_WAIT_S"]
+
+MAX_WAIT_S = 0.25  # the longest an ingest frame waits for requests in flight
+
+
+class RequestsFirst:
+    """HTTP requests in flight (`answering()`), and ingest's `turn()` after them."""
+
+    def __init__(self) -> None:
+        self.in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._one = asyncio.Lock()
+
+    @contextlib.contextmanager
+    def answering(self) -> Iterator[None]:
+        self.in_flight += 1
+        self._idle.clear()
+        try:
+            yield
+        finally:
+            self.in_flight -= 1
+            if not self.in_flight:
+                self._idle.set()
+
+    async def turn(self) -> None:
+        """Return once no request is in flight, or after `MAX_WAIT_S`. Steps that waited pass one at
+        a time, each on a later turn of the event loop, so a request that arrives meanwhile waits
+        for one step at most, not for every frame that waited."""
+        async with self._one:
+            if self.in_flight:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(MAX_WAIT_S):
+                        await self._idle.wait()
+
+
+class RequestsFirstMiddleware:
+    """Counts each GET or HEAD request (the pages and their data) from its start to the end of its
+    answer; not websockets, nor OTLP's POSTs, which are ingest themselves."""
+
+    def __init__(self, app: ASGIApp, requests: RequestsFirst) -> None:
+        self.app = app
+        self.requests = requests
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in ("GET", "HEAD"):
+            await self.app(scope, receive, send)
+            return
+        with self.requests.answering():
+            await self.app(scope, receive, send)
