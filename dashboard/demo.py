@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
 import socket
 import subprocess
 import sys
@@ -63,6 +64,10 @@ def _start_dashboard(host: str, port: int, argv: Sequence[str]) -> tuple[subproc
     return server, url
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m opto_dashboard.demo",
@@ -72,6 +77,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to serve the dashboard on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8765, help="port to serve the dashboard on (default 8765); the demo stops if it is taken")
     args, rest = parser.parse_known_args(argv)
+    # `kill` or a closed terminal stops the demo as Ctrl-C does: spans flushed and, above all, its
+    # dashboard stopped (that runs in its own session, and would be left holding the port).
+    for name in ("SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), _interrupt)
     server = None
     if args.connect:
         url = args.connect

@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from dashboard_server import Dashboard
 
 
@@ -53,8 +55,10 @@ async def test_demo_refuses_a_port_already_taken(tmp_path: Path) -> None:
         assert live["processes"] == [] and live["ingest"]["spans_stored"] == 0
 
 
-async def test_demo_serves_its_own_dashboard_on_the_port_given(tmp_path: Path) -> None:
-    """--port picks the port the demo's own dashboard serves on (0: any free one), and the URL printed is it."""
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+async def test_demo_serves_its_own_dashboard_on_the_port_given_and_stops_it(tmp_path: Path, stop: signal.Signals) -> None:
+    """--port picks the port the demo's own dashboard serves on, and the URL printed is it. Ctrl-C,
+    `kill` or a closed terminal stop the demo and its dashboard (once left running on the port)."""
     probe = socket.socket()
     probe.bind(("127.0.0.1", 0))
     port = probe.getsockname()[1]
@@ -67,9 +71,12 @@ async def test_demo_serves_its_own_dashboard_on_the_port_given(tmp_path: Path) -
         assert demo.stdout is not None
         assert f"open http://127.0.0.1:{port}/" in demo.stdout.readline()
     finally:
-        demo.send_signal(signal.SIGINT)
+        demo.send_signal(stop)
         out, err = demo.communicate(timeout=30)
     assert demo.returncode == 0, err
+    assert "OpenTrace demo stopped." in out
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
 
 
 def _names(d: Dashboard) -> set[str]:
