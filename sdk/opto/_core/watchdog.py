@@ -1,9 +1,10 @@
 """Loop health: a lag monitor on the loop and a watchdog thread that reports a blocked loop.
 
-The monitor is a callback the loop runs every `threshold / 4`: how late it runs is the loop's
-scheduling delay (lag). The watchdog thread checks every `threshold / 2` that the callback keeps running;
-when it is later than the threshold, the loop's thread is stuck in something that does not
-await, and the watchdog samples that thread's Python stack (`sys._current_frames`, read-only),
+The monitor is a callback the loop runs every `threshold / 2`: how late it runs is the loop's
+scheduling delay (lag). The watchdog thread sleeps until the callback would be a threshold late,
+and, if it ran meanwhile, again until its next one would be (about one wake-up a threshold, not
+one a tick: wake-ups are what an idle app pays for). When the callback is later than the
+threshold, the loop's thread is stuck in something that does not await, and the watchdog samples that thread's Python stack (`sys._current_frames`, read-only),
 starts an `opto.loop.blocked` span from when the loop stopped answering, adds an event to the
 traced call that was running, if any, and ends the span when the loop comes back. The thread
 ends when the loop closes (or on `stop()`).
@@ -52,7 +53,7 @@ class LoopHealth:
     ) -> None:
         self.loop = loop
         self.threshold_s = threshold_s
-        self.tick = threshold_s / 4
+        self.tick = threshold_s / 2  # a spell is reported within threshold + tick of its start (1.5x)
         self.lags: deque[float] = deque(maxlen=int(_LAG_WINDOW_S / self.tick))
         self.incidents: deque[dict[str, Any]] = deque(maxlen=_INCIDENTS)
         self.blocked = 0
@@ -89,10 +90,11 @@ class LoopHealth:
     def _watch(self) -> None:
         incident: _Incident | None = None
         running = False
-        while not self._stop.wait(self.tick * 2):  # half as often as the beats: cheaper when idle, and a
-            # spell is still seen within threshold + 3 ticks (1.75x the threshold)
+        wait = self.tick
+        while not self._stop.wait(wait):
             if self.loop.is_closed():
                 break
+            wait = self.tick  # while the loop is not running, or is blocked: to see it come back
             was_running, running = running, self.loop.is_running()
             if not running or not was_running or self._due is None:
                 self._paused = self._paused or not running
@@ -104,6 +106,8 @@ class LoopHealth:
                 late = time.monotonic() - self._due
                 if late > self.threshold_s and self._thread_id is not None:
                     incident = self._start(self._due, late, self._beats)
+                else:  # until the beat due would be a threshold late (just past it)
+                    wait = max(self.threshold_s - late, 0.0) + 0.001
             elif self._beats != incident.beats:
                 self._end(incident, self._last)
                 incident = None
