@@ -5,7 +5,7 @@
 // size: a box narrower than a pixel, or more than MAX_LEVELS rows below the top, is not drawn, and
 // at most MAX_BOXES are, the widest first.
 import { h, fill } from "/static/dom.js";
-import { duration } from "/static/format.js";
+import { cut, duration } from "/static/format.js";
 
 const ROW = 20;
 const MAX_LEVELS = 500;
@@ -154,7 +154,7 @@ export class Flamegraph {
     const outcome = span.state === "started" ? "inflight" : span.outcome || "ok";
     const w = x1 - x0;
     const fits = Math.floor((w - 6) / CHAR);
-    const label = fits >= 3 ? (span.name.length > fits ? `${span.name.slice(0, fits - 1)}…` : span.name) : null;
+    const label = fits >= 3 ? cut(span.name, fits) : null;
     const took = span.state === "started" ? "running" : duration(span.duration_ms);
     return h("svg:g", { class: `fg-box ${outcome}`, "data-index": i, "data-span-id": span.span_id, transform: `translate(${x0.toFixed(1)},${level * ROW})` },
       h("svg:title", {}, `${span.name}: ${took}${span.service ? ` · ${span.service}` : ""}`),

@@ -12,6 +12,9 @@ export function duration(ms) {
   return `${Math.floor(s / 60)}m ${String(s % 60).padStart(2, "0")}s`;
 }
 
+/** `text` cut to `n` characters, an ellipsis last when it was longer. */
+export const cut = (text, n) => (text.length > n ? `${text.slice(0, n - 1)}…` : text);
+
 export const seconds = (s) => (s === null || s === undefined ? "–" : duration(s * 1000));
 
 const clock = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false });

@@ -2,7 +2,7 @@
 // same path merged into one node that counts them, sums their time and self time, and counts
 // their failures. 10,000 calls of "step" under one parent are one node; at most MAX_NODES are drawn.
 import { h, fill } from "/static/dom.js";
-import { count, duration } from "/static/format.js";
+import { count, cut, duration } from "/static/format.js";
 import { failed } from "/static/waterfall.js";
 
 export const MAX_NODES = 1000;
@@ -87,4 +87,3 @@ export function drawGraph(svg, nodes, onPick) {
   return shown.length;
 }
 
-const cut = (text, n) => (text.length > n ? `${text.slice(0, n - 1)}…` : text);
