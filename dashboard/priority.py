@@ -3,8 +3,10 @@ and turned into rows.
 
 Those steps run on the event loop (about 25 ms of it a 1,000-span frame), and a request waited
 behind the queued ones at each of its turns (reading, each query, the answer), 12 to 68 ms at a
-time (docs/benchmarks.md, Scale, Session 7). A frame now waits for the requests in flight, at most `MAX_WAIT_S`, so
-answering requests slows ingest down but never stops it; between two requests frames go on.
+time (docs/benchmarks.md, Scale, Session 7). A frame now waits for the requests in flight, but only for the first `MAX_WAIT_S` of the newest
+one: a request that takes longer (a slow client reading a big answer) no longer holds ingest, and
+a frame that waits at several steps waits until the same moment, so answering requests slows
+ingest down but never stops it; between two requests frames go on.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 __all__ = ["RequestsFirst", "RequestsFirstMiddleware", "MAX_WAIT_S"]
 
-MAX_WAIT_S = 0.25  # the longest an ingest frame waits for requests in flight
+MAX_WAIT_S = 0.25  # how long a request holds ingest back, from its start
 
 
 class RequestsFirst:
@@ -25,6 +27,7 @@ class RequestsFirst:
 
     def __init__(self) -> None:
         self.in_flight = 0
+        self._until = 0.0  # the loop's time when the newest request in flight stops holding ingest
         self._idle = asyncio.Event()
         self._idle.set()
         self._one = asyncio.Lock()
@@ -32,6 +35,7 @@ class RequestsFirst:
     @contextlib.contextmanager
     def answering(self) -> Iterator[None]:
         self.in_flight += 1
+        self._until = asyncio.get_running_loop().time() + MAX_WAIT_S
         self._idle.clear()
         try:
             yield
@@ -41,13 +45,13 @@ class RequestsFirst:
                 self._idle.set()
 
     async def turn(self) -> None:
-        """Return once no request is in flight, or after `MAX_WAIT_S`. Steps that waited pass one at
-        a time, each on a later turn of the event loop, so a request that arrives meanwhile waits
-        for one step at most, not for every frame that waited."""
+        """Return once no request is in flight, or once the newest is `MAX_WAIT_S` old. Steps that
+        waited pass one at a time, each on a later turn of the event loop, so a request that
+        arrives meanwhile waits for one step at most, not for every frame that waited."""
         async with self._one:
             if self.in_flight:
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(MAX_WAIT_S):
+                    async with asyncio.timeout_at(self._until):
                         await self._idle.wait()
 
 

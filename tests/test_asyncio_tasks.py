@@ -75,6 +75,9 @@ async def test_outcomes_live_tasks_and_parents_are_counted() -> None:
     assert (sum(s["error"] for s in here), sum(s["cancelled"] for s in here), sum(s["live"] for s in here)) == (1, 1, 2)
     assert {t["name"] for s in here for t in s["oldest"]} == {hung.get_name(), outer.get_name()}
     assert all(s["oldest_s"] is not None for s in here if s["live"])
+    me = asyncio.current_task()
+    assert me is not None  # made before instrumenting: named as the parent, not counted
+    assert [s["parents"] for s in here if s["live"]] == [{me.get_name(): 1}] * 2
     child = next(s for s in _sites().values() if s["function"].endswith("<locals>.parent"))
     parent_site = f"{HERE}:{_line_of('# parent site', test_outcomes_live_tasks_and_parents_are_counted)} test_outcomes_live_tasks_and_parents_are_counted"
     assert child["parents"] == {parent_site: 1}

@@ -1,5 +1,5 @@
-"""Requests before ingest (`priority.py`): ingest steps wait for the HTTP requests in flight, at most
-`MAX_WAIT_S`, one step at a time; the middleware counts each GET until its answer ends, and not
+"""Requests before ingest (`priority.py`): ingest steps wait for the HTTP requests in flight, for
+the first `MAX_WAIT_S` of the newest, one step at a time; the middleware counts each GET until its answer ends, and not
 POSTs (OTLP's, which are ingest: counted, each would wait for itself)."""
 
 from __future__ import annotations
@@ -35,15 +35,42 @@ async def test_an_ingest_step_waits_for_the_request_in_flight() -> None:
     await asyncio.wait_for(step, MAX_WAIT_S / 2)  # the answer's end lets it go, not the time limit
 
 
-async def test_requests_that_never_end_slow_ingest_down_but_do_not_stop_it() -> None:
+async def test_a_request_that_never_ends_holds_ingest_for_max_wait_s_from_its_start_only() -> None:
+    requests = RequestsFirst()
+    loop = asyncio.get_running_loop()
+    with requests.answering():  # a slow client reading a big answer: in flight for good
+        started = loop.time()
+        await asyncio.wait_for(requests.turn(), MAX_WAIT_S * 20)
+        assert loop.time() - started >= MAX_WAIT_S * 0.9  # held back for the request's first MAX_WAIT_S
+        # From then on steps go on: 20 of them (20 * MAX_WAIT_S if each waited again).
+        await asyncio.wait_for(asyncio.gather(*(requests.turn() for _ in range(20))), MAX_WAIT_S * 4)
+
+
+async def test_a_new_request_holds_the_steps_again() -> None:
+    requests = RequestsFirst()
+    with requests.answering():
+        await asyncio.wait_for(requests.turn(), MAX_WAIT_S * 20)
+        with requests.answering():
+            step = asyncio.create_task(requests.turn())
+            await turns_of_the_loop()
+            assert not step.done()
+        await asyncio.wait_for(step, MAX_WAIT_S * 20)
+
+
+async def test_steps_that_waited_together_pass_one_per_turn_of_the_loop() -> None:
     requests = RequestsFirst()
     with requests.answering():
         steps = [asyncio.create_task(requests.turn()) for _ in range(3)]
-        done, waiting = await asyncio.wait(steps, timeout=MAX_WAIT_S * 20, return_when=asyncio.FIRST_COMPLETED)
         await turns_of_the_loop()
-        # One step after each wait: the three that waited together do not all go at once.
-        assert len(done) == 1 and all(not s.done() for s in waiting)
-        await asyncio.wait_for(asyncio.gather(*steps), MAX_WAIT_S * 40)
+        assert not any(s.done() for s in steps)
+    # The answer's end lets them go one after another, so a request that arrives meanwhile waits
+    # for one step at most, not for every step that waited.
+    done_after_each_turn: list[int] = []
+    while len(done_after_each_turn) < 50 and not all(s.done() for s in steps):
+        await asyncio.sleep(0)
+        done_after_each_turn.append(sum(s.done() for s in steps))
+    assert done_after_each_turn[-1] == 3
+    assert all(b - a <= 1 for a, b in zip([0, *done_after_each_turn], done_after_each_turn, strict=False))
 
 
 async def test_the_middleware_counts_http_requests_until_their_answer_ends() -> None:

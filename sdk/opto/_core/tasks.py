@@ -336,7 +336,7 @@ def task_factory(board: TaskBoard, inner: TaskFactoryType | None, loop: asyncio.
     notes it. A function, not an object with `__call__`: asyncio calls it for every task."""
     if inner is not None or board.task_spans:
         return functools.partial(_noted_by_callback, board, inner)
-    ours, sites, other, new_site, parent_of = board.task_class, board.sites, board.other, board._new_site, board.parent
+    ours, sites, other, new_site = board.task_class, board.sites, board.other, board._new_site
     # The frame that called the factory: asyncio's `create_task` if the loop's is that one
     # (skipped at once), else the caller of the loop's own (uvloop's is not Python code).
     depth = 2 if type(loop).create_task is asyncio.BaseEventLoop.create_task else 1
@@ -360,8 +360,8 @@ def task_factory(board: TaskBoard, inner: TaskFactoryType | None, loop: asyncio.
             task.note = (site, NO_PARENT, monotonic())
         elif type(parent) is ours and (note := parent.note) is not None:
             task.note = (site, note[0], monotonic())
-        else:
-            task.note = (site, parent_of(loop), monotonic())
+        else:  # a task made before instrumenting (the app's main task, often), or by an earlier board
+            task.note = (site, parent.get_name(), monotonic())
         return task
 
     return factory
