@@ -25,6 +25,7 @@ from opto.telemetry.limits import MAX_BATCH_SPANS, MAX_DEPTH, MAX_FRAME_BYTES, d
 from . import asyncio_frames
 from .batch import decode_batch
 from .pipeline import Pipeline
+from .priority import BIG_FRAME_BYTES
 from .records import MAX_INT, MAX_NAME, ProcessInfo, RecordError, SpanRecord, check_attributes, int_field, list_field, object_field, text_field
 from .stats import Stats
 from .store import StoreError
@@ -35,9 +36,6 @@ logger = logging.getLogger("opto_dashboard")
 _MAX_UNACKED = 32  # batches of one connection being stored at once
 _MAX_REPLIES = 256  # replies waiting for a client that does not read them: then reading stops
 _MAX_REASONS = 16  # drop reasons an SDK may report
-# A frame this big (about 100 spans) waits for the HTTP requests in flight before it is decoded
-# (priority.py); smaller ones, such as hello frames and await-stack answers, go on at once.
-_WAITS_FROM = 64 * 1024
 _TOO_BIG = 1009
 _POLICY = 1008
 
@@ -232,7 +230,7 @@ class _Connection:
                 return self.refuse(f"frame is not valid UTF-8 (byte {exc.start})")
         elif len(data) > MAX_FRAME_BYTES:
             raise _oversized(len(data))
-        if len(data) >= _WAITS_FROM:  # a big frame is decoded after the HTTP requests in flight
+        if len(data) >= BIG_FRAME_BYTES:  # a big frame is decoded after the HTTP requests in flight
             await self.pipeline.requests.turn()
         batch = quick_batch(data) if self.process is not None else None
         if batch is None:

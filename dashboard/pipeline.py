@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .priority import RequestsFirst
+from .priority import BIG_WRITE_SPANS, RequestsFirst
 from .records import ProcessInfo, SpanRecord
 from .store import Store, StoreError, Write
 
@@ -123,7 +123,8 @@ class Pipeline:
         while self._pending and self._pending + len(spans) > self.max_pending:
             self._room.clear()
             await self._room.wait()
-        await self.requests.turn()
+        if len(spans) >= BIG_WRITE_SPANS:  # a big write's rows are made after the HTTP requests in flight
+            await self.requests.turn()
         if process is not None:
             for r in spans:
                 r.process_id = process.id

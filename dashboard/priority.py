@@ -17,9 +17,14 @@ from collections.abc import Iterator
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-__all__ = ["RequestsFirst", "RequestsFirstMiddleware", "MAX_WAIT_S"]
+__all__ = ["BIG_FRAME_BYTES", "BIG_WRITE_SPANS", "MAX_WAIT_S", "RequestsFirst", "RequestsFirstMiddleware"]
 
 MAX_WAIT_S = 0.25  # how long a request holds ingest back, from its start
+# Only big steps wait: a frame this big (about 100 spans) before it is decoded, a write of this
+# many spans before its rows are made. Small ones (hello frames, await-stack answers, the live
+# exporter's span starts) cost little and go on at once, so the Live page is not held back.
+BIG_FRAME_BYTES = 64 * 1024
+BIG_WRITE_SPANS = 100
 
 
 class RequestsFirst:

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from dashboard_server import span_record
-from opto_dashboard import writer
+from opto_dashboard import priority, writer
 from opto_dashboard.pipeline import Pipeline
+from opto_dashboard.priority import BIG_WRITE_SPANS
 from opto_dashboard.records import ProcessInfo, SpanRecord
 from opto_dashboard.store import Store, StoreError, Write
 
@@ -97,6 +98,28 @@ async def test_stop_commits_what_is_queued(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="pipeline.start"):
         await pipeline.submit([])
     await store.close()
+
+
+async def test_a_small_write_goes_on_during_a_request_and_a_big_one_waits_for_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Requests first (priority.py) for big writes only: a span start from the live exporter is not
+    held back while a page's request is answered."""
+    monkeypatch.setattr(priority, "MAX_WAIT_S", 3600.0)  # the request holds big writes for as long as it runs
+    store = Store(tmp_path / "opto.db")
+    await store.open()
+    pipeline = Pipeline(store)
+    pipeline.start()
+    try:
+        now = time.time_ns()
+        with pipeline.requests.answering():
+            assert await asyncio.wait_for(pipeline.submit([record(now, ended=False)]), 30) == 1
+            big = asyncio.ensure_future(pipeline.submit([record(now + i) for i in range(BIG_WRITE_SPANS)]))
+            for _ in range(5):
+                await asyncio.sleep(0)
+            assert not big.done() and names(store) == ["work"]
+        assert await asyncio.wait_for(big, 30) == BIG_WRITE_SPANS
+    finally:
+        await pipeline.stop()
+        await store.close()
 
 
 def test_bad_settings_are_refused(tmp_path: Path) -> None:
