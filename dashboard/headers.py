@@ -1,8 +1,10 @@
 """Security headers on every HTTP response: a Content-Security-Policy, nosniff and no referrer.
 
 Scripts run only from this origin, plus the inline import map allowed by its hash; the JSON data
-blocks of the pages are not executed, so the policy need not name them. Styles may be inline
-(the tables' `style="--rows: N"`); no plugin, no `<base>`, and no framing by any other page.
+blocks of the pages are not executed, so the policy need not name them. Styles come from this
+origin's style sheet only: no `style` attribute or element in markup takes effect (the scripts set
+positions through the CSSOM, which the policy allows). No plugin, no `<base>`, and no framing by
+any other page.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ def content_security_policy(script_hashes: Sequence[str]) -> str:
     """The policy for pages whose only inline scripts have these `sha256-...` hashes."""
     scripts = " ".join(["'self'", *(f"'{h}'" for h in script_hashes)])
     return (
-        f"default-src 'self'; script-src {scripts}; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+        f"default-src 'self'; script-src {scripts}; style-src 'self'; img-src 'self' data:; "
         "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
     )
 

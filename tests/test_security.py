@@ -141,6 +141,18 @@ def test_host_name(value: str, name: str | None) -> None:
     assert host_name(value) == name
 
 
+def test_no_page_has_a_style_attribute_and_every_tables_row_class_has_its_rule(tmp_path: Path) -> None:
+    """The policy applies no style from markup (style-src 'self'): a page that needed one would
+    render wrong, so none has one; the tables' heights come from `rows-N` classes instead."""
+    pages = ["/", "/live", "/traces", "/traces/file", "/queues", "/retries", "/debug", "/metrics", "/optimize", "/tasks"]
+    with Dashboard(tmp_path / "opto.db") as d:
+        texts = [httpx.get(d.url + path).text for path in pages]
+        css = httpx.get(d.url + "/static/app.css").text
+    assert not [m for text in texts for m in re.findall(r"<[^>]*\sstyle=[^>]*>|<style", text)]
+    used = {n for text in texts for n in re.findall(r"\brows-(\d+)\b", text)}
+    assert used and all(f".rows-{n} {{ --rows: {n}; }}" in css for n in used), used
+
+
 def test_every_response_carries_the_security_headers(tmp_path: Path) -> None:
     """Pages, JSON, static files, 404s, refusals and OTLP replies; the CSP allows the page's import map by its hash."""
     with Dashboard(tmp_path / "opto.db") as d:
@@ -155,7 +167,8 @@ def test_every_response_carries_the_security_headers(tmp_path: Path) -> None:
                 assert directive in csp
         page = responses[0]
         script_src = re.search(r"script-src ([^;]+)", page.headers["content-security-policy"])[1]  # type: ignore[index]
-        assert "unsafe-inline" not in script_src
+        assert "unsafe-inline" not in page.headers["content-security-policy"]  # neither scripts nor styles
+        assert "style-src 'self';" in page.headers["content-security-policy"]
         inline = re.findall(r"<script(?![^>]*\bsrc=)([^>]*)>(.*?)</script>", page.text, re.S)
         executed = [body for attrs, body in inline if 'type="application/json"' not in attrs]
         assert len(executed) == 1  # the import map

@@ -8,6 +8,7 @@ export function h(tag, props = {}, ...children) {
   for (const [key, value] of Object.entries(props)) {
     if (value === null || value === undefined || value === false) continue;
     if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else if (key === "style") node.style.cssText = String(value);  // the CSSOM: allowed where a style attribute is not (style-src 'self')
     else node.setAttribute(key, value === true ? "" : String(value));
   }
   append(node, children);
