@@ -22,6 +22,7 @@ import sys
 import tempfile
 import threading
 import time
+from contextlib import closing
 from pathlib import Path
 
 import httpx
@@ -214,7 +215,7 @@ def main() -> None:
         app.stdin.flush()
         result = json.loads(app.stdout.readline())
         app.wait(200)
-        with sqlite3.connect(server.db) as db:
+        with closing(sqlite3.connect(server.db)) as db:
             compact.register(db)
             work = "SELECT opto_attributes(s.attributes, k.keys) AS a FROM spans s JOIN attribute_keys k ON k.id = s.keys_ref WHERE s.name = 'work'"
             stored = dict(db.execute(

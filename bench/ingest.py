@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 import uuid
+from contextlib import closing
 from pathlib import Path
 
 import httpx
@@ -76,7 +77,7 @@ class Server:
         self.sock.close()
 
     def count(self) -> int:
-        with sqlite3.connect(self.db) as conn:
+        with closing(sqlite3.connect(self.db)) as conn:
             return conn.execute("SELECT count(*) FROM spans").fetchone()[0]  # type: ignore[no-any-return]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -103,7 +104,7 @@ async def test_ctrl_c_stops_the_server_after_storing_what_it_acked(tmp_path: Pat
         sock.close()
     assert server.returncode == 0, err
     assert "Traceback" not in err, err
-    with sqlite3.connect(tmp_path / "opto.db") as conn:
+    with closing(sqlite3.connect(tmp_path / "opto.db")) as conn:
         assert conn.execute("SELECT count(*) FROM spans").fetchone() == (500,)
     with pytest.raises(ProcessLookupError):
         os.killpg(server.pid, 0)  # the group is empty: the writer exited too

@@ -9,6 +9,7 @@ import signal
 import sqlite3
 import time
 from collections.abc import AsyncIterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -40,7 +41,7 @@ async def running(tmp_path: Path) -> AsyncIterator[tuple[Store, Pipeline]]:
 
 
 def names(store: Store) -> list[str]:
-    with sqlite3.connect(store.path) as conn:
+    with closing(sqlite3.connect(store.path)) as conn:
         return [r[0] for r in conn.execute("SELECT name FROM spans ORDER BY start_ns")]
 
 
@@ -140,7 +141,7 @@ async def test_a_large_write_is_stored_whole_and_a_span_ended_in_it_is_not_in_fl
         started = SpanRecord.from_json(span_record(spans[0].trace_id, "f" * 16, "late", ended=False, start_ns=now))
         ended = SpanRecord.from_json(span_record(spans[0].trace_id, "f" * 16, "late", start_ns=now, end_ns=now + 5))
         await store.write([Write([started, ended, *spans])])
-        with sqlite3.connect(store.path) as conn:
+        with closing(sqlite3.connect(store.path)) as conn:
             assert conn.execute("SELECT count(*) FROM spans").fetchone() == (2001,)
             assert conn.execute("SELECT state, end_ns FROM spans WHERE span_id = ?", (bytes.fromhex("f" * 16),)).fetchone() == ("ended", now + 5)
             assert conn.execute("SELECT sum(span_count), sum(in_flight) FROM traces").fetchone() == (2001, 0)
@@ -232,7 +233,7 @@ async def test_metrics_older_than_retention_go_even_with_no_trace_to_prune(tmp_p
         points = [{"name": "opto.calls", "time_ns": t, "value": 1.0} for t in (old, new)]
         await store.write([Write([], process, points)])
         assert await store.prune() == 0
-        with sqlite3.connect(store.path) as conn:
+        with closing(sqlite3.connect(store.path)) as conn:
             assert conn.execute("SELECT time_ns FROM metrics").fetchall() == [(new,)]
     finally:
         await store.close()
@@ -251,7 +252,7 @@ async def test_writes_queued_back_to_back_are_stored_in_order(running: tuple[Sto
         submits += [asyncio.ensure_future(pipeline.submit([started])), asyncio.ensure_future(pipeline.submit([ended]))]
         await asyncio.sleep(0)
     assert await asyncio.gather(*submits) == [1] * 8
-    with sqlite3.connect(store.path) as conn:
+    with closing(sqlite3.connect(store.path)) as conn:
         assert conn.execute(
             "SELECT count(*), sum(state = 'ended') FROM spans WHERE trace_ref = (SELECT rowid FROM traces WHERE trace_id = ?)",
             (bytes.fromhex(trace_id),)).fetchone() == (4, 4)

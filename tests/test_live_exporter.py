@@ -7,6 +7,7 @@ import re
 import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -76,7 +77,7 @@ class Program:
 
 
 def stored(db: Path, name: str) -> int:
-    with sqlite3.connect(db) as conn:
+    with closing(sqlite3.connect(db)) as conn:
         return conn.execute("SELECT count(*) FROM spans WHERE name = ? AND state = 'ended'", (name,)).fetchone()[0]  # type: ignore[no-any-return]
 
 

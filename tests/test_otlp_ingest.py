@@ -11,6 +11,7 @@ import subprocess
 import sys
 import zlib
 from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +66,7 @@ def test_real_exporter_spans_arrive_with_every_field_and_drive_the_views(dashboa
     assert live["ingest"]["spans_stored"] == 5
     assert [(p["service"], p["connected"]) for p in live["processes"]] == [("otlp-prog", False)]
     assert live["rates"]["error"] > 0 and live["rates"]["retry"] > 0
-    with sqlite3.connect(dashboard.app.state.store.path) as db:  # the OTLPMetricExporter's flush at exit
+    with closing(sqlite3.connect(dashboard.app.state.store.path)) as db:  # the OTLPMetricExporter's flush at exit
         (histograms,) = db.execute("SELECT count(*) FROM metrics WHERE name = 'opto.call.duration' AND data IS NOT NULL").fetchone()
     assert histograms >= 1
 
@@ -234,7 +235,7 @@ async def test_metrics_points_are_stored_under_the_sending_process(dashboard: Da
     """The spec's metrics example: sum, gauge and histogram points are stored as the websocket door stores them."""
     response = await client.post("/v1/metrics", json=SPEC_METRICS_EXAMPLE)
     assert (response.status_code, response.json()) == (200, {})
-    with sqlite3.connect(dashboard.app.state.store.path) as db:
+    with closing(sqlite3.connect(dashboard.app.state.store.path)) as db:
         rows = db.execute("SELECT m.name, m.time_ns, m.attributes, m.value, m.data, p.service FROM metrics m "
                           "JOIN processes p ON p.id = m.process_id ORDER BY m.name").fetchall()
     t = 1544712660300000000

@@ -16,6 +16,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -83,7 +84,7 @@ class App:
 
 
 def stored(db: Path) -> int:
-    with sqlite3.connect(db) as conn:
+    with closing(sqlite3.connect(db)) as conn:
         return conn.execute("SELECT count(*) FROM spans WHERE name = 'work' AND state = 'ended'").fetchone()[0]  # type: ignore[no-any-return]
 
 
@@ -113,12 +114,12 @@ def test_oversized_spans_are_stored_cut_to_the_limits_and_marked(dashboard: Dash
     assert "did not get" not in app.finish()
     assert stored(dashboard.app.state.store.path) == emitted == 4220
     attributes = "SELECT a FROM (SELECT opto_attributes(s.attributes, k.keys) AS a FROM spans s JOIN attribute_keys k ON k.id = s.keys_ref)"
-    with sqlite3.connect(dashboard.app.state.store.path) as db:
+    with closing(sqlite3.connect(dashboard.app.state.store.path)) as db:
         compact.register(db)
         odd = db.execute(attributes + " WHERE a LIKE '%huge%'").fetchall()
     assert len(odd) == 10 and all(json.loads(a)["path"] == "bad\ufffd.txt" for (a,) in odd)
     assert dropped(dashboard)["spans"] == 0
-    with sqlite3.connect(dashboard.app.state.store.path) as db:
+    with closing(sqlite3.connect(dashboard.app.state.store.path)) as db:
         compact.register(db)
         rows = db.execute(attributes + " WHERE a LIKE '%opto.truncated%'").fetchall()
         messages = [m for (m,) in db.execute("SELECT status_message FROM spans WHERE status_code = 'error'")]
@@ -272,5 +273,5 @@ async def test_otlp_on_a_full_disk_answers_503_with_retry_after_and_stores_the_r
             assert "database or disk is full" in refused.json()["message"]
             ballast.unlink()
             assert (await client.post("/v1/traces", content=body, headers={"Content-Type": "application/json"})).status_code == 200
-        with sqlite3.connect(db) as conn:
+        with closing(sqlite3.connect(db)) as conn:
             assert conn.execute("SELECT count(*) FROM spans WHERE name = 'otlp'").fetchone()[0] == 40
