@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -68,11 +69,11 @@ def random_writes(seed: int) -> list[list[list[Any]]]:
 
 @pytest.mark.parametrize("seed", range(8))
 def test_updating_a_big_trace_from_each_write_agrees_with_recounting_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed: int) -> None:
-    recounted, updated = open_database(str(tmp_path / "recount.db")), open_database(str(tmp_path / "update.db"))
-    for batch in random_writes(seed):
-        monkeypatch.setattr(writer, "_BIG", 10**9)
-        write(recounted, batch)
-        monkeypatch.setattr(writer, "_BIG", 0)
-        write(updated, batch)
-        assert summaries(updated) == summaries(recounted)
-    assert len(summaries(updated)) == 3
+    with closing(open_database(str(tmp_path / "recount.db"))) as recounted, closing(open_database(str(tmp_path / "update.db"))) as updated:
+        for batch in random_writes(seed):
+            monkeypatch.setattr(writer, "_BIG", 10**9)
+            write(recounted, batch)
+            monkeypatch.setattr(writer, "_BIG", 0)
+            write(updated, batch)
+            assert summaries(updated) == summaries(recounted)
+        assert len(summaries(updated)) == 3
