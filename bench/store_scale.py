@@ -10,7 +10,11 @@ Run: .venv/bin/python bench/store_scale.py --spans 10000000
 2. Queries: each route the Traces, Trace, Live, Retries, Queues, Metrics, Debug and Optimize pages
    call, `--repeat` times in turn, p50 and p95 in ms; then again while a third connection keeps
    ingesting (p50, p95 and the worst; the feeder's rate and the machine's CPU pressure). The floor: the same trace queries (`opto_dashboard.queries`) run straight on a
-   sqlite3 connection to the file, without HTTP.
+   sqlite3 connection to the file, without HTTP. With `--ingest-rate N` that third connection
+   sends its frames on a schedule, N spans a second (a frame is due once the spans it carries and
+   all before it are due, whatever the time the earlier ones took), from just before the requests
+   are timed until their timing ends, and the rate its acks came at is printed next to N;
+   without it, it sends as fast as the server acks, 5% of the store's spans.
 3. Bytes on disk per span: the database file after a checkpoint, over the spans stored; and by
    table and index (SQLite's `dbstat`).
 """
@@ -19,6 +23,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
+import contextlib
 import json
 import os
 import socket
@@ -96,37 +102,114 @@ def trace_spans(t: int, start: int) -> list[dict[str, object]]:
     return spans
 
 
-def frames(first_trace: int, traces: int, t0: int, gap_ns: int, seq: Iterator[int]) -> Iterator[str]:
+def frames(first_trace: int, traces: int, t0: int, gap_ns: int, seq: Iterator[int]) -> Iterator[tuple[int, str]]:
+    """Each frame's span count and its text."""
     per_frame = SPANS_PER_FRAME // SPANS_PER_TRACE
     for f in range(first_trace, first_trace + traces, per_frame):
         spans = [s for t in range(f, min(f + per_frame, first_trace + traces)) for s in trace_spans(t, t0 + t * gap_ns)]
-        yield json.dumps({"type": "batch", "seq": next(seq), "spans": spans, "metrics": [], "drops": {}})
+        yield len(spans), json.dumps({"type": "batch", "seq": next(seq), "spans": spans, "metrics": [], "drops": {}})
 
 
-async def feed(url: str, batches: Iterator[str]) -> None:
-    """Send every frame with up to WINDOW unacked, until each is acked."""
+class Schedule:
+    """When each frame is due at `rate` spans a second from `start` (any clock's seconds): once the
+    spans it carries and all those before it are due. Frames that fell behind (a slow server) are
+    due at once, so the rate over the run is kept, not a fixed sleep after each frame."""
+
+    def __init__(self, rate: float, start: float) -> None:
+        if not rate > 0:
+            raise ValueError(f"rate must be above 0 spans/s, not {rate}")
+        self.rate = rate
+        self.start = start
+        self.spans = 0  # spans in the frames handed out so far
+
+    def due(self, spans: int) -> float:
+        """The time the next frame, of `spans` spans, is due; it is counted as sent."""
+        self.spans += spans
+        return self.start + self.spans / self.rate
+
+
+class Fed:
+    """Spans acked so far."""
+
+    def __init__(self) -> None:
+        self.acked = 0
+
+
+async def feed(url: str, batches: Iterator[tuple[int, str]], schedule: Schedule | None = None, fed: Fed | None = None) -> None:
+    """Send every frame with up to WINDOW unacked, until each is acked; with a schedule, none
+    before it is due."""
     hello = {"id": uuid.uuid4().hex, "service": "bench", "pid": os.getpid(), "host": "bench", "sdk": "bench", "started_ns": time.time_ns()}
-    unacked = 0
+    in_flight: collections.deque[int] = collections.deque()  # the unacked frames' span counts, oldest first
+    window = asyncio.Semaphore(WINDOW)
+    fed = fed or Fed()
+    loop = asyncio.get_running_loop()
+
     async with connect(url.replace("http", "ws", 1) + "/ws/ingest", max_size=None, compression=None) as ws:
-        await ws.send(json.dumps({"type": "hello", "process": hello}))
-        for frame in batches:
-            if unacked >= WINDOW:
+
+        async def acks() -> None:  # read as they come, so the spans acked are counted as they are stored
+            while True:
                 reply = json.loads(await ws.recv())
                 assert reply["type"] == "ack", reply
-                unacked -= 1
-            await ws.send(frame)
-            unacked += 1
-        for _ in range(unacked):
-            reply = json.loads(await ws.recv())
-            assert reply["type"] == "ack", reply
+                fed.acked += in_flight.popleft()
+                window.release()
+
+        async def slot() -> None:  # a place in the window, or the reader's error
+            acquiring = asyncio.ensure_future(window.acquire())
+            await asyncio.wait([acquiring, reading], return_when=asyncio.FIRST_COMPLETED)
+            if not acquiring.done():
+                acquiring.cancel()
+                reading.result()
+                raise ConnectionError("the server stopped acking")
+
+        await ws.send(json.dumps({"type": "hello", "process": hello}))
+        reading = asyncio.ensure_future(acks())
+        try:
+            for spans, frame in batches:
+                await slot()
+                if schedule is not None:
+                    await asyncio.sleep(max(0.0, schedule.due(spans) - loop.time()))
+                in_flight.append(spans)
+                await ws.send(frame)
+            for _ in range(WINDOW):  # every frame acked
+                await slot()
+        finally:
+            reading.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reading
 
 
-async def ingest(url: str, first_trace: int, traces: int, t0: int, gap_ns: int) -> None:
+async def ingest(url: str, first_trace: int, traces: int, t0: int, gap_ns: int, rate: float | None = None,
+                 fed: Fed | None = None) -> None:
+    """Store `traces` traces over 2 connections, as fast as the server acks, or with `rate` spans a
+    second between them, on one schedule."""
     half = traces // 2
+    schedule = None if rate is None else Schedule(rate, asyncio.get_running_loop().time())
     await asyncio.gather(
-        feed(url, frames(first_trace, half, t0, gap_ns, iter(range(1, 10**9)))),
-        feed(url, frames(first_trace + half, traces - half, t0, gap_ns, iter(range(1, 10**9)))),
+        feed(url, frames(first_trace, half, t0, gap_ns, iter(range(1, 10**9))), schedule, fed),
+        feed(url, frames(first_trace + half, traces - half, t0, gap_ns, iter(range(1, 10**9))), schedule, fed),
     )
+
+
+async def ingest_until_stopped(url: str, first_trace: int, traces: int, t0: int, gap_ns: int, rate: float) -> None:
+    """`ingest` at `rate` until this process's stdin closes (or every trace is sent), then print the
+    spans acked and the seconds from the first frame's ack to then."""
+    fed = Fed()
+    feeding = asyncio.ensure_future(ingest(url, first_trace, traces, t0, gap_ns, rate, fed))
+    while not fed.acked and not feeding.done():
+        await asyncio.sleep(0.005)
+    print("fed", flush=True)  # the first frame is stored: the timing may begin
+    began, acked_then = time.perf_counter(), fed.acked
+    stopped = asyncio.ensure_future(asyncio.get_running_loop().run_in_executor(None, sys.stdin.read))
+    await asyncio.wait([feeding, stopped], return_when=asyncio.FIRST_COMPLETED)
+    elapsed = time.perf_counter() - began
+    acked = fed.acked - acked_then
+    if feeding.done():
+        feeding.result()  # an error in the feeder is raised, not hidden
+    else:
+        feeding.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await feeding
+    print(json.dumps({"acked": acked, "seconds": elapsed, "all_sent": feeding.done() and not feeding.cancelled()}), flush=True)
 
 
 def routes(t0: int, newest: int, trace_id: str) -> dict[str, str]:
@@ -220,13 +303,39 @@ def time_floor(db: Path, filters: dict[str, queries.TraceFilter], repeat: int) -
     return {name: percentiles(samples) for name, samples in out.items()}
 
 
+def time_while_paced(url: str, paths: dict[str, str], repeat: int, first_trace: int, t0: int, gap: int,
+                     rate: float) -> tuple[dict[str, tuple[float, float, float]], float, int, float, bool]:
+    """`time_routes` while a feeder process sends `rate` spans a second, from its first frame's ack
+    until the timing ends: the timings, the seconds they took, the feeder's spans acked and seconds
+    meanwhile, and whether it ran out of traces."""
+    feeder = subprocess.Popen([sys.executable, "-c", PACED_FEEDER, url, str(first_trace), str(first_trace), str(t0), str(gap),
+                               repr(rate)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert feeder.stdout is not None
+        feeder.stdout.readline()  # its first frame is stored, so the timing is all during ingest
+        started = time.perf_counter()
+        busy = time_routes(url, paths, repeat)
+        timed = time.perf_counter() - started
+    finally:
+        out, _ = feeder.communicate(timeout=3600)  # closing its stdin stops it
+    if feeder.returncode:
+        raise SystemExit(f"the paced feeder failed ({feeder.returncode})")
+    done = json.loads(out.strip().splitlines()[-1])
+    return busy, timed, int(done["acked"]), float(done["seconds"]), bool(done["all_sent"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--spans", type=int, default=10_000_000, help="spans to store (default 10,000,000)")
     parser.add_argument("--repeat", type=int, default=20, help="times each query is timed (default 20)")
     parser.add_argument("--db", type=Path, default=None, help="keep the database here (default: a temporary directory)")
     parser.add_argument("--reuse", action="store_true", help="time the queries on the store an earlier run kept at --db, without building it")
+    parser.add_argument("--ingest-rate", type=float, default=None, metavar="N",
+                        help="while the requests are timed during ingest, feed N spans a second on a schedule, "
+                             "until their timing ends (default: as fast as the server acks, 5%% of the store)")
     args = parser.parse_args()
+    if args.ingest_rate is not None and not args.ingest_rate > 0:
+        parser.error("--ingest-rate must be above 0 spans a second")
     if args.reuse and (args.db is None or not args.db.exists()):
         parser.error("--reuse needs --db naming a store an earlier run kept")
     traces = args.spans // SPANS_PER_TRACE
@@ -259,17 +368,26 @@ def main() -> None:
             newest = t0 + (traces - 1) * gap
             paths = routes(t0, newest, f"{traces // 2 + 1:032x}")
             quiet = time_routes(server.url, paths, args.repeat)
-            extra = max(1, traces // 20)
-            fed = time.perf_counter()
-            busy_feed = subprocess.Popen([sys.executable, "-c", FEEDER, server.url, str(traces), str(extra), str(t0), str(gap)])
-            try:
-                busy = time_routes(server.url, paths, args.repeat)
-                timed = time.perf_counter() - fed
-            finally:
-                busy_feed.wait(3600)
-            fed = time.perf_counter() - fed
-            print(f"during ingest: {extra * SPANS_PER_TRACE:,} spans fed in {fed:.1f} s ({extra * SPANS_PER_TRACE / fed:,.0f} spans/s), "
-                  f"the requests timed in the first {timed:.1f} s; {cpu_pressure()}", flush=True)
+            if args.ingest_rate is None:
+                extra = max(1, traces // 20)
+                fed = time.perf_counter()
+                busy_feed = subprocess.Popen([sys.executable, "-c", FEEDER, server.url, str(traces), str(extra), str(t0), str(gap)])
+                try:
+                    busy = time_routes(server.url, paths, args.repeat)
+                    timed = time.perf_counter() - fed
+                finally:
+                    busy_feed.wait(3600)
+                fed = time.perf_counter() - fed
+                print(f"during ingest: {extra * SPANS_PER_TRACE:,} spans fed in {fed:.1f} s ({extra * SPANS_PER_TRACE / fed:,.0f} spans/s), "
+                      f"the requests timed in the first {timed:.1f} s; {cpu_pressure()}", flush=True)
+            else:
+                busy, timed, acked, seconds, all_sent = time_while_paced(server.url, paths, args.repeat, traces, t0, gap,
+                                                                         args.ingest_rate)
+                achieved = acked / max(seconds, 1e-9)
+                print(f"during ingest at {args.ingest_rate:,.0f} spans/s asked: {acked:,} spans acked in {seconds:.1f} s, "
+                      f"{achieved:,.0f} spans/s achieved ({achieved / args.ingest_rate:.0%} of the rate asked); the requests "
+                      f"timed in {timed:.1f} s{'; the feeder ran out of traces before they ended' if all_sent else ''}; "
+                      f"{cpu_pressure()}", flush=True)
             floor = time_floor(db, floor_filters(t0, newest), args.repeat)
         finally:
             server.close()
@@ -302,6 +420,15 @@ sys.path.insert(0, %r)
 from store_scale import ingest
 url, first, n, t0, gap = sys.argv[1], *map(int, sys.argv[2:])
 asyncio.run(ingest(url, first, n, t0, gap))
+""" % str(Path(__file__).resolve().parent)
+
+# The same at --ingest-rate: frames on a schedule until stdin closes; it prints what it fed.
+PACED_FEEDER = """
+import asyncio, sys
+sys.path.insert(0, %r)
+from store_scale import ingest_until_stopped
+url, first, n, t0, gap, rate = sys.argv[1], *map(int, sys.argv[2:6]), float(sys.argv[6])
+asyncio.run(ingest_until_stopped(url, first, n, t0, gap, rate))
 """ % str(Path(__file__).resolve().parent)
 
 
