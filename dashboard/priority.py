@@ -5,7 +5,9 @@ Those steps run on the event loop (about 25 ms of it a 1,000-span frame), and a 
 behind the queued ones at each of its turns (reading, each query, the answer), 12 to 68 ms at a
 time (docs/benchmarks.md, Scale, Session 7). A frame now waits for the requests in flight, but only for the first `MAX_WAIT_S` of the newest
 one: a request that takes longer (a slow client reading a big answer) no longer holds ingest, and
-a frame that waits at several steps waits until the same moment, so answering requests slows
+a frame that waits at several steps waits until the same moment. Once ingest has been held back
+`MAX_WAIT_S`, the next `MAX_WAIT_S` is its own, so requests that keep coming (many pages, or a
+client that never stops asking) take at most half of ingest's time: answering requests slows
 ingest down but never stops it; between two requests frames go on.
 """
 
@@ -33,6 +35,7 @@ class RequestsFirst:
     def __init__(self) -> None:
         self.in_flight = 0
         self._until = 0.0  # the loop's time when the newest request in flight stops holding ingest
+        self._free_until = 0.0  # after ingest was held back MAX_WAIT_S: its steps pass until then
         self._idle = asyncio.Event()
         self._idle.set()
         self._one = asyncio.Lock()
@@ -50,14 +53,19 @@ class RequestsFirst:
                 self._idle.set()
 
     async def turn(self) -> None:
-        """Return once no request is in flight, or once the newest is `MAX_WAIT_S` old. Steps that
-        waited pass one at a time, each on a later turn of the event loop, so a request that
-        arrives meanwhile waits for one step at most, not for every frame that waited."""
+        """Return once no request is in flight, or once the newest is `MAX_WAIT_S` old, or at once
+        in ingest's own time. Steps that waited pass one at a time, each on a later turn of the
+        event loop, so a request that arrives meanwhile waits for one step at most, not for every
+        frame that waited."""
         async with self._one:
-            if self.in_flight:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout_at(self._until):
-                        await self._idle.wait()
+            loop = asyncio.get_running_loop()
+            if not self.in_flight or loop.time() < self._free_until:
+                return
+            try:
+                async with asyncio.timeout_at(self._until):
+                    await self._idle.wait()
+            except TimeoutError:  # held back as long as a request may: the next MAX_WAIT_S is ingest's
+                self._free_until = loop.time() + MAX_WAIT_S
 
 
 class RequestsFirstMiddleware:

@@ -46,15 +46,44 @@ async def test_a_request_that_never_ends_holds_ingest_for_max_wait_s_from_its_st
         await asyncio.wait_for(asyncio.gather(*(requests.turn() for _ in range(20))), MAX_WAIT_S * 4)
 
 
-async def test_a_new_request_holds_the_steps_again() -> None:
+async def test_after_ingests_own_time_a_new_request_holds_the_steps_again() -> None:
     requests = RequestsFirst()
     with requests.answering():
-        await asyncio.wait_for(requests.turn(), MAX_WAIT_S * 20)
+        await asyncio.wait_for(requests.turn(), MAX_WAIT_S * 20)  # held back MAX_WAIT_S
+        await asyncio.wait_for(requests.turn(), MAX_WAIT_S / 2)  # then ingest's own MAX_WAIT_S
+        await asyncio.sleep(MAX_WAIT_S)  # the policy is in time: let ingest's own time pass
         with requests.answering():
             step = asyncio.create_task(requests.turn())
             await turns_of_the_loop()
             assert not step.done()
         await asyncio.wait_for(step, MAX_WAIT_S * 20)
+
+
+async def test_requests_that_keep_coming_take_at_most_half_of_ingests_time() -> None:
+    """Overlapping requests, so one is always in flight and the newest is always young: steps
+    still go on (one every MAX_WAIT_S each if every step waited its full MAX_WAIT_S)."""
+    requests = RequestsFirst()
+    stop = asyncio.Event()
+
+    async def request() -> None:
+        with requests.answering():
+            await asyncio.sleep(MAX_WAIT_S / 2)
+
+    async def client() -> None:
+        pending: set[asyncio.Task[None]] = set()
+        while not stop.is_set():
+            pending.add(asyncio.create_task(request()))
+            await asyncio.sleep(MAX_WAIT_S / 5)
+        await asyncio.gather(*pending)
+
+    asking = asyncio.create_task(client())
+    await turns_of_the_loop()
+    try:
+        await asyncio.wait_for(asyncio.gather(*(requests.turn() for _ in range(40))), MAX_WAIT_S * 4)
+        assert requests.in_flight  # the requests were still coming
+    finally:
+        stop.set()
+        await asyncio.wait_for(asyncio.shield(asking), MAX_WAIT_S * 20)
 
 
 async def test_steps_that_waited_together_pass_one_per_turn_of_the_loop() -> None:
