@@ -73,7 +73,7 @@ async def main():
     provider.force_flush(180_000)
     live = [p for p in provider._active_span_processor._span_processors if hasattr(p, "drops")][0]
     p99 = {k: sorted(v)[int(len(v) * 0.99)] / 1000 for k, v in times.items()}
-    print(json.dumps({"emitted": emitted, "p99_us": p99, "drops": live.drops, "unsent": live._unsent_spans()}), flush=True)
+    print(json.dumps({"emitted": emitted, "p99_us": p99, "drops": live.drops, "unsent": live._unsent_spans() + live._unacked_spans()}), flush=True)
 
 asyncio.run(main())
 """

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -66,8 +67,8 @@ asyncio.run(main())
 class App:
     """PROGRAM in a subprocess: `run("emit 100")` returns the spans emitted so far."""
 
-    def __init__(self, url: str) -> None:
-        self.proc = run_program(PROGRAM, {"OPTO_DASHBOARD_URL": url, "OPTO_DASHBOARD_FLUSH_TIMEOUT": "120"})
+    def __init__(self, url: str, flush_timeout: str = "120") -> None:
+        self.proc = run_program(PROGRAM, {"OPTO_DASHBOARD_URL": url, "OPTO_DASHBOARD_FLUSH_TIMEOUT": flush_timeout})
 
     def run(self, command: str) -> int:
         assert self.proc.stdin is not None and self.proc.stdout is not None
@@ -218,6 +219,30 @@ async def test_a_database_locked_past_the_busy_timeout_fails_visibly_then_loses_
     assert "did not get" not in app.finish()
     assert stored(db) == emitted and dropped(dashboard)["spans"] == 0
     assert not dashboard.get("/api/live")["writes"]["failing"]
+
+
+async def test_an_app_that_exits_while_the_database_is_locked_reports_every_span_not_stored(dashboard: Dashboard) -> None:
+    """The app's exit waits the flush timeout (the default, as long as shutdown's own), then names each
+    span the dashboard never confirmed: dropped, unsent, or sent but unacknowledged (perhaps stored)."""
+    db = dashboard.app.state.store.path
+    app = App(dashboard.url, flush_timeout=str(5.0))
+    app.run("emit 100")
+    holder = subprocess.Popen(
+        ["python3", "-c", "import sqlite3, sys; db = sqlite3.connect(sys.argv[1], isolation_level=None); "
+         "db.execute('BEGIN IMMEDIATE'); print('locked', flush=True); sys.stdin.readline()", str(db)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+        emitted = await asyncio.to_thread(app.run, "emit 500")
+        err = await asyncio.to_thread(app.finish)
+    finally:
+        holder.communicate("\n", timeout=30)
+    report = re.search(r"did not get (\d+) spans: (\d+) dropped \([^)]*\), (\d+) unsent at shutdown(?:; (\d+) sent but not acknowledged)?", err)
+    assert report is not None, err
+    lost, dropped_, unsent, unacked = (int(n or 0) for n in report.groups())
+    assert lost == dropped_ + unsent and lost + unacked > 0
+    assert emitted - lost - unacked <= stored(db) <= emitted - lost
 
 
 @pytest.fixture

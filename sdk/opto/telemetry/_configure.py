@@ -26,6 +26,7 @@ __all__ = ["configure", "shutdown"]
 
 logger = logging.getLogger("opto")
 DEFAULT_SHUTDOWN_TIMEOUT_S = 5.0
+_REPORT_S = 0.5  # past its budget, for a processor to log what it could not export
 
 
 @dataclass
@@ -197,7 +198,7 @@ def shutdown(timeout_s: float = DEFAULT_SHUTDOWN_TIMEOUT_S) -> None:
         stopping.append((_in_thread(_stop_meter_provider, meter_provider, timeout_s), timeout_s))
     start = time.monotonic()
     for thread, budget in stopping:
-        thread.join(max(0.0, start + budget - time.monotonic()))
+        thread.join(max(0.0, start + budget + _REPORT_S - time.monotonic()))
     late = [thread.name for thread, _ in stopping if thread.is_alive()]
     if late:
         logger.warning("opto: telemetry not exported within %ss at shutdown was dropped (%s)", timeout_s, ", ".join(late))
@@ -211,7 +212,8 @@ def _in_thread(stop: Any, what: Any, timeout_s: float) -> threading.Thread:
 
 def _stop_processor(processor: SpanProcessor, timeout_s: float) -> None:
     try:
-        processor.force_flush(int(timeout_s * 1000))
+        if not hasattr(processor, "flush_timeout_s"):  # the live exporter's shutdown flushes within its own limit
+            processor.force_flush(int(timeout_s * 1000))
         processor.shutdown()
     except Exception:
         logger.exception("opto: shutting down span processor %r failed", processor)

@@ -220,25 +220,31 @@ class LiveSpanProcessor(SpanProcessor):
         return True
 
     def shutdown(self) -> None:
-        """Flush within `flush_timeout_s`, stop the thread, and log what never reached the dashboard."""
+        """Flush, stop the thread and log what the dashboard never confirmed, all within `flush_timeout_s`."""
         if self._stop.is_set():
             return
+        deadline = time.monotonic() + self.flush_timeout_s
         self.force_flush(int(self.flush_timeout_s * 1000))
         self._stop.set()
         self._wake.set()
-        self._thread.join(self.flush_timeout_s)
-        unsent = self._unsent_spans()
-        if self.dropped_spans or unsent:
+        self._thread.join(max(0.0, deadline - time.monotonic()))
+        unsent, unacked = self._unsent_spans(), self._unacked_spans()
+        if self.dropped_spans or unsent or unacked:
             logger.warning(
-                "opto: the dashboard at %s did not get %d spans: %d dropped (%s), %d unsent at shutdown",
+                "opto: the dashboard at %s did not get %d spans: %d dropped (%s), %d unsent at shutdown%s",
                 self.url, self.dropped_spans + unsent, self.dropped_spans,
                 ", ".join(f"{reason} {n}" for reason, n in self.drops.items() if n) or "none", unsent,
+                f"; {unacked} sent but not acknowledged (the dashboard may have stored them)" if unacked else "",
             )
 
     def _unsent_spans(self) -> int:
-        """Spans whose end record is still buffered or unacked."""
+        """Spans whose end record is still buffered: never sent."""
         carried = self._carry is not None and self._carry[1]
-        return sum(ended for _, ended in list(self._buffer)) + carried + sum(e.count(1) for e in list(self._unacked_ends.values()))
+        return sum(ended for _, ended in list(self._buffer)) + carried
+
+    def _unacked_spans(self) -> int:
+        """Spans whose end record was sent in a frame the dashboard has not acked."""
+        return sum(e.count(1) for e in list(self._unacked_ends.values()))
 
     # -- the exporter thread ---------------------------------------------------------------------
 
