@@ -254,13 +254,16 @@ class _Connection:
             self.refuse(f"expected a JSON object, got {type(frame).__name__}")
         elif kind == "hello":
             self.hello(frame)
+        elif kind == "behind" and self.process is not None:  # the SDK is about to lose spans
+            self.stats.behind += 1
+            self.pipeline.requests.behind()
         elif kind in asyncio_frames.KINDS and self.process is not None:
             try:
                 asyncio_frames.take(self.ws.app.state, self.process, kind, frame)
             except RecordError as exc:
                 self.refuse(str(exc)[:300])
-        elif kind not in ("batch", *asyncio_frames.KINDS):
-            self.refuse(f"type: expected 'hello' or 'batch' (or 'asyncio', 'stack'), got {kind!r}"[:120])
+        elif kind not in ("batch", "behind", *asyncio_frames.KINDS):
+            self.refuse(f"type: expected 'hello' or 'batch' (or 'behind', 'asyncio', 'stack'), got {kind!r}"[:120])
         elif self.process is None:
             self.refuse("send a hello frame first", frame.get("seq") if isinstance(frame.get("seq"), int) else None)
         else:

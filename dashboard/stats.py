@@ -82,6 +82,7 @@ class Stats:
         self.health = health or WriteHealth()
         self.frames = 0
         self.bad_frames = 0
+        self.behind = 0  # `behind` frames: an SDK about to lose spans, so ingest went first
         self.spans_stored = 0
         self.spans_refused = 0
         self.metrics_refused = 0
@@ -291,7 +292,7 @@ class Stats:
             "ingest": {
                 "frames": self.frames, "bad_frames": self.bad_frames, "spans_stored": self.spans_stored,
                 "spans_refused": self.spans_refused, "metrics_refused": self.metrics_refused,
-                "in_flight_untracked": self.in_flight_untracked,
+                "in_flight_untracked": self.in_flight_untracked, "behind": self.behind,
             },
             "writes": self.health.to_json(),
             "refused": self.refusals.as_dict(),

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from opto_dashboard.priority import MAX_WAIT_S, RequestsFirst, RequestsFirstMiddleware
+from opto_dashboard.priority import BEHIND_S, MAX_WAIT_S, RequestsFirst, RequestsFirstMiddleware
 
 
 async def turns_of_the_loop(n: int = 5) -> None:
@@ -139,3 +139,29 @@ async def test_a_failed_request_is_no_longer_counted() -> None:
     async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
         assert (await client.get("/fails")).status_code == 500
     assert requests.in_flight == 0
+
+
+async def test_while_an_sdk_is_behind_ingest_steps_never_wait() -> None:
+    requests = RequestsFirst()
+    requests.behind()
+    with requests.answering():
+        await asyncio.wait_for(asyncio.gather(*(requests.turn() for _ in range(20))), MAX_WAIT_S / 2)
+
+
+async def test_while_an_sdk_is_behind_a_request_waits_up_to_max_wait_s_uncounted_then_is_answered() -> None:
+    requests = RequestsFirst()
+    loop = asyncio.get_running_loop()
+
+    async def seen(request: Request) -> JSONResponse:
+        return JSONResponse({"in_flight": requests.in_flight})
+
+    app = Starlette(routes=[Route("/seen", seen)], middleware=[Middleware(RequestsFirstMiddleware, requests=requests)])
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost") as client:
+        await asyncio.wait_for(client.get("/seen"), MAX_WAIT_S / 2)  # nobody behind: answered at once
+        requests.behind()
+        started = loop.time()
+        asked = asyncio.create_task(client.get("/seen"))
+        await turns_of_the_loop()
+        assert not asked.done() and requests.in_flight == 0  # waiting, and not holding ingest back
+        assert (await asyncio.wait_for(asked, BEHIND_S * 4)).json() == {"in_flight": 1}
+        assert MAX_WAIT_S * 0.9 <= loop.time() - started  # it waited MAX_WAIT_S, not until ingest caught up

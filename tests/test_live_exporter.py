@@ -156,6 +156,7 @@ def test_drops_reach_the_dashboard_when_it_comes(tmp_path: Path) -> None:
         (counted,) = [d["spans"] for d in drops.values()]
         assert counted >= 60 and f"{counted} dropped" in err  # ends of 60 spans pushed out before the dashboard served
         assert stored(db, "job") + stored(db, "leaf") + counted == 84  # 21 jobs of 4 spans: each stored or counted
+        assert server.get("/api/live")["ingest"]["behind"] >= 1  # its buffer was full: it asked for ingest to go first
     finally:
         server.close()
 

@@ -42,6 +42,8 @@ _WINDOW = 16  # frames sent but not yet acked
 _TICK_S = 0.1  # longest the exporter sleeps with nothing to send
 _LINGER_S = 0.01  # woken by a record after a quiet spell, it waits this long for the rest of the burst
 _METRICS_EVERY_S = 1.0
+_BEHIND_EVERY_S = 0.5  # while spans are at risk, how often the dashboard is told (it acts for 1 s)
+_BEHIND = b'{"type":"behind"}'
 _BACKOFF_MIN_S = 0.05
 _BACKOFF_MAX_S = 5.0
 _FRAME_CHARS = 1024 * 1024  # records measured past this wait for the next frame (JSON escapes can make
@@ -158,6 +160,8 @@ class LiveSpanProcessor(SpanProcessor):
         self._idle = threading.Condition()
         self._next_metrics = 0.0
         self._next_asyncio = 0.0
+        self._next_behind = 0.0
+        self._exiting = False  # shutdown is flushing: what is not acked by its deadline is lost
         self._connects = 0
         self._sleeping = False  # the exporter thread waits for records: the next one wakes it
         self._failed = False  # the last connection attempt failed
@@ -224,6 +228,7 @@ class LiveSpanProcessor(SpanProcessor):
         if self._stop.is_set():
             return
         deadline = time.monotonic() + self.flush_timeout_s
+        self._exiting = True
         self.force_flush(int(self.flush_timeout_s * 1000))
         self._stop.set()
         self._wake.set()
@@ -285,6 +290,7 @@ class LiveSpanProcessor(SpanProcessor):
             while not self._stop.is_set():
                 self._receive(ws, 0 if len(self._unacked) < _WINDOW else _TICK_S)
                 self._send_asyncio(ws)
+                self._send_behind(ws)
                 if len(self._unacked) >= _WINDOW:
                     continue
                 with self._idle:  # a flush must not see records between the buffer and `_unacked`
@@ -357,6 +363,17 @@ class LiveSpanProcessor(SpanProcessor):
         snapshot = instrumentation.snapshot()
         if snapshot is not None:
             ws.send(_encode_json({"type": "asyncio", **snapshot}), text=True)
+
+    def _send_behind(self, ws: Any) -> None:
+        """While spans are at risk (the buffer half full, or the app exiting with records not yet
+        acked), tell the dashboard every _BEHIND_EVERY_S: it then lets ingest go before page
+        requests. A frame of its own, not acked."""
+        if not (len(self._buffer) >= self._max // 2 or (self._exiting and (self._buffer or self._unacked))):
+            return
+        now = time.monotonic()
+        if now >= self._next_behind:
+            self._next_behind = now + _BEHIND_EVERY_S
+            ws.send(_BEHIND, text=True)
 
     def _log_refusal(self, detail: Any) -> None:
         if not self._rejected_logged:
