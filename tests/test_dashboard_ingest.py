@@ -22,6 +22,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect as connect_sync
 
 from dashboard_server import Dashboard, hello_frame, span_record
+from test_docs import ROOT, json_values
 from opto.telemetry.limits import MAX_ITEMS, MAX_MESSAGE, MAX_VALUE
 from opto_dashboard.ingest import MAX_FRAME_BYTES
 
@@ -57,6 +58,18 @@ async def test_batch_is_acked_once_stored_and_served_with_nesting(dashboard: Das
     listed = dashboard.get("/api/traces")
     assert listed["total"] == 1
     assert listed["traces"][0]["root_name"] == "root" and listed["traces"][0]["span_count"] == 2
+
+
+async def test_the_frames_docs_api_md_shows_a_client_sending_are_taken_as_it_says(dashboard: Dashboard) -> None:
+    """hello, then a batch (acked once stored), then `behind` (not acked, counted), from the page itself."""
+    documented = {v["type"]: v for v in json_values(ROOT / "docs" / "api.md") if isinstance(v, dict) and "type" in v}
+    async with connect(dashboard.ws_url + "/ws/ingest") as ws:
+        await ws.send(json.dumps(documented["hello"]))
+        await ws.send(json.dumps(documented["batch"]))
+        assert await reply(ws) == {"type": "ack", "seq": documented["batch"]["seq"], "stored": 0}
+        await ws.send(json.dumps(documented["behind"]))
+        assert await send_batch(ws, 8, []) == {"type": "ack", "seq": 8, "stored": 0}  # the behind frame had no reply
+    assert dashboard.get("/api/live")["ingest"]["behind"] == 1
 
 
 BAD_FRAMES = {
