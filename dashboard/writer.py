@@ -719,7 +719,10 @@ def main() -> None:
     os.nice(NICE)
     replies = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # a stray print must not corrupt the replies
-    serve(sys.argv[1], sys.stdin.buffer, replies)
+    try:
+        serve(sys.argv[1], sys.stdin.buffer, replies)
+    except BrokenPipeError:  # the dashboard is gone (killed): what was committed stays, the rest it never acked
+        os._exit(0)
 
 
 if __name__ == "__main__":

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +21,7 @@ from typing import Any
 import pytest
 
 import opto
-from dashboard_server import Dashboard
+from dashboard_server import Dashboard, DashboardProcess, run_program
 from otlp_examples import TRACED_PROGRAM
 
 RECEIVER = Path(__file__).with_name("otlp_receiver.py")
@@ -76,6 +78,7 @@ def test_spans_reach_the_collector_with_opto_attributes_and_events_unchanged(rec
     sent = {s["span_id"]: s for s in json.loads(proc.stdout)}
     received = {s["span_id"]: s for s in receiver.spans()}
     assert received == sent and len(sent) == 5  # every field: ids, times, status, attributes, events, links, resource
+    assert "did not get" not in proc.stderr
     agent = next(s for s in received.values() if s["name"] == "agent")
     assert agent["attributes"]["opto.outcome"] == "ok"
     assert agent["attributes"]["opto.attempts"] == 2
@@ -162,7 +165,8 @@ def test_a_collector_that_never_answers_leaves_the_dashboard_whole_and_is_named(
         sent = json.loads(proc.stdout)
         stored = [s for t in {s["trace_id"] for s in sent} for s in dashboard.get(f"/api/traces/{t}")["spans"]]
         assert {s["span_id"] for s in stored} == {s["span_id"] for s in sent}
-    assert "at shutdown was dropped (opto-shutdown-BatchSpanProcessor" in proc.stderr
+    assert "at shutdown was dropped (opto-shutdown-AccountedBatchProcessor" in proc.stderr
+    assert f"did not get {len(sent)} spans: 0 in exports that failed, {len(sent)} dropped from the full queue or not sent by shutdown" in proc.stderr
 
 
 def test_shutdown_returns_within_its_time_limit_when_the_collector_never_answers() -> None:
@@ -175,6 +179,52 @@ def test_shutdown_returns_within_its_time_limit_when_the_collector_never_answers
         proc = run(program, {"otlp_endpoint": url}, clean_env(OTEL_EXPORTER_OTLP_TIMEOUT="600"))
     assert proc.stdout.splitlines()[-1] == "shutdown returned"
     assert "telemetry not exported within 0.5s at shutdown was dropped" in proc.stderr
+
+
+PHASED_PROGRAM = """
+import asyncio, sys, opto
+opto.configure(service_name="phased")  # OTLP from OTEL_EXPORTER_OTLP_ENDPOINT
+
+@opto.trace.async_trace
+async def work(i):
+    return i
+
+async def main():
+    while line := await asyncio.to_thread(sys.stdin.readline):
+        await asyncio.gather(*(work(i) for i in range(int(line))))
+        print("done", flush=True)
+
+asyncio.run(main())
+"""
+
+
+def test_a_collector_killed_mid_run_every_span_is_stored_or_counted_at_exit(tmp_path: Path) -> None:
+    """The dashboard as the OTLP collector, killed between two phases of 1,000 spans: the first are
+    stored, and the exit report counts the second, so stored + counted == emitted."""
+    server = DashboardProcess(tmp_path / "opto.db")
+    try:
+        server.start()
+        env = clean_env(OTEL_EXPORTER_OTLP_ENDPOINT=server.url, OTEL_EXPORTER_OTLP_TIMEOUT="1", OPTO_DASHBOARD_URL="")
+        app = run_program(PHASED_PROGRAM, env)
+        assert app.stdin is not None and app.stdout is not None
+        app.stdin.write("1000\n")
+        app.stdin.flush()
+        assert app.stdout.readline() == "done\n"
+        deadline = time.monotonic() + 60
+        while server.get("/api/traces?name=work&limit=1")["total"] < 1000:  # exported on the processor's schedule
+            assert time.monotonic() < deadline, "the first 1,000 spans were not stored"
+            time.sleep(0.05)  # polls the API: no event crosses the processes
+        server.kill()  # its socket stays open here: connections hang, as with a collector that froze
+        app.stdin.write("1000\n")
+        app.stdin.flush()
+        assert app.stdout.readline() == "done\n"
+        _, err = app.communicate(timeout=60)
+        server.start()
+        stored = server.get("/api/traces?name=work&limit=1")["total"]
+    finally:
+        server.close()
+    counted = int(re.search(r"did not get (\d+) spans", err)[1])  # type: ignore[index]
+    assert stored == 1000 and stored + counted == 2000, err
 
 
 @pytest.mark.parametrize(

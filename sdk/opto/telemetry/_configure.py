@@ -20,6 +20,7 @@ from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
 
 from . import _facade, instrumentation, live, otlp, scrub as _scrub, semconv
+from ._accounted import AccountedBatchProcessor
 from ._durations import CallDurations
 
 __all__ = ["configure", "shutdown"]
@@ -190,18 +191,21 @@ def shutdown(timeout_s: float = DEFAULT_SHUTDOWN_TIMEOUT_S) -> None:
     with _lock:
         processors, _installed.processors = _installed.processors, []
         meter_provider, _installed.meter_provider = _installed.meter_provider, None
-    stopping = [
-        (_in_thread(_stop_processor, processor, timeout_s), max(timeout_s, getattr(processor, "flush_timeout_s", 0.0)))
+    stopping: list[tuple[threading.Thread, float, Any]] = [
+        (_in_thread(_stop_processor, processor, timeout_s), max(timeout_s, getattr(processor, "flush_timeout_s", 0.0)), processor)
         for processor in processors
     ]
     if meter_provider is not None:
-        stopping.append((_in_thread(_stop_meter_provider, meter_provider, timeout_s), timeout_s))
+        stopping.append((_in_thread(_stop_meter_provider, meter_provider, timeout_s), timeout_s, meter_provider))
     start = time.monotonic()
-    for thread, budget in stopping:
+    for thread, budget, _ in stopping:
         thread.join(max(0.0, start + budget + _REPORT_S - time.monotonic()))
-    late = [thread.name for thread, _ in stopping if thread.is_alive()]
+    late = [(thread.name, what) for thread, _, what in stopping if thread.is_alive()]
+    for _, what in late:
+        if isinstance(what, AccountedBatchProcessor):  # counts what its collector never confirmed
+            what.report()
     if late:
-        logger.warning("opto: telemetry not exported within %ss at shutdown was dropped (%s)", timeout_s, ", ".join(late))
+        logger.warning("opto: telemetry not exported within %ss at shutdown was dropped (%s)", timeout_s, ", ".join(name for name, _ in late))
 
 
 def _in_thread(stop: Any, what: Any, timeout_s: float) -> threading.Thread:

@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
+from ._accounted import AccountedBatchProcessor
 from ._durations import CallDurations, DurationsExporter
 
 __all__ = ["exporters"]
@@ -28,7 +28,8 @@ PROTOCOL = "http/protobuf"
 def exporters(
     endpoint: str | None, headers: Mapping[str, str] | None, durations: CallDurations, resource: Resource
 ) -> tuple[list[SpanProcessor], list[MetricReader]]:
-    """Batch span processors and metric readers exporting over OTLP/HTTP; none if OTLP is not asked for.
+    """Batch span processors (counting what the collector confirms) and metric readers exporting
+    over OTLP/HTTP; none if OTLP is not asked for.
 
     `endpoint` is the collector's base URL (as `OTEL_EXPORTER_OTLP_ENDPOINT`): `/v1/traces` and
     `/v1/metrics` are appended. Without it, the environment variables decide. Metric exports
@@ -60,7 +61,7 @@ def exporters(
     readers: list[MetricReader] = []
     if want_traces:
         span_exporter = OTLPSpanExporter(endpoint=base and f"{base}/v1/traces", headers=headers)
-        processors.append(BatchSpanProcessor(span_exporter))
+        processors.append(AccountedBatchProcessor(span_exporter, getattr(span_exporter, "_endpoint", "the OTLP endpoint")))  # the URL it resolved
     if want_metrics:
         metric_exporter = OTLPMetricExporter(endpoint=base and f"{base}/v1/metrics", headers=headers)
         readers.append(PeriodicExportingMetricReader(DurationsExporter(metric_exporter, durations, resource)))
