@@ -255,7 +255,7 @@ class _Connection:
         elif kind == "hello":
             self.hello(frame)
         elif kind == "behind" and self.process is not None:  # the SDK is about to lose spans
-            self.stats.behind += 1
+            self.stats.behind()
             self.pipeline.requests.behind()
         elif kind in asyncio_frames.KINDS and self.process is not None:
             try:

@@ -82,7 +82,7 @@ class Stats:
         self.health = health or WriteHealth()
         self.frames = 0
         self.bad_frames = 0
-        self.behind = 0  # `behind` frames: an SDK about to lose spans, so ingest went first
+        self.behind_frames = 0  # `behind` frames: an SDK about to lose spans, so ingest went first
         self.spans_stored = 0
         self.spans_refused = 0
         self.metrics_refused = 0
@@ -156,6 +156,11 @@ class Stats:
             proc = self.processes[info.id] = _Process(info)
         proc.connections += 1
         proc.last_seen_ns = time.time_ns()
+        self.version += 1
+
+    def behind(self) -> None:
+        """An SDK said it is about to lose spans (ingest goes first for a while)."""
+        self.behind_frames += 1
         self.version += 1
 
     def disconnected(self, process_id: str) -> None:
@@ -292,7 +297,7 @@ class Stats:
             "ingest": {
                 "frames": self.frames, "bad_frames": self.bad_frames, "spans_stored": self.spans_stored,
                 "spans_refused": self.spans_refused, "metrics_refused": self.metrics_refused,
-                "in_flight_untracked": self.in_flight_untracked, "behind": self.behind,
+                "in_flight_untracked": self.in_flight_untracked, "behind": self.behind_frames,
             },
             "writes": self.health.to_json(),
             "refused": self.refusals.as_dict(),

@@ -79,3 +79,11 @@ def test_page_reconnects_after_dashboard_restart(page: Page, dashboard: Dashboar
     expect(page.get_by_test_id("in-flight-total")).to_have_text("12")
     program.release()
     program.finish()
+
+
+def test_the_ingest_card_counts_sdks_that_asked_for_ingest_first(page: Page, dashboard: Dashboard, feeder: Feeder) -> None:
+    page.goto(f"{dashboard.url}/live")
+    expect(page.locator("#ingest-behind")).to_have_text("0")
+    feeder.ws.send('{"type": "behind"}')  # as an SDK about to lose spans does
+    feeder.send([])  # acked after the behind frame was taken: frames of a connection are taken in order
+    expect(page.locator("#ingest-behind")).to_have_text("1")

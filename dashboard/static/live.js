@@ -31,6 +31,7 @@ function render() {
   setText($("#ingest-bad"), count(live.ingest.bad_frames));
   setText($("#ingest-spans"), count(live.ingest.spans_stored));
   setText($("#ingest-refused"), count(live.ingest.spans_refused));
+  setText($("#ingest-behind"), count(live.ingest.behind));
   setText($("#ingest-failed"), `${count(live.writes.failed_writes)} (${count(live.writes.failed_spans)} spans)`);
   const { parameters, ...doors } = live.refused;
   const refused = [...Object.entries(doors), ["bad parameters", Object.values(parameters).reduce((n, v) => n + v, 0)]];
