@@ -8,6 +8,7 @@ with nothing dropped where the fault is transient.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -198,11 +199,9 @@ def test_a_writer_killed_every_30_ms_loses_nothing(dashboard: Dashboard) -> None
     assert "did not get" not in err and dropped(dashboard)["spans"] == 0
 
 
-async def test_a_database_locked_past_the_busy_timeout_fails_visibly_then_loses_nothing(dashboard: Dashboard) -> None:
-    """Another process holds the write lock for longer than the writer waits: the failure is shown, and resent."""
-    db = dashboard.app.state.store.path
-    app = App(dashboard.url)
-    app.run("emit 100")
+@contextlib.contextmanager
+def write_lock_held(db: Path) -> Iterator[None]:
+    """Another process holds the database's write lock until the block ends."""
     holder = subprocess.Popen(
         ["python3", "-c", "import sqlite3, sys; db = sqlite3.connect(sys.argv[1], isolation_level=None); "
          "db.execute('BEGIN IMMEDIATE'); print('locked', flush=True); sys.stdin.readline()", str(db)],
@@ -210,11 +209,20 @@ async def test_a_database_locked_past_the_busy_timeout_fails_visibly_then_loses_
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+        yield
+    finally:
+        holder.communicate("\n", timeout=30)
+
+
+async def test_a_database_locked_past_the_busy_timeout_fails_visibly_then_loses_nothing(dashboard: Dashboard) -> None:
+    """Another process holds the write lock for longer than the writer waits: the failure is shown, and resent."""
+    db = dashboard.app.state.store.path
+    app = App(dashboard.url)
+    app.run("emit 100")
+    with write_lock_held(db):
         emitted = await asyncio.to_thread(app.run, "emit 500")
         writes = await wait_for(lambda: (w := dashboard.get("/api/live")["writes"])["failing"] and w, "a failing write", timeout=60)
         assert "locked" in writes["error"] and writes["spans_not_stored"] > 0
-    finally:
-        holder.communicate("\n", timeout=30)
     await asyncio.to_thread(app.run, "flush")
     assert "did not get" not in app.finish()
     assert stored(db) == emitted and dropped(dashboard)["spans"] == 0
@@ -227,17 +235,9 @@ async def test_an_app_that_exits_while_the_database_is_locked_reports_every_span
     db = dashboard.app.state.store.path
     app = App(dashboard.url, flush_timeout=str(5.0))
     app.run("emit 100")
-    holder = subprocess.Popen(
-        ["python3", "-c", "import sqlite3, sys; db = sqlite3.connect(sys.argv[1], isolation_level=None); "
-         "db.execute('BEGIN IMMEDIATE'); print('locked', flush=True); sys.stdin.readline()", str(db)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-    )
-    try:
-        assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+    with write_lock_held(db):
         emitted = await asyncio.to_thread(app.run, "emit 500")
         err = await asyncio.to_thread(app.finish)
-    finally:
-        holder.communicate("\n", timeout=30)
     report = re.search(r"did not get (\d+) spans: (\d+) dropped \([^)]*\), (\d+) unsent at shutdown(?:; (\d+) sent but not acknowledged)?", err)
     assert report is not None, err
     lost, dropped_, unsent, unacked = (int(n or 0) for n in report.groups())
