@@ -227,6 +227,34 @@ def test_a_collector_killed_mid_run_every_span_is_stored_or_counted_at_exit(tmp_
     assert stored == 1000 and stored + counted == 2000, err
 
 
+FORKING_PROGRAM = """
+import json, os, sys
+import opto
+opto.configure(**json.loads(sys.argv[1]))
+
+@opto.trace
+def work(i):
+    return i
+
+for i in range(10):
+    work(i)  # queued in the batch processor when the process forks
+pid = os.fork()
+if pid == 0:
+    for i in range(3):
+        work(i)
+    sys.exit(0)  # the child flushes at its exit, as the parent does
+_, status = os.waitpid(pid, 0)
+assert os.waitstatus_to_exitcode(status) == 0
+"""
+
+
+def test_a_forked_child_counts_only_its_own_spans(receiver: Receiver) -> None:
+    """A child forked with the parent's spans queued reports nothing lost: it exports its own, and the parent its."""
+    proc = run(FORKING_PROGRAM, {"otlp_endpoint": receiver.url}, clean_env())
+    assert "did not get" not in proc.stderr, proc.stderr
+    assert len(receiver.spans()) == 13
+
+
 @pytest.mark.parametrize(
     ("kwargs", "error", "message"),
     [

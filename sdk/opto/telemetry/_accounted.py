@@ -5,7 +5,9 @@ spans from a full queue, and after an export fails, with a log line and no count
 from __future__ import annotations
 
 import logging
+import os
 import threading
+import weakref
 from collections.abc import Sequence
 
 from opentelemetry.context import Context
@@ -22,12 +24,18 @@ class AccountedBatchProcessor(SpanProcessor):
 
     def __init__(self, exporter: SpanExporter, destination: str) -> None:
         self.destination = destination
+        self._batch: SpanProcessor = BatchSpanProcessor(_Confirming(exporter, self))
+        self._reset()
+        if hasattr(os, "register_at_fork"):  # a forked child counts its own spans (its batch processor starts empty)
+            reset = weakref.WeakMethod(self._reset)
+            os.register_at_fork(after_in_child=lambda: (r := reset()) is not None and r())
+
+    def _reset(self) -> None:
         self.ended = 0  # sampled spans handed to the batch processor
         self.exported = 0  # in exports the exporter called a success
         self.failed = 0  # in exports that failed (after the exporter's own retries) or raised
         self._lock = threading.Lock()
         self._reported = False
-        self._batch: SpanProcessor = BatchSpanProcessor(_Confirming(exporter, self))
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         self._batch.on_start(span, parent_context)
