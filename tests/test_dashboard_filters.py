@@ -49,6 +49,16 @@ async def test_service_and_attribute_filters(served: tuple[Dashboard, Feed]) -> 
     assert len(d.get("/api/traces?service=test&attr=http.method=GET")["traces"]) == 1
 
 
+async def test_asyncios_default_task_names_are_not_terms_and_names_the_app_gave_are(served: tuple[Dashboard, Feed]) -> None:
+    """"Task-8123" is new for every task: as a term it would add a row to the vocabulary for each span."""
+    d, feed = served
+    await feed.send([call("job", **{semconv.TASK_NAME: f"Task-{i}"}) for i in range(50)] + [call("job", **{semconv.TASK_NAME: "worker-7"})])
+    assert len(d.get("/api/traces?name=job&limit=100")["traces"]) == 51
+    assert [t["root_name"] for t in d.get("/api/traces?attr=opto.task.name=worker-7")["traces"]] == ["job"]
+    assert d.get("/api/traces?attr=opto.task.name=Task-7")["traces"] == []
+    assert d.get("/api/suggest?field=attribute&prefix=opto.task.name") == {"values": ["opto.task.name=worker-7"]}
+
+
 async def test_search_finds_exception_messages_types_and_retry_causes(served: tuple[Dashboard, Feed]) -> None:
     """The two searches of issue 15 that found nothing: a message and a retry's cause, an exception type."""
     d, feed = served
