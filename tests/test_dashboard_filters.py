@@ -49,14 +49,19 @@ async def test_service_and_attribute_filters(served: tuple[Dashboard, Feed]) -> 
     assert len(d.get("/api/traces?service=test&attr=http.method=GET")["traces"]) == 1
 
 
-async def test_asyncios_default_task_names_are_not_terms_and_names_the_app_gave_are(served: tuple[Dashboard, Feed]) -> None:
-    """"Task-8123" is new for every task: as a term it would add a row to the vocabulary for each span."""
+async def test_values_new_for_every_span_are_not_terms(served: tuple[Dashboard, Feed]) -> None:
+    """asyncio's "Task-8123" and the durations opto measures would each add a row to the vocabulary
+    for every span; names the app gives its tasks are terms."""
     d, feed = served
-    await feed.send([call("job", **{semconv.TASK_NAME: f"Task-{i}"}) for i in range(50)] + [call("job", **{semconv.TASK_NAME: "worker-7"})])
+    spans = [call("job", **{semconv.TASK_NAME: f"Task-{i}", semconv.QUEUE_WAIT_S: i / 7}) for i in range(50)]
+    retried = call("job", **{semconv.TASK_NAME: "worker-7"})
+    retried["events"] = [{"name": semconv.EVENT_RETRY, "time_ns": retried["start_ns"], "attributes": {semconv.RETRY_DELAY_S: 0.31, semconv.ATTEMPT: 1}}]
+    await feed.send([*spans, retried])
     assert len(d.get("/api/traces?name=job&limit=100")["traces"]) == 51
-    assert [t["root_name"] for t in d.get("/api/traces?attr=opto.task.name=worker-7")["traces"]] == ["job"]
+    assert [t["trace_id"] for t in d.get("/api/traces?attr=opto.task.name=worker-7")["traces"]] == [retried["trace_id"]]
+    assert [t["trace_id"] for t in d.get(f"/api/traces?attr={semconv.ATTEMPT}=1")["traces"]] == [retried["trace_id"]]
     assert d.get("/api/traces?attr=opto.task.name=Task-7")["traces"] == []
-    assert d.get("/api/suggest?field=attribute&prefix=opto.task.name") == {"values": ["opto.task.name=worker-7"]}
+    assert d.get("/api/suggest?field=attribute&prefix=opto.") == {"values": [f"{semconv.ATTEMPT}=1", "opto.outcome=ok", "opto.task.name=worker-7"]}
 
 
 async def test_search_finds_exception_messages_types_and_retry_causes(served: tuple[Dashboard, Feed]) -> None:
