@@ -40,10 +40,17 @@ _TERM_CHARS = 200  # an attribute value is indexed by its first 200 chars (as th
 # asyncio's own task names ("Task-8123"; names the app gives its tasks, "worker-7", are terms), and
 # the durations opto measures (a filter matches a value exactly; a duration is a range question).
 _DEFAULT_TASK_NAME = re.compile(r"Task-\d+")
-_MEASURED = frozenset({
-    semconv.RETRY_DELAY_S, semconv.QUEUE_WAIT_S, semconv.QUEUE_BLOCKED_S, semconv.DEBUG_DURATION_S,
-    semconv.STREAM_FIRST_ITEM_S, semconv.LOOP_BLOCKED_S,
-})
+_NOT_TERMS = frozenset({
+    semconv.TASK_NAME, semconv.RETRY_DELAY_S, semconv.QUEUE_WAIT_S, semconv.QUEUE_BLOCKED_S,
+    semconv.DEBUG_DURATION_S, semconv.STREAM_FIRST_ITEM_S, semconv.LOOP_BLOCKED_S,
+})  # keys whose values are not terms; of TASK_NAME's, asyncio's default names only (`_kept`)
+
+
+def _kept(key: str, text: str) -> bool:
+    """Whether the value of a key in `_NOT_TERMS` is a term all the same: a task name the app gave."""
+    return key == semconv.TASK_NAME and _DEFAULT_TASK_NAME.fullmatch(text) is None
+
+
 _EVENT_KINDS = {
     semconv.EVENT_RETRY: "retry", semconv.EVENT_SLOW_CALLBACK: "slow_callback", semconv.EVENT_QUEUE_BLOCKED: "queue_blocked",
 }
@@ -121,8 +128,7 @@ def _term_value(value: Any) -> str | None:
 
 def _terms(spans: Iterable[SpanRecord]) -> list[tuple[str, list[str]]]:
     """The terms of the filter index for these spans, by trace, each once: `n:` name, `s:` service,
-    `a:key=value` of each scalar attribute (of the span and its events; not the values new for
-    nearly every span, above), `e:` event name. Made
+    `a:key=value` of each scalar attribute (of the span and its events; not those of `_NOT_TERMS`), `e:` event name. Made
     here, on the event loop, from the records' dicts, instead of parsed back out of JSON by the writer."""
     by_trace: dict[str, set[str]] = {}
     for r in spans:
@@ -135,14 +141,12 @@ def _terms(spans: Iterable[SpanRecord]) -> list[tuple[str, list[str]]]:
         if type(service) is str:
             add("s:" + service)
         for key, value in r.attributes.items():
-            if key not in _MEASURED and (text := _term_value(value)) is not None and not (
-                key == semconv.TASK_NAME and _DEFAULT_TASK_NAME.fullmatch(text)
-            ):
+            if (text := _term_value(value)) is not None and (key not in _NOT_TERMS or _kept(key, text)):
                 add(f"a:{key}={text}")
         for event in r.events:
             add("e:" + event["name"])
             for key, value in event.get("attributes", {}).items():
-                if key not in _MEASURED and (text := _term_value(value)) is not None:
+                if (text := _term_value(value)) is not None and (key not in _NOT_TERMS or _kept(key, text)):
                     add(f"a:{key}={text}")
     return [(t, list(terms)) for t, terms in by_trace.items()]
 

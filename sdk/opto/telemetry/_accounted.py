@@ -41,7 +41,8 @@ class AccountedBatchProcessor(SpanProcessor):
         self._batch.on_start(span, parent_context)
 
     def on_end(self, span: ReadableSpan) -> None:
-        if span.context is not None and span.context.trace_flags.sampled:  # the spans the batch processor takes
+        context = span.context
+        if context is not None and context.trace_flags.sampled:  # the spans the batch processor takes
             with self._lock:
                 self.ended += 1
         self._batch.on_end(span)

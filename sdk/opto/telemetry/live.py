@@ -161,7 +161,7 @@ class LiveSpanProcessor(SpanProcessor):
         self._next_metrics = 0.0
         self._next_asyncio = 0.0
         self._next_behind = 0.0
-        self._exiting = False  # shutdown is flushing: what is not acked by its deadline is lost
+        self._exiting = False  # shutdown is flushing: what is not acked by its deadline is reported
         self._connects = 0
         self._sleeping = False  # the exporter thread waits for records: the next one wakes it
         self._failed = False  # the last connection attempt failed
