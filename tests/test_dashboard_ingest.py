@@ -72,6 +72,20 @@ async def test_the_frames_docs_api_md_shows_a_client_sending_are_taken_as_it_say
     assert dashboard.get("/api/live")["ingest"]["behind"] == 1
 
 
+async def test_a_behind_frame_before_hello_is_refused_and_a_flood_of_them_only_counts(dashboard: Dashboard) -> None:
+    """Hostile `behind` frames: before a hello, refused and not counted; 1,000 of them (with stray
+    fields) after it only count, and every batch is still stored."""
+    async with connect(dashboard.ws_url + "/ws/ingest") as ws:
+        await ws.send('{"type": "behind"}')
+        assert await reply(ws) == {"type": "error", "seq": None, "msg": "invalid frame", "detail": "send a hello frame first", "retry": False}
+        await ws.send(hello_frame())
+        for _ in range(1000):
+            await ws.send(json.dumps({"type": "behind", "seq": "x", "extra": [1] * 100}))
+        assert await send_batch(ws, 1, [span_record(new_trace(), new_span())]) == {"type": "ack", "seq": 1, "stored": 1}
+    live = dashboard.get("/api/live")["ingest"]
+    assert live["behind"] == 1000 and live["bad_frames"] == 1 and live["spans_stored"] == 1
+
+
 BAD_FRAMES = {
     "malformed JSON": ('{"type": "batch", "seq": 1, "spans": [', "malformed JSON"),
     "not an object": ("[1, 2]", "expected a JSON object"),
