@@ -1,10 +1,12 @@
 """Loop health: a lag monitor on the loop and a watchdog thread that reports a blocked loop.
 
 The monitor is a callback the loop runs every `threshold / 2`: how late it runs is the loop's
-scheduling delay (lag). The watchdog thread sleeps until the callback would be a threshold late,
-and, if it ran meanwhile, again until its next one would be (about one wake-up a threshold, not
-one a tick: wake-ups are what an idle app pays for). When the callback is later than the
-threshold, the loop's thread is stuck in something that does not await, and the watchdog samples that thread's Python stack (`sys._current_frames`, read-only),
+scheduling delay (lag). The watchdog thread waits until the callback would be a threshold late.
+Each callback wakes it and waits, the GIL released, until the watchdog has looked (a handoff of
+a few microseconds): a thread that wakes on its own timer while a busy loop holds the GIL spins
+for up to the switch interval, woken at each of the loop's system calls, which cost a busy app
+3% of a core. When the callback is later than the threshold, the loop's thread is stuck in
+something that does not await, and the watchdog samples that thread's Python stack (`sys._current_frames`, read-only),
 starts an `opto.loop.blocked` span from when the loop stopped answering, adds an event to the
 traced call that was running, if any, and ends the span when the loop comes back. The thread
 ends when the loop closes (or on `stop()`).
@@ -32,6 +34,7 @@ __all__ = ["DEFAULT_THRESHOLD_S", "LoopHealth"]
 DEFAULT_THRESHOLD_S = 0.1
 _LAG_WINDOW_S = 60.0  # lag samples kept: the last minute
 _INCIDENTS = 20  # blocked-loop incidents kept per loop for the dashboard
+_HANDOFF_S = 0.002  # the most a beat waits for the watchdog's turn (it takes microseconds)
 _STACK_CHARS = 8000  # of the stack text on the span (the shared limits cut any attribute further)
 
 
@@ -66,6 +69,10 @@ class LoopHealth:
         self._thread_id: int | None = None
         self._handle: asyncio.TimerHandle | None = None
         self._stop = threading.Event()
+        self._wake = threading.Lock()  # released by a beat: the watchdog's turn
+        self._turn = threading.Lock()  # released by the watchdog when it has looked: the beat goes on
+        self._wake.acquire()
+        self._turn.acquire()
         self._thread = threading.Thread(target=self._watch, name="opto-loop-watchdog", daemon=True)
         loop.call_soon_threadsafe(self._beat)
         self._thread.start()
@@ -84,6 +91,16 @@ class LoopHealth:
         self._beats += 1
         self._due = now + self.tick
         self._handle = self.loop.call_later(self.tick, self._beat)
+        if self._wake.locked():  # the watchdog waits: its turn now, while this thread waits without the GIL
+            self._turn.acquire(blocking=False)  # a turn given too late for its beat: this beat waits for its own
+            self._wake_watchdog()
+            self._turn.acquire(timeout=_HANDOFF_S)
+
+    def _wake_watchdog(self) -> None:
+        try:
+            self._wake.release()
+        except RuntimeError:  # `stop()` (or a beat) on another thread released it first
+            pass
 
     # -- the watchdog thread --------------------------------------------------------------------
 
@@ -91,8 +108,10 @@ class LoopHealth:
         incident: _Incident | None = None
         running = False
         wait = self.tick
-        while not self._stop.wait(wait):
-            if self.loop.is_closed():
+        while True:
+            if self._wake.acquire(timeout=wait) and self._turn.locked():
+                self._turn.release()  # the beat that woke it goes on
+            if self._stop.is_set() or self.loop.is_closed():
                 break
             wait = self.tick  # while the loop is not running, or is blocked: to see it come back
             was_running, running = running, self.loop.is_running()
@@ -165,6 +184,8 @@ class LoopHealth:
     def stop(self) -> None:
         """Stop the watchdog thread and wait for it; the monitor's next beat does nothing."""
         self._stop.set()
+        if self._wake.locked():
+            self._wake_watchdog()
         if self._thread is not threading.current_thread():
             self._thread.join()
         if self._handle is not None:
