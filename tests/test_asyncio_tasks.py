@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import inspect
+import weakref
 from typing import Any
 
 import pytest
@@ -103,6 +104,7 @@ async def test_an_exception_never_retrieved_and_a_task_destroyed_pending_are_rep
     pending: Any = asyncio.create_task(stuck())
     await asyncio.sleep(0)
     del task, pending
+    instrument.asyncio_snapshot()  # its loop's fresh tasks are counted and let go of (as every 50 ms)
     gc.collect()
     recent = instrument.asyncio_snapshot()["tasks"]["recent"]  # type: ignore[index]
     assert [r["kind"] for r in recent] == ["never_retrieved", "destroyed_pending"]
@@ -251,3 +253,44 @@ async def test_a_task_of_an_earlier_instrumenting_is_not_counted_again() -> None
     await asyncio.gather(earlier, later)
     here = [s for s in _sites().values() if s["function"] == "test_a_task_of_an_earlier_instrumenting_is_not_counted_again"]
     assert (sum(s["ok"] for s in here), sum(s["live"] for s in here)) == (1, 0)
+
+
+async def test_a_done_task_is_let_go_of_by_its_loops_next_sweep() -> None:
+    opto.instrument_asyncio()
+
+    class Result:
+        pass
+
+    async def make() -> Result:
+        return Result()
+
+    first = asyncio.create_task(make())
+    result = weakref.ref(await first)
+    del first
+    assert result() is not None  # held, with its task, in the loop's fresh tasks
+    for _ in range(tasks._SWEEP_AT):  # the factory sweeps once that many are fresh
+        await asyncio.create_task(_work())
+    assert result() is None
+    here = [s for s in _sites().values() if s["function"] == "test_a_done_task_is_let_go_of_by_its_loops_next_sweep"]
+    assert (sum(s["created"] for s in here), sum(s["ok"] for s in here), sum(s["live"] for s in here)) == (tasks._SWEEP_AT + 1,) * 2 + (0,)
+
+
+async def test_a_failure_looked_at_after_the_sweep_is_not_reported() -> None:
+    opto.instrument_asyncio()
+    board = instrument._state.board
+    assert board is not None
+
+    async def fails() -> None:
+        raise KeyError("seen")
+
+    task = asyncio.create_task(fails())
+    await asyncio.wait([task])
+    instrument.asyncio_snapshot()  # the sweep counts the error; nobody has looked at it yet
+    assert len(board.unretrieved) == 1
+    assert isinstance(task.exception(), KeyError)
+    del task
+    gc.collect()
+    snap = instrument.asyncio_snapshot()
+    assert snap is not None and snap["tasks"]["recent"] == [] and board.unretrieved == {}
+    (site,) = [s for s in snap["tasks"]["sites"] if s["function"] == "test_a_failure_looked_at_after_the_sweep_is_not_reported"]
+    assert (site["error"], site["never_retrieved"]) == (1, 0)

@@ -165,13 +165,9 @@ def asyncio_snapshot() -> dict[str, Any] | None:
         return None
     loops = [a.health.snapshot() for a in list(_loops.values()) if a.health is not None][:MAX_LOOPS]
     return {
-        "tasks": board.snapshot(_instrumented()) if board is not None else None, "loops": loops,
+        "tasks": board.snapshot() if board is not None else None, "loops": loops,
         "introspection": True, "threshold_s": _state.threshold_s,
     }
-
-
-def _instrumented() -> list[asyncio.AbstractEventLoop]:
-    return [attached.loop for attached in list(_loops.values()) if attached.factory is not None]
 
 
 def answer_stack_request(request: dict[str, Any]) -> dict[str, Any]:
@@ -213,7 +209,7 @@ def _observe_tasks(options: CallbackOptions) -> Iterator[Observation]:
     """Pending tasks by creation site (at most MAX_SITES and "(other)")."""
     board = _state.board
     if board is not None:
-        for site in board.snapshot(_instrumented())["sites"]:
+        for site in board.snapshot()["sites"]:
             yield Observation(site["live"], {semconv.TASK_SITE: site["site"]})
 
 

@@ -7,9 +7,11 @@ count tasks destroyed while pending and exceptions never retrieved (then it pass
 unchanged).
 
 Every task comes through the factory, so its road is kept lean (issue 18's line: 1.3x a plain
-`create_task`): when the loop had no factory of its own, the task is our `Task`, which carries
-its note in a slot and counts its outcome when it is let go of; asyncio's own table of tasks is
-the list of them (no table of ours, no weak reference, no done callback).
+`create_task`): when the loop had no factory of its own, the task is asyncio's C task (a subclass
+loses its fast paths), held in the loop's table of fresh tasks with its note. Every `_SWEEP_S`
+the loop counts the outcomes of the fresh tasks that are done and lets them go; the few still
+pending are then noted weakly, with a done callback (a turn of the loop per task, which only the
+long-lived pay).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from time import monotonic
 from types import CodeType, FrameType
@@ -34,7 +36,7 @@ from ..telemetry import semconv
 from .frames import INTERNAL, Where, where
 from .outcome import outcome_of
 
-__all__ = ["MAX_SITES", "OTHER", "TaskBoard", "Task", "task_factory", "ExceptionHandler"]
+__all__ = ["MAX_SITES", "OTHER", "TaskBoard", "task_factory", "ExceptionHandler"]
 
 MAX_SITES = 200  # creation sites counted apart; tasks of any further site are counted under OTHER
 OTHER = "(other)"
@@ -45,6 +47,7 @@ _PARENTS = 8  # parents listed per site, by live tasks
 _RECENT = 20  # exceptions never retrieved and tasks destroyed pending, kept for the dashboard
 _TEXT = 300  # characters of an exception's text kept
 
+Task = asyncio.Task  # the C task: a subclass would lose the fast paths the C code keeps for its own type
 TaskFactoryType = Callable[[asyncio.AbstractEventLoop, Any], "asyncio.Future[Any]"]
 
 @dataclass(slots=True)
@@ -63,63 +66,19 @@ class _Site:
 PASS = _Site(None)  # in `TaskBoard.sites`: a call in asyncio's or opto's code; the site is further out
 
 # A task's note: its creation site, its parent (the parent's site, or its name if it was not
-# counted) and when it was made (monotonic). Our `Task` holds it in a slot; a task another factory
-# made is noted in `TaskBoard.live`, with its loop's id() and the task, weakly.
+# counted) and when it was made (monotonic). A fresh task is held, with its note, in its loop's
+# table until the next sweep; one still pending then (or made by another factory) is noted in
+# `TaskBoard.live`, with its loop's id() and the task, weakly.
 _Note = tuple[_Site, "_Site | str", float]
+_Fresh = tuple["asyncio.Future[Any]", _Site, "_Site | str", float]
 _Live = tuple[_Site, "_Site | str", float, int, "weakref.ref[asyncio.Future[Any]]"]
+_SWEEP_S = 0.05  # at most this long a done task is held (while its loop runs) before it is counted
+_SWEEP_AT = 1024  # fresh tasks that make the factory count them at once: what is held is bounded
 
 # The running task of a loop: 3.11's `asyncio.current_task` is Python code around this lookup.
 running: Callable[[asyncio.AbstractEventLoop], "asyncio.Task[Any] | None"] = (
     asyncio.tasks._current_tasks.get if sys.version_info < (3, 12) else asyncio.current_task  # type: ignore[attr-defined]
 )
-
-if sys.version_info < (3, 12):
-    _HELD: Any = asyncio.tasks._all_tasks  # type: ignore[attr-defined]
-elif sys.version_info < (3, 14):
-    _HELD = asyncio.tasks._scheduled_tasks  # type: ignore[attr-defined]
-else:  # 3.14 keeps native tasks in a list per thread, and lists the pending ones only
-    _HELD = None
-
-
-def _held_tasks(loops: Iterable[asyncio.AbstractEventLoop]) -> list[asyncio.Future[Any]]:
-    """The tasks not yet let go of, done ones too (asyncio's own weak table, as `asyncio.all_tasks`
-    reads it, from any thread); on 3.14, the pending tasks of `loops`."""
-    if _HELD is None:
-        return [task for loop in loops for task in asyncio.all_tasks(loop)]
-    for _ in range(1000):  # the table may change size while it is copied (another thread): again
-        try:
-            return list(_HELD)
-        except RuntimeError:
-            pass
-    return []
-
-
-class Task(asyncio.Task[Any]):
-    """The task the factory makes when the loop had no factory of its own. It carries its note
-    (`_Note`; None once its outcome is counted) and counts its outcome when it is let go of,
-    which costs nothing while it runs (a done callback would cost a turn of the loop per task).
-    Each board makes its own subclass, so a task of an earlier board is told apart by its type.
-    Named `Task` because asyncio's reports and reprs show the class's name."""
-
-    __slots__ = ("note",)
-    note: _Note | None
-
-    def __del__(self) -> None:
-        try:
-            _asyncio_task_del(self)  # first: a report of it (never retrieved, destroyed pending) counts it
-        finally:
-            note = getattr(self, "note", None)
-            if note is not None:  # `_count`, inlined: every task comes here
-                if self.cancelled():
-                    note[0].cancelled += 1
-                elif self._exception is not None:  # see `_count`
-                    note[0].error += 1
-                else:
-                    note[0].ok += 1
-
-
-_asyncio_task_del = asyncio.Task.__del__
-
 
 def _count(task: asyncio.Future[Any], site: _Site) -> str:
     """Count a done task's outcome on its site."""
@@ -137,12 +96,20 @@ def _count(task: asyncio.Future[Any], site: _Site) -> str:
 
 
 @dataclass(slots=True)
+class _LoopTasks:
+    """A loop's fresh tasks (made since its last sweep), held with their notes, by id()."""
+
+    loop: asyncio.AbstractEventLoop
+    fresh: dict[int, _Fresh] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
 class TaskBoard:
     """Tasks by creation site: counts since instrumenting, and the pending ones.
 
-    A task's outcome is counted once it is done: when it is let go of (our `Task`), by a done
-    callback (with task_spans, or under another task factory), or by `snapshot()` for done
-    tasks still held.
+    A task's outcome is counted once it is done: by its loop's next sweep (a fresh task of our
+    factory), or by a done callback (a task that outlived a sweep, with task_spans, or under
+    another task factory).
     """
 
     task_spans: bool = False
@@ -151,14 +118,14 @@ class TaskBoard:
     sites: dict[int, _Site] = field(default_factory=dict)
     by_line: dict[Where, _Site] = field(default_factory=dict)
     other: _Site = field(default_factory=lambda: _Site(None))
-    live: dict[int, _Live] = field(default_factory=dict)  # tasks another factory made, by id(task)
+    loops: dict[int, _LoopTasks] = field(default_factory=dict)  # by id(loop), where our factory makes the tasks
+    live: dict[int, _Live] = field(default_factory=dict)  # tasks noted weakly, by id(task)
+    # Done tasks counted as errors whose exception nobody has retrieved yet: asyncio reports them
+    # when they are let go of, and the report is counted on their site. Weakly, by id(task).
+    unretrieved: dict[int, tuple[_Site, "weakref.ref[asyncio.Future[Any]]"]] = field(default_factory=dict)
     span_starts: dict[int, tuple[Any, int]] = field(default_factory=dict)  # task_spans: (OpenTelemetry context, time_ns)
     recent: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=_RECENT))
     lock: threading.Lock = field(default_factory=threading.Lock)  # site table growth, from several loops' threads
-    task_class: type[Task] = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.task_class = type("Task", (Task,), {"__slots__": (), "__module__": Task.__module__})
 
     def site(self, frame: FrameType | None) -> _Site:
         """The creation site of a call made in `frame`: the first frame outward that is not
@@ -196,24 +163,52 @@ class TaskBoard:
         parent = running(loop)
         if parent is None:
             return NO_PARENT
-        if type(parent) is self.task_class and (note := parent.note) is not None:
-            return note[0]
-        live = self.live.get(id(parent))
-        return live[0] if live is not None else parent.get_name()
+        note = self.noted(parent)
+        return note[0] if note is not None else parent.get_name()
 
     def noted(self, task: asyncio.Future[Any]) -> _Note | None:
         """A task's note, whichever road made it; None if it is not counted (or counted already)."""
-        if type(task) is self.task_class:
-            return task.note
+        mine = self.loops.get(id(task.get_loop()))
+        if mine is not None and (fresh := mine.fresh.get(id(task))) is not None:
+            return fresh[1:]
         live = self.live.get(id(task))
-        return live[:3] if live is not None else None
+        return live[:3] if live is not None and live[4]() is task else None
+
+    def sweep(self, mine: _LoopTasks) -> None:
+        """On the loop's thread (or once it is closed): count the outcomes of its fresh tasks that
+        are done, and note the others weakly, with a done callback."""
+        fresh = list(mine.fresh.values())
+        mine.fresh.clear()
+        loop_id = id(mine.loop)
+        for task, site, parent, start in fresh:
+            state = task._state  # one read for `done()` and `cancelled()`: every task comes here
+            if state == "FINISHED" and task._exception is None:
+                site.ok += 1
+            elif state != "PENDING":
+                self._counted(task, site)
+            else:
+                self.live[id(task)] = (site, parent, start, loop_id, weakref.ref(task))
+                task.add_done_callback(self.done)
+        # the tasks are let go of here: asyncio reports the unretrieved exceptions among them
+
+    def _counted(self, task: asyncio.Future[Any], site: _Site) -> str:
+        """Count a done task's outcome; if it failed and nobody looked, note it for the report."""
+        outcome = _count(task, site)
+        if getattr(task, "_log_traceback", False):
+            gone = functools.partial(self._gone, id(task))
+            self.unretrieved[id(task)] = (site, weakref.ref(task, gone))
+        return outcome
+
+    def _gone(self, key: int, _: object) -> None:
+        """A failed task was let go of (asyncio reported it before, if nobody had looked)."""
+        self.unretrieved.pop(key, None)
 
     def done(self, task: asyncio.Future[Any]) -> None:
-        """A done callback (tasks another factory made, or with task_spans): count its outcome, once."""
+        """A done callback: count its outcome, once."""
         live = self.live.pop(id(task), None)
         if live is None:
             return
-        outcome = _count(task, live[0])
+        outcome = self._counted(task, live[0])
         if self.task_spans and (start := self.span_starts.pop(id(task), None)) is not None:
             self._span(task, live, start, outcome)
 
@@ -226,14 +221,6 @@ class TaskBoard:
             })
         span.end()
 
-    def _forget(self, task: asyncio.Future[Any]) -> _Site | None:
-        """Take a task off the board, uncounted: its site, or None if it was not on it."""
-        if type(task) is self.task_class:
-            note, task.note = task.note, None
-            return note[0] if note is not None else None
-        live = self.live.pop(id(task), None)
-        return live[0] if live is not None else None
-
     def reported(self, context: dict[str, Any]) -> None:
         """A loop's exception report: counted when it is about a task destroyed pending or an
         exception never retrieved."""
@@ -245,11 +232,14 @@ class TaskBoard:
             kind = "never_retrieved"
         else:
             return
-        counted = self._forget(task) if task is not None else None
-        site = counted if counted is not None else self.other
+        site = self.other
+        if task is not None and (live := self.live.pop(id(task), None)) is not None:
+            site = live[0]
+            if kind == "never_retrieved":
+                site.error += 1  # taken off the board here: its outcome is counted here
+        elif task is not None and (failed := self.unretrieved.pop(id(task), None)) is not None:
+            site = failed[0]  # its outcome was counted when it was done
         setattr(site, kind, getattr(site, kind) + 1)
-        if counted is not None and kind == "never_retrieved":
-            site.error += 1  # taken off the board here: its outcome is counted here
         exc = context.get("exception")
         self.recent.append({
             "kind": kind, "time_ns": time.time_ns(), "site": _label(site),
@@ -259,45 +249,43 @@ class TaskBoard:
 
     def loop_closed(self, loop: asyncio.AbstractEventLoop) -> None:
         """Tasks of a closed loop that were still pending never finished: counted, and forgotten."""
-        for task, note in self._tasks([loop]):
-            if task.get_loop() is not loop:
+        mine = self.loops.pop(id(loop), None)
+        if mine is not None:
+            self.sweep(mine)
+        for key, live in list(self.live.items()):
+            task = live[4]()
+            if live[3] != id(loop) or task is None:
                 continue
             if task.done():
-                self._settle(task, note)
-            elif (site := self._forget(task)) is not None:
-                site.never_finished += 1
+                self.done(task)
+            elif self.live.pop(key, None) is not None:
+                live[0].never_finished += 1
 
-    def _tasks(self, loops: Iterable[asyncio.AbstractEventLoop]) -> list[tuple[asyncio.Future[Any], _Note]]:
-        """Every task on the board not yet counted, with its note."""
-        ours = self.task_class
-        found: list[tuple[asyncio.Future[Any], _Note]] = [
-            (task, note) for task in _held_tasks(loops) if type(task) is ours and (note := task.note) is not None
-        ]
+    def _pending(self) -> list[tuple[asyncio.Future[Any], _Note]]:
+        """Every pending task on the board, with its note; done ones not yet counted are counted
+        (the fresh ones only by their loop: a sweep on the loop's own thread, else its next one)."""
+        here = asyncio._get_running_loop()
+        found: list[tuple[asyncio.Future[Any], _Note]] = []
+        for mine in list(self.loops.values()):
+            if mine.loop is here:
+                self.sweep(mine)
+            found += [(fresh[0], fresh[1:]) for fresh in list(mine.fresh.values()) if not fresh[0].done()]
         for live in list(self.live.values()):
-            if (other := live[4]()) is not None:
-                found.append((other, (live[0], live[1], live[2])))
+            if (task := live[4]()) is None:
+                continue
+            if task.done():
+                self.done(task)
+            else:
+                found.append((task, live[:3]))
         return found
 
-    def _settle(self, task: asyncio.Future[Any], note: _Note) -> None:
-        """Count a done task that is still held (our `Task`) or whose callback has not run yet."""
-        if type(task) is self.task_class:
-            if self._forget(task) is not None:
-                _count(task, note[0])
-        else:
-            self.done(task)
-
-    def snapshot(self, loops: Iterable[asyncio.AbstractEventLoop]) -> dict[str, Any]:
-        """Counts per site, live tasks per site (oldest age, the oldest few, by parent), and recent
-        reports. `loops` are the instrumented loops (where asyncio lists pending tasks only)."""
+    def snapshot(self) -> dict[str, Any]:
+        """Counts per site, live tasks per site (oldest age, the oldest few, by parent), and recent reports."""
         now = time.monotonic()
         by_site: dict[int, list[tuple[asyncio.Future[Any], _Note]]] = {}
-        live_count = 0
-        for task, note in self._tasks(loops):
-            if task.done():
-                self._settle(task, note)
-            else:
-                live_count += 1
-                by_site.setdefault(id(note[0]), []).append((task, note))
+        pending = self._pending()
+        for task, note in pending:
+            by_site.setdefault(id(note[0]), []).append((task, note))
         sites = []
         for site in [*list(self.by_line.values()), self.other]:
             alive = sorted(by_site.get(id(site), []), key=lambda item: item[1][2])
@@ -316,7 +304,7 @@ class TaskBoard:
                 "oldest": [{"id": id(task), "name": _name(task), "age_s": round(now - note[2], 6)} for task, note in alive[:_OLDEST]],
                 "parents": dict(sorted(parents.items(), key=lambda kv: -kv[1])[:_PARENTS]),
             })
-        return {"sites": sites, "live": live_count, "recent": list(self.recent)}
+        return {"sites": sites, "live": len(pending), "recent": list(self.recent)}
 
 
 def _name(task: asyncio.Future[Any] | None) -> str:
@@ -332,17 +320,20 @@ def _label(site: _Site) -> str:
 
 
 def task_factory(board: TaskBoard, inner: TaskFactoryType | None, loop: asyncio.AbstractEventLoop) -> TaskFactoryType:
-    """A loop's task factory: the one it had (or the board's `Task`) makes the task, the board
+    """A loop's task factory: the one it had (or asyncio's `Task`) makes the task, the board
     notes it. A function, not an object with `__call__`: asyncio calls it for every task."""
     if inner is not None or board.task_spans:
         return functools.partial(_noted_by_callback, board, inner)
-    ours, sites, other, new_site = board.task_class, board.sites, board.other, board._new_site
+    sites, other, new_site, live = board.sites, board.other, board._new_site, board.live
+    mine = board.loops[id(loop)] = _LoopTasks(loop)
+    fresh = mine.fresh
+    sweep = functools.partial(board.sweep, mine)
     # The frame that called the factory: asyncio's `create_task` if the loop's is that one
     # (skipped at once), else the caller of the loop's own (uvloop's is not Python code).
     depth = 2 if type(loop).create_task is asyncio.BaseEventLoop.create_task else 1
 
     def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Future[Any]:
-        task = ours(coro, loop=loop, **kwargs)
+        task = Task(coro, loop=loop, **kwargs)
         frame: FrameType | None = sys._getframe(depth)
         while True:  # `TaskBoard.site`, inlined
             if frame is None:
@@ -355,13 +346,20 @@ def task_factory(board: TaskBoard, inner: TaskFactoryType | None, loop: asyncio.
                 break
             frame = frame.f_back
         site.created += 1
-        parent = running(loop)
+        parent: Any = running(loop)
         if parent is None:
-            task.note = (site, NO_PARENT, monotonic())
-        elif type(parent) is ours and (note := parent.note) is not None:
-            task.note = (site, note[0], monotonic())
+            up: _Site | str = NO_PARENT
+        elif (note := fresh.get(id(parent))) is not None:
+            up = note[1]
+        elif (known := live.get(id(parent))) is not None and known[4]() is parent:
+            up = known[0]
         else:  # a task made before instrumenting (the app's main task, often), or by an earlier board
-            task.note = (site, parent.get_name(), monotonic())
+            up = parent.get_name()
+        if not fresh:
+            loop.call_later(_SWEEP_S, sweep)
+        elif len(fresh) >= _SWEEP_AT:
+            sweep()
+        fresh[id(task)] = (task, site, up, monotonic())
         return task
 
     return factory
@@ -370,7 +368,7 @@ def task_factory(board: TaskBoard, inner: TaskFactoryType | None, loop: asyncio.
 def _noted_by_callback(board: TaskBoard, inner: TaskFactoryType | None, loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Future[Any]:
     """The factory's road when the loop had a factory of its own, or with task spans: its outcome
     is counted by a done callback."""
-    task = inner(loop, coro, **kwargs) if inner is not None else asyncio.Task(coro, loop=loop, **kwargs)
+    task = inner(loop, coro, **kwargs) if inner is not None else Task(coro, loop=loop, **kwargs)
     site = board.site(sys._getframe(1))
     site.created += 1
     board.live[id(task)] = (site, board.parent(loop), monotonic(), id(loop), weakref.ref(task))
