@@ -13,7 +13,6 @@ import functools
 import inspect
 import time
 import weakref
-from asyncio import current_task
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextvars import Token
 from typing import Any, ParamSpec, TypeGuard, TypeVar
@@ -26,7 +25,7 @@ from .. import telemetry
 from ..telemetry import DurationRecorder, add_attributes, semconv, writable
 from . import debug as _debug
 from .capture import ArgumentCapture, capture_into, exception_text, safe_repr
-from .loops import deadline, run_on_loop, running_loop, sleep
+from .loops import deadline, run_on_loop, running_loop, running_task, sleep, task_of
 from .options import Options
 from .outcome import outcome_of, qualified_type, record_error
 from .retry import RetryPolicy, testing
@@ -292,7 +291,7 @@ async def _traced_call(calls: Calls, fn: Callable[..., Awaitable[R]], args: tupl
     Under trio the policy applies too: its sleeps and deadlines are anyio's there (`loops`).
     """
     loop = running_loop()
-    call = calls.begin(args, kwargs, current_task() if loop is not None else None)
+    call = calls.begin(args, kwargs, task_of(loop) if loop is not None else None)
     if call.debug and loop is not None:
         _debug.enable_loop_debug(loop)
     try:
@@ -381,11 +380,7 @@ def wrap_coroutine_function(
         now = telemetry.recording()
         if now is None:
             return await fn(*args, **kwargs)  # nothing to record
-        try:
-            task = current_task()
-        except RuntimeError:  # not under asyncio (trio): there is no task to name
-            task = None
-        call = calls.open(now, args, kwargs, task)
+        call = calls.open(now, args, kwargs, running_task())  # no task under trio
         try:
             result = await fn(*args, **kwargs)
         except BaseException as exc:

@@ -8,33 +8,38 @@ import asyncio
 import concurrent.futures
 import contextvars
 import functools
+import sys
 import threading
 from collections.abc import Callable, Coroutine
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import Any, Protocol, TypeVar
 
-__all__ = ["Deadline", "deadline", "gather_in_task_group", "in_thread", "run_on_loop", "running_loop", "running_task", "sleep"]
+__all__ = ["Deadline", "deadline", "gather_in_task_group", "in_thread", "run_on_loop", "running_loop", "running_task", "sleep", "task_of"]
 
 T = TypeVar("T")
 _owned: dict[int, threading.Thread] = {}
 _lock = threading.Lock()
 
 
+_get_running_loop = asyncio.events._get_running_loop  # C: None when no asyncio loop runs this thread
+
+# The running task of a loop: 3.11's `asyncio.current_task` is Python code around this lookup.
+task_of: Callable[[asyncio.AbstractEventLoop], "asyncio.Task[Any] | None"] = (
+    asyncio.tasks._current_tasks.get if sys.version_info < (3, 12) else asyncio.current_task  # type: ignore[attr-defined]
+)
+
+
 def running_loop() -> asyncio.AbstractEventLoop | None:
     """The running asyncio loop, or None when the caller runs under another library (trio)."""
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
+    return _get_running_loop()
 
 
 def running_task() -> asyncio.Task[Any] | None:
-    """The running asyncio task, or None when the caller runs under another library (trio)."""
-    try:
-        return asyncio.current_task()
-    except RuntimeError:
-        return None
+    """The running asyncio task, or None when the caller runs under another library (trio).
+    Every traced call asks: two C calls, where `asyncio.current_task()` raises without a loop."""
+    loop = _get_running_loop()
+    return None if loop is None else task_of(loop)
 
 
 async def sleep(seconds: float) -> None:

@@ -34,6 +34,7 @@ from opentelemetry import context as otel_context
 from .. import telemetry
 from ..telemetry import semconv
 from .frames import INTERNAL, Where, where
+from .loops import task_of as running
 from .outcome import outcome_of
 
 __all__ = ["MAX_SITES", "OTHER", "TaskBoard", "task_factory", "ExceptionHandler"]
@@ -75,10 +76,6 @@ _Live = tuple[_Site, "_Site | str", float, int, "weakref.ref[asyncio.Future[Any]
 _SWEEP_S = 0.05  # at most this long a done task is held (while its loop runs) before it is counted
 _SWEEP_AT = 1024  # fresh tasks that make the factory count them at once: what is held is bounded
 
-# The running task of a loop: 3.11's `asyncio.current_task` is Python code around this lookup.
-running: Callable[[asyncio.AbstractEventLoop], "asyncio.Task[Any] | None"] = (
-    asyncio.tasks._current_tasks.get if sys.version_info < (3, 12) else asyncio.current_task  # type: ignore[attr-defined]
-)
 
 def _count(task: asyncio.Future[Any], site: _Site) -> str:
     """Count a done task's outcome on its site."""
