@@ -79,6 +79,15 @@ def _variants() -> dict[str, Callable[[str], Awaitable[str]]]:
             return plain(query)
 
     traced_plain = opto.trace(plain)
+    traced = opto.trace.async_trace(bare)
+
+    # A new str each call (its making paid by both): no argument or result is the object of the
+    # call before, which capture would take the remembered text of.
+    async def otel_fresh(query: str) -> str:
+        return await hand_written(query[:-1] + "?")
+
+    async def opto_fresh(query: str) -> str:
+        return await traced(query[:-1] + "?")
 
     # A plain function's variants are awaited through the same one-line coroutine: both pay it.
     async def otel_plain(query: str) -> str:
@@ -90,10 +99,12 @@ def _variants() -> dict[str, Callable[[str], Awaitable[str]]]:
     return {
         "bare": bare,
         "otel": hand_written,
-        "opto": opto.trace.async_trace(bare),
+        "opto": traced,
         "opto_nocap": opto.trace.async_trace(capture_args=False, capture_result=False)(bare),
         "otel_plain": otel_plain,
         "opto_plain": opto_plain,
+        "otel_fresh": otel_fresh,
+        "opto_fresh": opto_fresh,
     }
 
 
@@ -128,23 +139,27 @@ def _against_child() -> None:
     """Child process for --against: µs per call of the traced variants and their wrappers, one line."""
     install_tracer_provider(max_queue_size=1 << 20)
     variants = _variants()
-    r = asyncio.run(_interleaved({k: variants[k] for k in ("otel", "opto", "otel_plain", "opto_plain")}))
-    print(f"{r['otel']:.3f} {r['opto']:.3f} {r['otel_plain']:.3f} {r['opto_plain']:.3f}")
+    r = asyncio.run(_interleaved({k: variants[k] for k in ("otel", "opto", "otel_plain", "opto_plain", "otel_fresh", "opto_fresh")}))
+    print(f"{r['otel']:.3f} {r['opto']:.3f} {r['otel_plain']:.3f} {r['opto_plain']:.3f} {r['otel_fresh']:.3f} {r['opto_fresh']:.3f}")
 
 
 def _against(other: str) -> None:
     """This tree's SDK against `other` (another checkout's sdk/ folder), in the same run."""
     trees = {"this": None, "other": other}
-    ratios: dict[str, dict[str, list[float]]] = {t: {"async": [], "plain": []} for t in trees}
+    ratios: dict[str, dict[str, list[float]]] = {t: {"async": [], "plain": [], "fresh": []} for t in trees}
     for _ in range(3):  # alternate, so that drift in the machine's load hits both alike
         for tree, path in trees.items():
             env = {**os.environ, **({"PYTHONPATH": path} if path else {})}
             out = subprocess.run([sys.executable, __file__, "--against-child"], capture_output=True, text=True, check=True, env=env)
-            otel, traced, otel_plain, traced_plain = map(float, out.stdout.split())
+            otel, traced, otel_plain, traced_plain, otel_fresh, traced_fresh = map(float, out.stdout.split())
             ratios[tree]["async"].append(traced / otel)
             ratios[tree]["plain"].append(traced_plain / otel_plain)
+            ratios[tree]["fresh"].append(traced_fresh / otel_fresh)
     print(f"\n{'this tree against ' + other:<44}{'this':>9}{'other':>9}{'ratio':>8}")
-    for kind, label in (("async", "@async_trace / hand-written wrapper"), ("plain", "@opto.trace / hand-written wrapper")):
+    for kind, label in (
+        ("async", "@async_trace / hand-written wrapper"), ("plain", "@opto.trace / hand-written wrapper"),
+        ("fresh", "a new str each call: @async_trace / wrapper"),
+    ):
         this, that = statistics.median(ratios["this"][kind]), statistics.median(ratios["other"][kind])
         print(f"{label:<44}{this:>9.3f}{that:>9.3f}{this / that:>8.3f}")
     print(f"\n{'instructions per call (valgrind)':<44}{'this':>9}{'other':>9}{'ratio':>8}")
@@ -200,7 +215,7 @@ def main() -> None:
     provider, exporter = install_tracer_provider(max_queue_size=1 << 20)
     r = asyncio.run(_interleaved(_variants()))
     provider.force_flush()
-    expected = 5 * 3 * (ROUNDS * CALLS + 500)
+    expected = 7 * 3 * (ROUNDS * CALLS + 500)
     child = subprocess.run([sys.executable, __file__, "--no-sdk"], capture_output=True, text=True, check=True)
     nosdk_bare, nosdk_opto = map(float, child.stdout.split())
 
@@ -211,6 +226,8 @@ def main() -> None:
     print(f"{'@async_trace (capture off)':<44}{r['opto_nocap']:>10.2f}{r['opto_nocap'] / r['otel']:>9.2f}")
     print(f"{'plain function: hand-written wrapper':<44}{r['otel_plain']:>10.2f}{1.0:>9.2f}")
     print(f"{'plain function: @opto.trace':<44}{r['opto_plain']:>10.2f}{r['opto_plain'] / r['otel_plain']:>9.2f}")
+    print(f"{'a new str each call: hand-written wrapper':<44}{r['otel_fresh']:>10.2f}{1.0:>9.2f}")
+    print(f"{'a new str each call: @async_trace':<44}{r['opto_fresh']:>10.2f}{r['opto_fresh'] / r['otel_fresh']:>9.2f}")
     print(f"{'no SDK: bare coroutine':<44}{nosdk_bare:>10.2f}")
     print(f"{'no SDK: @async_trace':<44}{nosdk_opto:>10.2f}   (+{nosdk_opto - nosdk_bare:.2f} µs)")
     print(f"spans exported: {exporter.count} of {expected}")

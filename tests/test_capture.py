@@ -100,3 +100,26 @@ async def test_fast_attach_and_detach_keep_spans_nested(spans) -> None:
     assert otel_trace.get_current_span() is before
     parent = spans.one(outer.__qualname__)
     assert spans.one(inner.__qualname__).parent.span_id == parent.context.span_id
+
+
+async def test_a_remembered_argument_and_result_read_as_the_first_capture(spans) -> None:
+    """The same str or int object again takes its remembered text; a secret-looking one never is
+    remembered (masked every time), nor a str subclass or a long str, whose text is made anew."""
+
+    class Text(str):
+        def __repr__(self) -> str:
+            return "Text(...)"
+
+    @opto.trace.async_trace
+    async def echo(query: object, *, k: object = 0) -> object:
+        return query
+
+    token = "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl"
+    long = "x" * 300
+    values: list[object] = ["what is tracing?", 7, 10**9, token, Text("sub"), long]
+    for value in values + values:
+        await echo(value, k=value)
+    got = [(s.attributes["opto.arg.query"], s.attributes["opto.arg.k"], s.attributes[semconv.RESULT]) for s in spans.all()]
+    first = [safe_repr(v) for v in values]
+    assert [g[0] for g in got] == [g[1] for g in got] == [g[2] for g in got] == first + first
+    assert MASK in first[3] and "eyJ" not in first[3] and first[4] == "'sub'"

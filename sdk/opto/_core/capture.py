@@ -22,7 +22,8 @@ from ..telemetry import scrub, semconv
 
 __all__ = [
     "MASK", "DEFAULT_MAX_LENGTH", "REPR_BUDGET_S", "looks_secret", "safe_repr", "capture_into",
-    "exception_text", "exception_stacktrace", "ArgumentCapture", "capture_named", "scrub_text", "attribute_value",
+    "exception_text", "exception_stacktrace", "ArgumentCapture", "Remembered", "capture_named", "scrub_text",
+    "attribute_value",
 ]
 
 MASK = scrub.MASK
@@ -36,6 +37,7 @@ _FLAT_STR = 256
 _FLAT_INT = 1 << 64
 _INT_CHARS = 20  # the most characters such an int's repr takes
 _DEPTH = 3  # containers nested deeper are described by type and size
+_REMEMBER_STR = 256  # a clean str this short is remembered with its text, per argument and result
 
 # Types whose __repr__ went over budget are skipped, and the fields of record types (dataclass,
 # pydantic) are remembered, up to _KNOWN_MAX types each.
@@ -393,29 +395,38 @@ class ArgumentCapture:
 
     def _plan(self) -> None:
         self._rules = scrub.rules
-        # (attribute key, the secret-looking part of the name or None, skipped) per positional parameter
+        # (attribute key, the secret-looking part of the name or None, skipped, its last value and
+        # text) per positional parameter
         self.positional = tuple(
-            (semconv.ARG_PREFIX + name, _secret_part(name), i == 0 and name in _SELF_NAMES)
+            (semconv.ARG_PREFIX + name, _secret_part(name), i == 0 and name in _SELF_NAMES, Remembered())
             for i, name in enumerate(self._names)
         )
-        self._keyword: dict[str, tuple[str, str | None]] = {}  # the same for keyword names, as they are seen
+        self._keyword: dict[str, tuple[str, str | None, Remembered]] = {}  # the same for keyword names, as they are seen
 
     def add(self, out: dict[str, Any], args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
         """Add the call's `opto.arg.<name>` attributes to `out` (and `opto.capture.error` if needed)."""
         if self._rules is not scrub.rules:
             self._plan()
         limit = self._limit
-        # capture_into's first two roads (a short clean str, a small int) are inlined here: they
-        # take most arguments, and a Python call costs as much as the road itself.
-        for (key, secret, skipped), value in zip(self.positional, args):
+        # A str or int that is the very object this parameter had last time takes its text again;
+        # capture_into's first two roads (a short clean str, a small int) are inlined for the rest:
+        # they take most arguments, and a Python call costs as much as the road itself.
+        for (key, secret, skipped, last), value in zip(self.positional, args):
             if secret is not None:
                 _capture_masked(out, key, value, secret, limit)
             elif not skipped:
+                seen = last.seen
+                if seen[0] is value:
+                    out[key] = seen[1]
+                    continue
                 t = type(value)
-                if (t is str and len(value) <= limit and not _suspect(value)) or (
-                    t is int and -_FLAT_INT < value < _FLAT_INT and limit > _INT_CHARS
-                ):
-                    out[key] = repr(value)
+                if t is str and len(value) <= limit and not _suspect(value):
+                    out[key] = text = repr(value)
+                    if len(value) <= _REMEMBER_STR:
+                        last.seen = (value, text)
+                elif t is int and -_FLAT_INT < value < _FLAT_INT and limit > _INT_CHARS:
+                    out[key] = text = repr(value)
+                    last.seen = (value, text)
                 else:
                     capture_into(out, key, value, limit)
         if len(args) > len(self.positional):
@@ -426,19 +437,46 @@ class ArgumentCapture:
                 plan = keyword.get(name) if type(name) is str else None
                 if plan is None:
                     name = str.__getitem__(name, slice(None, 200))  # a str subclass's own methods are not called
-                    plan = (semconv.ARG_PREFIX + name, _secret_part(name))
+                    plan = (semconv.ARG_PREFIX + name, _secret_part(name), Remembered())
                     if len(keyword) < _KNOWN_MAX:
                         keyword[name] = plan
                 if plan[1] is not None:
                     _capture_masked(out, plan[0], value, plan[1], limit)
-                    continue
-                t = type(value)
-                if (t is str and len(value) <= limit and not _suspect(value)) or (
-                    t is int and -_FLAT_INT < value < _FLAT_INT and limit > _INT_CHARS
-                ):
-                    out[plan[0]] = repr(value)
                 else:
-                    capture_into(out, plan[0], value, limit)
+                    plan[2].capture(out, plan[0], value, limit)
+
+
+class Remembered:
+    """The last str or int captured in one place (an argument, a result) and its text: the same
+    object next time (a literal, a constant, a small int) takes that text again, with no check or
+    `repr`. Holds a reference to it (a str only up to `_REMEMBER_STR` characters). The scrub rules
+    cannot change what such a value's text is: only text the fixed pre-check (`scrub.suspect`)
+    flags is searched for secrets, and that is never remembered."""
+
+    __slots__ = ("seen",)
+
+    def __init__(self) -> None:
+        self.seen: tuple[object, str] = (_NOTHING, "")  # replaced whole: a reader never sees half of it
+
+    def capture(self, out: dict[str, Any], key: str, value: Any, limit: int) -> None:
+        """`capture_into(out, key, value, limit)`, remembering a clean str or small int."""
+        seen = self.seen
+        if seen[0] is value:
+            out[key] = seen[1]
+            return
+        t = type(value)
+        if t is str and len(value) <= limit and not _suspect(value):
+            out[key] = text = repr(value)
+            if len(value) <= _REMEMBER_STR:
+                self.seen = (value, text)
+        elif t is int and -_FLAT_INT < value < _FLAT_INT and limit > _INT_CHARS:
+            out[key] = text = repr(value)
+            self.seen = (value, text)
+        else:
+            capture_into(out, key, value, limit)
+
+
+_NOTHING = object()
 
 
 def capture_named(out: dict[str, Any], key: str, name: str, value: Any, limit: int) -> None:

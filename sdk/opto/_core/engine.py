@@ -24,7 +24,7 @@ from opentelemetry.trace import Span, Status, StatusCode, Tracer
 from .. import telemetry
 from ..telemetry import DurationRecorder, add_attributes, semconv, writable
 from . import debug as _debug
-from .capture import ArgumentCapture, capture_into, exception_text, safe_repr
+from .capture import ArgumentCapture, Remembered, exception_text, safe_repr
 from .loops import deadline, run_on_loop, running_loop, running_task, sleep, task_of
 from .options import Options
 from .outcome import outcome_of, qualified_type, record_error
@@ -58,7 +58,7 @@ def code_attributes(fn: Callable[..., Any], name: str, kind: str) -> dict[str, A
 class Calls:
     """Per-function bookkeeping shared by all calls of one traced function."""
 
-    __slots__ = ("name", "opts", "static", "capture", "active", "metric_attrs", "room", "limiters", "__weakref__")
+    __slots__ = ("name", "opts", "static", "capture", "result", "active", "metric_attrs", "room", "limiters", "__weakref__")
 
     def __init__(self, fn: Callable[..., Any], opts: Options, kind: str) -> None:
         self.name = opts.name or fn.__qualname__
@@ -67,6 +67,7 @@ class Calls:
         if opts.timeout is not None:
             self.static[semconv.TIMEOUT_S] = float(opts.timeout)
         self.capture = ArgumentCapture(fn, opts.max_repr) if opts.capture_args else None
+        self.result = Remembered()  # the last result captured, and its text
         # The function's own limit (`max_concurrent`), one for every call in the process.
         self.limiters: tuple[Limiter, ...] = (Limiter(opts.max_concurrent),) if opts.max_concurrent is not None else ()
         self.active = 0
@@ -171,7 +172,7 @@ class Call:
                 out[semconv.OUTCOME] = outcome
                 out[semconv.ATTEMPTS] = self.count
                 if calls.opts.capture_result:
-                    capture_into(out, semconv.RESULT, value, calls.opts.max_repr)
+                    calls.result.capture(out, semconv.RESULT, value, calls.opts.max_repr)
             elif span.is_recording():
                 self._describe_end(outcome, value, more)
             span.end()
@@ -191,7 +192,7 @@ class Call:
             attrs.update(more)
         if outcome == semconv.OUTCOME_OK:
             if opts.capture_result:
-                capture_into(attrs, semconv.RESULT, value, opts.max_repr)
+                self.calls.result.capture(attrs, semconv.RESULT, value, opts.max_repr)
         elif outcome == semconv.OUTCOME_CANCELLED:
             span.add_event(semconv.EVENT_CANCELLED, {semconv.ATTEMPT: self.count})
         elif outcome == semconv.OUTCOME_TIMEOUT:
