@@ -12,9 +12,11 @@ import re
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -179,6 +181,36 @@ def test_shutdown_returns_within_its_time_limit_when_the_collector_never_answers
         proc = run(program, {"otlp_endpoint": url}, clean_env(OTEL_EXPORTER_OTLP_TIMEOUT="600"))
     assert proc.stdout.splitlines()[-1] == "shutdown returned"
     assert "telemetry not exported within 0.5s at shutdown was dropped" in proc.stderr
+
+
+def test_a_collector_that_answers_503_until_the_exporter_gives_up_every_span_is_counted() -> None:
+    """A collector that is up but refuses every export (the dashboard's door on a full disk answers
+    503): the exporter retries until its timeout, then every span is counted as failed, none lost."""
+    refused: list[str] = []
+
+    class Unavailable(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            refused.append(self.path)
+            self.send_response(503)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Unavailable)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        proc = run(TRACED_PROGRAM, {"otlp_endpoint": url}, clean_env(OTEL_EXPORTER_OTLP_TIMEOUT="1"))
+    finally:
+        server.shutdown()
+        server.server_close()
+    sent = json.loads(proc.stdout)
+    assert "/v1/traces" in refused
+    assert f"did not get {len(sent)} spans: {len(sent)} in exports that failed, 0 dropped" in proc.stderr, proc.stderr
 
 
 PHASED_PROGRAM = """
