@@ -408,9 +408,8 @@ class ArgumentCapture:
         if self._rules is not scrub.rules:
             self._plan()
         limit = self._limit
-        # A str or int that is the very object this parameter had last time takes its text again;
-        # capture_into's first two roads (a short clean str, a small int) are inlined for the rest:
-        # they take most arguments, and a Python call costs as much as the road itself.
+        # A str or int that is the very object this parameter had last time takes its text again
+        # (inlined: most arguments of most calls are, and a Python call costs as much as the road).
         for (key, secret, skipped, last), value in zip(self.positional, args):
             if secret is not None:
                 _capture_masked(out, key, value, secret, limit)
@@ -418,17 +417,8 @@ class ArgumentCapture:
                 seen = last.seen
                 if seen[0] is value:
                     out[key] = seen[1]
-                    continue
-                t = type(value)
-                if t is str and len(value) <= limit and not _suspect(value):
-                    out[key] = text = repr(value)
-                    if len(value) <= _REMEMBER_STR:
-                        last.seen = (value, text)
-                elif t is int and -_FLAT_INT < value < _FLAT_INT and limit > _INT_CHARS:
-                    out[key] = text = repr(value)
-                    last.seen = (value, text)
                 else:
-                    capture_into(out, key, value, limit)
+                    last.capture(out, key, value, limit)
         if len(args) > len(self.positional):
             capture_into(out, self._var_positional, args[len(self.positional):], limit)
         if kwargs:
@@ -442,6 +432,8 @@ class ArgumentCapture:
                         keyword[name] = plan
                 if plan[1] is not None:
                     _capture_masked(out, plan[0], value, plan[1], limit)
+                elif (seen := plan[2].seen)[0] is value:
+                    out[plan[0]] = seen[1]
                 else:
                     plan[2].capture(out, plan[0], value, limit)
 
