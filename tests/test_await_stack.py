@@ -1,15 +1,19 @@
-"""Await stacks: where a task or a traced call is awaiting now, answered read-only and only with consent."""
+"""Await stacks: where a task or a traced call is awaiting now, answered read-only and only with consent;
+and the asyncio frame and the answer carry the fields docs/api.md shows."""
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import inspect
+import time
 from typing import Any
 
 import uvloop
 
 import opto
 from opto._core import instrument
+from test_docs import ROOT, json_values
 
 HERE = __file__
 
@@ -97,3 +101,45 @@ def test_uvloop_the_await_stack_names_the_line() -> None:
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         answer = runner.run(main())
     assert {"file": HERE, "line": _line_of("# stuck here", _stuck), "function": "_stuck"} in answer["frames"]
+
+
+def _same_shape(documented: Any, real: Any, path: str = "$") -> None:
+    """`real` has the fields `documented` has, at every level (a list: its first items; `parents`
+    maps the parents' names, which differ, to counts)."""
+    if isinstance(documented, dict):
+        assert isinstance(real, dict), path
+        if path.endswith(".parents"):
+            return
+        assert set(real) == set(documented), (path, sorted(real), sorted(documented))
+        for key, value in documented.items():
+            _same_shape(value, real[key], f"{path}.{key}")
+    elif isinstance(documented, list) and documented:
+        assert isinstance(real, list) and real, path
+        _same_shape(documented[0], real[0], f"{path}[0]")
+
+
+async def test_the_asyncio_frame_and_the_stack_answer_have_the_fields_docs_api_md_shows() -> None:
+    documented = {
+        v["type"]: v for v in json_values(ROOT / "docs" / "api.md") if isinstance(v, dict) and ("frames" in v or v.get("type") == "asyncio")
+    }
+    opto.instrument_asyncio()
+    task, event, span_id = await _stuck_call()  # a live task, and a traced call in flight
+
+    async def fails() -> None:
+        raise KeyError("x")
+
+    failed: Any = asyncio.create_task(fails())
+    await asyncio.wait([failed])
+    del failed
+    instrument.asyncio_snapshot()  # the loop's sweep lets it go: asyncio reports it never retrieved
+    gc.collect()
+    while not any(a.health is not None and a.health.thread_id is not None for a in instrument._loops.values()):
+        await asyncio.sleep(0)  # until the monitor's first beat, so the watchdog knows the loop's thread
+    time.sleep(0.3)  # blocks the loop: an incident
+    await asyncio.sleep(0)
+    snapshot = instrument.asyncio_snapshot()
+    assert snapshot is not None and snapshot["tasks"]["recent"] and snapshot["loops"][0]["incidents"]
+    _same_shape({k: v for k, v in documented["asyncio"].items() if k != "type"}, snapshot)
+    _same_shape(documented["stack"], await _ask({"id": 12, "span_id": span_id}))
+    event.set()
+    await task

@@ -72,6 +72,22 @@ async def test_the_frames_docs_api_md_shows_a_client_sending_are_taken_as_it_say
     assert dashboard.get("/api/live")["ingest"]["behind"] == 1
 
 
+async def test_the_replies_docs_api_md_shows_are_the_ones_the_dashboard_sends(dashboard: Dashboard) -> None:
+    """The page's `ack` with a refused span and its `invalid frame` error, made happen: the same
+    fields, and the same refusal and detail text."""
+    documented = [v for v in json_values(ROOT / "docs" / "api.md") if isinstance(v, dict) and v.get("type") in ("ack", "error")]
+    ack = next(v for v in documented if v["type"] == "ack")
+    invalid = next(v for v in documented if v["type"] == "error" and v["msg"] == "invalid frame")
+    trace = new_trace()
+    spans = [span_record(trace, new_span()) for _ in range(3)] + [span_record(trace, "xyz")]
+    async with connect(dashboard.ws_url + "/ws/ingest") as ws:
+        await ws.send(hello_frame())
+        got = await send_batch(ws, ack["seq"], spans)
+        assert got == {**ack, "stored": 3}
+        await ws.send('{"type": "batch", "seq": "7", "spans": []}')  # a seq it cannot read: answered with none
+        assert await reply(ws) == invalid
+
+
 async def test_a_behind_frame_before_hello_is_refused_and_a_flood_of_them_only_counts(dashboard: Dashboard) -> None:
     """Hostile `behind` frames: before a hello, refused and not counted; 1,000 of them (with stray
     fields) after it only count, and every batch is still stored."""
