@@ -17,6 +17,10 @@ Run: .venv/bin/python bench/store_scale.py --spans 10000000
    without it, it sends as fast as the server acks, 5% of the store's spans.
 3. Bytes on disk per span: the database file after a checkpoint, over the spans stored; and by
    table and index (SQLite's `dbstat`).
+
+`--shape sdk` gives each span the further attributes the SDK writes on a traced call: its kind,
+concurrency, the asyncio task's default name (new for every span), a small int argument and a
+result text new for every trace (an LLM's answer is), 12 in all.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ SPANS_PER_FRAME = 1000
 WINDOW = 16
 SERVICES = ("checkout", "search", "billing")
 DAY_NS = 86_400 * 10**9
+SHAPE = os.environ.get("STORE_SCALE_SHAPE", "synthetic")  # `--shape`, passed to the feeder processes this way
 
 
 class Server:
@@ -96,10 +101,17 @@ def trace_spans(t: int, start: int) -> list[dict[str, object]]:
             "attributes": {"opto.outcome": outcome, "opto.attempts": 2 if events and outcome == "ok" else 1,
                            "opto.function": name, "code.function.name": name.rpartition(".")[2],
                            "code.file.path": "/app/agent.py", "code.line.number": 40 + i,
-                           "opto.arg.query": f"'question {t % 1000}'"},
+                           "opto.arg.query": f"'question {t % 1000}'",
+                           **(_sdk_attributes(t, i) if SHAPE == "sdk" else {})},
             "events": events, "resource": {"service.name": service}, "scope": {"name": "opto", "version": "0.2.0"},
         })
     return spans
+
+
+def _sdk_attributes(t: int, i: int) -> dict[str, object]:
+    """What else the SDK writes on a traced call's span."""
+    return {"opto.kind": "call", "opto.concurrency": t % 8, "opto.task.name": f"Task-{t * SPANS_PER_TRACE + i}",
+            "opto.arg.k": str(t % 10), "opto.result": f"'answer {t} of step {i}'"}
 
 
 def frames(first_trace: int, traces: int, t0: int, gap_ns: int, seq: Iterator[int]) -> Iterator[tuple[int, str]]:
@@ -333,7 +345,11 @@ def main() -> None:
     parser.add_argument("--ingest-rate", type=float, default=None, metavar="N",
                         help="while the requests are timed during ingest, feed N spans a second on a schedule, "
                              "until their timing ends (default: as fast as the server acks, 5%% of the store)")
+    parser.add_argument("--shape", choices=("synthetic", "sdk"), default="synthetic",
+                        help="the spans' attributes: 7 (default), or the 12 the SDK writes on a traced call")
     args = parser.parse_args()
+    global SHAPE
+    SHAPE = os.environ["STORE_SCALE_SHAPE"] = args.shape
     if args.ingest_rate is not None and not args.ingest_rate > 0:
         parser.error("--ingest-rate must be above 0 spans a second")
     if args.reuse and (args.db is None or not args.db.exists()):
