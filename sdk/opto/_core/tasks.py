@@ -34,7 +34,7 @@ from opentelemetry import context as otel_context
 from .. import telemetry
 from ..telemetry import semconv
 from .frames import INTERNAL, Where, where
-from .loops import task_of as running
+from .loops import task_of
 from .outcome import outcome_of
 
 __all__ = ["MAX_SITES", "OTHER", "TaskBoard", "task_factory", "ExceptionHandler"]
@@ -75,21 +75,6 @@ _Fresh = tuple["asyncio.Future[Any]", _Site, "_Site | str", float]
 _Live = tuple[_Site, "_Site | str", float, int, "weakref.ref[asyncio.Future[Any]]"]
 _SWEEP_S = 0.05  # at most this long a done task is held (while its loop runs) before it is counted
 _SWEEP_AT = 1024  # fresh tasks that make the factory count them at once: what is held is bounded
-
-
-def _count(task: asyncio.Future[Any], site: _Site) -> str:
-    """Count a done task's outcome on its site."""
-    if task.cancelled():
-        site.cancelled += 1
-        return semconv.OUTCOME_CANCELLED
-    # `_exception`, not `exception()`: asking would mark it retrieved, and asyncio would no
-    # longer report an exception the app never looked at.
-    exc = getattr(task, "_exception", None)
-    if exc is not None:
-        site.error += 1
-        return outcome_of(exc)
-    site.ok += 1
-    return semconv.OUTCOME_OK
 
 
 @dataclass(slots=True)
@@ -157,7 +142,7 @@ class TaskBoard:
 
     def parent(self, loop: asyncio.AbstractEventLoop) -> _Site | str:
         """The running task of `loop`, as a new task's parent."""
-        parent = running(loop)
+        parent = task_of(loop)
         if parent is None:
             return NO_PARENT
         note = self.noted(parent)
@@ -189,12 +174,22 @@ class TaskBoard:
         # the tasks are let go of here: asyncio reports the unretrieved exceptions among them
 
     def _counted(self, task: asyncio.Future[Any], site: _Site) -> str:
-        """Count a done task's outcome; if it failed and nobody looked, note it for the report."""
-        outcome = _count(task, site)
+        """Count a done task's outcome on its site; a failure nobody has looked at yet is noted
+        for asyncio's report of it."""
+        if task.cancelled():
+            site.cancelled += 1
+            return semconv.OUTCOME_CANCELLED
+        # `_exception`, not `exception()`: asking would mark it retrieved, and asyncio would no
+        # longer report an exception the app never looked at.
+        exc = getattr(task, "_exception", None)
+        if exc is None:
+            site.ok += 1
+            return semconv.OUTCOME_OK
+        site.error += 1
         if getattr(task, "_log_traceback", False):
             gone = functools.partial(self._gone, id(task))
             self.unretrieved[id(task)] = (site, weakref.ref(task, gone))
-        return outcome
+        return outcome_of(exc)
 
     def _gone(self, key: int, _: object) -> None:
         """A failed task was let go of (asyncio reported it before, if nobody had looked)."""
@@ -343,8 +338,8 @@ def task_factory(board: TaskBoard, inner: TaskFactoryType | None, loop: asyncio.
                 break
             frame = frame.f_back
         site.created += 1
-        parent: Any = running(loop)
-        if parent is None:
+        parent: Any = task_of(loop)
+        if parent is None:  # `TaskBoard.parent`, inlined
             up: _Site | str = NO_PARENT
         elif (note := fresh.get(id(parent))) is not None:
             up = note[1]
