@@ -464,6 +464,8 @@ class Remembered:
         elif t is int and -_FLAT_INT < value < _FLAT_INT and limit > _INT_CHARS:
             out[key] = text = repr(value)
             self.seen = (value, text)
+        elif t in _FLAT_TYPES and (flat := _flat_repr(value)) is not None:  # a new small dict or list each call
+            out[key] = flat if len(flat) <= limit else _cut(flat, limit)
         else:
             capture_into(out, key, value, limit)
 

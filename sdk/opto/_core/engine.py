@@ -13,6 +13,7 @@ import functools
 import inspect
 import time
 import weakref
+from time import perf_counter
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextvars import Token
 from typing import Any, ParamSpec, TypeGuard, TypeVar
@@ -22,7 +23,8 @@ from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.trace import Span, Status, StatusCode, Tracer
 
 from .. import telemetry
-from ..telemetry import DurationRecorder, add_attributes, semconv, writable
+from ..telemetry import DurationRecorder, add_attributes, attach_span, recording, semconv, writable
+from ..telemetry.semconv import ATTEMPTS, CONCURRENCY, OUTCOME, OUTCOME_OK, RESULT, TASK_NAME
 from . import debug as _debug
 from .capture import ArgumentCapture, Remembered, exception_text, safe_repr
 from .loops import deadline, run_on_loop, running_loop, running_task, sleep, task_of
@@ -58,7 +60,7 @@ def code_attributes(fn: Callable[..., Any], name: str, kind: str) -> dict[str, A
 class Calls:
     """Per-function bookkeeping shared by all calls of one traced function."""
 
-    __slots__ = ("name", "opts", "static", "capture", "result", "active", "metric_attrs", "room", "limiters", "__weakref__")
+    __slots__ = ("name", "opts", "static", "capture", "result", "limit", "active", "metric_attrs", "room", "limiters", "__weakref__")
 
     def __init__(self, fn: Callable[..., Any], opts: Options, kind: str) -> None:
         self.name = opts.name or fn.__qualname__
@@ -67,7 +69,8 @@ class Calls:
         if opts.timeout is not None:
             self.static[semconv.TIMEOUT_S] = float(opts.timeout)
         self.capture = ArgumentCapture(fn, opts.max_repr) if opts.capture_args else None
-        self.result = Remembered()  # the last result captured, and its text
+        self.result = Remembered() if opts.capture_result else None  # the last result captured, and its text
+        self.limit = opts.max_repr
         # The function's own limit (`max_concurrent`), one for every call in the process.
         self.limiters: tuple[Limiter, ...] = (Limiter(opts.max_concurrent),) if opts.max_concurrent is not None else ()
         self.active = 0
@@ -82,19 +85,20 @@ class Calls:
     def describe(self, attrs: dict[str, Any], args: tuple[Any, ...], kwargs: dict[str, Any], task: asyncio.Task[Any] | None) -> None:
         """Write what a call starts with into `attrs`: its code, concurrency, task and arguments."""
         attrs.update(self.static)
-        attrs[semconv.CONCURRENCY] = self.active
+        attrs[CONCURRENCY] = self.active
         if task is not None:
-            attrs[semconv.TASK_NAME] = task.get_name()
-        if self.capture is not None:
-            self.capture.add(attrs, args, kwargs)
+            attrs[TASK_NAME] = task.get_name()
+        capture = self.capture
+        if capture is not None:
+            capture.add(attrs, args, kwargs)
 
     def begin(
         self, args: tuple[Any, ...], kwargs: dict[str, Any], task: asyncio.Task[Any] | None, *, current: bool = True
     ) -> Call:
         """Start a call the careful way (the policy path, streams): its span, made current unless
         `current` is false, and in debug mode its creation stack."""
-        t0 = time.perf_counter()
-        now = telemetry.recording()
+        t0 = perf_counter()
+        now = recording()
         tracer = now[0] if now is not None else telemetry.tracer()
         debug = self.opts.debug or _debug.switch.on
         handoff = HANDOFF.get()  # an item this task got from an AsyncQueue: link to its producer
@@ -120,9 +124,9 @@ class Calls:
     ) -> Call:
         """`begin` for a call with no policy, in as few Python-level calls as can be: the span's
         attribute map is written in place when `writable`."""
-        t0 = time.perf_counter()
+        t0 = perf_counter()
         handoff = HANDOFF.get()
-        span = now[0].start_span(self.name, links=handoff.links() if handoff is not None else None)
+        span = now[0].start_span(self.name, links=None if handoff is None else handoff.links())
         self.active += 1
         out = writable(span, self.room + len(kwargs))
         if out is None:
@@ -132,7 +136,7 @@ class Calls:
                 add_attributes(span, attrs)
             return Call(self, t0, span, None, 0, _activate(span) if current else None, now[1], False)
         self.describe(out, args, kwargs, task)
-        return Call(self, t0, span, out, len(out), telemetry.attach_span(span) if current else None, now[1], False)
+        return Call(self, t0, span, out, len(out), attach_span(span) if current else None, now[1], False)
 
 
 class Call:
@@ -166,18 +170,20 @@ class Call:
         try:
             calls.active -= 1
             out = self.out
-            if out is not None and outcome == semconv.OUTCOME_OK and len(out) == self.written and span.is_recording():
+            if out is not None and outcome == OUTCOME_OK and len(out) == self.written and span.is_recording():
                 if more:  # nothing else wrote to the span: the in-place way
                     out.update(more)
-                out[semconv.OUTCOME] = outcome
-                out[semconv.ATTEMPTS] = self.count
-                if calls.opts.capture_result:
-                    calls.result.capture(out, semconv.RESULT, value, calls.opts.max_repr)
+                out[OUTCOME] = outcome
+                out[ATTEMPTS] = self.count
+                result = calls.result
+                if result is not None:
+                    result.capture(out, RESULT, value, calls.limit)
             elif span.is_recording():
                 self._describe_end(outcome, value, more)
             span.end()
-            if self.durations is not None:
-                self.durations.record(time.perf_counter() - self.t0, calls.metric_attrs[outcome])
+            durations = self.durations
+            if durations is not None:
+                durations.record(perf_counter() - self.t0, calls.metric_attrs[outcome])
             if self.debug:
                 _debug.logger.debug("call %s end outcome=%s attempts=%d", calls.name, outcome, self.count)
         finally:
@@ -190,9 +196,10 @@ class Call:
         attrs: dict[str, Any] = {semconv.OUTCOME: outcome, semconv.ATTEMPTS: self.count}
         if more:
             attrs.update(more)
+        result = self.calls.result
         if outcome == semconv.OUTCOME_OK:
-            if opts.capture_result:
-                self.calls.result.capture(attrs, semconv.RESULT, value, opts.max_repr)
+            if result is not None:
+                result.capture(attrs, RESULT, value, opts.max_repr)
         elif outcome == semconv.OUTCOME_CANCELLED:
             span.add_event(semconv.EVENT_CANCELLED, {semconv.ATTEMPT: self.count})
         elif outcome == semconv.OUTCOME_TIMEOUT:
@@ -378,7 +385,7 @@ def wrap_coroutine_function(
         if not simple or debug.on or SCOPE.get() is not None:
             return await _traced_call(calls, fn, args, kwargs)
         # The common case: every traced call without a policy runs these lines.
-        now = telemetry.recording()
+        now = recording()
         if now is None:
             return await fn(*args, **kwargs)  # nothing to record
         call = calls.open(now, args, kwargs, running_task())  # no task under trio
@@ -387,7 +394,7 @@ def wrap_coroutine_function(
         except BaseException as exc:
             call.end(outcome_of(exc), exc)
             raise
-        call.end(semconv.OUTCOME_OK, result)
+        call.end(OUTCOME_OK, result)
         return result
 
     return wrapper
@@ -413,7 +420,7 @@ def wrap_function(fn: Callable[P, R], opts: Options) -> Callable[P, R]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         if not simple or debug.on:
             return _traced_sync_call(calls, fn, args, kwargs)
-        now = telemetry.recording()
+        now = recording()
         if now is None:
             return fn(*args, **kwargs)  # nothing to record
         call = calls.open(now, args, kwargs, None)
@@ -422,7 +429,7 @@ def wrap_function(fn: Callable[P, R], opts: Options) -> Callable[P, R]:
         except BaseException as exc:
             call.end(outcome_of(exc), exc)
             raise
-        call.end(semconv.OUTCOME_OK, result)
+        call.end(OUTCOME_OK, result)
         return result
 
     return wrapper

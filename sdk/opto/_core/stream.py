@@ -8,8 +8,8 @@ import time
 from collections.abc import AsyncGenerator, Callable
 from typing import Any, ParamSpec, TypeVar
 
-from .. import telemetry
-from ..telemetry import semconv
+from ..telemetry import attach, context_with, recording, undo
+from ..telemetry.semconv import OUTCOME_OK, STREAM_CLOSED_EARLY, STREAM_FIRST_ITEM_S, STREAM_ITEMS
 from . import debug as _debug
 from .engine import Calls
 from .loops import running_loop, running_task
@@ -26,24 +26,24 @@ S = TypeVar("S")
 def wrap_async_generator_function(fn: Callable[P, AsyncGenerator[Y, S]], opts: Options) -> Callable[P, AsyncGenerator[Y, S]]:
     """The traced wrapper of an async generator function; the run ends as its `Call` does."""
     calls = Calls(fn, opts, "stream")
+    debug = opts.debug
+    switch = _debug.switch
+    keep = opts.capture_result
 
     @functools.wraps(fn)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> AsyncGenerator[Y, S]:
         # Runs from the first __anext__: that is when the span starts, under the consumer's span.
         inner = fn(*args, **kwargs)
-        now = telemetry.recording()
-        if now is None or opts.debug or _debug.switch.on:
+        now = recording()
+        if now is None or debug or switch.on:
             call = calls.begin(args, kwargs, running_task(), current=False)
             if call.debug and (loop := running_loop()) is not None:
                 _debug.enable_loop_debug(loop)
             span = call.span
-            ctx = telemetry.context_with(span) if span.get_span_context().is_valid else None
+            ctx = context_with(span) if span.get_span_context().is_valid else None
         else:  # a configured provider's span, made current per step as start_as_current_span would
             call = calls.open(now, args, kwargs, running_task(), current=False)
-            ctx = telemetry.context_with(call.span)
-        attach = telemetry.attach
-        undo = telemetry.undo
-        keep = opts.capture_result
+            ctx = context_with(call.span)
         asend = inner.asend
         items = 0
         first: float | None = None
@@ -72,7 +72,7 @@ def wrap_async_generator_function(fn: Callable[P, AsyncGenerator[Y, S]], opts: O
                 except BaseException as exc:  # athrow(): forwarded into the body
                     sent, thrown = None, exc
         except StopAsyncIteration:
-            call.end(semconv.OUTCOME_OK, last, _facts(items, first, False))
+            call.end(OUTCOME_OK, last, _facts(items, first, False))
         except GeneratorExit:
             # aclose(), a consumer's break, or the loop finalizing an abandoned generator.
             facts = _facts(items, first, True)
@@ -85,7 +85,7 @@ def wrap_async_generator_function(fn: Callable[P, AsyncGenerator[Y, S]], opts: O
             finally:
                 if token is not None:
                     undo(token)
-            call.end(semconv.OUTCOME_OK, last, facts)
+            call.end(OUTCOME_OK, last, facts)
             raise
         except BaseException as exc:
             call.end(outcome_of(exc), exc, _facts(items, first, None))
@@ -96,9 +96,9 @@ def wrap_async_generator_function(fn: Callable[P, AsyncGenerator[Y, S]], opts: O
 
 def _facts(items: int, first: float | None, closed_early: bool | None) -> dict[str, Any]:
     """What a run's span says about its items: how many, how soon the first, whether it was cut short."""
-    facts: dict[str, Any] = {semconv.STREAM_ITEMS: items}
+    facts: dict[str, Any] = {STREAM_ITEMS: items}
     if first is not None:
-        facts[semconv.STREAM_FIRST_ITEM_S] = first
+        facts[STREAM_FIRST_ITEM_S] = first
     if closed_early is not None:
-        facts[semconv.STREAM_CLOSED_EARLY] = closed_early
+        facts[STREAM_CLOSED_EARLY] = closed_early
     return facts
