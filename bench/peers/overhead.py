@@ -7,7 +7,10 @@ ratio to a hand-written `start_as_current_span` wrapper measured in the same run
 tool lost a span or anything tried to leave the machine. It measures in 3 fresh processes and
 reports medians over them.
 
-    .venv-peers/bin/python bench/peers/overhead.py [--processes 3] [--calls 500] [--rounds 25]
+    .venv-peers/bin/python bench/peers/overhead.py [--processes 3] [--calls 500] [--rounds 25] [--against OTHER/sdk]
+
+`--against OTHER/sdk` also measures another checkout's SDK (say, the commit before a change), its
+processes alternated with this tree's, and compares OpenTrace's ratios to the wrappers.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import argparse
 import asyncio
 import gc
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -272,24 +276,45 @@ async def child(calls: int, rounds: int) -> None:
     }))
 
 
-def main(processes: int, calls: int, rounds: int) -> int:
+def _run_child(calls: int, rounds: int, sdk: str | None = None) -> dict[str, Any]:
+    env = {**os.environ, "PYTHONPATH": sdk} if sdk else None
+    out = subprocess.run([sys.executable, __file__, "--child", "--calls", str(calls), "--rounds", str(rounds)],
+                         capture_output=True, text=True, check=True, env=env).stdout
+    return json.loads(out.splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def against(runs: list[dict[str, Any]], others: list[dict[str, Any]], other: str) -> None:
+    """OpenTrace's ratios to the wrappers, this tree's against `other`'s, medians over the processes."""
+    print(f"\nThis tree against {other}: OpenTrace's ratio to the wrapper, medians over the processes")
+    print("| variant | this tree | other | this / other |\n| --- | ---: | ---: | ---: |")
+    for group, base in (("coros", "hand-written `start_as_current_span`"), ("streams", "hand-written, detaching at each `yield`")):
+        for label in runs[0][group]:
+            if label.startswith("OpenTrace"):
+                this = statistics.median(run[group][label] / run[group][base] for run in runs)
+                that = statistics.median(run[group][label] / run[group][base] for run in others)
+                print(f"| {label} / {'wrapper' if group == 'coros' else 'detaching wrapper'} | {this:.3f} | {that:.3f} | {this / that:.3f} |")
+
+
+def main(processes: int, calls: int, rounds: int, other: str | None = None) -> int:
     """Measure in `processes` fresh processes: a process's memory layout and garbage-collector
     rhythm can slow one variant for its whole life, so one process alone can mislead."""
-    runs = []
+    runs, others = [], []
     for _ in range(processes):
-        out = subprocess.run([sys.executable, __file__, "--child", "--calls", str(calls), "--rounds", str(rounds)],
-                             capture_output=True, text=True, check=True).stdout
-        runs.append(json.loads(out.splitlines()[-1]))
+        runs.append(_run_child(calls, rounds))
+        if other:
+            others.append(_run_child(calls, rounds, other))
     print(f"Python {platform.python_version()}, {versions()}; {processes} processes x {calls} calls x {rounds} rounds")
     report("Trivial `async def`", [run["coros"] for run in runs])
     report(f"Async generator of {ITEMS} items (one span per iteration)", [run["streams"] for run in runs])
-    problems = [problem for run in runs for problem in run["lost"]]
-    refused = [attempt for run in runs for attempt in run["refused"]] + [str(a) for a in offline.refused()]
+    if other:
+        against(runs, others, other)
+    problems = [problem for run in runs + others for problem in run["lost"]]
+    refused = [attempt for run in runs + others for attempt in run["refused"]] + [str(a) for a in offline.refused()]
     for problem in problems:
         print(f"LOST: {problem}", file=sys.stderr)
     for attempt in refused:
         print(f"OUTBOUND: {attempt}", file=sys.stderr)
-    print(f"\nspans exported: {sum(run['spans'] for run in runs)}, all accounted for: {not problems}; "
+    print(f"\nspans exported: {sum(run['spans'] for run in runs + others)}, all accounted for: {not problems}; "
           f"outbound network attempts refused: {len(refused)}")
     return 1 if problems or refused else 0
 
@@ -299,12 +324,13 @@ if __name__ == "__main__":
     parser.add_argument("--processes", type=int, default=3, help="fresh processes; medians over them are reported")
     parser.add_argument("--calls", type=int, default=500, help="calls per variant per round")
     parser.add_argument("--rounds", type=int, default=25, help="rounds; each process takes the median round")
+    parser.add_argument("--against", metavar="OTHER/sdk", help="also measure another checkout's SDK, alternated with this tree's")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ns = parser.parse_args()
     if ns.child:
         asyncio.run(child(ns.calls, ns.rounds))
         code = 0
     else:
-        code = main(ns.processes, ns.calls, ns.rounds)
+        code = main(ns.processes, ns.calls, ns.rounds, ns.against)
     LANGFUSE.shutdown()
     sys.exit(code)

@@ -375,7 +375,7 @@ class ArgumentCapture:
     per name, and again after `opto.configure(scrub=...)` changes the rules.
     """
 
-    __slots__ = ("positional", "_var_positional", "_keyword", "_limit", "_names", "_rules")
+    __slots__ = ("positional", "_first", "_var_positional", "_keyword", "_limit", "_names", "_rules")
 
     def __init__(self, fn: Callable[..., Any], limit: int) -> None:
         names: list[str] = []
@@ -395,13 +395,11 @@ class ArgumentCapture:
 
     def _plan(self) -> None:
         self._rules = scrub.rules
-        # (attribute key, the secret-looking part of the name or None, skipped, its last value and
-        # text) per positional parameter
-        self.positional = tuple(
-            (semconv.ARG_PREFIX + name, _secret_part(name), i == 0 and name in _SELF_NAMES, Remembered())
-            for i, name in enumerate(self._names)
-        )
-        self._keyword: dict[str, tuple[str, str | None, Remembered]] = {}  # the same for keyword names, as they are seen
+        names = self._names
+        self._first = 1 if names and names[0] in _SELF_NAMES else 0  # `self` or `cls`: not captured
+        # One slot per positional parameter after that: its key, whether it is masked, its last value.
+        self.positional = tuple(Remembered(semconv.ARG_PREFIX + name, _secret_part(name)) for name in names[self._first:])
+        self._keyword: dict[str, Remembered] = {}  # the same for keyword names, as they are seen
 
     def add(self, out: dict[str, Any], args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
         """Add the call's `opto.arg.<name>` attributes to `out` (and `opto.capture.error` if needed)."""
@@ -410,51 +408,54 @@ class ArgumentCapture:
         limit = self._limit
         # A str or int that is the very object this parameter had last time takes its text again
         # (inlined: most arguments of most calls are, and a Python call costs as much as the road).
-        for (key, secret, skipped, last), value in zip(self.positional, args):
-            if secret is not None:
-                _capture_masked(out, key, value, secret, limit)
-            elif not skipped:
-                seen = last.seen
-                if seen[0] is value:
-                    out[key] = seen[1]
-                else:
-                    last.capture(out, key, value, limit)
-        if len(args) > len(self.positional):
-            capture_into(out, self._var_positional, args[len(self.positional):], limit)
+        for slot, value in zip(self.positional, args[self._first:]):
+            seen = slot.seen
+            if seen[0] is value:
+                out[slot.key] = seen[1]
+            else:
+                slot.capture(out, value, limit)
+        if len(args) > len(self._names):
+            capture_into(out, self._var_positional, args[len(self._names):], limit)
         if kwargs:
             keyword = self._keyword
             for name, value in kwargs.items():
                 plan = keyword.get(name) if type(name) is str else None
                 if plan is None:
                     name = str.__getitem__(name, slice(None, 200))  # a str subclass's own methods are not called
-                    plan = (semconv.ARG_PREFIX + name, _secret_part(name), Remembered())
+                    plan = Remembered(semconv.ARG_PREFIX + name, _secret_part(name))
                     if len(keyword) < _KNOWN_MAX:
                         keyword[name] = plan
-                if plan[1] is not None:
-                    _capture_masked(out, plan[0], value, plan[1], limit)
-                elif (seen := plan[2].seen)[0] is value:
-                    out[plan[0]] = seen[1]
+                seen = plan.seen
+                if seen[0] is value:
+                    out[plan.key] = seen[1]
                 else:
-                    plan[2].capture(out, plan[0], value, limit)
+                    plan.capture(out, value, limit)
 
 
 class Remembered:
-    """The last str or int captured in one place (an argument, a result) and its text: the same
-    object next time (a literal, a constant, a small int) takes that text again, with no check or
-    `repr`. Holds a reference to it (a str only up to `_REMEMBER_STR` characters). The scrub rules
-    cannot change what such a value's text is: only text the fixed pre-check (`scrub.suspect`)
-    flags is searched for secrets, and that is never remembered."""
+    """One place a value is captured to (an argument, the result): its attribute key, the
+    secret-looking part of its name (then the value is masked), and the last str or int captured
+    there with its text: the same object next time (a literal, a constant, a small int) takes that
+    text again, with no check or `repr`. Holds a reference to it (a str only up to `_REMEMBER_STR`
+    characters). The scrub rules cannot change what such a value's text is: only text the fixed
+    pre-check (`scrub.suspect`) flags is searched for secrets, and that is never remembered."""
 
-    __slots__ = ("seen",)
+    __slots__ = ("seen", "key", "secret")
 
-    def __init__(self) -> None:
+    def __init__(self, key: str, secret: str | None = None) -> None:
         self.seen: tuple[object, str] = (_NOTHING, "")  # replaced whole: a reader never sees half of it
+        self.key = key
+        self.secret = secret
 
-    def capture(self, out: dict[str, Any], key: str, value: Any, limit: int) -> None:
-        """`capture_into(out, key, value, limit)`, remembering a clean str or small int."""
+    def capture(self, out: dict[str, Any], value: Any, limit: int) -> None:
+        """`out[key]` = the capture of `value` (see `capture_into`), remembering a clean str or small int."""
         seen = self.seen
+        key = self.key
         if seen[0] is value:
             out[key] = seen[1]
+            return
+        if self.secret is not None:
+            _capture_masked(out, key, value, self.secret, limit)
             return
         t = type(value)
         if t is str and len(value) <= limit and not _suspect(value):

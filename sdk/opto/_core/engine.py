@@ -69,7 +69,7 @@ class Calls:
         if opts.timeout is not None:
             self.static[semconv.TIMEOUT_S] = float(opts.timeout)
         self.capture = ArgumentCapture(fn, opts.max_repr) if opts.capture_args else None
-        self.result = Remembered() if opts.capture_result else None  # the last result captured, and its text
+        self.result = Remembered(RESULT) if opts.capture_result else None  # the last result captured, and its text
         self.limit = opts.max_repr
         # The function's own limit (`max_concurrent`), one for every call in the process.
         self.limiters: tuple[Limiter, ...] = (Limiter(opts.max_concurrent),) if opts.max_concurrent is not None else ()
@@ -177,7 +177,7 @@ class Call:
                 out[ATTEMPTS] = self.count
                 result = calls.result
                 if result is not None:
-                    result.capture(out, RESULT, value, calls.limit)
+                    result.capture(out, value, calls.limit)
             elif span.is_recording():
                 self._describe_end(outcome, value, more)
             span.end()
@@ -199,7 +199,7 @@ class Call:
         result = self.calls.result
         if outcome == semconv.OUTCOME_OK:
             if result is not None:
-                result.capture(attrs, RESULT, value, opts.max_repr)
+                result.capture(attrs, value, opts.max_repr)
         elif outcome == semconv.OUTCOME_CANCELLED:
             span.add_event(semconv.EVENT_CANCELLED, {semconv.ATTEMPT: self.count})
         elif outcome == semconv.OUTCOME_TIMEOUT:
