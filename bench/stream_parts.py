@@ -58,7 +58,7 @@ def floor(fn: Callable[..., AsyncIterator[int]], *, capture: bool = False, engin
     async def wrapper(*args: Any, **kwargs: Any) -> AsyncIterator[int]:
         inner = fn(*args, **kwargs)
         if engine_open:
-            call = calls.open(telemetry.recording(), args, kwargs, running_task(), current=False)  # type: ignore[arg-type]
+            call = calls.open(telemetry.recording(), telemetry.current(), args, kwargs, running_task(), current=False)  # type: ignore[arg-type]
             span, out, t0 = call.span, call.out, call.t0
             assert out is not None
         else:
@@ -67,7 +67,7 @@ def floor(fn: Callable[..., AsyncIterator[int]], *, capture: bool = False, engin
             out = span._attributes._dict  # type: ignore[attr-defined]
             out.update(static)
             out[semconv.CONCURRENCY] = 0
-            out[semconv.TASK_NAME] = asyncio.current_task().get_name()  # type: ignore[union-attr]
+            out[semconv.TASK_NAME] = running_task().get_name()  # type: ignore[union-attr]
             if capture:
                 arguments.add(out, args, kwargs)
             else:

@@ -138,3 +138,95 @@ def test_attach_span_makes_the_span_current_until_detached() -> None:
         _current.detach(token)
         span.end()
     assert trace.get_current_span() is before
+
+
+def test_the_apps_sampler_and_processors_are_shown_the_callers_context() -> None:
+    """The span starts under the context the call read once (`telemetry.current`): the app's sampler
+    and its processors' `on_start` get that context, with its span and baggage, for a call and a stream."""
+    out = run_python(
+        _SETUP
+        + """
+from opentelemetry import baggage, context
+from opentelemetry.sdk.trace import SpanProcessor
+from opentelemetry.sdk.trace.sampling import ParentBased, Sampler, SamplingResult, Decision
+
+seen = []
+
+class Probe(SpanProcessor):
+    def on_start(self, span, parent_context=None):
+        seen.append(["processor", span.name, baggage.get_baggage("user", parent_context),
+                     trace.get_current_span(parent_context).get_span_context().span_id])
+
+class Sampling(Sampler):
+    def should_sample(self, parent_context, trace_id, name, kind=None, attributes=None, links=None, trace_state=None):
+        seen.append(["sampler", name, baggage.get_baggage("user", parent_context),
+                     trace.get_current_span(parent_context).get_span_context().span_id])
+        return SamplingResult(Decision.RECORD_AND_SAMPLE)
+    def get_description(self):
+        return "probe"
+
+provider = TracerProvider(sampler=Sampling())
+provider.add_span_processor(Probe())
+trace.set_tracer_provider(provider)
+
+@opto.trace.async_stream
+async def items():
+    yield 1
+
+async def main():
+    token = context.attach(baggage.set_baggage("user", "ada"))
+    try:
+        with trace.get_tracer("app").start_as_current_span("request") as request:
+            await agent("q")
+            async for _ in items():
+                pass
+            return request.get_span_context().span_id
+    finally:
+        context.detach(token)
+
+request_id = asyncio.run(main())
+print(json.dumps([request_id, seen]))
+"""
+    )
+    request_id, seen = json.loads(out)
+    mine = [entry for entry in seen if entry[1] in ("agent", "items")]
+    assert [entry[:2] for entry in mine] == [["sampler", "agent"], ["processor", "agent"], ["sampler", "items"], ["processor", "items"]]
+    assert all(user == "ada" and parent == request_id for _, _, user, parent in mine)
+
+
+def test_another_runtime_context_keeps_the_apis_functions() -> None:
+    """With a runtime context other than the default contextvars one (OTEL_PYTHON_CONTEXT), calls
+    and streams go through the API's get_current/attach/detach, and still nest and restore."""
+    out = run_python(
+        """
+from opentelemetry import context
+from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
+
+class Other(ContextVarsRuntimeContext):
+    pass
+
+context._RUNTIME_CONTEXT = Other()
+"""
+        + _SETUP
+        + """
+from opto.telemetry import _current
+install()
+
+@opto.trace.async_stream
+async def items():
+    yield trace.get_current_span().get_span_context().span_id
+
+async def main():
+    with trace.get_tracer("app").start_as_current_span("request") as request:
+        await agent("q")
+        inside = [i async for i in items()]
+        return trace.get_current_span() is request, inside
+
+restored, inside = asyncio.run(main())
+spans = {s.name: s for s in exporter.get_finished_spans()}
+print(json.dumps([_current.fast_path_available(), restored, inside == [spans["items"].context.span_id],
+                  spans["agent"].parent.span_id == spans["request"].context.span_id,
+                  spans["items"].parent.span_id == spans["request"].context.span_id]))
+"""
+    )
+    assert json.loads(out) == [False, True, True, True, True]

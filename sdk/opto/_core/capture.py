@@ -448,12 +448,9 @@ class Remembered:
         self.secret = secret
 
     def capture(self, out: dict[str, Any], value: Any, limit: int) -> None:
-        """`out[key]` = the capture of `value` (see `capture_into`), remembering a clean str or small int."""
-        seen = self.seen
+        """`out[key]` = the capture of `value` (see `capture_into`), remembering a clean str or small
+        int. The hot callers take `seen`'s text themselves when `value` is the one remembered."""
         key = self.key
-        if seen[0] is value:
-            out[key] = seen[1]
-            return
         if self.secret is not None:
             _capture_masked(out, key, value, self.secret, limit)
             return

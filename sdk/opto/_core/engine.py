@@ -23,7 +23,8 @@ from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.trace import Span, Status, StatusCode, Tracer
 
 from .. import telemetry
-from ..telemetry import DurationRecorder, add_attributes, attach_span, recording, semconv, writable
+from ..telemetry import DurationRecorder, add_attributes, attach, recording, semconv, with_span, writable
+from ..telemetry import current as current_context
 from ..telemetry.semconv import ATTEMPTS, CONCURRENCY, OUTCOME, OUTCOME_OK, RESULT, TASK_NAME
 from . import debug as _debug
 from .capture import ArgumentCapture, Remembered, exception_text, safe_repr
@@ -119,14 +120,15 @@ class Calls:
         return call
 
     def open(
-        self, now: tuple[Tracer, DurationRecorder | None], args: tuple[Any, ...], kwargs: dict[str, Any],
-        task: asyncio.Task[Any] | None, *, current: bool = True,
+        self, now: tuple[Tracer, DurationRecorder | None], parent: otel_context.Context, args: tuple[Any, ...],
+        kwargs: dict[str, Any], task: asyncio.Task[Any] | None, *, current: bool = True,
     ) -> Call:
-        """`begin` for a call with no policy, in as few Python-level calls as can be: the span's
-        attribute map is written in place when `writable`."""
+        """`begin` for a call with no policy, in as few Python-level calls as can be: the span starts
+        under `parent` (the current context, which the caller read), and its attribute map is
+        written in place when `writable`."""
         t0 = perf_counter()
         handoff = HANDOFF.get()
-        span = now[0].start_span(self.name, links=None if handoff is None else handoff.links())
+        span = now[0].start_span(self.name, context=parent, links=None if handoff is None else handoff.links())
         self.active += 1
         out = writable(span, self.room + len(kwargs))
         if out is None:
@@ -136,7 +138,7 @@ class Calls:
                 add_attributes(span, attrs)
             return Call(self, t0, span, None, 0, _activate(span) if current else None, now[1], False)
         self.describe(out, args, kwargs, task)
-        return Call(self, t0, span, out, len(out), attach_span(span) if current else None, now[1], False)
+        return Call(self, t0, span, out, len(out), attach(with_span(parent, span)) if current else None, now[1], False)
 
 
 class Call:
@@ -177,7 +179,11 @@ class Call:
                 out[ATTEMPTS] = self.count
                 result = calls.result
                 if result is not None:
-                    result.capture(out, value, calls.limit)
+                    seen = result.seen
+                    if seen[0] is value:
+                        out[RESULT] = seen[1]
+                    else:
+                        result.capture(out, value, calls.limit)
             elif span.is_recording():
                 self._describe_end(outcome, value, more)
             span.end()
@@ -388,7 +394,7 @@ def wrap_coroutine_function(
         now = recording()
         if now is None:
             return await fn(*args, **kwargs)  # nothing to record
-        call = calls.open(now, args, kwargs, running_task())  # no task under trio
+        call = calls.open(now, current_context(), args, kwargs, running_task())  # no task under trio
         try:
             result = await fn(*args, **kwargs)
         except BaseException as exc:
@@ -423,7 +429,7 @@ def wrap_function(fn: Callable[P, R], opts: Options) -> Callable[P, R]:
         now = recording()
         if now is None:
             return fn(*args, **kwargs)  # nothing to record
-        call = calls.open(now, args, kwargs, None)
+        call = calls.open(now, current_context(), args, kwargs, None)
         try:
             result = fn(*args, **kwargs)
         except BaseException as exc:

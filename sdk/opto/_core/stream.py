@@ -8,7 +8,8 @@ import time
 from collections.abc import AsyncGenerator, Callable
 from typing import Any, ParamSpec, TypeVar
 
-from ..telemetry import attach, context_with, recording, undo
+from ..telemetry import attach, context_with, recording, undo, with_span
+from ..telemetry import current as current_context
 from ..telemetry.semconv import OUTCOME_OK, STREAM_CLOSED_EARLY, STREAM_FIRST_ITEM_S, STREAM_ITEMS
 from . import debug as _debug
 from .engine import Calls
@@ -42,8 +43,9 @@ def wrap_async_generator_function(fn: Callable[P, AsyncGenerator[Y, S]], opts: O
             span = call.span
             ctx = context_with(span) if span.get_span_context().is_valid else None
         else:  # a configured provider's span, made current per step as start_as_current_span would
-            call = calls.open(now, args, kwargs, running_task(), current=False)
-            ctx = context_with(call.span)
+            parent = current_context()
+            call = calls.open(now, parent, args, kwargs, running_task(), current=False)
+            ctx = with_span(parent, call.span)
         asend = inner.asend
         items = 0
         first: float | None = None

@@ -1,9 +1,10 @@
-"""Make an OpenTelemetry context current, and restore the previous one, at the cost of a ContextVar call.
+"""Read, make current and restore an OpenTelemetry context at the cost of a ContextVar call.
 
-`opentelemetry.context.attach`/`detach` reach the runtime context's ContextVar through two Python
-calls each; a traced call pays them once and a traced stream once per item. With the default
-runtime context (contextvars) we use its variable directly; any other runtime (set through
-OTEL_PYTHON_CONTEXT) keeps the API's functions.
+`opentelemetry.context.attach`/`detach`/`get_current` reach the runtime context's ContextVar
+through two Python calls each; a traced call pays them once and a traced stream once per item.
+With the default runtime context (contextvars) we use its variable directly; any other runtime
+(set through OTEL_PYTHON_CONTEXT) keeps the API's functions. A traced call reads the current
+context once (`current`), starts its span under it and makes `with_span(that, span)` current.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
 from opentelemetry.trace import Span, set_span_in_context
 from opentelemetry.trace.propagation import _SPAN_KEY
 
-__all__ = ["attach", "attach_span", "context_with", "detach", "fast_path_available", "undo"]
+__all__ = ["attach", "attach_span", "context_with", "current", "detach", "fast_path_available", "undo", "with_span"]
 
 logger = logging.getLogger("opentelemetry.context")
 
@@ -27,6 +28,7 @@ _var = getattr(_runtime, "_current_context", None) if type(_runtime) is ContextV
 
 attach: Callable[[Context], Token[Context]]
 detach: Callable[[Token[Context]], None]
+current: Callable[[], Context]
 # `detach` for a token attached in the same step of the same task, which cannot fail: the
 # ContextVar's own reset, without `detach`'s guard (a traced stream undoes one per item).
 undo: Callable[[Token[Context]], None]
@@ -43,11 +45,17 @@ if isinstance(_var, ContextVar):
         except Exception:  # a token from another context: the API logs it and carries on
             logger.exception("Failed to detach context")
 
-    _get = _var.get
+    current = _get = _var.get
+
+    def with_span(context: Context, span: Span) -> Context:
+        """`set_span_in_context(span, context)`, without the API's calls."""
+        values = context.copy()  # a Context is a dict that refuses item assignment; its copy is a dict
+        values[_SPAN_KEY] = span
+        return Context(values)
 
     def attach_span(span: Span) -> Token[Context]:
         """`attach(set_span_in_context(span))` in one step: the current context, plus `span`."""
-        values = _get().copy()  # a Context is a dict that refuses item assignment; its copy is a dict
+        values = _get().copy()
         values[_SPAN_KEY] = span
         return attach(Context(values))
 
@@ -61,6 +69,11 @@ else:
     attach = otel_context.attach
     detach = otel_context.detach
     undo = detach
+    current = otel_context.get_current
+
+    def with_span(context: Context, span: Span) -> Context:
+        """`set_span_in_context(span, context)`."""
+        return set_span_in_context(span, context)
 
     def attach_span(span: Span) -> Token[Context]:
         """`attach(set_span_in_context(span))`."""
