@@ -408,7 +408,7 @@ class ArgumentCapture:
         limit = self._limit
         # A str or int that is the very object this parameter had last time takes its text again
         # (inlined: most arguments of most calls are, and a Python call costs as much as the road).
-        for slot, value in zip(self.positional, args[self._first:]):
+        for slot, value in zip(self.positional, args[self._first:] if self._first else args):
             seen = slot.seen
             if seen[0] is value:
                 out[slot.key] = seen[1]
@@ -419,17 +419,22 @@ class ArgumentCapture:
         if kwargs:
             keyword = self._keyword
             for name, value in kwargs.items():
-                plan = keyword.get(name) if type(name) is str else None
+                plan = keyword.get(name) if type(name) is str else None  # a str subclass's hash is not called
                 if plan is None:
-                    name = str.__getitem__(name, slice(None, 200))  # a str subclass's own methods are not called
-                    plan = Remembered(semconv.ARG_PREFIX + name, _secret_part(name))
-                    if len(keyword) < _KNOWN_MAX:
-                        keyword[name] = plan
+                    plan = self._keyword_slot(name)
                 seen = plan.seen
                 if seen[0] is value:
                     out[plan.key] = seen[1]
                 else:
                     plan.capture(out, value, limit)
+
+    def _keyword_slot(self, name: str) -> Remembered:
+        """The slot of a keyword argument not seen before, kept for next time (up to `_KNOWN_MAX` names)."""
+        name = str.__getitem__(name, slice(None, 200))  # a str subclass's own methods are not called
+        plan = Remembered(semconv.ARG_PREFIX + name, _secret_part(name))
+        if len(self._keyword) < _KNOWN_MAX:
+            self._keyword[name] = plan
+        return plan
 
 
 class Remembered:
