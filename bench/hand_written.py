@@ -1,5 +1,6 @@
 """The hand-written OpenTelemetry wrappers the overhead benches measure OpenTrace against: what a
-careful user writes with the API alone, for a coroutine function and for an async generator."""
+careful user writes with the API alone, for a coroutine function and for an async generator; and
+the async generator the stream benches trace."""
 
 from __future__ import annotations
 
@@ -10,7 +11,20 @@ from typing import Any
 from opentelemetry import context as otel_context
 from opentelemetry import trace as otel_trace
 
-__all__ = ["traced", "traced_stream", "traced_stream_detaching"]
+__all__ = ["ITEMS", "stream", "traced", "traced_stream", "traced_stream_detaching"]
+
+ITEMS = 10
+
+
+def stream(name: str) -> Callable[..., AsyncIterator[int]]:
+    """A fresh trivial async generator of ITEMS items named `name`, taking the peers' arguments."""
+
+    async def fn(query: str, k: int = 3) -> AsyncIterator[int]:
+        for i in range(ITEMS):
+            yield i
+
+    fn.__name__ = fn.__qualname__ = name
+    return fn
 
 
 def traced(tracer: otel_trace.Tracer, fn: Callable[..., Awaitable[Any]], name: str | None = None) -> Callable[..., Awaitable[Any]]:

@@ -19,7 +19,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from hand_written import traced_stream_detaching
+from hand_written import ITEMS, stream, traced_stream_detaching
 from providers import install_tracer_provider
 
 import opto
@@ -30,17 +30,7 @@ from opto._core.engine import Calls, code_attributes
 from opto._core.loops import running_task
 from opto.telemetry import semconv
 
-ITEMS = 10
 CALLS = 75  # runs per variant per round
-
-
-def stream(name: str) -> Callable[..., AsyncIterator[int]]:
-    async def fn(query: str, k: int = 3) -> AsyncIterator[int]:
-        for i in range(ITEMS):
-            yield i
-
-    fn.__name__ = fn.__qualname__ = name
-    return fn
 
 
 def floor(fn: Callable[..., AsyncIterator[int]], *, capture: bool = False, engine_open: bool = False,

@@ -45,12 +45,11 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider  # noqa: E402
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult  # noqa: E402
 
 import opto  # noqa: E402
-from hand_written import traced, traced_stream, traced_stream_detaching  # noqa: E402
+from hand_written import ITEMS, stream, traced, traced_stream, traced_stream_detaching  # noqa: E402
 from opto.trace import async_stream  # noqa: E402
 
 __all__: list[str] = []
 
-ITEMS = 10
 RESOURCE = Resource.create({"service.name": "bench-peers"})
 
 
@@ -110,17 +109,6 @@ def coroutine(name: str) -> Callable[..., Any]:
 
     async def fn(query: str, k: int = 3) -> dict[str, Any]:
         return {"query": query, "k": k}
-
-    fn.__name__ = fn.__qualname__ = name
-    return fn
-
-
-def stream(name: str) -> Callable[..., AsyncIterator[int]]:
-    """A fresh trivial async generator of ITEMS items named `name`."""
-
-    async def fn(query: str, k: int = 3) -> AsyncIterator[int]:
-        for i in range(ITEMS):
-            yield i
 
     fn.__name__ = fn.__qualname__ = name
     return fn
