@@ -19,7 +19,6 @@ import asyncio
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from typing import Any
 
 CALLS = {"call": 5_000, "stream": 2_000}
@@ -44,17 +43,14 @@ def _child(variant: str, n: int) -> None:
     )
     otel_trace.set_tracer_provider(provider)
     import opto
-    from hand_written import traced, traced_stream, traced_stream_detaching
+    from hand_written import stream, traced, traced_stream, traced_stream_detaching
 
     hand = otel_trace.get_tracer("hand")
 
     async def fn(query: str, k: int = 3) -> dict[str, Any]:
         return {"query": query, "k": k}
 
-    async def gen(query: str, k: int = 3) -> AsyncIterator[int]:
-        for i in range(10):
-            yield i
-
+    gen = stream("gen")
     nocap = opto.trace.async_trace(capture_args=False, capture_result=False)
     made: dict[str, Any] = {
         "default": opto.trace.async_trace(fn), "nocap": nocap(fn), "hand": traced(hand, fn, "hand"),
