@@ -43,7 +43,7 @@ def floor(fn: Callable[..., AsyncIterator[int]], *, capture: bool = False, engin
     arguments = ArgumentCapture(fn, 1000)
     static = code_attributes(fn, fn.__qualname__, "stream")
     tracer = telemetry.tracer()
-    context_with, attach, undo = telemetry.context_with, telemetry.attach, telemetry.undo
+    current, with_span, attach, undo = telemetry.current, telemetry.with_span, telemetry.attach, telemetry.undo
 
     async def wrapper(*args: Any, **kwargs: Any) -> AsyncIterator[int]:
         inner = fn(*args, **kwargs)
@@ -63,7 +63,7 @@ def floor(fn: Callable[..., AsyncIterator[int]], *, capture: bool = False, engin
             else:
                 out[semconv.ARG_PREFIX + "query"] = repr(args[0])
                 out[semconv.ARG_PREFIX + "k"] = repr(kwargs["k"])
-        ctx = context_with(span)
+        ctx = with_span(current(), span)
         items, first, last = 0, 0.0, None
         try:
             while True:

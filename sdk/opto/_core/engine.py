@@ -61,7 +61,7 @@ def code_attributes(fn: Callable[..., Any], name: str, kind: str) -> dict[str, A
 class Calls:
     """Per-function bookkeeping shared by all calls of one traced function."""
 
-    __slots__ = ("name", "opts", "static", "capture", "result", "limit", "active", "metric_attrs", "room", "limiters", "__weakref__")
+    __slots__ = ("name", "opts", "static", "capture", "result", "active", "metric_attrs", "room", "limiters", "__weakref__")
 
     def __init__(self, fn: Callable[..., Any], opts: Options, kind: str) -> None:
         self.name = opts.name or fn.__qualname__
@@ -71,7 +71,6 @@ class Calls:
             self.static[semconv.TIMEOUT_S] = float(opts.timeout)
         self.capture = ArgumentCapture(fn, opts.max_repr) if opts.capture_args else None
         self.result = Remembered(RESULT) if opts.capture_result else None  # the last result captured, and its text
-        self.limit = opts.max_repr
         # The function's own limit (`max_concurrent`), one for every call in the process.
         self.limiters: tuple[Limiter, ...] = (Limiter(opts.max_concurrent),) if opts.max_concurrent is not None else ()
         self.active = 0
@@ -183,7 +182,7 @@ class Call:
                     if seen[0] is value:
                         out[RESULT] = seen[1]
                     else:
-                        result.capture(out, value, calls.limit)
+                        result.capture(out, value, calls.opts.max_repr)
             elif span.is_recording():
                 self._describe_end(outcome, value, more)
             span.end()

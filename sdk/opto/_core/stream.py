@@ -8,7 +8,7 @@ import time
 from collections.abc import AsyncGenerator, Callable
 from typing import Any, ParamSpec, TypeVar
 
-from ..telemetry import attach, context_with, recording, undo, with_span
+from ..telemetry import attach, recording, undo, with_span
 from ..telemetry import current as current_context
 from ..telemetry.semconv import OUTCOME_OK, STREAM_CLOSED_EARLY, STREAM_FIRST_ITEM_S, STREAM_ITEMS
 from . import debug as _debug
@@ -41,7 +41,7 @@ def wrap_async_generator_function(fn: Callable[P, AsyncGenerator[Y, S]], opts: O
             if call.debug and (loop := running_loop()) is not None:
                 _debug.enable_loop_debug(loop)
             span = call.span
-            ctx = context_with(span) if span.get_span_context().is_valid else None
+            ctx = with_span(current_context(), span) if span.get_span_context().is_valid else None
         else:  # a configured provider's span, made current per step as start_as_current_span would
             parent = current_context()
             call = calls.open(now, parent, args, kwargs, running_task(), current=False)

@@ -7,11 +7,11 @@ layers (`opto._core`, `opto.trace`) use: they import these names, never telemetr
 from . import scrub, semconv, sources
 from ._attributes import add_attributes, writable
 from ._configure import configure, shutdown
-from ._current import attach, attach_span, context_with, current, detach, undo, with_span
+from ._current import attach, attach_span, current, detach, undo, with_span
 from ._facade import METER, SECONDS_BUCKETS, TRACER, DurationRecorder, queue_wait, recording, retries, tracer
 
 __all__ = [
-    "configure", "shutdown", "scrub", "semconv", "sources", "add_attributes", "writable", "attach", "attach_span", "context_with", "undo",
+    "configure", "shutdown", "scrub", "semconv", "sources", "add_attributes", "writable", "attach", "attach_span", "undo",
     "current", "with_span", "detach", "METER", "SECONDS_BUCKETS", "TRACER", "DurationRecorder", "queue_wait", "recording",
     "retries", "tracer",
 ]

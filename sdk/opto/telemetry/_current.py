@@ -19,7 +19,7 @@ from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
 from opentelemetry.trace import Span, set_span_in_context
 from opentelemetry.trace.propagation import _SPAN_KEY
 
-__all__ = ["attach", "attach_span", "context_with", "current", "detach", "fast_path_available", "undo", "with_span"]
+__all__ = ["attach", "attach_span", "current", "detach", "fast_path_available", "undo", "with_span"]
 
 logger = logging.getLogger("opentelemetry.context")
 
@@ -45,23 +45,11 @@ if isinstance(_var, ContextVar):
         except Exception:  # a token from another context: the API logs it and carries on
             logger.exception("Failed to detach context")
 
-    current = _get = _var.get
+    current = _var.get
 
     def with_span(context: Context, span: Span) -> Context:
         """`set_span_in_context(span, context)`, without the API's calls."""
         values = context.copy()  # a Context is a dict that refuses item assignment; its copy is a dict
-        values[_SPAN_KEY] = span
-        return Context(values)
-
-    def attach_span(span: Span) -> Token[Context]:
-        """`attach(set_span_in_context(span))` in one step: the current context, plus `span`."""
-        values = _get().copy()
-        values[_SPAN_KEY] = span
-        return attach(Context(values))
-
-    def context_with(span: Span) -> Context:
-        """`set_span_in_context(span)`: the current context, plus `span`, without the API's calls."""
-        values = _get().copy()
         values[_SPAN_KEY] = span
         return Context(values)
 
@@ -75,13 +63,10 @@ else:
         """`set_span_in_context(span, context)`."""
         return set_span_in_context(span, context)
 
-    def attach_span(span: Span) -> Token[Context]:
-        """`attach(set_span_in_context(span))`."""
-        return attach(set_span_in_context(span))
 
-    def context_with(span: Span) -> Context:
-        """`set_span_in_context(span)`."""
-        return set_span_in_context(span)
+def attach_span(span: Span) -> Token[Context]:
+    """Make the current context, plus `span`, current: `attach(set_span_in_context(span))`."""
+    return attach(with_span(current(), span))
 
 
 def fast_path_available() -> bool:
