@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 import opto
-from opto._core.capture import MASK, looks_secret, safe_repr
+from opto._core.capture import MASK, Remembered, looks_secret, safe_repr
 from opto.telemetry import scrub, semconv
 
 ARG = semconv.ARG_PREFIX
@@ -62,8 +62,13 @@ def test_the_quick_check_lets_every_secret_value_through_to_the_patterns(parts: 
     """`suspect` runs before the patterns, on every captured string: it may say yes to text the
     patterns do not match, never no to text they do."""
     text = "".join(parts)
-    if scrub.rules.values.search(text) is not None:
+    found = scrub.rules.values.search(text)
+    if found is not None:
         assert scrub.suspect(text)
+        # An argument or result slot has the check inlined: it must mask the same texts.
+        out: dict[str, str] = {}
+        Remembered("k").capture(out, text, 1000)
+        assert MASK in out["k"] and found.group() not in out["k"]
 
 
 def test_an_ordinary_value_is_kept() -> None:

@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-__all__ = ["MASK", "KNOWN_MAX", "NAME_PATTERNS", "VALUE_PATTERNS", "Scrub", "suspect", "ScrubMatch", "Rules", "rules", "set_scrub"]
+__all__ = ["MASK", "KNOWN_MAX", "VALUE_MIN", "NAME_PATTERNS", "VALUE_PATTERNS", "Scrub", "suspect", "ScrubMatch", "Rules", "rules", "set_scrub"]
 
 MASK = "[masked]"
 KNOWN_MAX = 4096  # plain names remembered
@@ -32,12 +32,12 @@ VALUE_PATTERNS: tuple[str, ...] = (
 )
 # Text shorter than this, or holding none of these, cannot match VALUE_PATTERNS: checked first,
 # as a regular expression search costs microseconds and runs on every captured string.
-_VALUE_MIN = 13  # the shortest text a pattern matches: a JWT, "eyJ" + 4 + "." + 4 + "."
+VALUE_MIN = 13  # the shortest text a pattern matches: a JWT, "eyJ" + 4 + "." + 4 + "."
 
 
 def suspect(text: str) -> bool:
     """Whether `text` may hold a secret value (then `rules.values` is searched)."""
-    return len(text) >= _VALUE_MIN and (
+    return len(text) >= VALUE_MIN and (
         # IA: AKIA, ASIA. "bearer" in any case, as its pattern matches it (a lowered copy costs
         # what two more searches for "earer" and "EARER" did, and misses no "BeArEr").
         "eyJ" in text or "sk-" in text or "IA" in text or "bearer" in text.lower()
