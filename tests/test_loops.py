@@ -140,3 +140,21 @@ def test_a_call_with_loop_is_handed_to_that_loop_from_trio(other_loop, spans) ->
 
     assert trio.run(on_loop, 1) == 2
     assert spans.one(on_loop.__qualname__).attributes[semconv.OUTCOME] == "ok"
+
+
+@pytest.mark.parametrize("exc", [KeyboardInterrupt(), SystemExit(3)], ids=["KeyboardInterrupt", "SystemExit"])
+async def test_keyboard_interrupt_and_system_exit_come_back_to_the_caller(other_loop, exc) -> None:
+    """asyncio re-raises these out of the other loop's run_forever: carried back, the caller gets
+    the very exception, the loop's thread lives on, and the next call runs."""
+
+    @opto.trace.async_trace(loop=other_loop)
+    async def body(e: BaseException | None) -> str:
+        if e is not None:
+            raise e
+        return "ran"
+
+    async with asyncio.timeout(10):
+        with pytest.raises(type(exc)) as raised:
+            await body(exc)
+        assert raised.value is exc and exc.__context__ is None
+        assert await body(None) == "ran"

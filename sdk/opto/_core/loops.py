@@ -149,10 +149,29 @@ async def run_on_loop(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any,
             "(asyncio.new_event_loop()) or drop loop= to run on the caller's loop"
         )
     _ensure_running(loop)
-    future = asyncio.run_coroutine_threadsafe(coro, loop)
-    if running_loop() is not None:
-        return await asyncio.wrap_future(future)
-    return await _wait_from_other_library(future)
+    future = asyncio.run_coroutine_threadsafe(_carried(coro), loop)
+    try:
+        if running_loop() is not None:
+            return await asyncio.wrap_future(future)
+        return await _wait_from_other_library(future)
+    except _Carry as carry:
+        exc = carry.exc
+    raise exc  # out of the except block, so that the exception's own __context__ stays as it was
+
+
+class _Carry(Exception):
+    """A KeyboardInterrupt or SystemExit raised on the other loop, carried back to the caller:
+    asyncio would re-raise it out of that loop's `run_forever` and never resolve the future."""
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+async def _carried(coro: Coroutine[Any, Any, T]) -> T:
+    try:
+        return await coro
+    except (KeyboardInterrupt, SystemExit) as exc:
+        raise _Carry(exc) from None
 
 
 async def _wait_from_other_library(future: concurrent.futures.Future[T]) -> T:
