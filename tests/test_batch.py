@@ -376,3 +376,39 @@ def test_bad_arguments_name_the_fix(kwargs: dict[str, Any], error: type[Exceptio
 def test_process_rejects_a_non_iterable_at_once() -> None:
     with pytest.raises(TypeError, match="iterable or async iterable"):
         AsyncBatchProcessor().process(42)  # type: ignore[arg-type]
+
+
+async def test_a_cancelled_error_the_handler_met_fails_its_batch_only(spans: Spans) -> None:
+    """A handler awaiting a future someone else cancelled: its batch fails, the run goes on."""
+
+    async def handler(items: list[int]) -> int:
+        if items[0] == 2:
+            future = asyncio.get_running_loop().create_future()
+            future.cancel()
+            await future
+        return sum(items)
+
+    async with asyncio.timeout(10):
+        results = await collect(AsyncBatchProcessor(batch_size=2, max_concurrent=2).process(range(6), handler))
+    by_index = {r.index: r for r in results}
+    assert [by_index[i].ok for i in range(3)] == [True, False, True]
+    assert isinstance(by_index[1].error, asyncio.CancelledError)
+    assert [by_index[0].result, by_index[2].result] == [1, 9]
+
+
+async def test_a_cancelled_error_the_input_met_reaches_the_consumer() -> None:
+    """The input's own CancelledError ends the run as an input error would, instead of a hang."""
+
+    async def source() -> AsyncIterator[int]:
+        yield 1
+        future = asyncio.get_running_loop().create_future()
+        future.cancel()
+        await future
+
+    async def handler(items: list[int]) -> int:
+        return sum(items)
+
+    async with asyncio.timeout(10):
+        with pytest.raises(asyncio.CancelledError):
+            await collect(AsyncBatchProcessor(batch_size=1).process(source(), handler))
+    assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]

@@ -46,7 +46,7 @@ class BatchResult(Generic[T, R]):
     index: int
     items: list[T]
     result: R | None
-    error: Exception | None
+    error: BaseException | None
     attempts: int
     duration_s: float
 
@@ -57,7 +57,7 @@ class BatchResult(Generic[T, R]):
 
 @dataclass(frozen=True, slots=True)
 class _ReadError:
-    error: Exception
+    error: BaseException
 
 
 class AsyncBatchProcessor(Generic[T, R]):
@@ -206,6 +206,12 @@ class AsyncBatchProcessor(Generic[T, R]):
             run.finish(error)
 
 
+def _cancelled_here() -> bool:
+    """Whether the running task is being cancelled, as against a CancelledError it merely met."""
+    task = asyncio.current_task() if running_loop() is not None else None
+    return task is None or task.cancelling() > 0
+
+
 class _Run:
     """The state of one `process()` run: reader, batches in flight, results waiting to be yielded."""
 
@@ -241,6 +247,10 @@ class _Run:
             self.done.put_nowait(_END)
         except Exception as exc:
             self.done.put_nowait(_ReadError(exc))
+        except asyncio.CancelledError as exc:
+            if _cancelled_here():
+                raise
+            self.done.put_nowait(_ReadError(exc))  # the input's own: something it awaited was cancelled
         finally:
             await source.close()
             otel_context.detach(token)
@@ -298,10 +308,15 @@ class _Run:
 
         token = SCOPE.set(self.scope)
         t0 = time.perf_counter()
+        error: BaseException | None
         try:
             result, error = await self.traced(attempt), None
         except Exception as exc:
             result, error = None, exc
+        except asyncio.CancelledError as exc:
+            if _cancelled_here():
+                raise
+            result, error = None, exc  # the handler's own: something it awaited was cancelled
         finally:
             SCOPE.reset(token)
         return BatchResult(index, items, result, error, attempts, time.perf_counter() - t0)
