@@ -474,3 +474,29 @@ async def test_run_parallel_outside_the_block_is_an_error_and_a_context_reenters
             assert await ctx.run_parallel([fine]) == [None]
     async with ctx:  # after exit it can be entered again
         pass
+
+
+async def test_a_task_that_outlives_the_slot_holder_that_spawned_it_takes_a_slot() -> None:
+    """Calls nested in a slot holder run under its slot only while it holds it: follow-up work it
+    spawns and does not await must not run past the limit once it has returned."""
+    running = peak = 0
+    follow_ups: list[asyncio.Task[None]] = []
+
+    @opto.trace.async_trace
+    async def fetch() -> None:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        running -= 1
+
+    @opto.trace.async_trace
+    async def handle() -> None:
+        follow_ups.append(asyncio.create_task(fetch()))
+
+    async with asyncio.timeout(10), AsyncTraceContext(max_concurrent=1) as ctx:
+        await asyncio.gather(*(handle() for _ in range(5)))
+        await asyncio.gather(*follow_ups)
+    assert peak == 1
+    assert (ctx.stats.peak, ctx.stats.completed) == (1, 10)

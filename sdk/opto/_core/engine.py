@@ -29,10 +29,10 @@ from ..telemetry.semconv import ATTEMPTS, CONCURRENCY, OUTCOME, OUTCOME_OK, RESU
 from . import debug as _debug
 from .capture import ArgumentCapture, Remembered, exception_text, safe_repr
 from .loops import deadline, run_on_loop, running_loop, running_task, sleep, task_of
-from .options import Options
+from .options import Options, span_name
 from .outcome import outcome_of, qualified_type, record_error
 from .retry import RetryPolicy, testing
-from .scope import CALL, HANDOFF, HELD, SCOPE, CallInfo, Limiter, acquire_slots
+from .scope import CALL, HANDOFF, HELD, SCOPE, CallInfo, Held, Limiter, acquire_slots
 
 __all__ = ["Calls", "Call", "code_attributes", "wrap_coroutine_function", "wrap_function", "is_traced_call"]
 
@@ -64,7 +64,7 @@ class Calls:
     __slots__ = ("name", "opts", "static", "capture", "result", "active", "metric_attrs", "room", "limiters", "__weakref__")
 
     def __init__(self, fn: Callable[..., Any], opts: Options, kind: str) -> None:
-        self.name = opts.name or fn.__qualname__
+        self.name = opts.name or span_name(fn)
         self.opts = opts
         self.static = code_attributes(fn, self.name, kind)
         if opts.timeout is not None:
@@ -349,7 +349,8 @@ async def _call_in_scope(calls: Calls, fn: Callable[..., Awaitable[R]], args: tu
         return await _attempt_loop(fn, args, kwargs, call, timeout)
     call.span.set_attribute(semconv.QUEUE_WAIT_S, waited)
     telemetry.queue_wait.record(waited, {semconv.FUNCTION: calls.name})
-    held_token = HELD.set(HELD.get().union(taken))
+    held = Held(taken, HELD.get())
+    held_token = HELD.set(held)
     call_token = CALL.set(CallInfo(calls.name, waited))
     outcome = semconv.OUTCOME_OK
     try:
@@ -360,6 +361,7 @@ async def _call_in_scope(calls: Calls, fn: Callable[..., Awaitable[R]], args: tu
     finally:
         CALL.reset(call_token)
         HELD.reset(held_token)
+        held.live = False
         for limiter in taken:
             limiter.release()
             limiter.record(outcome, call.count - 1)
@@ -368,7 +370,7 @@ async def _call_in_scope(calls: Calls, fn: Callable[..., Awaitable[R]], args: tu
 async def _acquire_slots(calls: Calls, limiters: tuple[Limiter, ...]) -> tuple[tuple[Limiter, ...], float]:
     """`acquire_slots`, inside an `opto.slot.wait` child span when some slot is not free now."""
     held = HELD.get()
-    if not any(limiter not in held and limiter.would_block() for limiter in limiters):
+    if not any((held is None or not held.holds(limiter)) and limiter.would_block() for limiter in limiters):
         return await acquire_slots(limiters)
     span = telemetry.TRACER.start_span(semconv.SPAN_SLOT_WAIT)
     if span.is_recording():

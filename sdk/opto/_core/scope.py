@@ -18,7 +18,7 @@ from ..telemetry import semconv
 from .retry import RetryPolicy
 from .wakeup import Wakeup
 
-__all__ = ["SCOPE", "HELD", "CALL", "CallInfo", "HANDOFF", "HandOff", "Limiter", "LimiterStats", "Scope", "acquire_slots"]
+__all__ = ["SCOPE", "HELD", "Held", "CALL", "CallInfo", "HANDOFF", "HandOff", "Limiter", "LimiterStats", "Scope", "acquire_slots"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +119,29 @@ class Scope:
 
 
 SCOPE: ContextVar[Scope | None] = ContextVar("opto_scope", default=None)
-HELD: ContextVar[frozenset[Limiter]] = ContextVar("opto_held_limiters", default=frozenset())
+
+
+class Held:
+    """The slots a traced call holds, while it runs: calls nested in it, in its task or in tasks it
+    spawns, run under them; once it returns, tasks it spawned that outlive it take slots again."""
+
+    __slots__ = ("limiters", "outer", "live")
+
+    def __init__(self, limiters: tuple[Limiter, ...], outer: Held | None) -> None:
+        self.limiters = limiters
+        self.outer = outer
+        self.live = True
+
+    def holds(self, limiter: Limiter) -> bool:
+        held: Held | None = self
+        while held is not None:
+            if held.live and limiter in held.limiters:
+                return True
+            held = held.outer
+        return False
+
+
+HELD: ContextVar[Held | None] = ContextVar("opto_held_limiters", default=None)
 
 
 @dataclass(slots=True)
@@ -166,7 +188,7 @@ async def acquire_slots(limiters: tuple[Limiter, ...]) -> tuple[tuple[Limiter, .
     waited = 0.0
     try:
         for limiter in limiters:
-            if limiter not in held:
+            if held is None or not held.holds(limiter):
                 waited += await limiter.acquire()
                 taken.append(limiter)
     except BaseException:
