@@ -36,8 +36,9 @@ def test_retryable_error_carries_retry_after() -> None:
     err = opto.RetryableError("slow down", retry_after=2.5)
     assert str(err) == "slow down" and err.retry_after == 2.5
     assert opto.RetryableError("x").retry_after is None
-    with pytest.raises(ValueError, match="retry_after"):
-        opto.RetryableError("x", retry_after=-1)
+    for bad in (-1, float("inf"), float("nan")):  # inf would sleep forever
+        with pytest.raises(ValueError, match="retry_after must be a finite number"):
+            opto.RetryableError("x", retry_after=bad)
 
 
 # --- decorating ---------------------------------------------------------------------------
@@ -159,6 +160,66 @@ def test_async_trace_on_plain_function_names_opto_trace() -> None:
 
     with pytest.raises(TypeError, match="use @opto.trace for a plain function"):
         opto.trace.async_trace(plain)
+
+
+def test_a_generator_function_is_refused_naming_the_fix() -> None:
+    """Its call only makes the generator: a span around that would end before the body runs."""
+
+    def gen():
+        yield 1
+
+    with pytest.raises(TypeError, match="cannot trace generator function .*async_stream"):
+        opto.trace(gen)
+
+
+def test_a_class_is_refused_naming_the_fix() -> None:
+    with pytest.raises(TypeError, match="got class .*Model: decorate its methods instead"):
+
+        @opto.trace
+        class Model:
+            pass
+
+
+@pytest.mark.parametrize("decorator", [opto.trace, opto.trace(name=None), opto.trace.async_trace])
+async def test_above_staticmethod_and_classmethod_the_method_kind_is_kept(decorator, spans) -> None:
+    class Model:
+        @decorator
+        @staticmethod
+        async def double(x: int) -> int:
+            return 2 * x
+
+        @decorator
+        @classmethod
+        async def name(cls) -> str:
+            return cls.__name__
+
+    assert isinstance(Model.__dict__["double"], staticmethod) and isinstance(Model.__dict__["name"], classmethod)
+    assert (await Model.double(2), await Model().double(3), await Model.name()) == (4, 6, "Model")
+    assert [s.name for s in spans.all()] == ["test_above_staticmethod_and_classmethod_the_method_kind_is_kept.<locals>.Model.double"] * 2 + [
+        "test_above_staticmethod_and_classmethod_the_method_kind_is_kept.<locals>.Model.name"
+    ]
+
+
+async def test_partials_and_callable_objects_are_traced_under_their_functions_names(spans) -> None:
+    import functools
+
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    class Ask:
+        async def __call__(self, q: str) -> str:
+            if not q:
+                raise ValueError("empty")
+            return q.upper()
+
+    assert opto.trace(functools.partial(add, 1))(2) == 3
+    ask = opto.trace(Ask())  # an async callable object: its calls are awaited, as async_trace's
+    assert await ask("hi") == "HI"
+    with pytest.raises(ValueError, match="empty"):
+        await ask("")
+    names = [(s.name, s.attributes[semconv.OUTCOME]) for s in spans.all()]
+    prefix = "test_partials_and_callable_objects_are_traced_under_their_functions_names.<locals>."
+    assert names == [(prefix + "add", "ok"), (prefix + "Ask", "ok"), (prefix + "Ask", "error")]
 
 
 def test_async_trace_on_async_generator_names_async_stream() -> None:

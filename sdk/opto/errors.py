@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 __all__ = ["RetryableError"]
 
 
@@ -13,7 +15,7 @@ class RetryableError(Exception):
     """
 
     def __init__(self, message: str = "", *, retry_after: float | None = None) -> None:
-        if retry_after is not None and retry_after < 0:
-            raise ValueError(f"retry_after must be >= 0 seconds, got {retry_after!r}")
+        if retry_after is not None and not 0 <= retry_after < math.inf:  # NaN fails too
+            raise ValueError(f"retry_after must be a finite number of seconds >= 0, got {retry_after!r}")
         super().__init__(message)
         self.retry_after = retry_after

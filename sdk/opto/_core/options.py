@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+import functools
+import inspect
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from .capture import DEFAULT_MAX_LENGTH, safe_repr
 from .retry import RetryPolicy
 
-__all__ = ["Options", "OPTION_NAMES", "NOT_SET", "check_options", "check_timeout", "label"]
+__all__ = ["Options", "OPTION_NAMES", "NOT_SET", "check_options", "check_timeout", "label", "span_name", "for_methods_too"]
 
 NOT_SET: Any = object()  # an option not given (retry_delay and the like have no None meaning)
 
@@ -96,3 +98,25 @@ def label(func: Any) -> str:
     """How an error message names a function (or whatever was passed in its place)."""
     name = getattr(func, "__qualname__", None)
     return name if isinstance(name, str) and name else safe_repr(func, 200)
+
+
+def span_name(func: Any) -> str:
+    """A traced callable's span name: its `__qualname__`, a partial's function's, or an instance's class's."""
+    while isinstance(func, functools.partial):
+        func = func.func
+    name = getattr(func, "__qualname__", None)
+    return name if isinstance(name, str) and name else type(func).__qualname__
+
+
+def for_methods_too(decorate: Callable[[Any], Any], decorator: str) -> Callable[[Any], Any]:
+    """`decorate`, also applied above `@staticmethod` or `@classmethod` (to the function inside,
+    keeping the method kind); a class is refused, since its calls are its constructor's."""
+
+    def outer(func: Any) -> Any:
+        if isinstance(func, (staticmethod, classmethod)):
+            return type(func)(decorate(func.__func__))
+        if inspect.isclass(func):
+            raise TypeError(f"{decorator} decorates a function, got class {label(func)}: decorate its methods instead")
+        return decorate(func)
+
+    return outer

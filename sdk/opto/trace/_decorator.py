@@ -11,6 +11,7 @@ from .._core import (
     DEFAULT_MAX_LENGTH,
     NOT_SET,
     check_options,
+    for_methods_too,
     label,
     safe_repr,
     wrap_coroutine_function,
@@ -82,14 +83,15 @@ def async_trace(
                 f"async_trace cannot wrap async generator function {label(func)}: "
                 "use @opto.trace.async_stream for async generators"
             )
-        if not inspect.iscoroutinefunction(func):
+        if not (inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(getattr(type(func), "__call__", None))):
             raise TypeError(
                 f"async_trace needs an 'async def' function, got {label(func)}: "
                 "use @opto.trace for a plain function"
             )
         return wrap_coroutine_function(func, opts)
 
-    return decorate if fn is None else decorate(fn)
+    traced = for_methods_too(decorate, "async_trace")
+    return traced if fn is None else traced(fn)
 
 
 @overload
@@ -115,12 +117,18 @@ def trace(fn: Any = None, /, **options: Any) -> Any:
     async generator functions `async_stream`; `timeout` and `loop` apply to those only."""
 
     def decorate(func: Any) -> Any:
-        if inspect.iscoroutinefunction(func):
+        if inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(getattr(type(func), "__call__", None)):
             return async_trace(func, **options)
         if inspect.isasyncgenfunction(func):
             return async_stream(func, **options)
         if not callable(func):
             raise TypeError(f"@opto.trace decorates a function, got {type(func).__name__} {safe_repr(func, 200)}")
+        if inspect.isgeneratorfunction(func):
+            raise TypeError(
+                f"@opto.trace cannot trace generator function {label(func)}: its call only makes the generator, "
+                "so the span would end before the body runs; make it an 'async def' generator "
+                "(traced with @opto.trace.async_stream), or trace the function that consumes it"
+            )
         if options.get("max_concurrent") is not None:
             raise TypeError(
                 f"max_concurrent= needs an async function: a sync call cannot wait for a slot without "
@@ -134,4 +142,5 @@ def trace(fn: Any = None, /, **options: Any) -> Any:
                 )
         return wrap_function(func, check_options(options))
 
-    return decorate if fn is None else decorate(fn)
+    traced = for_methods_too(decorate, "@opto.trace")
+    return traced if fn is None else traced(fn)

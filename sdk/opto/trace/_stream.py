@@ -6,7 +6,7 @@ import inspect
 from collections.abc import AsyncIterator, Callable
 from typing import Any, ParamSpec, TypeVar, overload
 
-from .._core import DEFAULT_MAX_LENGTH, check_options, label, wrap_async_generator_function
+from .._core import DEFAULT_MAX_LENGTH, check_options, for_methods_too, label, wrap_async_generator_function
 
 __all__ = ["async_stream"]
 
@@ -96,4 +96,5 @@ def async_stream(
             )
         return wrap_async_generator_function(func, opts)
 
-    return decorate if fn is None else decorate(fn)
+    traced = for_methods_too(decorate, "async_stream")
+    return traced if fn is None else traced(fn)
