@@ -350,3 +350,44 @@ def test_capture_memory_does_not_grow_with_the_value(kind: str, value: Any) -> N
         tracemalloc.stop()
     assert len(text) <= 1000
     assert peak < 200_000, f"{kind}: {peak} bytes"
+
+
+class _LyingClassError(Exception):
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:
+        raise RuntimeError("hostile __class__")
+
+
+class _HostileMeta(type):
+    def __getattribute__(cls, name: str) -> Any:
+        if name in ("__qualname__", "__module__"):
+            raise RuntimeError(f"hostile {name}")
+        return type.__getattribute__(cls, name)
+
+
+class _HostileMetaError(Exception, metaclass=_HostileMeta):
+    pass
+
+
+@pytest.mark.parametrize("make", [_LyingClassError, _HostileMetaError], ids=["__class__ raises", "metaclass raises"])
+async def test_an_exception_whose_type_is_hostile_reaches_the_caller_as_itself(make: type[Exception], spans: Any) -> None:
+    """Its outcome, retry check and exception event read the type past `__class__` and the metaclass."""
+
+    @opto.trace
+    def sync(e: BaseException) -> None:
+        raise e
+
+    @opto.trace.async_trace(retry_attempts=1, retry_delay=0.0)
+    async def retried(e: BaseException) -> None:
+        raise e
+
+    for call in (sync, retried):
+        error = make()
+        with pytest.raises(Exception) as raised:
+            result = call(error)
+            if asyncio.iscoroutine(result):
+                await result
+        assert raised.value is error
+    for span in spans.all():
+        assert span.attributes[semconv.ERROR_TYPE] == type.__dict__["__qualname__"].__get__(make)
+        assert span.attributes[semconv.OUTCOME] == semconv.OUTCOME_ERROR

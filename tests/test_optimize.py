@@ -735,3 +735,23 @@ async def test_unhashable_values_are_compared_for_duplicates() -> None:
 
     result = await workflow.optimize([1], guide=lambda n, out: out, proposer=propose)
     assert [c.params["tools"] for c in result.candidates] == [["search"], ["search", "calc"]]
+
+
+async def test_a_proposer_error_keeps_its_own_cause_and_context() -> None:
+    """Raised out of the search's task group as itself, with the chain the proposer gave it."""
+
+    @trace.optimize(beam_width=1, num_proposals=1, max_depth=2, max_concurrent=4)
+    async def workflow(n: int) -> int:
+        return X.value
+
+    cause = KeyError("root cause")
+
+    def propose(params: dict[str, Any], feedback: Any) -> list[dict[str, Any]]:
+        try:
+            raise cause
+        except KeyError as k:
+            raise ValueError("proposer broke") from k
+
+    with pytest.raises(ValueError, match="proposer broke") as raised:
+        await workflow.optimize([1, 2], guide=lambda n, out: 1.0, proposer=propose)
+    assert raised.value.__cause__ is cause and raised.value.__context__ is cause

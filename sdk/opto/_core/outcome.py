@@ -18,7 +18,7 @@ def outcome_of(exc: BaseException, timed_out: bool = False) -> str:
     """The outcome of a call that raised `exc`, for every primitive: `cancelled` for a cancellation
     (asyncio's or trio's; never an error), `timeout` when the call's own deadline expired
     (`timed_out`), else `error`."""
-    if isinstance(exc, asyncio.CancelledError) or _trio_cancelled(exc):
+    if issubclass(type(exc), asyncio.CancelledError) or _trio_cancelled(exc):
         return semconv.OUTCOME_CANCELLED
     return semconv.OUTCOME_TIMEOUT if timed_out else semconv.OUTCOME_ERROR
 
@@ -26,13 +26,29 @@ def outcome_of(exc: BaseException, timed_out: bool = False) -> str:
 def _trio_cancelled(exc: BaseException) -> bool:
     """trio's Cancelled, known by name: the SDK does not import trio."""
     t = type(exc)
-    return t.__name__ == "Cancelled" and t.__module__.startswith("trio")
+    return type_name(t) == "Cancelled" and type_module(t).startswith("trio")
+
+
+_QUALNAME = type.__dict__["__qualname__"]
+_MODULE = type.__dict__["__module__"]
+
+
+def type_name(t: type) -> str:
+    """`t.__qualname__`, read past any metaclass, which could raise or lie."""
+    return _QUALNAME.__get__(t, type)  # type: ignore[no-any-return]
+
+
+def type_module(t: type) -> str:
+    """`t.__module__`, read the same way."""
+    module = _MODULE.__get__(t, type)
+    return module if isinstance(module, str) else ""
 
 
 def qualified_type(exc: BaseException) -> str:
     """`exception.type` as OpenTelemetry's exception events write it: module and name, builtins bare."""
     t = type(exc)
-    return f"{t.__module__}.{t.__qualname__}" if t.__module__ and t.__module__ != "builtins" else t.__qualname__
+    name, module = type_name(t), type_module(t)
+    return f"{module}.{name}" if module and module != "builtins" else name
 
 
 def record_error(span: Span, exc: BaseException, *, escaped: bool = True) -> None:
@@ -41,8 +57,7 @@ def record_error(span: Span, exc: BaseException, *, escaped: bool = True) -> Non
     The event is what `Span.record_exception` writes, but the message is had with
     `exception_text`: an exception whose `__str__` raises or is huge still reaches the caller as is.
     """
-    t = type(exc)
-    name = t.__qualname__
+    name = type_name(type(exc))
     message, failed = exception_text(exc)
     span.set_attribute(semconv.ERROR_TYPE, name)
     if failed is not None:

@@ -93,7 +93,7 @@ class RetryPolicy:
         """Whether `exc`, raised by an attempt, is worth another try."""
         if own_timeout:
             return self.retry_timeouts
-        return isinstance(exc, self.retry_on)
+        return issubclass(type(exc), self.retry_on)  # type(), not isinstance: an exception's __class__ may raise
 
     def delay_for(self, retry: int, exc: BaseException | None = None) -> float:
         """Seconds to wait before retry number `retry` (1-based)."""

@@ -385,8 +385,10 @@ async def _gather(steps: Sequence[Callable[[], Coroutine[Any, Any, T]]], concurr
         async with asyncio.TaskGroup() as group:
             tasks = [group.create_task(step()) for step in steps]
     except BaseExceptionGroup as errors:
-        raise errors.exceptions[0] from None
-    return [task.result() for task in tasks]
+        first = errors.exceptions[0]
+    else:
+        return [task.result() for task in tasks]
+    raise first  # out of the except block, so that its own __cause__ and __context__ stay as they were
 
 
 def _verdict(verdict: Any) -> tuple[float, Any]:
