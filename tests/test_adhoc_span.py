@@ -98,3 +98,23 @@ def test_a_span_is_entered_once() -> None:
 def test_a_span_needs_a_name(name: object) -> None:
     with pytest.raises(TypeError, match="non-empty str"):
         opto.span(name)  # type: ignore[arg-type]
+
+
+async def test_a_span_in_a_stream_its_consumer_leaves_early_ends_ok_not_error(spans) -> None:
+    """GeneratorExit is how a generator learns its consumer is done: no error, as for the stream itself."""
+    from contextlib import aclosing
+
+    @opto.trace.async_stream
+    async def chunks():
+        with opto.span("chunk"):
+            for i in range(10):
+                yield i
+
+    async with aclosing(chunks()) as stream:
+        async for i in stream:
+            if i == 1:
+                break
+    chunk = spans.one("chunk")
+    assert chunk.attributes[semconv.OUTCOME] == semconv.OUTCOME_OK
+    assert chunk.status.status_code != StatusCode.ERROR and not chunk.events
+    assert spans.one(chunks.__qualname__).attributes[semconv.STREAM_CLOSED_EARLY] is True

@@ -443,3 +443,59 @@ async def test_a_stream_takes_no_concurrency_slot() -> None:
             assert [await step(x) async for x in gen()] == [0, 1, 2]
     finally:
         SCOPE.reset(token)
+
+
+async def test_a_span_the_body_holds_open_across_its_yields_stays_its_own(spans) -> None:
+    """The body's `with start_as_current_span(...)` around two yields parents what the body does after
+    the first yield too, and the consumer never sees that span between items."""
+    tracer = otel_trace.get_tracer("user")
+
+    @opto.trace.async_trace
+    async def leaf(i: int) -> int:
+        return i
+
+    @opto.trace.async_stream
+    async def body() -> AsyncGenerator[int, None]:
+        with tracer.start_as_current_span("held"):
+            yield await leaf(0)
+            yield await leaf(1)
+
+    seen = []
+    with tracer.start_as_current_span("consumer") as consumer:
+        async for _ in body():
+            seen.append(otel_trace.get_current_span() is consumer)
+    assert seen == [True, True]
+    held = spans.one("held")
+    parents = [s.parent.span_id for s in spans.named(leaf.__qualname__)]
+    assert parents == [held.context.span_id] * 2
+
+
+def test_streams_still_open_when_asyncio_run_ends_are_closed_once_and_end_ok(spans, caplog: pytest.LogCaptureFixture) -> None:
+    """asyncio.run closes the generators it knows at its end: only the traced one, which closes the
+    body, so the two are never closed at once ("aclose(): asynchronous generator is already running")."""
+    kept: list[Any] = []
+    cleaned: list[int] = []
+
+    @opto.trace.async_stream
+    async def ticks(n: int) -> AsyncGenerator[int, None]:
+        try:
+            for i in range(100):
+                yield i
+        finally:
+            await asyncio.sleep(0)  # an async cleanup, as closing a connection is
+            cleaned.append(n)
+
+    async def main() -> None:
+        for n in range(5):
+            stream = ticks(n)
+            kept.append(stream)  # still referenced when asyncio.run ends
+            async for i in stream:
+                if i == 1:
+                    break
+
+    with caplog.at_level(logging.ERROR):
+        asyncio.run(main())
+    assert sorted(cleaned) == [0, 1, 2, 3, 4]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    runs = spans.named(ticks.__qualname__)
+    assert [(s.attributes[semconv.OUTCOME], s.attributes[semconv.STREAM_CLOSED_EARLY]) for s in runs] == [("ok", True)] * 5

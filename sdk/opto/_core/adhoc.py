@@ -71,11 +71,13 @@ class span:
             raise RuntimeError(f"opto.span({self._name!r}) was exited without being entered")
         try:
             if span_.is_recording():
-                outcome = semconv.OUTCOME_OK if exc is None else outcome_of(exc)
-                span_.set_attribute(semconv.OUTCOME, outcome)
-                if outcome == semconv.OUTCOME_CANCELLED:
+                if exc is None or issubclass(type(exc), GeneratorExit):  # a generator closed early: no error
+                    span_.set_attribute(semconv.OUTCOME, semconv.OUTCOME_OK)
+                elif (outcome := outcome_of(exc)) == semconv.OUTCOME_CANCELLED:
+                    span_.set_attribute(semconv.OUTCOME, outcome)
                     span_.add_event(semconv.EVENT_CANCELLED)
-                elif exc is not None:
+                else:
+                    span_.set_attribute(semconv.OUTCOME, outcome)
                     record_error(span_, exc)
             span_.end()
         finally:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import sys
 import time
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar
 
 from ..telemetry import attach, recording, undo, with_span
@@ -50,17 +51,18 @@ def wrap_async_generator_function(fn: Callable[P, AsyncGenerator[Y, S]], opts: O
         items = 0
         first: float | None = None
         last: Any = None
-        sent: Any = None
-        thrown: BaseException | None = None
+        step = _first_step(inner)
         try:
             while True:
-                # The span is current only while the body runs: attached and detached within one
-                # step of the consumer's task, never across a yield.
+                # The body's context is current only while the body runs: attached and detached
+                # within one step of the consumer's task, never across a yield. What the body made
+                # current (a span it holds open across its yields) is kept for its next step.
                 token = attach(ctx) if ctx is not None else None
                 try:
-                    item = await (asend(sent) if thrown is None else inner.athrow(thrown))
+                    item = await step
                 finally:
                     if token is not None:
+                        ctx = current_context()
                         undo(token)  # attached in this same step of this task: cannot fail
                 if not items:
                     first = time.perf_counter() - call.t0
@@ -68,11 +70,11 @@ def wrap_async_generator_function(fn: Callable[P, AsyncGenerator[Y, S]], opts: O
                 if keep:
                     last = item
                 try:
-                    sent, thrown = (yield item), None
+                    step = asend((yield item))
                 except GeneratorExit:
                     raise
                 except BaseException as exc:  # athrow(): forwarded into the body
-                    sent, thrown = None, exc
+                    step = inner.athrow(exc)
         except StopAsyncIteration:
             call.end(OUTCOME_OK, last, _facts(items, first, False))
         except GeneratorExit:
@@ -94,6 +96,20 @@ def wrap_async_generator_function(fn: Callable[P, AsyncGenerator[Y, S]], opts: O
             raise
 
     return wrapper
+
+
+def _first_step(inner: AsyncGenerator[Any, Any]) -> Awaitable[Any]:
+    """The body's first step, made without the event loop's first-iteration hook: the loop then
+    knows only the wrapper, and at its shutdown closes the wrapper, which closes the body, instead
+    of closing both at once ("aclose(): asynchronous generator is already running")."""
+    firstiter, finalizer = sys.get_asyncgen_hooks()
+    if firstiter is None:
+        return inner.asend(None)
+    sys.set_asyncgen_hooks(None, finalizer)
+    try:
+        return inner.asend(None)
+    finally:
+        sys.set_asyncgen_hooks(firstiter, finalizer)
 
 
 def _facts(items: int, first: float | None, closed_early: bool | None) -> dict[str, Any]:
