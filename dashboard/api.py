@@ -125,7 +125,7 @@ def _duration_ns(raw: str) -> int:
     ms = float(raw)
     if not 0 <= ms <= MAX_INT / 1e6:  # also refuses nan
         raise BadParameter(f"expected milliseconds from 0 to {MAX_INT / 1e6:.0f}, got {raw[:40]!r}")
-    return int(ms * 1e6)
+    return min(int(ms * 1e6), MAX_INT)  # the last few ms below the bound round up past it
 
 
 def _attribute(raw: str) -> tuple[str, str]:

@@ -26,7 +26,7 @@ from . import asyncio_frames
 from .batch import decode_batch
 from .pipeline import Pipeline
 from .priority import BIG_FRAME_BYTES
-from .records import MAX_INT, MAX_NAME, ProcessInfo, RecordError, SpanRecord, check_attributes, int_field, list_field, object_field, text_field
+from .records import MAX_INT, MAX_NAME, ProcessInfo, RecordError, SpanRecord, check_attributes, fit_ints, int_field, list_field, object_field, text_field
 from .stats import Stats
 from .store import StoreError
 
@@ -58,6 +58,7 @@ def _metric(obj: Any, path: str) -> dict[str, Any]:
     if "summary" in m:
         if not depth_within(object_field(m["summary"], f"{path}.summary")):
             raise RecordError(f"{path}.summary", f"nested more than {MAX_DEPTH} deep")
+        m["summary"] = fit_ints(m["summary"])
     elif "histogram" in m:
         h = object_field(m["histogram"], f"{path}.histogram")
         int_field(h, "count", f"{path}.histogram")
@@ -67,10 +68,12 @@ def _metric(obj: Any, path: str) -> dict[str, Any]:
                 raise RecordError(f"{path}.histogram.{key}", "expected a list of numbers")
         if not depth_within(h):
             raise RecordError(f"{path}.histogram", f"nested more than {MAX_DEPTH} deep")
+        m["histogram"] = fit_ints(h)
     else:
         value = m.get("value")
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise RecordError(f"{path}.value", f"expected a number, got {value!r}"[:80])
+        m["value"] = fit_ints(value)
     return m
 
 
@@ -207,6 +210,11 @@ class _Connection:
                 if not exc.transient:
                     self.stats.refused(len(batch.spans), len(batch.metrics))
                 await self.reply({"type": "error", "seq": batch.seq, "msg": "not stored", "detail": str(exc)[:300], "retry": exc.transient})
+                return
+            except Exception as exc:  # a fault of ours: the frame is still answered and counted, and the server goes on
+                logger.exception("batch %s not stored", batch.seq)
+                self.stats.refused(len(batch.spans), len(batch.metrics))
+                await self.reply({"type": "error", "seq": batch.seq, "msg": "not stored", "detail": f"{type(exc).__name__}: {exc}"[:300], "retry": False})
                 return
             ack: dict[str, Any] = {"type": "ack", "seq": batch.seq, "stored": stored}
             if batch.refused:

@@ -128,8 +128,12 @@ class Pipeline:
         if process is not None:
             for r in spans:
                 r.process_id = process.id
+        try:
+            write = Write(spans, process, metrics, drops)
+        except (TypeError, ValueError, OverflowError) as exc:  # data no check foresaw that cannot be encoded
+            raise StoreError(f"cannot be encoded: {exc}") from exc
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._queue.append((Write(spans, process, metrics, drops), future))
+        self._queue.append((write, future))
         self._pending += len(spans)
         self._work.set()
         return await asyncio.shield(future)

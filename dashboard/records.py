@@ -21,7 +21,7 @@ from opto.telemetry.limits import MAX_ITEMS, MAX_MESSAGE, MAX_NAME, MAX_VALUE
 __all__ = [
     "Kind", "State", "StatusCode", "KINDS", "STATES", "STATUS_CODES", "MAX_NAME", "MAX_ITEMS", "MAX_MESSAGE", "MAX_VALUE",
     "RecordError", "SpanRecord", "check_id", "outcome_of", "ProcessInfo", "text_field", "int_field", "object_field",
-    "list_field", "check_attributes", "check_events", "check_links",
+    "list_field", "fit_ints", "check_attributes", "check_events", "check_links",
 ]
 
 Kind = Literal["internal", "server", "client", "producer", "consumer"]
@@ -89,6 +89,18 @@ def list_field(value: Any, path: str) -> list[Any]:
         raise RecordError(path, f"expected a list, got {_show(value)}")
     if len(value) > MAX_ITEMS:
         raise RecordError(path, f"more than {MAX_ITEMS} items")
+    return value
+
+
+def fit_ints(value: Any) -> Any:
+    """`value` (JSON data nested within MAX_DEPTH) with every int past 64 bits made a float, as
+    attribute values are: such an int would fail the whole shared write, not just its own item."""
+    if type(value) is int:
+        return value if -MAX_INT - 1 <= value <= MAX_INT else float(value)
+    if isinstance(value, list):
+        return [fit_ints(v) for v in value]
+    if isinstance(value, dict):
+        return {k: fit_ints(v) for k, v in value.items()}
     return value
 
 

@@ -211,14 +211,18 @@ def _event_rows(spans: Iterable[SpanRecord]) -> list[tuple[Any, ...]]:
             rows.append((r.trace_id, r.span_id, r.name, "concurrency", r.start_ns, _dumps({"limit": limit, "peak": peak, "end_ns": r.end_ns})))
         if r.state != "ended" or not (r.events or r.links or semconv.DEBUG_CREATION_STACK in r.attributes):
             continue
+        # `+ i` keeps a span's rows apart (unique by span, kind and time); the time is first held
+        # below the top of SQLite's INTEGER, so that an absurd time cannot fail the shared write
         for i, event in enumerate(r.events):
             kind = _EVENT_KINDS.get(event["name"])
             if kind is not None:
-                rows.append((r.trace_id, r.span_id, r.name, kind, event["time_ns"] + i, _dumps(event.get("attributes", {}))))
+                at = min(event["time_ns"], MAX_INT - len(r.events)) + i
+                rows.append((r.trace_id, r.span_id, r.name, kind, at, _dumps(event.get("attributes", {}))))
         for i, link in enumerate(r.links):
             attrs = link.get("attributes", {})
             if semconv.QUEUE_WAIT_S in attrs:
-                rows.append((r.trace_id, r.span_id, r.name, "queue_wait", r.start_ns + i, _dumps(attrs)))
+                at = min(r.start_ns, MAX_INT - len(r.links)) + i
+                rows.append((r.trace_id, r.span_id, r.name, "queue_wait", at, _dumps(attrs)))
         stack = r.attributes.get(semconv.DEBUG_CREATION_STACK)
         if stack is not None:
             rows.append((r.trace_id, r.span_id, r.name, "creation_stack", r.start_ns, _dumps({semconv.DEBUG_CREATION_STACK: stack})))

@@ -52,6 +52,9 @@ async def test_largest_values_in_range_are_read(served: tuple[Dashboard, Feed]) 
     assert len(d.get(f"/api/traces?until_ns={biggest}&min_duration_ms=0")["traces"]) == 1
     assert d.get("/api/limits?q=" + "x" * 50_000)["limits"] == []  # not a parameter of /api/limits: ignored
     assert d.get(f"/api/debug?since_ns={biggest}")["events"] == []
+    for ms in ("9223372036854.775", "9223372036854.7758", "9223372036854.776"):  # these round up to 2**63 ns
+        assert d.get(f"/api/traces?min_duration_ms={ms}")["traces"] == []
+        assert len(d.get(f"/api/traces?max_duration_ms={ms}")["traces"]) == 1
 
 
 def insert_metrics(d: Dashboard, rows: list[tuple[Any, ...]]) -> None:

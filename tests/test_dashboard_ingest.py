@@ -211,6 +211,36 @@ async def test_an_int_attribute_past_64_bits_is_stored_as_a_float(dashboard: Das
     assert big["attributes"]["opto.attempts"] == float(2**70) and big["attributes"]["sizes"] == [1, float(2**64)]
 
 
+MAX_INT = 2**63 - 1
+EDGE_FRAMES = {
+    "a metric value of 2**63": {"metrics": [{"name": "m", "time_ns": 1, "attributes": {}, "value": 2**63}]},
+    "histogram counts past 64 bits": {"metrics": [{"name": "m", "time_ns": 1, "attributes": {}, "histogram": {"count": 1, "bounds": [2**64 - 1], "counts": [2**64, 2**63]}}]},
+    "a summary int past 64 bits": {"metrics": [{"name": "m", "time_ns": 1, "attributes": {}, "summary": {"x": [2**64 - 1, {"y": 2**64}]}}]},
+    "two retry events at the largest time": {"events": [{"name": "opto.retry", "time_ns": MAX_INT, "attributes": {}}] * 2},
+    "two queue-wait links at the largest start": {
+        "start_ns": MAX_INT, "end_ns": MAX_INT,
+        "links": [{"trace_id": "1" * 32, "span_id": "1" * 16, "attributes": {"opto.queue.wait_s": 1.0}}] * 2,
+    },
+}
+
+
+@pytest.mark.parametrize("edge", EDGE_FRAMES.values(), ids=EDGE_FRAMES)
+async def test_values_at_the_edge_of_sqlites_integer_never_fail_their_frame(dashboard: Dashboard, edge: dict[str, Any]) -> None:
+    """Valid at the door, these once failed the shared write, losing every span of the frame with no
+    reply and no count: now each frame is acked with all its spans stored."""
+    trace = new_trace()
+    metrics = edge.get("metrics", [])
+    fields = {k: v for k, v in edge.items() if k != "metrics"}
+    spans = [span_record(trace, new_span()) for _ in range(4)] + [span_record(trace, new_span(), **fields)]
+    async with connect(dashboard.ws_url + "/ws/ingest") as ws:
+        await ws.send(hello_frame())
+        answer = await send_batch(ws, 1, spans, metrics=metrics)
+    assert answer == {"type": "ack", "seq": 1, "stored": 5}
+    assert len(dashboard.get(f"/api/traces/{trace}")["spans"]) == 5
+    ingest = dashboard.get("/api/live")["ingest"]
+    assert (ingest["spans_refused"], ingest["metrics_refused"]) == (0, 0)
+
+
 async def test_invalid_utf8_in_a_binary_frame_is_refused(dashboard: Dashboard) -> None:
     async with connect(dashboard.ws_url + "/ws/ingest") as ws:
         await ws.send(hello_frame())
