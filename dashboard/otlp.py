@@ -69,6 +69,7 @@ class _Signal:
     decode: Callable[[bytes, Encoding], Decoded]
     submit: Callable[[Pipeline, Batch, ProcessInfo], Awaitable[int]]
     reply: Callable[[Decoded], Message]
+    refused: Callable[[Stats, int], None]  # counts items refused one by one, or their write for good
 
 
 def _partial_message(decoded: Decoded) -> str:
@@ -93,10 +94,12 @@ def _metrics_reply(decoded: Decoded) -> Message:
 
 
 _TRACES = _Signal(
-    decode_traces, lambda pipeline, batch, process: pipeline.submit(batch.items, process=process), _trace_reply
+    decode_traces, lambda pipeline, batch, process: pipeline.submit(batch.items, process=process), _trace_reply,
+    lambda stats, n: stats.refused(n, 0),
 )
 _METRICS = _Signal(
-    decode_metrics, lambda pipeline, batch, process: pipeline.submit([], process=process, metrics=batch.items), _metrics_reply
+    decode_metrics, lambda pipeline, batch, process: pipeline.submit([], process=process, metrics=batch.items), _metrics_reply,
+    lambda stats, n: stats.refused(0, n),
 )
 
 
@@ -185,16 +188,22 @@ async def _store(pipeline: Pipeline, stats: Stats, signal: _Signal, decoded: Dec
     for _, process in work:
         stats.connected(process)
     try:
-        await asyncio.gather(*(signal.submit(pipeline, batch, process) for batch, process in work))
-    except StoreError as exc:  # transient (disk full, database locked): 503, and the sender retries
-        if not exc.transient:
-            raise _Refused(400, INVALID_ARGUMENT, f"not stored: {exc}"[:300]) from None
-        raise _Refused(503, UNAVAILABLE, f"not stored: {exc}"[:300]) from None
-    except Exception as exc:
-        raise _Refused(503, UNAVAILABLE, f"not stored: {exc}"[:300]) from None
+        results = await asyncio.gather(*(signal.submit(pipeline, batch, process) for batch, process in work), return_exceptions=True)
     finally:
         for _, process in work:
             stats.disconnected(process.id)
+    failed = [(batch, r) for (batch, _), r in zip(work, results) if isinstance(r, BaseException)]
+    if not failed:
+        return
+    first = failed[0][1]
+    if not all(isinstance(error, StoreError) and not error.transient for _, error in failed):
+        # transient (disk full, database locked): 503, and the sender resends the request
+        raise _Refused(503, UNAVAILABLE, f"not stored: {first}"[:300])
+    lost = sum(len(batch.items) for batch, _ in failed)  # refused for good: counted, and named in the reply
+    signal.refused(stats, lost)
+    if len(failed) == len(work):
+        raise _Refused(400, INVALID_ARGUMENT, f"not stored: {first}"[:300])
+    decoded.reject(lost, f"not stored: {first}"[:300])
 
 
 def _response(message: Message, encoding: Encoding, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -236,6 +245,8 @@ async def _export(request: Request, signal: _Signal) -> Response:
         if pipeline.full:
             raise _Refused(503, UNAVAILABLE, f"ingest queue is full ({pipeline.pending} spans waiting); retry later")
         decoded = await _decoded(request, signal, encoding, wbits)
+        if decoded.rejected:
+            signal.refused(stats, decoded.rejected)
         await _store(pipeline, stats, signal, decoded)
     except _Refused as exc:
         headers = None

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
@@ -26,8 +27,9 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from opto.telemetry import semconv
+from opto.telemetry.limits import cut_value
 
-from .records import MAX_ITEMS, MAX_NAME, ProcessInfo, RecordError, SpanRecord
+from .records import MAX_ITEMS, MAX_NAME, MAX_VALUE, ProcessInfo, RecordError, SpanRecord
 
 __all__ = [
     "Encoding", "DecodeError", "Batch", "Decoded", "parse", "decode_traces", "decode_metrics", "to_records",
@@ -303,7 +305,9 @@ def _data_points(metric: Metric) -> Any:
 def attributes(pairs: Iterable[KeyValue], path: str) -> dict[str, Any]:
     """OTLP key-values as record attributes: scalars and scalar lists as they are, maps and nested lists as JSON.
 
-    RecordError past `MAX_ITEMS` attributes or for a name over `MAX_NAME` chars; empty values are dropped.
+    A string longer than `MAX_VALUE` or a list longer than `MAX_ITEMS` is cut, as OpenTelemetry's
+    attribute limits cut; RecordError past `MAX_ITEMS` attributes or for a name over `MAX_NAME`
+    chars; empty values are dropped.
     """
     out: dict[str, Any] = {}
     for pair in _limited(pairs, path):
@@ -313,6 +317,8 @@ def attributes(pairs: Iterable[KeyValue], path: str) -> dict[str, Any]:
             out[pair.key] = getattr(value, kind)
         elif kind is not None:
             out[pair.key] = _complex(value, kind)
+        if pair.key in out:  # cut as OpenTelemetry's attribute limits cut
+            out[pair.key] = cut_value(out[pair.key], MAX_VALUE)[0]
     if out and max(map(len, out)) > MAX_NAME:
         raise RecordError(path, f"attribute name longer than {MAX_NAME} chars")
     return out
@@ -336,6 +342,8 @@ def _plain(value: AnyValue) -> Any:
         return {pair.key: _plain(pair.value) for pair in value.kvlist_value.values}
     if kind == "bytes_value":
         return base64.b64encode(value.bytes_value).decode()
+    if kind == "double_value" and not math.isfinite(value.double_value):
+        return None  # as JSON carries a NaN or an infinity: the text stored must stay JSON
     return getattr(value, kind) if kind else None
 
 

@@ -167,3 +167,23 @@ async def test_a_body_that_does_not_arrive_in_time_is_a_counted_408_and_frees_th
     assert reply.startswith(b"HTTP/1.1 408") and f"within {BODY_TIMEOUT_S} s".encode() in reply
     assert dashboard.app.state.stats.bad_frames == 1
     assert (await client.post("/v1/traces", content=SPEC_TRACE_EXAMPLE, headers=JSON)).status_code == 200
+
+
+async def test_values_past_the_attribute_limits_are_cut_and_nan_keeps_stored_json_valid(client: httpx.AsyncClient, dashboard: Dashboard) -> None:
+    """The OTLP door keeps the websocket door's value limits, cutting as OpenTelemetry's attribute
+    limits do, so that one request cannot store (and serve back) a 10 MB value."""
+    from opto.telemetry.limits import MAX_ITEMS, MAX_VALUE
+
+    body = json.loads(SPEC_TRACE_EXAMPLE)
+    span = body["resourceSpans"][0]["scopeSpans"][0]["spans"][0]
+    span["attributes"] = [
+        {"key": "long", "value": {"stringValue": "x" * (MAX_VALUE * 10)}},
+        {"key": "many", "value": {"arrayValue": {"values": [{"intValue": "1"}] * (MAX_ITEMS * 5)}}},
+        {"key": "map", "value": {"kvlistValue": {"values": [{"key": "nan", "value": {"doubleValue": "NaN"}}]}}},
+    ]
+    response = await client.post("/v1/traces", json=body)
+    assert response.status_code == 200, response.text
+    (stored,) = dashboard.get(f"/api/traces/{span['traceId'].lower()}")["spans"]
+    attrs = stored["attributes"]
+    assert len(attrs["long"]) == MAX_VALUE and len(attrs["many"]) == MAX_ITEMS
+    assert json.loads(attrs["map"]) == {"nan": None}

@@ -132,6 +132,16 @@ async def test_partial_success_in_json(dashboard: Dashboard, client: httpx.Async
     assert partial["rejectedSpans"] == "2"  # int64 in proto3 JSON is a string
     assert "span.trace_id: expected a non-zero 16-byte id" in partial["errorMessage"]
     assert [s["span_id"] for s in dashboard.get(f"/api/traces/{TRACE_ID}")["spans"]] == ["0000000000000001"]
+    assert dashboard.get("/api/live")["ingest"]["spans_refused"] == 2  # counted, as at the websocket door
+
+
+async def test_events_at_the_largest_time_never_fail_the_request(dashboard: Dashboard, client: httpx.AsyncClient) -> None:
+    """Two retry events at 2**63 - 1 ns once failed the whole write with a 400: all three spans lost."""
+    events = [{"name": "opto.retry", "timeUnixNano": str(2**63 - 1)}] * 2
+    response = await client.post("/v1/traces", json=example({}, {}, {"events": events}))
+    assert response.status_code == 200, response.text
+    assert len(dashboard.get(f"/api/traces/{TRACE_ID}")["spans"]) == 3
+    assert dashboard.get("/api/live")["ingest"]["spans_refused"] == 0
 
 
 async def test_partial_success_in_protobuf(client: httpx.AsyncClient) -> None:

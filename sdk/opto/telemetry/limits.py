@@ -12,7 +12,7 @@ from typing import Any, Final
 from . import semconv
 
 __all__ = [
-    "MAX_NAME", "MAX_MESSAGE", "MAX_VALUE", "MAX_ITEMS", "MAX_DEPTH", "MAX_SPAN_BYTES", "MAX_FRAME_BYTES",
+    "MAX_NAME", "MAX_MESSAGE", "MAX_VALUE", "MAX_ITEMS", "MAX_DEPTH", "MAX_SPAN_BYTES", "MAX_FRAME_BYTES", "cut_value",
     "MAX_BATCH_SPANS", "measure", "fit", "depth_within",
 ]
 
@@ -29,7 +29,7 @@ MAX_BATCH_SPANS: Final = 10_000  # span records in one frame
 _SCALARS = (str, bool, int, float)
 
 
-def _cut_value(value: Any, limit: int) -> tuple[Any, bool]:
+def cut_value(value: Any, limit: int) -> tuple[Any, bool]:
     """`value` with strings cut to `limit` chars and lists to MAX_ITEMS items; whether anything was cut."""
     if isinstance(value, str):
         return (value, False) if len(value) <= limit else (value[:limit], True)
@@ -37,7 +37,7 @@ def _cut_value(value: Any, limit: int) -> tuple[Any, bool]:
         cut = len(value) > MAX_ITEMS
         items = []
         for item in value[:MAX_ITEMS]:
-            item, was = _cut_value(item, limit) if isinstance(item, str) else (item, False)
+            item, was = cut_value(item, limit) if isinstance(item, str) else (item, False)
             cut |= was
             items.append(item)
         return items, cut
@@ -54,7 +54,7 @@ def _fit_attributes(attrs: dict[str, Any], limit: int, budget: int, where: str, 
         if len(key) > MAX_NAME:
             cut.append(f"{where}:name")
             key = key[:MAX_NAME]
-        value, was = _cut_value(value, limit)
+        value, was = cut_value(value, limit)
         if was:
             cut.append(f"{where}.{key}")
         size = len(key) + (sum(len(v) if isinstance(v, str) else 24 for v in value) if isinstance(value, list) else len(value) if isinstance(value, str) else 24)
