@@ -43,9 +43,10 @@ def same_origin(headers: Headers, hosts: HostRule) -> bool:
     origin = headers.get("origin")
     if origin is None:
         return True  # not a browser: the SDK and scripts send no Origin
-    _, scheme_end, netloc = origin.partition("://")  # an Origin is scheme://host[:port], nothing more
+    scheme, _, netloc = origin.partition("://")  # an Origin is scheme://host[:port], nothing more
     netloc = netloc.lower()
-    return bool(scheme_end) and netloc == headers.get("host", "").lower() and hosts.allows(netloc)
+    # a page of the dashboard's own is served over http, or https behind a proxy: no other scheme
+    return scheme.lower() in ("http", "https") and netloc == headers.get("host", "").lower() and hosts.allows(netloc)
 
 
 class AccessMiddleware:

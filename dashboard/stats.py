@@ -27,6 +27,7 @@ _NAMES = 50  # functions listed in flight, and named in each concurrency sample;
 _OTHERS = "(other functions)"
 PROCESS_IDLE_S = 15 * 60  # a process gone this long leaves the live view (it stays in the database)
 _PROCESSES = 100  # processes listed live: connected or seen last first (and as many that lost spans)
+MAX_PROCESSES = 10_000  # processes kept in memory: past it, those gone longest are forgotten early
 _PRUNE_EVERY_S = 10
 
 
@@ -145,6 +146,17 @@ class Stats:
             del self.in_flight[key]
         self.version += 1
 
+    def _forget_oldest(self) -> None:
+        """Forget the tenth of the processes not connected that were seen longest ago, and their
+        in-flight spans: many distinct OTLP resources must not grow memory, nor every snapshot's work."""
+        idle = [(p.last_seen_ns, pid) for pid, p in self.processes.items() if not p.connections]
+        gone = {pid for _, pid in heapq.nsmallest(max(MAX_PROCESSES // 10, 1), idle)}
+        for pid in gone:
+            del self.processes[pid]
+        for key in [k for k, span in self.in_flight.items() if span.process_id in gone]:
+            del self.in_flight[key]
+        self.version += 1
+
     def live_process_ids(self) -> frozenset[str]:
         """Processes connected now or seen within PROCESS_IDLE_S: whose figures still count."""
         cutoff = time.time_ns() - int(PROCESS_IDLE_S * 1e9)
@@ -153,6 +165,8 @@ class Stats:
     def connected(self, info: ProcessInfo) -> None:
         proc = self.processes.get(info.id)
         if proc is None:
+            if len(self.processes) >= MAX_PROCESSES:
+                self._forget_oldest()
             proc = self.processes[info.id] = _Process(info)
         proc.connections += 1
         proc.last_seen_ns = time.time_ns()

@@ -89,3 +89,20 @@ def test_thousands_of_past_processes_make_a_small_live_view(monkeypatch: pytest.
     assert lossy.id not in {p["id"] for p in live["processes"]}
     assert live["process_counts"] == {"total": 1001, "connected": 1}
     assert len(live["drops"]) == 11 and live["drops"][lossy.id]["spans"] == 7
+
+
+def test_past_max_processes_those_gone_longest_are_forgotten_never_a_connected_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each distinct OTLP resource is a process: a flood of them must not grow memory without bound."""
+    monkeypatch.setattr(stats_module, "MAX_PROCESSES", 100)
+    stats = Stats()
+    connected = process()
+    stats.connected(connected)
+    stats.stored([Write([started(connected, "call")], connected)])
+    flood = [process() for _ in range(1000)]
+    for proc in flood:
+        stats.connected(proc)
+        stats.stored([Write([started(proc, "call")], proc)])
+        stats.disconnected(proc.id)
+    assert len(stats.processes) <= 100
+    assert connected.id in stats.processes and flood[-1].id in stats.processes
+    assert {s.process_id for s in stats.in_flight.values()} <= set(stats.processes)

@@ -101,6 +101,9 @@ def test_an_origin_must_equal_the_host_and_be_an_accepted_name() -> None:
     assert same_origin(Headers({"host": "dash.example:1", "origin": "http://dash.example:1"}), rule)
     assert not same_origin(Headers({"host": "evil.example:1", "origin": "http://evil.example:1"}), rule)
     assert not same_origin(Headers({"host": "dash.example:1", "origin": "http://dash.example:2"}), rule)
+    assert same_origin(Headers({"host": "dash.example:1", "origin": "https://dash.example:1"}), rule)  # behind a TLS proxy
+    for scheme in ("evil", "file", "chrome-extension", ""):
+        assert not same_origin(Headers({"host": "dash.example:1", "origin": f"{scheme}://dash.example:1"}), rule)
 
 
 @pytest.mark.parametrize("token", ["semi;colon", "with space", 'dq"uote', "tökén✓", "a,b=c\\d%41"], ids=["semicolon", "space", "quote", "non-ascii", "punctuation"])
