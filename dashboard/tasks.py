@@ -14,7 +14,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from .records import MAX_NAME, ProcessInfo, RecordError, int_field, list_field, object_field, text_field
+from .records import MAX_NAME, ProcessInfo, RecordError, check_id, int_field, list_field, object_field, text_field
 
 __all__ = ["TaskBoard", "check_asyncio", "MAX_PROCESSES"]
 
@@ -92,7 +92,8 @@ def _incident(obj: Any, path: str) -> dict[str, Any]:
         **_where(obj, path),
         "stack": [_where(w, f"{path}.stack[{i}]") for i, w in enumerate(_items(obj.get("stack", []), f"{path}.stack", MAX_STACK))],
         "task": _optional_text(obj, "task", path), "task_site": _optional_text(obj, "task_site", path),
-        "trace_id": text_field(obj, "trace_id", path, limit=32), "span_id": text_field(obj, "span_id", path, limit=16),
+        # hex ids, as a span's: the page links to the span with them
+        "trace_id": check_id(obj.get("trace_id"), 32, f"{path}.trace_id"), "span_id": check_id(obj.get("span_id"), 16, f"{path}.span_id"),
     }
 
 

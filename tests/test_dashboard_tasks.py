@@ -150,3 +150,19 @@ def test_the_task_board_keeps_the_latest_picture_of_at_most_max_processes() -> N
     assert len(listed) == MAX_PROCESSES
     assert listed[0]["process"]["pid"] == 7 and listed[0]["live"] == 2  # heard from last: listed first
     assert {p["process"]["pid"] for p in listed} == set(range(5, MAX_PROCESSES + 5))  # the first five went
+
+
+@pytest.mark.parametrize("ids", [{"trace_id": "../../api/live?x=", "span_id": "b" * 16}, {"trace_id": "a" * 32, "span_id": "B" * 16}])
+def test_an_incident_whose_ids_are_not_hex_is_refused(ids: dict[str, str]) -> None:
+    """The Loop page links to the blocked span with these ids: only a span's hex ids are taken."""
+    from opto_dashboard.records import RecordError
+    from opto_dashboard.tasks import check_asyncio
+
+    incident = {
+        "start_ns": 1, "seen_after_s": 0.2, "duration_s": 0.3, "threshold_s": 0.1,
+        "file": "app.py", "line": 3, "function": "f", "stack": [], "trace_id": "a" * 32, "span_id": "b" * 16,
+    }
+    loop = {"loop": 1, "threshold_s": 0.1, "samples": 1, "blocked": 1, "incidents": [incident]}
+    assert check_asyncio({"loops": [loop]})["loops"][0]["incidents"][0]["trace_id"] == "a" * 32
+    with pytest.raises(RecordError, match="lowercase hex"):
+        check_asyncio({"loops": [loop | {"incidents": [incident | ids]}]})
