@@ -33,7 +33,7 @@ from .records import MAX_ITEMS, MAX_NAME, MAX_VALUE, ProcessInfo, RecordError, S
 
 __all__ = [
     "Encoding", "DecodeError", "Batch", "Decoded", "parse", "decode_traces", "decode_metrics", "to_records",
-    "to_points", "attributes", "process_of",
+    "to_points", "attributes", "process_of", "MAX_RESOURCES",
 ]
 
 Encoding = Literal["protobuf", "json"]
@@ -52,6 +52,10 @@ _KINDS = {
 }
 _STATUS = {Status.STATUS_CODE_UNSET: "unset", Status.STATUS_CODE_OK: "ok", Status.STATUS_CODE_ERROR: "error"}
 _SCALARS = frozenset({"string_value", "int_value", "double_value", "bool_value"})
+# Resources one request may carry: each is a process of its own (one write, one live entry); an
+# exporter sends one, a collector a few. Past it, a request could keep the server busy for seconds.
+MAX_RESOURCES = 1_000
+_PAST_RESOURCES = f"past the {MAX_RESOURCES} resources one request may carry"
 _ZERO_IDS = {8: bytes(8), 16: bytes(16)}
 _ID_FIELDS = ("traceId", "trace_id", "spanId", "span_id", "parentSpanId", "parent_span_id")
 _SHOWN_METRICS = frozenset({"gauge", "sum", "histogram"})
@@ -159,9 +163,11 @@ def _convert_ids(obj: dict[str, Any], where: str) -> None:
 def to_records(request: ExportTraceServiceRequest) -> Decoded:
     """Every span of the request as an ended record; invalid spans are counted, not raised."""
     decoded = Decoded()
-    for resource_spans in request.resource_spans:
+    for i, resource_spans in enumerate(request.resource_spans):
         spans = [span for scope_spans in resource_spans.scope_spans for span in scope_spans.spans]
         try:
+            if i >= MAX_RESOURCES:
+                raise RecordError("resource", _PAST_RESOURCES)
             batch = Batch(attributes(resource_spans.resource.attributes, "resource"))
         except RecordError as exc:
             decoded.reject(len(spans), f"{len(spans)} span(s) rejected: {exc}")
@@ -252,9 +258,11 @@ def to_points(request: ExportMetricsServiceRequest) -> Decoded:
     """
     decoded = Decoded()
     not_shown = 0
-    for resource_metrics in request.resource_metrics:
+    for i, resource_metrics in enumerate(request.resource_metrics):
         metrics = [m for scope_metrics in resource_metrics.scope_metrics for m in scope_metrics.metrics]
         try:
+            if i >= MAX_RESOURCES:
+                raise RecordError("resource", _PAST_RESOURCES)
             batch = Batch(attributes(resource_metrics.resource.attributes, "resource"))
         except RecordError as exc:
             count = sum(len(_data_points(m)) for m in metrics)

@@ -187,3 +187,17 @@ async def test_values_past_the_attribute_limits_are_cut_and_nan_keeps_stored_jso
     attrs = stored["attributes"]
     assert len(attrs["long"]) == MAX_VALUE and len(attrs["many"]) == MAX_ITEMS
     assert json.loads(attrs["map"]) == {"nan": None}
+
+
+def test_resources_past_the_cap_of_one_request_are_rejected_and_counted() -> None:
+    """Each resource is a process, a write and a live entry: 150,000 of them in one 13 MB request
+    kept the server busy for seconds. Past MAX_RESOURCES, their spans are rejected, by count."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    from opto_dashboard.otlp_decode import MAX_RESOURCES, parse, to_records
+
+    request = parse(SPEC_TRACE_EXAMPLE.encode(), "json", ExportTraceServiceRequest())
+    request.resource_spans.extend([request.resource_spans[0]] * (MAX_RESOURCES + 4))
+    decoded = to_records(request)
+    assert len(decoded.batches) == MAX_RESOURCES
+    assert decoded.rejected == 5 and f"past the {MAX_RESOURCES} resources" in decoded.error
