@@ -570,6 +570,7 @@ def _prune(db: _Connection, p: Prune) -> int:
     (total,) = db.execute("SELECT coalesce(sum(span_count), 0) FROM traces").fetchone()
     if cutoff is not None:
         db.execute("DELETE FROM metrics WHERE time_ns < ?", (cutoff,))
+        db.execute("DELETE FROM processes WHERE last_seen_ns < ?", (cutoff,))  # not heard from within the retention
     total -= _drop(db, victims)
     pruned = len(victims)
     victims = _oldest(db, total - p.max_spans)

@@ -239,6 +239,23 @@ async def test_metrics_older_than_retention_go_even_with_no_trace_to_prune(tmp_p
         await store.close()
 
 
+async def test_processes_not_heard_from_within_the_retention_go(tmp_path: Path) -> None:
+    """Each OTLP resource is a process row: without this, rows would grow for as long as the store lives."""
+    store = Store(tmp_path / "opto.db", retention_s=3600)
+    await store.open()
+    try:
+        gone, here = (ProcessInfo(secrets.token_hex(16), name, 1, "host", "sdk", time.time_ns()) for name in ("gone", "here"))
+        await store.write([Write([], gone, [{"name": "opto.calls", "time_ns": time.time_ns(), "value": 1.0}])])
+        await store.write([Write([], here, [{"name": "opto.calls", "time_ns": time.time_ns(), "value": 1.0}])])
+        with closing(sqlite3.connect(store.path)) as conn, conn:
+            conn.execute("UPDATE processes SET last_seen_ns = ? WHERE id = ?", (time.time_ns() - int(2 * 3600e9), gone.id))
+        await store.prune()
+        with closing(sqlite3.connect(store.path)) as conn:
+            assert conn.execute("SELECT service FROM processes").fetchall() == [("here",)]
+    finally:
+        await store.close()
+
+
 async def test_writes_queued_back_to_back_are_stored_in_order(running: tuple[Store, Pipeline]) -> None:
     """The next batch goes to the writer while one is being stored: a span's start and its end,
     submitted one after the other, still end up as the ended span."""
