@@ -265,3 +265,29 @@ def test_a_forked_child_streams_as_its_own_process(dashboard: Dashboard) -> None
     assert set(by_who) == {"'parent-before'", "'child'", "'parent-after'"}
     assert by_who["'parent-before'"] == by_who["'parent-after'"] != by_who["'child'"]
     assert len({p["pid"] for p in dashboard.get("/api/live")["processes"]}) == 2
+
+
+def test_metric_summaries_past_a_frame_are_cut_and_counted_and_no_span_is_lost(dashboard: Dashboard) -> None:
+    """1,000 monitored names of 150 figures each make 10 MB of summaries, more than a frame: the
+    later points go (counted as dropped metrics), and every span still arrives, on one connection."""
+    code = (
+        "import asyncio, opto, sys\n"
+        "from opto.trace import AsyncMetrics\n"
+        "from opentelemetry import trace\n"
+        "opto.configure(dashboard=sys.argv[1])\n"
+        "@opto.trace\n"
+        "async def work(i): return i\n"
+        "async def main():\n"
+        "    for n in range(1000):\n"
+        "        async with AsyncMetrics.monitor(f'stage-{n}') as m:\n"
+        "            for k in range(150): m.record(f'figure_{k}', k)\n"
+        "    for i in range(50): await work(i)\n"
+        "asyncio.run(main())\n"
+        "opto.shutdown()\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code, dashboard.url], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert dashboard.get("/api/traces")["total"] == 50
+    (drops,) = dashboard.get("/api/live")["drops"].values()
+    assert drops["spans"] == 0 and drops["metrics"] > 0
+    assert dashboard.get("/api/live")["ingest"]["bad_frames"] == 0

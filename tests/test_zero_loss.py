@@ -41,6 +41,10 @@ async def work(kind):
         raise ValueError("m" * 5000)
     elif kind == "infinite":
         trace.get_current_span().set_attribute("ratio", float("inf"))
+    elif kind == "events":  # each event within the limits, all of them 8 MB: over a frame
+        span = trace.get_current_span()
+        for _ in range(128):
+            span.add_event("e", {"x": "a" * 65_536})
     elif kind == "odd":  # what JSON or orjson cannot carry as it is
         trace.get_current_span().set_attributes({"path": "bad\\udcff.txt", "huge": 2**70})
     await asyncio.sleep(0)
@@ -111,10 +115,11 @@ def test_oversized_spans_are_stored_cut_to_the_limits_and_marked(dashboard: Dash
     app.run("emit 2000 attribute 100")
     app.run("emit 200 attribute 1")  # 200 spans of 1 MB at once: 13 MB cut, split across frames
     app.run("emit 10 infinite 1")  # JSON has no infinity: the value is left out, the span kept
+    app.run("emit 3 events 1")  # events that pass every limit but the span's size: cut to it
     emitted = app.run("emit 10 odd 1")
     app.run("flush")
     assert "did not get" not in app.finish()
-    assert stored(dashboard.app.state.store.path) == emitted == 4220
+    assert stored(dashboard.app.state.store.path) == emitted == 4223
     attributes = "SELECT a FROM (SELECT opto_attributes(s.attributes, k.keys) AS a FROM spans s JOIN attribute_keys k ON k.id = s.keys_ref)"
     with closing(sqlite3.connect(dashboard.app.state.store.path)) as db:
         compact.register(db)
@@ -125,7 +130,9 @@ def test_oversized_spans_are_stored_cut_to_the_limits_and_marked(dashboard: Dash
         compact.register(db)
         rows = db.execute(attributes + " WHERE a LIKE '%opto.truncated%'").fetchall()
         messages = [m for (m,) in db.execute("SELECT status_message FROM spans WHERE status_code = 'error'")]
-    assert len(rows) == 220 and all('"attributes.big"' in a and len(a) > 65_536 for (a,) in rows)
+    big = [a for (a,) in rows if '"attributes.big"' in a]
+    assert len(big) == 220 and all(len(a) > 65_536 for a in big)
+    assert len(rows) == 223  # and the three spans of 128 big events, cut to MAX_SPAN_BYTES
     assert len(messages) == 20 and all(m.startswith("ValueError: mmm") and len(m) <= 4096 for m in messages)
 
 

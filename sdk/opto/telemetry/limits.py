@@ -78,7 +78,8 @@ def measure(record: dict[str, Any], attributes_size: int | None = None) -> int:
         return -1
     size = 256 + len(name) + len(message)
     if attributes_size is None or "events" in record or "links" in record:
-        return _measure_maps(record, size, attributes_size)
+        size = _measure_maps(record, size, attributes_size)
+        return -1 if size > MAX_SPAN_BYTES else size
     if attributes_size > MAX_NAME and (
         attributes_size > MAX_VALUE  # perhaps only many values, none too long: `fit` will tell
         or max(map(len, attrs)) > MAX_NAME

@@ -215,7 +215,7 @@ class LiveSpanProcessor(SpanProcessor):
         deadline = time.monotonic() + timeout_millis / 1000
         self._wake.set()
         with self._idle:
-            while self._buffer or self._carry or self._unacked:
+            while self._buffer or self._carry or self._unacked or (self._exiting and not self._next_metrics):
                 left = deadline - time.monotonic()
                 if left <= 0 or not self._thread.is_alive() or (self._connects == 0 and self._failed):
                     return False  # out of time, or no dashboard has ever answered: nothing to wait for
@@ -228,6 +228,7 @@ class LiveSpanProcessor(SpanProcessor):
         if self._stop.is_set():
             return
         deadline = time.monotonic() + self.flush_timeout_s
+        self._next_metrics = 0.0  # the last metric summaries go too: a program shorter than a second sent none
         self._exiting = True
         self.force_flush(int(self.flush_timeout_s * 1000))
         self._stop.set()
@@ -438,6 +439,12 @@ class LiveSpanProcessor(SpanProcessor):
             "resource": dict(resource.attributes) if resource is not None else {},
         }
         frame = _encode_json(batch)
+        while len(frame) > limits.MAX_FRAME_BYTES and batch["metrics"]:
+            # Metric points pushed it over (thousands of names, many keys): the later half goes, counted.
+            kept = batch["metrics"][: len(batch["metrics"]) // 2]
+            self.dropped_metrics += len(batch["metrics"]) - len(kept)
+            batch["metrics"], batch["drops"]["metrics"] = kept, self.dropped_metrics
+            frame = _encode_json(batch)
         while len(frame) > limits.MAX_FRAME_BYTES and len(records) > 1:
             # Escapes made the records longer than measured: the later half waits for the next frame.
             half = len(records) // 2
@@ -447,10 +454,14 @@ class LiveSpanProcessor(SpanProcessor):
             self._buffer.extendleft(reversed(taken[half:]))
             del taken[half:], records[half:]
             frame = _encode_json(batch)
-        if len(frame) > limits.MAX_FRAME_BYTES:  # one record of control characters: cut it harder
-            records[0] = limits.fit(records[0], limit=limits.MAX_NAME)
-            batch["metrics"] = []
+        if len(frame) > limits.MAX_FRAME_BYTES and records:  # one record of control characters: cut it harder
+            span, ended = taken[0]
+            records[0] = limits.fit(encode_span(span, ended), limit=limits.MAX_NAME)
             frame = _encode_json(batch)
+            if len(frame) > limits.MAX_FRAME_BYTES:  # never seen: counted, so that no span is lost without a reason
+                self.drops["unencodable"] += ended
+                del taken[:], records[:]
+                frame = _encode_json(batch)
         self._unacked[self._seq] = frame
         self._unacked_ends[self._seq] = bytes(ended for _, ended in taken)
         return frame
