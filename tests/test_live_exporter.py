@@ -291,3 +291,25 @@ def test_metric_summaries_past_a_frame_are_cut_and_counted_and_no_span_is_lost(d
     (drops,) = dashboard.get("/api/live")["drops"].values()
     assert drops["spans"] == 0 and drops["metrics"] > 0
     assert dashboard.get("/api/live")["ingest"]["bad_frames"] == 0
+
+
+def test_children_multiprocessing_forks_flush_before_they_exit(dashboard: Dashboard) -> None:
+    """multiprocessing ends a forked child with os._exit, past atexit: its spans still all arrive."""
+    code = (
+        "import multiprocessing, opto, sys\n"
+        "opto.configure(dashboard=sys.argv[1])\n"
+        "@opto.trace\n"
+        "def work(i): return i\n"
+        "def child(n):\n"
+        "    for i in range(n): work(i)\n"
+        "if __name__ == '__main__':\n"
+        "    ctx = multiprocessing.get_context('fork')\n"
+        "    children = [ctx.Process(target=child, args=(300,)) for _ in range(2)]\n"
+        "    for c in children: c.start()\n"
+        "    for c in children: c.join()\n"
+        "    print([c.exitcode for c in children])\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code, dashboard.url], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[0, 0]"
+    assert dashboard.get("/api/traces")["total"] == 600

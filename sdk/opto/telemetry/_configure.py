@@ -177,7 +177,18 @@ def _install(
                 logger.warning("the application has its own MeterProvider; opto metric exporters were not added to it")
         if not _installed.atexit_registered:
             atexit.register(shutdown)
+            if hasattr(os, "register_at_fork"):
+                os.register_at_fork(after_in_child=_flush_at_multiprocessing_exit)
             _installed.atexit_registered = True
+
+
+def _flush_at_multiprocessing_exit() -> None:
+    """A child that multiprocessing forks ends with `os._exit`, which skips atexit, but runs its
+    finalizers: `shutdown` becomes one, once multiprocessing has cleared the parent's (a plain
+    fork's child that exits normally has atexit)."""
+    util = sys.modules.get("multiprocessing.util")
+    if util is not None:
+        util.register_after_fork(shutdown, lambda flush: util.Finalize(None, flush, exitpriority=0))
 
 
 def shutdown(timeout_s: float = DEFAULT_SHUTDOWN_TIMEOUT_S) -> None:
