@@ -80,3 +80,23 @@ def test_an_otlp_endpoint_from_the_environment_with_a_scheme_is_taken() -> None:
         opto.shutdown(0.1)
         """
     )
+
+
+def test_a_configure_that_raises_leaves_nothing_running_or_applied() -> None:
+    """A bad dashboard URL is found after the OTLP exporters are built: they are stopped, and the
+    call_durations switch is left as it was, so a corrected configure() starts clean."""
+    out = run_python(
+        """
+        import threading, opto
+        from opto.telemetry import _facade
+        try:
+            opto.configure(otlp_endpoint="http://127.0.0.1:1", dashboard="ftp://nope", call_durations=False)
+        except ValueError as exc:
+            print("raised", exc)
+        print(sorted(t.name for t in threading.enumerate() if t is not threading.main_thread()), _facade._durations_on)
+        """
+    )
+    assert out.splitlines() == [
+        "raised dashboard must be a URL such as http://127.0.0.1:8765, got 'ftp://nope'",
+        "[] True",
+    ]

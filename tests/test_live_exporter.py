@@ -313,3 +313,28 @@ def test_children_multiprocessing_forks_flush_before_they_exit(dashboard: Dashbo
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[0, 0]"
     assert dashboard.get("/api/traces")["total"] == 600
+
+
+def test_a_long_service_name_or_resource_value_costs_no_span(dashboard: Dashboard) -> None:
+    """Cut to the dashboard's limits as a span's own values are: past them, every span of the
+    process was refused (a hello refused, a resource value refused with each frame)."""
+    code = (
+        "import opto, sys\n"
+        "opto.configure(dashboard=sys.argv[1], service_name='s' * 2000, resource_attributes={'deploy.note': 'x' * 70_000})\n"
+        "@opto.trace\n"
+        "def work(i): return i\n"
+        "for i in range(20): work(i)\n"
+        "opto.shutdown()\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code, dashboard.url], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert dashboard.get("/api/traces")["total"] == 20
+    (process,) = dashboard.get("/api/live")["processes"]
+    assert process["service"] == "s" * 1024
+
+
+def test_a_service_name_that_is_not_a_str_is_a_type_error() -> None:
+    import opto
+
+    with pytest.raises(TypeError, match="service_name must be a str, got int"):
+        opto.configure(service_name=123)  # type: ignore[arg-type]

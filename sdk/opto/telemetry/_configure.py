@@ -45,6 +45,8 @@ _lock = threading.Lock()
 
 
 def _service_name(service_name: str | None) -> str:
+    if service_name is not None and not isinstance(service_name, str):
+        raise TypeError(f"service_name must be a str, got {type(service_name).__name__}")
     if service_name:
         return service_name
     # OTEL_SERVICE_NAME, else service.name in OTEL_RESOURCE_ATTRIBUTES.
@@ -102,22 +104,29 @@ def configure(
     for switch, value in (("asyncio", asyncio), ("introspection", introspection)):
         if value is not None and not isinstance(value, bool):
             raise TypeError(f"{switch} must be True, False or None, got {value!r}")
-    _facade.set_call_durations(call_durations)
     if scrub is not None and not isinstance(scrub, _scrub.Scrub):
         raise TypeError(f"scrub must be an opto.Scrub(extra_patterns=..., callback=...), got {type(scrub).__name__}")
-    _scrub.set_scrub(scrub)
-    attrs: dict[str, Any] = {semconv.SERVICE_NAME: _service_name(service_name)}
+    name = _service_name(service_name)
+    attrs: dict[str, Any] = {semconv.SERVICE_NAME: name}
     attrs.update(resource_attributes or {})
     resource = Resource.create(attrs)
     processors: list[SpanProcessor] = []
     readers: list[MetricReader] = []
     durations = CallDurations()
-    if console:
-        processors.append(BatchSpanProcessor(ConsoleSpanExporter()))
-    otlp_processors, otlp_readers = otlp.exporters(otlp_endpoint, otlp_headers, durations, resource)
-    processors += otlp_processors
-    processors += live.processors(dashboard, _service_name(service_name))
-    readers += otlp_readers
+    try:
+        if console:
+            processors.append(BatchSpanProcessor(ConsoleSpanExporter()))
+        otlp_processors, readers = otlp.exporters(otlp_endpoint, otlp_headers, durations, resource)
+        processors += otlp_processors
+        processors += live.processors(dashboard, name)
+    except BaseException:  # a bad setting found late: nothing of this call stays running or applied
+        for processor in processors:
+            processor.shutdown()
+        for reader in readers:
+            reader.shutdown()
+        raise
+    _facade.set_call_durations(call_durations)
+    _scrub.set_scrub(scrub)
     resource_given = service_name is not None or bool(resource_attributes)
     _install(resource, processors, readers, durations, resource_given)
     if asyncio is not None or introspection is not None:

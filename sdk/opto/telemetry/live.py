@@ -10,6 +10,7 @@ await-stack requests (docs/asyncio.md).
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -26,6 +27,7 @@ from urllib.parse import urlsplit, urlunsplit
 import orjson
 from opentelemetry import context as otel_context
 from opentelemetry.context import Context
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from .._version import __version__
@@ -147,7 +149,8 @@ class LiveSpanProcessor(SpanProcessor):
         self.dropped_metrics = 0
         self._buffer.clear()
         self._hello = json.dumps({"type": "hello", "process": {
-            "id": uuid.uuid4().hex, "service": self._service_name, "pid": os.getpid(), "host": socket.gethostname(),
+            "id": uuid.uuid4().hex, "service": self._service_name[:limits.MAX_NAME], "pid": os.getpid(),
+            "host": socket.gethostname()[:limits.MAX_NAME],
             "sdk": f"opto/{__version__}", "started_ns": time.time_ns(),
         }})
         self._carry: tuple[ReadableSpan, bool] | None = None  # taken from the buffer, for the next frame
@@ -436,7 +439,7 @@ class LiveSpanProcessor(SpanProcessor):
         batch = {
             "type": "batch", "seq": self._seq, "spans": records, "metrics": metrics,
             "drops": {"spans": self.dropped_spans, "metrics": self.dropped_metrics, "starts": self.dropped_starts, "reasons": self.drops},
-            "resource": dict(resource.attributes) if resource is not None else {},
+            "resource": _resource_attributes(resource) if resource is not None else {},
         }
         frame = _encode_json(batch)
         while len(frame) > limits.MAX_FRAME_BYTES and batch["metrics"]:
@@ -469,6 +472,15 @@ class LiveSpanProcessor(SpanProcessor):
 
 class _NotStored(Exception):
     """The dashboard answered that it could not store a frame for now (disk full, database locked)."""
+
+
+def _resource_attributes(resource: Resource) -> dict[str, Any]:
+    """A resource's attributes cut to the limits the dashboard keeps, as a span's are: past them,
+    it would refuse every span of the process (a long deploy note, say)."""
+    return {
+        key[:limits.MAX_NAME]: limits.cut_value(value, limits.MAX_VALUE)[0]
+        for key, value in itertools.islice(resource.attributes.items(), limits.MAX_ITEMS)
+    }
 
 
 def _encode_json(value: Any) -> bytes:
