@@ -338,3 +338,25 @@ def test_a_service_name_that_is_not_a_str_is_a_type_error() -> None:
 
     with pytest.raises(TypeError, match="service_name must be a str, got int"):
         opto.configure(service_name=123)  # type: ignore[arg-type]
+
+
+def test_spans_after_shutdown_take_no_memory() -> None:
+    """The processor stays on the provider after `opto.shutdown()`: what ends later is not kept."""
+    code = (
+        "import opto\n"
+        "from opto.telemetry.live import LiveSpanProcessor\n"
+        "from opentelemetry import trace\n"
+        "opto.configure(dashboard='http://127.0.0.1:9')\n"
+        "(live,) = [p for p in trace.get_tracer_provider()._active_span_processor._span_processors if isinstance(p, LiveSpanProcessor)]\n"
+        "@opto.trace\n"
+        "def work(i): return i\n"
+        "for i in range(10): work(i)\n"
+        "opto.shutdown()\n"
+        "kept = len(live._buffer)\n"
+        "for i in range(20_000): work(i)\n"
+        "print(kept, len(live._buffer))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    kept, after = map(int, result.stdout.split())
+    assert after <= kept <= 20

@@ -238,6 +238,7 @@ class LiveSpanProcessor(SpanProcessor):
         self._wake.set()
         self._thread.join(max(0.0, deadline - time.monotonic()))
         unsent, unacked = self._unsent_spans(), self._unacked_spans()
+        self._max = 0  # a span ended after this is never sent: it takes the buffer's one place, not memory
         if self.dropped_spans or unsent or unacked:
             logger.warning(
                 "opto: the dashboard at %s did not get %d spans: %d dropped (%s), %d unsent at shutdown%s",
