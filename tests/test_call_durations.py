@@ -111,3 +111,11 @@ def test_call_durations_must_be_a_bool() -> None:
 
     with pytest.raises(TypeError, match="call_durations must be True or False"):
         opto.configure(call_durations="no")  # type: ignore[arg-type]
+
+
+def test_console_must_be_a_bool() -> None:
+    import opto
+    import pytest
+
+    with pytest.raises(TypeError, match="console must be True or False, got str"):
+        opto.configure(console="yes")  # type: ignore[arg-type]

@@ -229,12 +229,21 @@ def test_retry_events_and_outcomes_arrive_intact(dashboard: Dashboard) -> None:
 @pytest.mark.parametrize("kwargs, message", [
     ({"url": "ftp://127.0.0.1:1"}, "dashboard must be a URL such as http://127.0.0.1:8765"),
     ({"url": "http://127.0.0.1:1", "max_buffer": 0}, "max_buffer must be an int >= 1"),
-    ({"url": "http://127.0.0.1:1", "flush_timeout_s": 0}, "flush_timeout_s must be > 0 seconds"),
+    ({"url": "http://127.0.0.1:99999"}, "dashboard must be a URL such as"),  # no such port
+    ({"url": "http://:8765"}, "dashboard must be a URL such as"),  # no host
+    ({"url": "http://127.0.0.1:1", "flush_timeout_s": 0}, "flush_timeout_s must be a finite number of seconds > 0"),
+    ({"url": "http://127.0.0.1:1", "flush_timeout_s": float("inf")}, "flush_timeout_s must be a finite number"),
+    ({"url": "http://127.0.0.1:1", "flush_timeout_s": float("nan")}, "flush_timeout_s must be a finite number"),
 ])
 def test_bad_settings_raise_value_error_naming_the_fix(kwargs: dict[str, object], message: str) -> None:
     url = kwargs.pop("url")
     with pytest.raises(ValueError, match=message):
         LiveSpanProcessor(url, **kwargs)  # type: ignore[arg-type]
+
+
+def test_a_dashboard_that_is_not_a_str_is_a_type_error() -> None:
+    with pytest.raises(TypeError, match="dashboard must be a URL such as http://127.0.0.1:8765, got int"):
+        LiveSpanProcessor(123)  # type: ignore[arg-type]
 
 
 def test_bad_environment_values_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:

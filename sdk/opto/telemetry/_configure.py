@@ -99,8 +99,9 @@ def configure(
     as much as the rest of a traced call, that is the fastest setting. Calling it is optional:
     without it, spans go to whatever the app set up.
     """
-    if not isinstance(call_durations, bool):
-        raise TypeError(f"call_durations must be True or False, got {type(call_durations).__name__}")
+    for flag, given in (("call_durations", call_durations), ("console", console)):
+        if not isinstance(given, bool):
+            raise TypeError(f"{flag} must be True or False, got {type(given).__name__}")
     for switch, value in (("asyncio", asyncio), ("introspection", introspection)):
         if value is not None and not isinstance(value, bool):
             raise TypeError(f"{switch} must be True, False or None, got {value!r}")

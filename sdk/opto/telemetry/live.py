@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import logging
 import os
 import random
@@ -58,9 +59,15 @@ measure = limits.measure
 
 def ingest_url(url: str) -> str:
     """The `/ws/ingest` websocket URL of a dashboard given as `http://host:port` (or ws://)."""
+    if not isinstance(url, str):
+        raise TypeError(f"dashboard must be a URL such as http://127.0.0.1:8765, got {type(url).__name__}")
     parts = urlsplit(url)
     scheme = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}.get(parts.scheme)
-    if scheme is None or not parts.netloc:
+    try:
+        parts.port  # noqa: B018  (raises for a port past 65535 or not a number)
+    except ValueError:
+        scheme = None
+    if scheme is None or not parts.hostname:
         raise ValueError(f"dashboard must be a URL such as http://127.0.0.1:8765, got {url!r}")
     return urlunsplit((scheme, parts.netloc, parts.path.rstrip("/") + "/ws/ingest", parts.query, ""))
 
@@ -121,8 +128,8 @@ class LiveSpanProcessor(SpanProcessor):
     ) -> None:
         if isinstance(max_buffer, bool) or not isinstance(max_buffer, int) or max_buffer < 1:
             raise ValueError(f"max_buffer must be an int >= 1, got {max_buffer!r}")
-        if not flush_timeout_s > 0:
-            raise ValueError(f"flush_timeout_s must be > 0 seconds, got {flush_timeout_s!r}")
+        if not 0 < flush_timeout_s < math.inf:  # NaN fails too
+            raise ValueError(f"flush_timeout_s must be a finite number of seconds > 0, got {flush_timeout_s!r}")
         self.url = ingest_url(url)
         self.flush_timeout_s = flush_timeout_s
         self._max = max_buffer
