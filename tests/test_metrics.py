@@ -139,8 +139,8 @@ async def test_blocks_record_their_own_values() -> None:
     assert figures == {"count": 100, "mean": 50.5, "p50": 50.5, "p95": pytest.approx(95.05), "max": 100}
 
 
-@pytest.mark.parametrize(("key", "value"), [("", 1), (3, 1), ("k", "1"), ("k", True), ("k", float("nan"))],
-                         ids=["empty-key", "int-key", "str-value", "bool-value", "nan"])
+@pytest.mark.parametrize(("key", "value"), [("", 1), (3, 1), ("k", "1"), ("k", True), ("k", float("nan")), ("k", 10**400)],
+                         ids=["empty-key", "int-key", "str-value", "bool-value", "nan", "int-past-a-float"])
 async def test_record_refuses_bad_keys_and_values(key: Any, value: Any) -> None:
     async with AsyncMetrics.monitor("strict") as block:
         with pytest.raises(TypeError, match=r"record\(\)"):

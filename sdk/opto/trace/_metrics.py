@@ -19,7 +19,7 @@ from typing import Any
 from opentelemetry.metrics import CallbackOptions, Observation
 
 from .. import telemetry
-from .._core import CALL, outcome_of
+from .._core import CALL, outcome_of, safe_repr
 from ..telemetry import semconv, sources
 
 try:
@@ -237,8 +237,8 @@ class BlockMetrics:
         """Add a number of the block's own (tokens used, items found) to the `key` figures of its name."""
         if not isinstance(key, str) or not key:
             raise TypeError(f"record() key must be a non-empty str, got {key!r}")
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise TypeError(f"record() value must be a finite int or float, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value if type(value) is float else _as_float(value)):
+            raise TypeError(f"record() value must be a finite int or float, got {safe_repr(value, 80)}")
         with _lock:
             values = _series_for(self.name).values
             distribution = values.get(key)
@@ -342,3 +342,11 @@ def _points() -> list[sources.Point]:
 
 
 sources.register(sources.METRIC_SUMMARIES, _points)
+
+
+def _as_float(value: float) -> float:
+    """`value` as a float, or NaN for one that is not (an int of 400 digits)."""
+    try:
+        return float(value)
+    except Exception:
+        return math.nan
