@@ -369,3 +369,36 @@ def test_spans_after_shutdown_take_no_memory() -> None:
     assert result.returncode == 0, result.stderr
     kept, after = map(int, result.stdout.split())
     assert after <= kept <= 20
+
+
+def test_metric_points_the_dashboard_refuses_are_counted_as_dropped() -> None:
+    """The SDK's own points pass the dashboard's checks; should a dashboard still refuse some (an
+    older one, another implementation), its ack's refused_metrics are counted, not ignored."""
+    import json
+    import threading
+
+    from websockets.sync.server import serve
+
+    from opto.trace import AsyncMetrics
+
+    async def monitored() -> None:
+        async with AsyncMetrics.monitor("refused-here") as block:
+            block.record("tokens", 3)
+
+    asyncio.run(monitored())
+    frames: list[dict[str, object]] = []
+
+    def handler(ws: object) -> None:
+        for message in ws:  # type: ignore[attr-defined]
+            frame = json.loads(message)
+            if frame["type"] == "batch":
+                frames.append(frame)
+                ws.send(json.dumps({"type": "ack", "seq": frame["seq"], "stored": len(frame["spans"]), "refused_metrics": len(frame["metrics"])}))  # type: ignore[attr-defined]
+
+    with serve(handler, "127.0.0.1", 0) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        live = LiveSpanProcessor(f"http://127.0.0.1:{server.socket.getsockname()[1]}")
+        live.shutdown()
+        server.shutdown()
+    sent = sum(len(frame["metrics"]) for frame in frames)  # type: ignore[arg-type]
+    assert sent > 0 and live.dropped_metrics == sent

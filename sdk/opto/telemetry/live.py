@@ -360,6 +360,9 @@ class LiveSpanProcessor(SpanProcessor):
                         1 for r in refused if isinstance(r, dict) and isinstance(i := r.get("index"), int) and ends[i:i + 1] == b"\x01"
                     )
                     self._log_refusal(refused[0].get("reason"))
+                refused_metrics = reply.get("refused_metrics")
+                if type(refused_metrics) is int and refused_metrics > 0:  # metric points refused one by one
+                    self.dropped_metrics += refused_metrics
             self._unacked.pop(seq, None)
             self._unacked_ends.pop(seq, None)
         with self._idle:
