@@ -447,17 +447,18 @@ class LiveSpanProcessor(SpanProcessor):
         elif not records:
             return None
         self._seq += 1
+        drops: dict[str, Any] = {"spans": self.dropped_spans, "metrics": self.dropped_metrics, "starts": self.dropped_starts, "reasons": self.drops}
         batch = {
-            "type": "batch", "seq": self._seq, "spans": records, "metrics": metrics,
-            "drops": {"spans": self.dropped_spans, "metrics": self.dropped_metrics, "starts": self.dropped_starts, "reasons": self.drops},
+            "type": "batch", "seq": self._seq, "spans": records, "metrics": metrics, "drops": drops,
             "resource": _resource_attributes(resource) if resource is not None else {},
         }
         frame = _encode_json(batch)
-        while len(frame) > limits.MAX_FRAME_BYTES and batch["metrics"]:
+        while len(frame) > limits.MAX_FRAME_BYTES and metrics:
             # Metric points pushed it over (thousands of names, many keys): the later half goes, counted.
-            kept = batch["metrics"][: len(batch["metrics"]) // 2]
-            self.dropped_metrics += len(batch["metrics"]) - len(kept)
-            batch["metrics"], batch["drops"]["metrics"] = kept, self.dropped_metrics
+            half = len(metrics) // 2
+            self.dropped_metrics += len(metrics) - half
+            del metrics[half:]
+            drops["metrics"] = self.dropped_metrics
             frame = _encode_json(batch)
         while len(frame) > limits.MAX_FRAME_BYTES and len(records) > 1:
             # Escapes made the records longer than measured: the later half waits for the next frame.
