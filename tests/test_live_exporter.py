@@ -81,6 +81,13 @@ def stored(db: Path, name: str) -> int:
         return conn.execute("SELECT count(*) FROM spans WHERE name = ? AND state = 'ended'", (name,)).fetchone()[0]  # type: ignore[no-any-return]
 
 
+def run_app(code: str, *args: str, timeout: float = 60) -> str:
+    """`code` in a fresh interpreter, `args` its sys.argv[1:]; its stdout, once it has exited 0."""
+    result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
 def test_spans_of_a_traced_program_reach_the_api_nested(dashboard: Dashboard) -> None:
     program = Program(dashboard.url)
     program.run("jobs 2")
@@ -172,9 +179,8 @@ def test_opto_shutdown_flushes_on_demand(dashboard: Dashboard) -> None:
         "opto.shutdown()\n"
         "print(httpx.get(sys.argv[1] + '/api/traces').json()['total'])\n"
     )
-    result = subprocess.run([sys.executable, "-c", code, dashboard.url], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "10"
+    out = run_app(code, dashboard.url)
+    assert out.strip() == "10"
 
 
 def test_queue_figures_and_metric_summaries_reach_the_dashboard(dashboard: Dashboard) -> None:
@@ -196,8 +202,7 @@ def test_queue_figures_and_metric_summaries_reach_the_dashboard(dashboard: Dashb
         "    await asyncio.sleep(1.5)  # the program lives past one metrics tick of the exporter\n"
         "asyncio.run(main())\n"
     )
-    result = subprocess.run([sys.executable, "-c", code, dashboard.url], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
+    run_app(code, dashboard.url)
     (inbox,) = dashboard.get("/api/queues")["queues"]
     assert inbox["name"] == "inbox" and inbox["depth"] and inbox["wait_ms"]["count"] == 5
     assert [s["name"] for s in dashboard.get("/api/metrics")["summaries"]] == ["handling"]
@@ -217,8 +222,7 @@ def test_retry_events_and_outcomes_arrive_intact(dashboard: Dashboard) -> None:
         "    return 'ok'\n"
         "asyncio.run(flaky())\n"
     )
-    result = subprocess.run([sys.executable, "-c", code, dashboard.url], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
+    run_app(code, dashboard.url)
     retries = dashboard.get("/api/retries")
     assert [r["attempt"] for r in retries["retries"]] == [2, 1]
     assert retries["by_function"][0]["retries"] == 2
@@ -267,8 +271,7 @@ def test_a_forked_child_streams_as_its_own_process(dashboard: Dashboard) -> None
         "os.waitpid(pid, 0)\n"
         "work('parent-after')\n"
     )
-    result = subprocess.run([sys.executable, "-c", code, dashboard.url], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
+    run_app(code, dashboard.url)
     spans = [dashboard.get(f"/api/traces/{t['trace_id']}")["spans"][0] for t in dashboard.get("/api/traces")["traces"]]
     by_who = {s["attributes"]["opto.arg.who"]: s["process_id"] for s in spans}
     assert set(by_who) == {"'parent-before'", "'child'", "'parent-after'"}
@@ -294,8 +297,7 @@ def test_metric_summaries_past_a_frame_are_cut_and_counted_and_no_span_is_lost(d
         "asyncio.run(main())\n"
         "opto.shutdown()\n"
     )
-    result = subprocess.run([sys.executable, "-c", code, dashboard.url], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
+    run_app(code, dashboard.url, timeout=120)
     assert dashboard.get("/api/traces")["total"] == 50
     (drops,) = dashboard.get("/api/live")["drops"].values()
     assert drops["spans"] == 0 and drops["metrics"] > 0
@@ -318,9 +320,8 @@ def test_children_multiprocessing_forks_flush_before_they_exit(dashboard: Dashbo
         "    for c in children: c.join()\n"
         "    print([c.exitcode for c in children])\n"
     )
-    result = subprocess.run([sys.executable, "-c", code, dashboard.url], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "[0, 0]"
+    out = run_app(code, dashboard.url, timeout=120)
+    assert out.strip() == "[0, 0]"
     assert dashboard.get("/api/traces")["total"] == 600
 
 
@@ -335,8 +336,7 @@ def test_a_long_service_name_or_resource_value_costs_no_span(dashboard: Dashboar
         "for i in range(20): work(i)\n"
         "opto.shutdown()\n"
     )
-    result = subprocess.run([sys.executable, "-c", code, dashboard.url], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
+    run_app(code, dashboard.url)
     assert dashboard.get("/api/traces")["total"] == 20
     (process,) = dashboard.get("/api/live")["processes"]
     assert process["service"] == "s" * 1024
@@ -365,9 +365,8 @@ def test_spans_after_shutdown_take_no_memory() -> None:
         "for i in range(20_000): work(i)\n"
         "print(kept, len(live._buffer))\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-    kept, after = map(int, result.stdout.split())
+    out = run_app(code)
+    kept, after = map(int, out.split())
     assert after <= kept <= 20
 
 
