@@ -321,12 +321,12 @@ def attributes(pairs: Iterable[KeyValue], path: str) -> dict[str, Any]:
     for pair in _limited(pairs, path):
         value = pair.value
         kind = value.WhichOneof("value")
-        if kind in _SCALARS:
+        if kind == "string_value":
+            out[pair.key] = value.string_value[:MAX_VALUE]  # cut as OpenTelemetry's attribute limits cut
+        elif kind in _SCALARS:
             out[pair.key] = getattr(value, kind)
         elif kind is not None:
-            out[pair.key] = _complex(value, kind)
-        if pair.key in out:  # cut as OpenTelemetry's attribute limits cut
-            out[pair.key] = cut_value(out[pair.key], MAX_VALUE)[0]
+            out[pair.key] = cut_value(_complex(value, kind), MAX_VALUE)[0]
     if out and max(map(len, out)) > MAX_NAME:
         raise RecordError(path, f"attribute name longer than {MAX_NAME} chars")
     return out

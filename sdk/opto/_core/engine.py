@@ -370,7 +370,7 @@ async def _call_in_scope(calls: Calls, fn: Callable[..., Awaitable[R]], args: tu
 async def _acquire_slots(calls: Calls, limiters: tuple[Limiter, ...]) -> tuple[tuple[Limiter, ...], float]:
     """`acquire_slots`, inside an `opto.slot.wait` child span when some slot is not free now."""
     held = HELD.get()
-    if not any((held is None or not held.holds(limiter)) and limiter.would_block() for limiter in limiters):
+    if not any(not held.holds(limiter) and limiter.would_block() for limiter in limiters):
         return await acquire_slots(limiters)
     span = telemetry.TRACER.start_span(semconv.SPAN_SLOT_WAIT)
     if span.is_recording():

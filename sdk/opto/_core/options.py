@@ -12,7 +12,7 @@ from typing import Any
 from .capture import DEFAULT_MAX_LENGTH, safe_repr
 from .retry import RetryPolicy
 
-__all__ = ["Options", "OPTION_NAMES", "NOT_SET", "check_options", "check_timeout", "label", "span_name", "for_methods_too"]
+__all__ = ["Options", "OPTION_NAMES", "NOT_SET", "check_options", "check_timeout", "label", "span_name", "for_methods_too", "is_async_callable"]
 
 NOT_SET: Any = object()  # an option not given (retry_delay and the like have no None meaning)
 
@@ -106,6 +106,11 @@ def span_name(func: Any) -> str:
         func = func.func
     name = getattr(func, "__qualname__", None)
     return name if isinstance(name, str) and name else type(func).__qualname__
+
+
+def is_async_callable(func: Any) -> bool:
+    """An `async def` function (or a partial of one), or an object whose `__call__` is one."""
+    return inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(getattr(type(func), "__call__", None))
 
 
 def for_methods_too(decorate: Callable[[Any], Any], decorator: str) -> Callable[[Any], Any]:

@@ -141,7 +141,7 @@ class Held:
         return False
 
 
-HELD: ContextVar[Held | None] = ContextVar("opto_held_limiters", default=None)
+HELD: ContextVar[Held] = ContextVar("opto_held_limiters", default=Held((), None))  # outside any call: nothing held
 
 
 @dataclass(slots=True)
@@ -188,7 +188,7 @@ async def acquire_slots(limiters: tuple[Limiter, ...]) -> tuple[tuple[Limiter, .
     waited = 0.0
     try:
         for limiter in limiters:
-            if held is None or not held.holds(limiter):
+            if not held.holds(limiter):
                 waited += await limiter.acquire()
                 taken.append(limiter)
     except BaseException:

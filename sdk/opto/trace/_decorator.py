@@ -12,6 +12,7 @@ from .._core import (
     NOT_SET,
     check_options,
     for_methods_too,
+    is_async_callable,
     label,
     safe_repr,
     wrap_coroutine_function,
@@ -83,7 +84,7 @@ def async_trace(
                 f"async_trace cannot wrap async generator function {label(func)}: "
                 "use @opto.trace.async_stream for async generators"
             )
-        if not (inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(getattr(type(func), "__call__", None))):
+        if not is_async_callable(func):
             raise TypeError(
                 f"async_trace needs an 'async def' function, got {label(func)}: "
                 "use @opto.trace for a plain function"
@@ -117,7 +118,7 @@ def trace(fn: Any = None, /, **options: Any) -> Any:
     async generator functions `async_stream`; `timeout` and `loop` apply to those only."""
 
     def decorate(func: Any) -> Any:
-        if inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(getattr(type(func), "__call__", None)):
+        if is_async_callable(func):
             return async_trace(func, **options)
         if inspect.isasyncgenfunction(func):
             return async_stream(func, **options)

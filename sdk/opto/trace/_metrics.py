@@ -237,7 +237,7 @@ class BlockMetrics:
         """Add a number of the block's own (tokens used, items found) to the `key` figures of its name."""
         if not isinstance(key, str) or not key:
             raise TypeError(f"record() key must be a non-empty str, got {key!r}")
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value if type(value) is float else _as_float(value)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not _finite(value):
             raise TypeError(f"record() value must be a finite int or float, got {safe_repr(value, 80)}")
         with _lock:
             values = _series_for(self.name).values
@@ -344,9 +344,9 @@ def _points() -> list[sources.Point]:
 sources.register(sources.METRIC_SUMMARIES, _points)
 
 
-def _as_float(value: float) -> float:
-    """`value` as a float, or NaN for one that is not (an int of 400 digits)."""
+def _finite(value: float) -> bool:
+    """Whether `value` is a finite number a float can hold (an int of 400 digits is not)."""
     try:
-        return float(value)
-    except Exception:
-        return math.nan
+        return math.isfinite(value)
+    except OverflowError:
+        return False
